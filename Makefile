@@ -1,0 +1,46 @@
+# meshlab entry points. Each target installs what it needs first (`make setup` is idempotent).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.meshlab-setup
+
+.PHONY: setup labs test lab unit integration bench down clean
+
+setup: $(STAMP)
+
+$(STAMP): lib/pyproject.toml
+	@command -v ip >/dev/null || { echo "installing iproute2"; apt-get update -qq && apt-get install -y -qq iproute2; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e './lib[lab]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (meshlab)" >/dev/null
+	$(BIN)/meshlab version
+	@touch $@
+
+## Run every lab notebook headless on the local backend into build/labs/ and print a table.
+labs: setup
+	$(BIN)/python tests/labs/run_labs.py --backend local --out build/labs
+
+## The whole test suite: unit, integration (real Envoy), notebooks (papermill + nbval).
+test: setup
+	$(BIN)/python -m pytest tests
+
+unit: setup
+	$(BIN)/python -m pytest tests/unit
+
+integration: setup
+	$(BIN)/python -m pytest tests/integration
+
+## Open JupyterLab on the labs.
+lab: setup
+	$(BIN)/jupyter lab --notebook-dir=labs
+
+bench: setup
+	$(BIN)/meshlab bench
+
+## Remove everything a lab left running (processes, network namespaces, temp files).
+down:
+	@test -x $(BIN)/meshlab && $(BIN)/meshlab down || true
+
+clean: down
+	rm -rf build $(VENV)

@@ -1,0 +1,3 @@
+"""Backends realise a topology: ``local`` (Envoy processes in network namespaces) and ``kind``."""
+
+BACKENDS = ("local", "kind")

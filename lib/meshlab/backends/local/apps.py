@@ -1,0 +1,71 @@
+"""Sample applications run as plain processes inside pod namespaces.
+
+``helloworld`` answers ``GET /hello`` like Istio's sample:
+``Hello version: v1, instance: helloworld-v1-...``. It is a small asyncio HTTP/1.1 server with
+keep-alive, so it is never the bottleneck when the benchmark measures the sidecars.
+
+Run: ``python -m meshlab.backends.local.apps helloworld --listen 127.0.0.1:5000 --version v1 --instance NAME``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+
+async def _serve(host: str, port: int, version: str, instance: str) -> None:
+    hello = f"Hello version: {version}, instance: {instance}\n".encode()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = (lines[0].split(" ") + ["", ""])[:3]
+                headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:] if h)}
+                length = int(headers.get("content-length", "0") or 0)
+                if length:
+                    await reader.readexactly(length)
+                if path.split("?")[0] in ("/hello", "/"):
+                    status, body = "200 OK", hello
+                elif path == "/healthz":
+                    status, body = "200 OK", b"ok\n"
+                else:
+                    status, body = "404 Not Found", f"no route {path}\n".encode()
+                close = headers.get("connection", "").lower() == "close"
+                writer.write(
+                    f"HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {len(body)}\r\n"
+                    f"{'connection: close' + chr(13) + chr(10) if close else ''}\r\n".encode()
+                    + (body if method != "HEAD" else b"")
+                )
+                await writer.drain()
+                if close:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, host, port, reuse_address=True, backlog=1024)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with server:
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="meshlab-app")
+    p.add_argument("app", choices=["helloworld"])
+    p.add_argument("--listen", required=True, help="host:port")
+    p.add_argument("--version", required=True)
+    p.add_argument("--instance", required=True)
+    a = p.parse_args(argv)
+    host, _, port = a.listen.rpartition(":")
+    asyncio.run(_serve(host, int(port), a.version, a.instance))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,353 @@
+"""The local backend: real Envoy sidecars and sample apps in network namespaces, configured by the
+translator the way istiod would configure them.
+
+All state lives in the lab's state file, so ``meshlab up`` in one shell and ``meshlab call`` in
+another (or a fresh notebook kernel) act on the same lab.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ...errors import LabStateError, MeshlabError
+from ...pki import PKI, WorkloadCert
+from ...state import State, prefix_for
+from ...topology import Topology
+from ...traffic import Answer, CallResult, parse_answer, split_url
+from . import envoy as E
+from . import net, procs
+from .translate import OUTBOUND_PORT, Translator, Workload
+
+NAMESPACE = "sample"
+
+# What `deploy` knows how to run: service account and the ports its app serves.
+APPS: dict[str, dict[str, Any]] = {
+    "helloworld": {"service_account": "helloworld", "ports": [5000]},
+    "curl": {"service_account": "curl", "ports": []},
+}
+
+
+def pod_name(cluster: str, deployment: str, replica: int) -> str:
+    """Deterministic, Kubernetes-looking pod names: ``helloworld-v1-7d9c5-x8k2q``."""
+    h = hashlib.sha256(f"{cluster}/{deployment}/{replica}".encode()).hexdigest()
+    alphabet = "bcdfghjklmnpqrstvwxz2456789"
+    suffix = "".join(alphabet[int(h[i : i + 2], 16) % len(alphabet)] for i in range(10, 20, 2))
+    return f"{deployment}-{h[:5]}-{suffix}"
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, topology: Topology, state: State) -> None:
+        self.topology = topology
+        self.state = state
+        d = state.data
+        self.run_dir = Path(d["run_dir"])
+        self.network = net.Network(d["mode"], d["prefix"], lambda ns: state.record("namespaces", ns))
+        self.pki = PKI(self.run_dir / "pki")
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    @classmethod
+    def create(cls, topology: Topology, state: State) -> "LocalBackend":
+        """Record the plan in the state file, then build the underlay and the PKI."""
+        mode, why = net.choose_mode()
+        prefix = prefix_for(state.dir)
+        run_dir = state.dir / "run"
+        sock_probe = run_dir / "sock" / ("x" * 12)
+        if len(str(sock_probe)) > 104:
+            raise MeshlabError(
+                f"state directory {state.dir} is too long for Envoy's admin Unix sockets",
+                "set MESHLAB_HOME to a shorter path, e.g. /tmp/meshlab",
+            )
+        state.data.update(
+            {
+                "backend": "local",
+                "pattern": str(topology.source.resolve()),
+                "mode": mode,
+                "mode_reason": why,
+                "prefix": prefix,
+                "run_dir": str(run_dir),
+                "namespaces": [],
+                "processes": [],
+                "workloads": [],
+                "control_planes": {cp: "running" for cp in topology.control_planes},
+                "created": time.time(),
+            }
+        )
+        state.record("files", str(run_dir))
+        be = cls(topology, state)
+        be.network.create_underlay(topology)
+        for c in topology.clusters.values():
+            if c.is_primary:  # istiod's CA: the cacerts secret of the primary
+                be.pki.cacerts(c.name, root=topology.meshes[c.mesh].root_ca)
+        return be
+
+    @property
+    def mode(self) -> str:
+        return str(self.state.data["mode"])
+
+    @property
+    def workloads(self) -> list[Workload]:
+        return [Workload(**w) for w in self.state.data.get("workloads", [])]
+
+    def status(self) -> dict[str, Any]:
+        d = self.state.data
+        procs_live = [p for p in d.get("processes", []) if procs.is_alive(p)]
+        return {
+            "pattern": self.topology.name,
+            "backend": "local",
+            "network_mode": d["mode"],
+            "namespaces": len(d.get("namespaces", [])),
+            "processes": f"{len(procs_live)}/{len(d.get('processes', []))} running",
+            "control_planes": d.get("control_planes", {}),
+            "workloads": [
+                {"pod": w.pod, "cluster": w.cluster, "app": w.app, "version": w.version, "ip": w.ip} for w in self.workloads
+            ],
+        }
+
+    # ---- workloads -----------------------------------------------------------------------------
+    def deploy(self, app: str, cluster: str, version: str = "v1", replicas: int = 1, namespace: str = NAMESPACE) -> list[Workload]:
+        """Start ``replicas`` pods of a sample app (its sidecar included) and push the new endpoints to every proxy."""
+        if app not in APPS:
+            raise MeshlabError(f"unknown app {app!r}", f"deployable apps: {', '.join(APPS)}")
+        c = self.topology.cluster(cluster)
+        cp = c.control_plane
+        if self.state.data["control_planes"].get(cp) != "running":
+            raise LabStateError(
+                f"cannot start a sidecar in {cluster}: its control plane ({cp}) is stopped, so the proxy would get "
+                "neither configuration nor a certificate",
+                f"start it with lab.start_control_plane({cp!r})",
+            )
+        spec = APPS[app]
+        deployment = app if not spec["ports"] else f"{app}-{version}"
+        existing = {w.pod for w in self.workloads}
+        created: list[Workload] = []
+        for r in range(replicas):
+            pod = pod_name(cluster, deployment, r)
+            while pod in existing:
+                r += replicas
+                pod = pod_name(cluster, deployment, r)
+            existing.add(pod)
+            index = len(self.state.data["workloads"])
+            podnet = self.network.create_pod(self.topology, c, pod, index)
+            w = Workload(
+                pod=pod, deployment=deployment, app=app, version=version if spec["ports"] else "", cluster=cluster,
+                namespace=namespace, service_account=spec["service_account"], ip=podnet.ip, netns=podnet.netns,
+                outbound=podnet.outbound, app_host=podnet.app_host, ports=list(spec["ports"]),
+                admin=str(self.run_dir / "sock" / f"{index}.sock"),
+                access_log=str(self.run_dir / "logs" / f"{pod}.access.log"),
+            )  # fmt: skip
+            self.state.data["workloads"].append(w.record())
+            self.state.save()
+            if w.ports:
+                self._start_app(w)
+            self._start_sidecar(w)
+            created.append(w)
+        self.sync(cp)
+        return created
+
+    def _cert(self, w: Workload) -> WorkloadCert:
+        """Issued by the CA of the control plane serving the pod's cluster, as istiod does."""
+        c = self.topology.clusters[w.cluster]
+        return self.pki.workload(
+            c.control_plane, w.namespace, w.service_account,
+            trust_domain=self.topology.meshes[c.mesh].trust_domain, root=self.topology.meshes[c.mesh].root_ca,
+        )  # fmt: skip
+
+    def _start_app(self, w: Workload) -> None:
+        argv = self.network.exec_prefix(w.netns) + [
+            sys.executable, "-m", "meshlab.backends.local.apps", "helloworld",
+            "--listen", f"{w.app_host}:{w.ports[0]}", "--version", w.version, "--instance", w.pod,
+        ]  # fmt: skip
+        p = procs.spawn(f"{w.pod}/app", argv, self.run_dir / "logs" / f"{w.pod}.app.log")
+        self.state.record("processes", p.record())
+
+        def listening() -> bool:
+            with net.in_netns(w.netns):
+                with socket.create_connection((w.app_host, w.ports[0]), timeout=0.5):
+                    return True
+
+        procs.wait_until(listening, p, f"its app listens on {w.app_host}:{w.ports[0]}")
+
+    def proxy_dir(self, w: Workload) -> Path:
+        return self.run_dir / "proxies" / w.pod
+
+    def _start_sidecar(self, w: Workload) -> None:
+        d = self.proxy_dir(w)
+        xds = d / "xds"
+        c = self.topology.clusters[w.cluster]
+        boot = E.bootstrap(
+            f"sidecar~{w.ip}~{w.pod}.{w.namespace}~{w.namespace}.svc.cluster.local",
+            f"{w.deployment}.{w.namespace}", (c.region, c.zone), Path(w.admin), xds,
+        )  # fmt: skip
+        Path(w.admin).parent.mkdir(parents=True, exist_ok=True)
+        E.XdsWriter(xds).write(self.proxy_config(w))
+        from ...state import write_atomic
+
+        write_atomic(d / "bootstrap.json", json.dumps(boot, indent=1))
+        p = procs.spawn(f"{w.pod}/envoy", self.network.exec_prefix(w.netns) + E.envoy_argv(d / "bootstrap.json", self.run_dir / "logs" / f"{w.pod}.envoy.log"), self.run_dir / "logs" / f"{w.pod}.envoy.stdout")
+        self.state.record("processes", p.record())
+        procs.wait_until(E.Admin(w.admin).ready, p, "Envoy's /ready answered 200")
+
+    def proxy_config(self, w: Workload) -> E.ProxyConfig:
+        registry = self.workloads
+        certs = {x.pod: self._cert(x) for x in registry}
+        gateways = {c: self.network.gateway_ip(self.topology, c) for c in self.topology.clusters}
+        return Translator(self.topology, gateways, certs).sidecar(w, registry, self.proxy_dir(w) / "xds")
+
+    def sync(self, control_plane: str | None = None) -> None:
+        """Recompute and write the config of every proxy a running control plane serves; wait until applied."""
+        cps = [control_plane] if control_plane else list(self.state.data["control_planes"])
+        for cp in cps:
+            if self.state.data["control_planes"].get(cp) != "running":
+                continue  # a stopped control plane pushes nothing: proxies keep their last config
+            served = {c.name for c in self.topology.served_by(cp)}
+            for w in self.workloads:
+                if w.cluster in served:
+                    cfg = self.proxy_config(w)
+                    if E.XdsWriter(self.proxy_dir(w) / "xds").write(cfg):
+                        self._wait_applied(w, cfg)
+
+    def _wait_applied(self, w: Workload, cfg: E.ProxyConfig, timeout: float = 5.0) -> None:
+        """Wait on Envoy's own view (/clusters) until every EDS cluster has exactly the expected hosts."""
+        want = {name: sorted(f"{e.address}:{e.port}" for e in eps) for name, eps in cfg.endpoints.items()}
+        admin = E.Admin(w.admin)
+        deadline = time.monotonic() + timeout
+        have: dict[str, list[str]] = {}
+        while time.monotonic() < deadline:
+            have = {}
+            for cs in admin.clusters().get("cluster_statuses", []):
+                if cs["name"] in want:
+                    have[cs["name"]] = sorted(
+                        f"{h['address']['socket_address']['address']}:{h['address']['socket_address']['port_value']}"
+                        for h in cs.get("host_statuses", [])
+                    )
+            if have == want:
+                return
+            time.sleep(0.005)
+        raise MeshlabError(
+            f"the sidecar of {w.pod} did not apply its new config within {timeout:.0f}s (wanted {want}, has {have})",
+            f"look for 'config update failure' in {self.run_dir / 'logs' / (w.pod + '.envoy.log')}",
+        )
+
+    def find(self, app: str, cluster: str) -> Workload:
+        for w in self.workloads:
+            if w.cluster == cluster and (w.app == app or w.deployment == app or w.pod == app):
+                return w
+        self.topology.cluster(cluster)
+        raise LabStateError(
+            f"no workload {app!r} in {cluster}",
+            f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})",
+        )
+
+    # ---- traffic -------------------------------------------------------------------------------
+    def call(self, workload: str, url: str, cluster: str, n: int = 1, timeout: float = 5.0, headers: dict[str, str] | None = None) -> CallResult:
+        """Send ``n`` requests from inside the workload's pod through its sidecar (like ``kubectl exec curl``)."""
+        w = self.find(workload, cluster)
+        host, port, path = split_url(url)
+        where = {x.pod: x.cluster for x in self.workloads}
+        result = CallResult(url, f"{w.pod} ({cluster})")
+        conn: http.client.HTTPConnection | None = None
+        for _ in range(n):
+            t0 = time.perf_counter()
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(w.outbound, OUTBOUND_PORT, timeout=timeout)
+                    with net.in_netns(w.netns):
+                        conn.connect()
+                conn.request("GET", path, headers={"Host": f"{host}:{port}", **(headers or {})})
+                resp = conn.getresponse()
+                body = resp.read().decode(errors="replace")
+                result.answers.append(parse_answer(resp.status, body, time.perf_counter() - t0, where))
+                if resp.getheader("connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as e:
+                result.answers.append(Answer(0, "", error=f"{type(e).__name__}: {e}", seconds=time.perf_counter() - t0))
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+        return result
+
+    def connect(self, workload: str, cluster: str, address: str, port: int, timeout: float = 1.0) -> str:
+        """Open a plain TCP connection from the pod (no sidecar): shows what the network allows."""
+        w = self.find(workload, cluster)
+        try:
+            with net.in_netns(w.netns):
+                s = socket.create_connection((address, port), timeout=timeout)
+            s.close()
+            return "connected"
+        except OSError as e:
+            return f"refused: {e.strerror or e}"
+
+    # ---- introspection -------------------------------------------------------------------------
+    def endpoints(self, workload: str, cluster: str, service: str | None = None) -> list[dict[str, str]]:
+        """Like ``istioctl proxy-config endpoints``: what this sidecar's Envoy has, from its admin API."""
+        w = self.find(workload, cluster)
+        rows = []
+        for cs in E.Admin(w.admin).clusters().get("cluster_statuses", []):
+            name = cs["name"]
+            if not name.startswith("outbound|") or (service and f"||{service}." not in name and f"|{service}." not in name):
+                continue
+            for h in cs.get("host_statuses", []):
+                sa = h["address"]["socket_address"]
+                hs = h.get("health_status", {})
+                outlier = "FAILED" if hs.get("failed_outlier_check") else "OK"
+                healthy = hs.get("eds_health_status", "HEALTHY")
+                loc = h.get("locality", {})
+                rows.append(
+                    {
+                        "ENDPOINT": f"{sa['address']}:{sa['port_value']}",
+                        "STATUS": healthy,
+                        "OUTLIER CHECK": outlier,
+                        "CLUSTER": name,
+                        "LOCALITY": f"{loc.get('region', '')}/{loc.get('zone', '')}",
+                        "PRIORITY": str(h.get("priority", 0)),
+                        "WEIGHT": str(h.get("weight", 1)),
+                    }
+                )
+        return rows
+
+    def access_log(self, workload: str, cluster: str, last: int = 20) -> list[dict[str, Any]]:
+        """The sidecar's parsed access log (JSON lines), newest last."""
+        w = self.find(workload, cluster)
+        time.sleep(0.25)  # Envoy flushes access logs every 200 ms (--file-flush-interval-msec)
+        try:
+            lines = Path(w.access_log).read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in lines[-last:] if line.strip()]
+
+    def envoy_config(self, workload: str, cluster: str, resource: str | None = None) -> dict[str, Any]:
+        return E.Admin(self.find(workload, cluster).admin).config_dump(resource)
+
+    def validate(self) -> int:
+        """``envoy --mode validate`` on every proxy's full config (bootstrap + all xDS inlined)."""
+        count = 0
+        for w in self.workloads:
+            boot = json.loads((self.proxy_dir(w) / "bootstrap.json").read_text())
+            E.validate(E.static_equivalent(boot, self.proxy_config(w)), self.run_dir)
+            count += 1
+        return count
+
+    # ---- teardown ------------------------------------------------------------------------------
+    @staticmethod
+    def destroy(state: State) -> dict[str, int]:
+        """Stop every recorded process, delete every recorded (and prefixed) namespace, remove files."""
+        d = state.data
+        stopped = procs.terminate(d.get("processes", []))
+        names = list(dict.fromkeys(d.get("namespaces", []) + (net.existing_namespaces(d["prefix"]) if d.get("prefix") else [])))
+        net.delete_namespaces(names)
+        for f in d.get("files", []):
+            shutil.rmtree(f, ignore_errors=True)
+        return {"processes": stopped, "namespaces": len(names)}

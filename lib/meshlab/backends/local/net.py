@@ -1,0 +1,215 @@
+"""Networking for the local backend: one network namespace per pod, one "node" namespace per cluster.
+
+Layout (netns mode)::
+
+    <p>-wan                 bridge "wan": the underlay every cluster node is plugged into (10.250.0.0/24)
+    <p>-<cluster>           the cluster's node: router, pod bridge br0 (first address of the pod CIDR),
+                            wan0 on the underlay; routes to every other cluster's pod CIDR via its wan0
+    <p>-<cluster>-<pod>     a pod: eth0 with an address from the cluster's pod CIDR, default via br0
+
+Clusters on one network route each other's pods directly (the flat network). For clusters on
+different networks the node also has ``ip rule ... iif br0 to <remote pod CIDR> prohibit``: a pod
+cannot reach a remote pod, only addresses on the underlay (where east-west gateways listen).
+
+Modes, chosen automatically (override with $MESHLAB_NET_MODE):
+- ``netns``: as root, ``ip netns``. Full isolation.
+- ``loopback``: no namespaces; every pod gets its own 127.x address. Works anywhere, but isolation
+  is lost (any process can reach any pod, and the sidecar can be bypassed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ipaddress
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from ...errors import MeshlabError
+from ...exec import run
+from ...topology import Cluster, Topology
+
+NETNS = "netns"
+LOOPBACK = "loopback"
+MODES = (NETNS, LOOPBACK)
+
+UNDERLAY = ipaddress.IPv4Network("10.250.0.0/24")
+_CLONE_NEWNET = 0x40000000
+
+
+def choose_mode() -> tuple[str, str]:
+    """Pick the network mode for this machine and say why."""
+    forced = os.environ.get("MESHLAB_NET_MODE")
+    if forced:
+        if forced not in MODES:
+            raise MeshlabError(f"MESHLAB_NET_MODE={forced!r} is not a network mode", f"use one of: {', '.join(MODES)}")
+        return forced, f"forced by MESHLAB_NET_MODE={forced}"
+    if os.geteuid() == 0 and os.path.exists("/proc/self/ns/net"):
+        return NETNS, "running as root: one network namespace per pod (full isolation)"
+    return LOOPBACK, (
+        "not root: loopback mode — every pod gets a 127.x address in the host network; "
+        "isolation is lost (pods can reach each other directly and bypass sidecars). Run as root for namespaces"
+    )
+
+
+@dataclass(frozen=True)
+class PodNet:
+    """Where a pod lives and which addresses its sidecar and app use."""
+
+    netns: str | None  # None in loopback mode
+    ip: str  # the pod IP: inbound listeners bind here
+    outbound: str  # where the app (and meshlab's client) sends outbound traffic: <outbound>:15001
+    app_host: str  # where the app listens, reachable only by its own sidecar in netns mode
+
+
+class Network:
+    """Creates and removes the namespaces of one lab. Every name is recorded before it is created."""
+
+    def __init__(self, mode: str, prefix: str, record: Callable[[str], None]) -> None:
+        self.mode = mode
+        self.prefix = prefix
+        self._record = record
+
+    # ---- names and addresses -------------------------------------------------------------------
+    def node_ns(self, cluster: str) -> str:
+        return f"{self.prefix}-{cluster}"
+
+    def pod_ns(self, cluster: str, pod: str) -> str:
+        return f"{self.prefix}-{cluster}-{pod}"
+
+    @staticmethod
+    def node_ip(topology: Topology, cluster: str) -> str:
+        """The cluster node's address on the underlay (netns mode)."""
+        return str(UNDERLAY.network_address + 1 + list(topology.clusters).index(cluster))
+
+    def gateway_ip(self, topology: Topology, cluster: str) -> str:
+        """Where the cluster's east-west gateway listens: on the underlay, reachable from every network."""
+        if self.mode == LOOPBACK:
+            return f"127.250.0.{1 + list(topology.clusters).index(cluster)}"
+        return self.node_ip(topology, cluster)
+
+    def pod_addresses(self, topology: Topology, cluster: Cluster, index: int) -> PodNet:
+        if self.mode == LOOPBACK:
+            c = 1 + list(topology.clusters).index(cluster.name)
+            ip = f"127.{c}.{index // 200}.{10 + index % 200}"
+            return PodNet(None, ip, ip, f"127.{c}.{128 + index // 200}.{10 + index % 200}")
+        ip = str(cluster.pod_cidr.network_address + 10 + index)
+        return PodNet(None, ip, "127.0.0.1", "127.0.0.1")
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+    def create_underlay(self, topology: Topology) -> None:
+        """The wan bridge and one routed node per cluster."""
+        if self.mode == LOOPBACK:
+            return
+        overlap = [c.name for c in topology.clusters.values() if c.pod_cidr.overlaps(UNDERLAY) or c.service_cidr.overlaps(UNDERLAY)]
+        if overlap:
+            raise MeshlabError(
+                f"clusters {', '.join(overlap)} use addresses inside {UNDERLAY}, which the local backend reserves for its underlay",
+                "pick pod and service CIDRs outside 10.250.0.0/24",
+            )
+        wan = f"{self.prefix}-wan"
+        self._add_ns(wan)
+        run(["ip", "-n", wan, "-batch", "-"], input="link set lo up\nlink add wan type bridge\nlink set wan up\n")
+        for i, c in enumerate(topology.clusters.values()):
+            node = self.node_ns(c.name)
+            self._add_ns(node)
+            run(["ip", "link", "add", "name", f"c{i}", "netns", wan, "type", "veth", "peer", "name", "wan0", "netns", node])
+            run(["ip", "-n", wan, "link", "set", f"c{i}", "master", "wan", "up"])
+            cmds = [
+                "link set lo up",
+                f"addr add {self.node_ip(topology, c.name)}/{UNDERLAY.prefixlen} dev wan0",
+                "link set wan0 up",
+                "link add br0 type bridge",
+                f"addr add {c.pod_cidr.network_address + 1}/{c.pod_cidr.prefixlen} dev br0",
+                "link set br0 up",
+            ]
+            for other in topology.clusters.values():
+                if other.name == c.name:
+                    continue
+                via = self.node_ip(topology, other.name)
+                cmds.append(f"route add {other.pod_cidr} via {via}")
+                if other.network != c.network:
+                    # return traffic needs the route; pods must not use it: only gateways cross networks
+                    cmds.append(f"rule add pref 100 iif br0 to {other.pod_cidr} prohibit")
+            run(["ip", "-n", node, "-batch", "-"], input="\n".join(cmds) + "\n")
+            run(["ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+
+    def create_pod(self, topology: Topology, cluster: Cluster, pod: str, index: int) -> PodNet:
+        addrs = self.pod_addresses(topology, cluster, index)
+        if self.mode == LOOPBACK:
+            return addrs
+        ns, node = self.pod_ns(cluster.name, pod), self.node_ns(cluster.name)
+        self._add_ns(ns)
+        veth = f"p{index}"
+        run(["ip", "link", "add", "name", veth, "netns", node, "type", "veth", "peer", "name", "eth0", "netns", ns])
+        run(["ip", "-n", node, "link", "set", veth, "master", "br0", "up"])
+        run(
+            ["ip", "-n", ns, "-batch", "-"],
+            input=(
+                "link set lo up\n"
+                f"addr add {addrs.ip}/{cluster.pod_cidr.prefixlen} dev eth0\n"
+                "link set eth0 up\n"
+                f"route add default via {cluster.pod_cidr.network_address + 1}\n"
+            ),
+        )
+        return PodNet(ns, addrs.ip, addrs.outbound, addrs.app_host)
+
+    def _add_ns(self, name: str) -> None:
+        self._record(name)  # recorded first: a crash right after still leaves a trace for `down`
+        run(["ip", "netns", "add", name], hint=f"a namespace {name} may be left over: run `meshlab down`")
+
+    def exec_prefix(self, netns: str | None) -> list[str]:
+        """argv prefix that runs a command inside ``netns`` (``ip netns exec`` execs: the pid is the command's)."""
+        return ["ip", "netns", "exec", netns] if netns else []
+
+
+def existing_namespaces(prefix: str) -> list[str]:
+    """Namespaces on this machine that carry ``prefix`` (the sweep in ``down`` uses it)."""
+    if not os.path.isdir("/run/netns"):
+        return []
+    return sorted(n for n in os.listdir("/run/netns") if n == prefix or n.startswith(prefix + "-"))
+
+
+def delete_namespaces(names: list[str]) -> None:
+    """Kill what still runs inside each namespace, then delete it (its veths and bridges go with it)."""
+    import signal
+
+    for name in names:
+        if not os.path.exists(f"/run/netns/{name}"):
+            continue
+        pids = run(["ip", "netns", "pids", name], check=False).stdout.split()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        run(["ip", "netns", "del", name], check=False)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_ns_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def in_netns(netns: str | None) -> Iterator[None]:
+    """Run the body with this *thread* inside ``netns``; sockets created there stay there.
+
+    This is how meshlab sends traffic "from a pod" without a subprocess per request.
+    """
+    if netns is None:
+        yield
+        return
+    with _ns_lock:
+        own = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
+        target = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+        try:
+            if _libc.setns(target, _CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise MeshlabError(f"cannot enter network namespace {netns}: {os.strerror(err)}", "run as root, or run `meshlab up` again")
+            try:
+                yield
+            finally:
+                _libc.setns(own, _CLONE_NEWNET)
+        finally:
+            os.close(own)
+            os.close(target)

@@ -1,0 +1,232 @@
+"""The local control plane: topology + workload registry -> the Envoy config of every sidecar.
+
+It follows what istiod does for the same inputs:
+- a control plane sees the workloads of every cluster it serves (``Topology.served_by``);
+- a service exists for a proxy if any visible cluster runs it; its cluster is
+  ``outbound|<port>||<name>.<ns>.svc.cluster.local`` and upstream TLS uses SNI
+  ``outbound_.<port>_._.<fqdn>`` with the SPIFFE IDs of the service's accounts as allowed SANs;
+- endpoints on the proxy's own network are pod addresses with their locality ("flat" EDS);
+  endpoints on another network are that cluster's east-west gateway on 15443, weighted by how many
+  endpoints sit behind it (split-horizon EDS);
+- inbound, the sidecar terminates ISTIO_MUTUAL on ``<podIP>:<port>``, requires a client
+  certificate from the mesh's trust domain and forwards to the app on the pod's loopback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...pki import WorkloadCert
+from ...topology import Topology
+from . import envoy as E
+
+OUTBOUND_PORT = 15001
+GATEWAY_PORT = 15443
+DOMAIN_SUFFIX = "svc.cluster.local"
+
+
+@dataclass
+class Workload:
+    """One pod: its identity, addresses and the service ports its app serves (none for clients)."""
+
+    pod: str
+    deployment: str
+    app: str
+    version: str
+    cluster: str
+    namespace: str
+    service_account: str
+    ip: str
+    netns: str | None
+    outbound: str
+    app_host: str
+    ports: list[int] = field(default_factory=list)
+    admin: str = ""
+    access_log: str = ""
+
+    def record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def fqdn(self) -> str:
+        return f"{self.app}.{self.namespace}.{DOMAIN_SUFFIX}"
+
+
+def outbound_cluster_name(port: int, fqdn: str, subset: str = "") -> str:
+    return f"outbound|{port}|{subset}|{fqdn}"
+
+
+def sni(port: int, fqdn: str, subset: str = "") -> str:
+    return f"outbound_.{port}_.{subset}_.{fqdn}"
+
+
+def host_aliases(name: str, namespace: str) -> list[str]:
+    """The Host values a client may use for a service, as Kubernetes DNS search paths allow."""
+    return [f"{name}.{namespace}.{DOMAIN_SUFFIX}", f"{name}.{namespace}.svc", f"{name}.{namespace}", name]
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    namespace: str
+    ports: tuple[int, ...]
+
+    @property
+    def fqdn(self) -> str:
+        return f"{self.name}.{self.namespace}.{DOMAIN_SUFFIX}"
+
+
+class Translator:
+    """Builds each sidecar's ProxyConfig from the registry as seen by its control plane."""
+
+    def __init__(self, topology: Topology, gateway_ip: "dict[str, str]", certs: "dict[str, WorkloadCert]") -> None:
+        self.topology = topology
+        self.gateway_ip = gateway_ip  # cluster -> east-west gateway address (multi-network patterns)
+        self.certs = certs  # pod -> its certificate files
+
+    def visible(self, cluster: str, registry: list[Workload]) -> list[Workload]:
+        """Workloads the control plane serving ``cluster`` knows about."""
+        cp = self.topology.clusters[cluster].control_plane
+        served = {c.name for c in self.topology.served_by(cp)}
+        return [w for w in registry if w.cluster in served]
+
+    @staticmethod
+    def services(workloads: list[Workload]) -> list[Service]:
+        ports: dict[tuple[str, str], set[int]] = {}
+        for w in workloads:
+            if w.ports:
+                ports.setdefault((w.app, w.namespace), set()).update(w.ports)
+        return [Service(n, ns, tuple(sorted(p))) for (n, ns), p in sorted(ports.items())]
+
+    def endpoints(self, client_cluster: str, backends: list[Workload], port: int) -> list[E.Endpoint]:
+        """Split-horizon: local-network pods directly, each remote-network cluster as its gateway."""
+        out: list[E.Endpoint] = []
+        behind_gateway: dict[str, int] = {}
+        for w in backends:
+            c = self.topology.clusters[w.cluster]
+            if self.topology.same_network(client_cluster, w.cluster):
+                out.append(E.Endpoint(w.ip, port, c.region, c.zone, labels={"version": w.version, "cluster": w.cluster}))
+            else:
+                behind_gateway[w.cluster] = behind_gateway.get(w.cluster, 0) + 1
+        for cluster, count in behind_gateway.items():
+            c = self.topology.clusters[cluster]
+            out.append(
+                E.Endpoint(self.gateway_ip[cluster], GATEWAY_PORT, c.region, c.zone, weight=count, labels={"cluster": cluster, "network": c.network})
+            )
+        return out
+
+    def sidecar(self, w: Workload, registry: list[Workload], xds: Path) -> E.ProxyConfig:
+        visible = self.visible(w.cluster, registry)
+        cert = self.certs[w.pod]
+        trust_domain = self.topology.trust_domain(w.cluster)
+        listeners: list[dict[str, Any]] = []
+        clusters: list[dict[str, Any]] = []
+        endpoints: dict[str, list[E.Endpoint]] = {}
+        vhosts: list[dict[str, Any]] = []
+
+        for svc in self.services(visible):
+            backends = [b for b in visible if b.app == svc.name and b.namespace == svc.namespace]
+            sans = sorted({self.certs[b.pod].spiffe_id for b in backends if b.pod in self.certs})
+            for i, port in enumerate(svc.ports):
+                name = outbound_cluster_name(port, svc.fqdn)
+                tls = {
+                    "sni": sni(port, svc.fqdn),
+                    "common_tls_context": {
+                        **E.tls_context(str(cert.cert_chain), str(cert.key), str(cert.root_cert), ["h2"]),
+                        "validation_context": {
+                            "trusted_ca": {"filename": str(cert.root_cert)},
+                            "match_typed_subject_alt_names": [{"san_type": "URI", "matcher": {"exact": s}} for s in sans],
+                        },
+                    },
+                }
+                clusters.append(E.eds_cluster(name, E.eds_path(xds, name), tls=tls))
+                endpoints[name] = self.endpoints(w.cluster, [b for b in backends if port in b.ports], port)
+                domains = [f"{h}:{port}" for h in host_aliases(svc.name, svc.namespace)]
+                if i == 0:  # a bare host name can only mean one port
+                    domains += host_aliases(svc.name, svc.namespace)
+                vhosts.append(
+                    {
+                        "name": f"{svc.fqdn}:{port}",
+                        "domains": domains,
+                        "routes": [
+                            {
+                                "name": "default",
+                                "match": {"prefix": "/"},
+                                "route": {"cluster": name, "timeout": "0s", "retry_policy": E.ISTIO_DEFAULT_RETRY},
+                            }
+                        ],
+                    }
+                )
+        known = ", ".join(v["name"] for v in vhosts) or "none"
+        vhosts.append(
+            {
+                "name": "block_all",
+                "domains": ["*"],
+                "routes": [
+                    {
+                        "match": {"prefix": "/"},
+                        "direct_response": {
+                            "status": 404,
+                            "body": {"inline_string": f"meshlab: no service in the mesh matches this Host; known: {known}\n"},
+                        },
+                    }
+                ],
+            }
+        )
+        listeners.append(
+            {
+                "name": "virtualOutbound",
+                "address": E.sock(w.outbound, OUTBOUND_PORT),
+                "filter_chains": [
+                    {"filters": [E.hcm(f"outbound_{OUTBOUND_PORT}", {"name": "outbound", "virtual_hosts": vhosts}, w.access_log)]}
+                ],
+            }
+        )
+
+        for port in w.ports:
+            inbound = f"inbound|{port}||"
+            clusters.append(E.static_cluster(inbound, w.app_host, port))
+            listeners.append(
+                {
+                    "name": f"{w.ip}_{port}",
+                    "address": E.sock(w.ip, port),
+                    "listener_filters": [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {"@type": E.TLS_INSPECTOR}}],
+                    "filter_chains": [
+                        {
+                            "transport_socket": {
+                                "name": "envoy.transport_sockets.tls",
+                                "typed_config": {
+                                    "@type": E.DOWNSTREAM_TLS,
+                                    "require_client_certificate": True,
+                                    "common_tls_context": {
+                                        **E.tls_context(str(cert.cert_chain), str(cert.key), str(cert.root_cert), ["h2", "http/1.1"]),
+                                        "validation_context": {
+                                            "trusted_ca": {"filename": str(cert.root_cert)},
+                                            "match_typed_subject_alt_names": [
+                                                {"san_type": "URI", "matcher": {"prefix": f"spiffe://{trust_domain}/"}}
+                                            ],
+                                        },
+                                    },
+                                },
+                            },
+                            "filters": [
+                                E.hcm(
+                                    f"inbound_{port}",
+                                    {
+                                        "name": f"inbound|{port}||",
+                                        "virtual_hosts": [
+                                            {"name": "inbound", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": inbound, "timeout": "0s"}}]}
+                                        ],
+                                    },
+                                    w.access_log,
+                                    # Istio passes the caller's identity to the app in XFCC
+                                    {"forward_client_cert_details": "APPEND_FORWARD", "set_current_client_cert_details": {"uri": True}},
+                                )
+                            ],
+                        }
+                    ],
+                }
+            )
+        return E.ProxyConfig(listeners, clusters, endpoints)

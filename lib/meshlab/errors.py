@@ -1,0 +1,48 @@
+"""Errors a learner can act on: each one names the problem and, where we know it, the fix."""
+
+from __future__ import annotations
+
+
+class MeshlabError(Exception):
+    """Base error. ``hint`` says what to do about it; it is printed after the message."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(message if not hint else f"{message}\n  fix: {hint}")
+
+
+class TopologyError(MeshlabError):
+    """A pattern file is malformed or inconsistent."""
+
+
+class ResourceError(MeshlabError):
+    """An Istio resource is malformed or uses a field the backend does not implement."""
+
+
+class ToolError(MeshlabError):
+    """A required external tool is missing or unusable."""
+
+
+class RunError(MeshlabError):
+    """An external command failed. Carries the exact argv and the tail of its output."""
+
+    def __init__(self, argv: list[str], returncode: int, output: str, hint: str | None = None) -> None:
+        import shlex
+
+        self.argv = argv
+        self.returncode = returncode
+        self.output = output
+        tail = "\n".join(output.strip().splitlines()[-20:])
+        msg = f"command failed (exit {returncode}): {shlex.join(argv)}"
+        if tail:
+            msg += "\n" + "\n".join("  | " + line for line in tail.splitlines())
+        super().__init__(msg, hint)
+
+
+class ProcessExitedError(MeshlabError):
+    """A supervised process exited while we waited for it to become ready."""
+
+
+class LabStateError(MeshlabError):
+    """The lab is not in a state that allows the requested operation."""

@@ -1,0 +1,188 @@
+"""The facade the notebooks and the CLI use: one ``Lab`` whatever the backend.
+
+    lab = Lab.up("flat-network", backend="local")
+    lab.deploy("helloworld", cluster="cluster2", version="v2")
+    lab.call("curl", "http://helloworld.sample:5000/hello", cluster="cluster1", n=20)
+    lab.endpoints("curl", cluster="cluster1", service="helloworld")
+    lab.down()
+
+A lab is recorded in a state file (``$MESHLAB_HOME/state.json``) from its first step, so
+``Lab.attach()`` (or the ``meshlab`` command in another shell) finds it again, and ``Lab.down_all()``
+(``meshlab down``) removes everything it created even after a crashed or killed kernel.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from .backends.local.backend import LocalBackend
+from .display import Diagram, Table, mermaid
+from .errors import LabStateError, MeshlabError
+from .state import State
+from .topology import Topology, load_topology
+from .traffic import CallResult
+
+SAMPLES = (("helloworld", "v1"), ("helloworld", "v2"))
+
+
+class Lab:
+    def __init__(self, topology: Topology, backend: LocalBackend, state: State) -> None:
+        self.topology = topology
+        self.backend = backend
+        self.state = state
+
+    # ---- bring-up / attach / teardown ----------------------------------------------------------
+    @classmethod
+    def up(
+        cls,
+        pattern: str | os.PathLike[str],
+        backend: str = "local",
+        *,
+        samples: bool = False,
+        keep: bool = False,
+        home_dir: str | os.PathLike[str] | None = None,
+        quiet: bool = False,
+    ) -> "Lab":
+        """Bring up ``pattern`` (a built-in name or a YAML path) on ``backend``.
+
+        An earlier lab recorded in the same state directory is removed first, so ``up`` can always be
+        re-run. ``samples=True`` also deploys what Istio's verify step needs: helloworld v1, v2, ...
+        one version per cluster, and ``curl`` in every cluster. Unless ``keep`` is set, the lab is
+        torn down when this Python process exits (the CLI keeps it until ``meshlab down``).
+        """
+        topology = load_topology(pattern)
+        if backend == "kind":
+            raise MeshlabError(
+                "the kind backend is not available yet in this version of meshlab",
+                "use backend='local' (real Envoy sidecars in network namespaces)",
+            )
+        if backend != "local":
+            raise MeshlabError(f"unknown backend {backend!r}", "use backend='local' or backend='kind'")
+        state = State(Path(home_dir) if home_dir else None)
+        if state.exists:
+            removed = cls.down_all(state.dir, quiet=True)
+            if not quiet and any(removed.values()):
+                print(f"removed the previous lab ({removed['processes']} processes, {removed['namespaces']} namespaces)")
+        t0 = time.perf_counter()
+        try:
+            be = LocalBackend.create(topology, state)
+            lab = cls(topology, be, state)
+            if samples:
+                lab.deploy_samples()
+        except BaseException:
+            cls.down_all(state.dir, quiet=True)  # a half-built lab is never left behind
+            raise
+        if not keep:
+            lab._cleanup_at_exit()
+        if not quiet:
+            print(
+                f"{topology.name} is up on the local backend in {time.perf_counter() - t0:.2f}s: "
+                f"{len(topology.clusters)} clusters, control planes in {', '.join(topology.control_planes)}\n"
+                f"network mode: {be.mode} ({state.data['mode_reason']})"
+            )
+        return lab
+
+    @classmethod
+    def attach(cls, home_dir: str | os.PathLike[str] | None = None) -> "Lab":
+        """The lab recorded in the state directory (e.g. one started by ``meshlab up`` in a shell)."""
+        state = State(Path(home_dir) if home_dir else None)
+        if not state.exists or "pattern" not in state.data:
+            raise LabStateError(f"no lab is running (no state in {state.dir})", "start one: meshlab up flat-network")
+        topology = load_topology(state.data["pattern"])
+        return cls(topology, LocalBackend(topology, state), state)
+
+    def down(self) -> dict[str, int]:
+        """Remove every process, namespace and file of this lab. Safe to call twice."""
+        return self.down_all(self.state.dir)
+
+    @staticmethod
+    def down_all(home_dir: str | os.PathLike[str] | None = None, quiet: bool = False) -> dict[str, int]:
+        """Tear down whatever the state directory records (also after a killed kernel); idempotent."""
+        state = State(Path(home_dir) if home_dir else None)
+        if not state.exists:
+            if not quiet:
+                print("nothing to remove: no lab recorded in", state.dir)
+            return {"processes": 0, "namespaces": 0}
+        t0 = time.perf_counter()
+        removed = LocalBackend.destroy(state)
+        state.forget()
+        if not quiet:
+            print(
+                f"lab removed in {time.perf_counter() - t0:.2f}s: "
+                f"{removed['processes']} processes stopped, {removed['namespaces']} namespaces deleted"
+            )
+        return removed
+
+    def _cleanup_at_exit(self) -> None:
+        created = self.state.data.get("created")
+
+        def cleanup() -> None:
+            # only if the state still describes the lab this process created
+            if State(self.state.dir).data.get("created") == created:
+                self.down_all(self.state.dir, quiet=True)
+
+        atexit.register(cleanup)
+        try:
+            if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+
+                def on_term(signum: int, frame: Any) -> None:
+                    cleanup()
+                    raise SystemExit(128 + signum)
+
+                signal.signal(signal.SIGTERM, on_term)
+        except ValueError:
+            pass  # not in the main thread: atexit still covers a normal exit
+
+    # ---- workloads and traffic -----------------------------------------------------------------
+    def deploy(self, app: str, cluster: str, version: str = "v1", replicas: int = 1, namespace: str = "sample") -> Table:
+        """Run a sample app (``helloworld`` or ``curl``) with its sidecar in ``cluster``."""
+        ws = self.backend.deploy(app, cluster, version=version, replicas=replicas, namespace=namespace)
+        return Table([{"POD": w.pod, "CLUSTER": w.cluster, "IP": w.ip, "VERSION": w.version} for w in ws])
+
+    def deploy_samples(self) -> None:
+        """Istio's verify step: helloworld v1 in the first cluster, v2 in the second, ...; curl in each."""
+        for i, c in enumerate(self.topology.clusters):
+            self.backend.deploy("helloworld", c, version=f"v{i + 1}")
+            self.backend.deploy("curl", c)
+
+    def call(self, workload: str, url: str, cluster: str, n: int = 1, headers: dict[str, str] | None = None) -> CallResult:
+        """Send ``n`` HTTP requests from ``workload``'s pod in ``cluster`` through its sidecar."""
+        return self.backend.call(workload, url, cluster=cluster, n=n, headers=headers)
+
+    def connect(self, workload: str, cluster: str, address: str, port: int) -> str:
+        """A raw TCP connect from the pod, bypassing its sidecar: ``connected`` or ``refused: ...``."""
+        return self.backend.connect(workload, cluster, address, port)
+
+    def endpoints(self, workload: str, cluster: str, service: str | None = None) -> Table:
+        """The endpoints ``workload``'s sidecar knows, like ``istioctl proxy-config endpoints``."""
+        return Table(self.backend.endpoints(workload, cluster, service), title=f"endpoints of {workload} in {cluster}")
+
+    def access_log(self, workload: str, cluster: str, last: int = 20) -> list[dict[str, Any]]:
+        """The sidecar's access log entries (JSON), newest last: shows the peer's SPIFFE identity."""
+        return self.backend.access_log(workload, cluster, last)
+
+    def envoy_config(self, workload: str, cluster: str, resource: str | None = None) -> dict[str, Any]:
+        """The sidecar's live Envoy config (``/config_dump``), optionally one resource type."""
+        return self.backend.envoy_config(workload, cluster, resource)
+
+    def validate(self) -> int:
+        """Run ``envoy --mode validate`` on every proxy's complete config; returns how many passed."""
+        return self.backend.validate()
+
+    # ---- views ---------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        return self.backend.status()
+
+    def pods(self) -> Table:
+        return Table(self.backend.status()["workloads"], title=f"pods of {self.topology.name}")
+
+    def diagram(self) -> Diagram:
+        return Diagram(mermaid(self.topology))
+
+    def __repr__(self) -> str:
+        return f"<Lab {self.topology.name} backend=local mode={self.backend.mode} at {self.state.dir}>"

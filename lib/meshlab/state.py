@@ -1,0 +1,74 @@
+"""The lab's state file: the single record of everything meshlab created.
+
+It is written *before* anything is created (a namespace name is recorded, then the namespace is
+added), so a crash at any point leaves a record that ``meshlab down`` can act on. Every later
+command (``meshlab call`` in another shell, a new kernel) reads the same file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def home() -> Path:
+    """meshlab's state directory: $MESHLAB_HOME, else $XDG_STATE_HOME/meshlab, else ~/.local/state/meshlab."""
+    env = os.environ.get("MESHLAB_HOME")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "meshlab"
+
+
+def prefix_for(directory: Path) -> str:
+    """A short name prefix unique to one state directory, so two labs never share a namespace name."""
+    return "ml" + hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:4]
+
+
+def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:
+    """Write via a temp file in the same directory, fsync, rename: readers (and Envoy) never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class State:
+    """A JSON document on disk, saved atomically after every change."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.dir = directory or home()
+        self.path = self.dir / "state.json"
+        self.data: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    @property
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def save(self) -> None:
+        write_atomic(self.path, json.dumps(self.data, indent=1, sort_keys=True))
+
+    def record(self, kind: str, item: Any) -> None:
+        """Append ``item`` to the list ``kind`` (e.g. ``namespaces``) and save at once."""
+        self.data.setdefault(kind, [])
+        if item not in self.data[kind]:
+            self.data[kind].append(item)
+        self.save()
+
+    def forget(self) -> None:
+        self.data = {}
+        if self.path.exists():
+            self.path.unlink()

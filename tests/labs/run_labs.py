@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Run the lab notebooks headless with papermill and print a table: lab, status, duration.
+
+    python tests/labs/run_labs.py --backend local --out build/labs [-p key=value ...] [NOTEBOOK ...]
+
+Without NOTEBOOK arguments it runs every ``labs/[0-9]*.ipynb`` in order. Each executed notebook is
+written to the out dir (on failure too: papermill marks the failing cell). A failure does not stop
+the run; the exit status is 1 if any notebook failed. Notebooks clean up after themselves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+LABS = ROOT / "labs"
+
+
+def lab_notebooks() -> list[Path]:
+    return sorted(LABS.glob("[0-9]*.ipynb"))
+
+
+def parse_value(raw: str) -> Any:
+    """Like papermill's ``-p``: ints, floats, booleans and None are typed; anything else is a string."""
+    if raw in ("True", "true"):
+        return True
+    if raw in ("False", "false"):
+        return False
+    if raw in ("None", "none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def first_line(exc: BaseException) -> str:
+    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    text = f"{ename}: {evalue}" if ename else (str(exc) or type(exc).__name__)
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def run_one(nb: Path, out_dir: Path, parameters: dict[str, Any], timeout: int) -> tuple[bool, str, float]:
+    import papermill
+
+    start = time.monotonic()
+    try:
+        papermill.execute_notebook(
+            str(nb),
+            str(out_dir / nb.name),
+            parameters=parameters,
+            kernel_name="python3",
+            cwd=str(LABS),
+            execution_timeout=timeout,
+            log_output=False,
+            progress_bar=False,
+        )
+        return True, "ok", time.monotonic() - start
+    except Exception as e:  # keep going: one broken lab must not hide the others
+        return False, f"FAILED {first_line(e)}", time.monotonic() - start
+
+
+def table(rows: list[tuple[str, str, str]]) -> str:
+    header = ("lab", "status", "duration (s)")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    fmt = f"{{:<{widths[0]}}}  {{:<{widths[1]}}}  {{:>{widths[2]}}}"
+    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    return "\n".join(lines + [fmt.format(*r) for r in rows])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: labs/[0-9]*.ipynb)")
+    ap.add_argument("--backend", choices=("local", "kind"), default="local")
+    ap.add_argument("--out", type=Path, default=ROOT / "build" / "labs", help="where executed notebooks go")
+    ap.add_argument("-p", "--parameter", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra notebook parameter (repeatable)")
+    ap.add_argument("--timeout", type=int, default=600, help="per-cell timeout in seconds")
+    args = ap.parse_args(argv)
+
+    parameters: dict[str, Any] = {"backend": args.backend}
+    for item in args.parameter:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            ap.error(f"-p expects KEY=VALUE with KEY a Python identifier, got {item!r}")
+        parameters[key] = parse_value(value)
+
+    notebooks = [nb.resolve() for nb in args.notebooks] or lab_notebooks()
+    missing = [str(nb) for nb in notebooks if not nb.is_file()]
+    if missing:
+        ap.error(f"no such notebook: {', '.join(missing)}")
+    if not notebooks:
+        print(f"no notebooks found in {LABS}", file=sys.stderr)
+        return 1
+    out_dir = args.out.resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    rows: list[tuple[str, str, str]] = []
+    failed = 0
+    for nb in notebooks:
+        print(f"running {nb.name} (backend={args.backend}) ...", flush=True)
+        ok, status, seconds = run_one(nb, out_dir, parameters, args.timeout)
+        failed += not ok
+        rows.append((nb.stem, status, f"{seconds:.1f}"))
+
+    print()
+    print(table(rows))
+    print(f"\n{len(rows) - failed}/{len(rows)} labs ok; executed notebooks in {out_dir}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

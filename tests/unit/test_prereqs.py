@@ -1,0 +1,102 @@
+"""Prerequisite checks: run for real on this machine, plus the pure threshold logic."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from meshlab import prereqs
+from meshlab.prereqs import Check
+
+
+def by_name(checks: list[Check]) -> dict[str, Check]:
+    return {c.name: c for c in checks}
+
+
+def test_every_failed_check_has_a_fix() -> None:
+    for c in prereqs.check_local() + prereqs.check_kind():
+        assert c.backend in ("local", "kind", "both")
+        if not c.ok:
+            assert c.fix, f"{c.name} failed without a fix: {c.detail}"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="netns mode needs root")
+def test_local_on_this_machine_uses_netns_and_finds_envoy_140() -> None:
+    checks = by_name(prereqs.check_local())
+    assert prereqs.network_mode() == "netns"
+    assert checks["network mode"].ok and checks["network mode"].detail.startswith("netns")
+    envoy = checks["envoy"]
+    assert envoy.ok, envoy.detail
+    assert "Envoy 1.40." in envoy.detail
+    assert all(c.ok for c in checks.values()), prereqs.report(list(checks.values()))
+
+
+def test_network_check_says_loopback_loses_isolation() -> None:
+    c = prereqs.network_check("loopback")
+    assert c.ok and "isolation lost" in c.detail
+
+
+def _docker_info_works() -> bool:
+    docker = shutil.which("docker")
+    if not docker:
+        return False
+    try:
+        return subprocess.run([docker, "info"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def test_kind_reports_docker_failing_with_a_fix() -> None:
+    if _docker_info_works():
+        pytest.skip("a Docker engine is reachable here")
+    checks = by_name(prereqs.check_kind())
+    docker = checks.get("docker engine") or checks["docker cli"]
+    assert not docker.ok
+    assert docker.fix and ("docker" in docker.fix.lower())
+    memory = checks["docker memory"]
+    assert not memory.ok and memory.fix and "8 GiB" in memory.fix
+
+
+def test_inotify_thresholds() -> None:
+    small = prereqs.inotify_check(8192, 128)
+    assert not small.ok
+    assert small.fix and "fs.inotify.max_user_watches=524288" in small.fix
+    assert "fs.inotify.max_user_instances=512" in small.fix
+    assert not prereqs.inotify_check(524288, 128).ok
+    assert not prereqs.inotify_check(8192, 512).ok
+    assert not prereqs.inotify_check(None, None).ok
+    big = prereqs.inotify_check(524288, 512)
+    assert big.ok and big.fix is None
+
+
+def test_docker_memory_thresholds() -> None:
+    assert not prereqs.docker_memory_check(None).ok
+    assert not prereqs.docker_memory_check(4 * prereqs.GIB).ok
+    assert prereqs.docker_memory_check(8 * prereqs.GIB).ok
+
+
+def test_report_lists_every_check_and_each_failed_fix() -> None:
+    checks = [
+        Check("alpha", True, "fine", None, "local"),
+        Check("beta", False, "broken", "do the beta thing", "kind"),
+        prereqs.inotify_check(1, 1),
+    ]
+    text = prereqs.report(checks)
+    for c in checks:
+        assert c.name in text
+    assert "✓ alpha" in text and "✗ beta" in text
+    assert "do the beta thing" in text
+    assert prereqs.INOTIFY_FIX in text
+    assert "2 of 3 checks failed" in text
+
+
+def test_report_on_real_checks_contains_names_and_fixes() -> None:
+    checks = prereqs.check_local() + prereqs.check_kind()
+    text = prereqs.report(checks)
+    for c in checks:
+        assert c.name in text
+        if not c.ok:
+            assert c.fix and c.fix in text
