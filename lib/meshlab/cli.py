@@ -1,10 +1,119 @@
-"""`meshlab` command line: mirrors the Lab facade."""
+"""`meshlab` command line: the Lab facade from a shell. The lab lives in the state file, so each
+command attaches to the lab that ``meshlab up`` left running until ``meshlab down``."""
+
+from __future__ import annotations
+
+import argparse
+import json
 import sys
+
+from . import __version__
+from .errors import MeshlabError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="meshlab", description="Multi-cluster service mesh lab on real Envoy.")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("up", help="bring up a pattern (and the sample apps)")
+    s.add_argument("pattern", help="built-in pattern name (flat-network, ...) or a path to a pattern YAML")
+    s.add_argument("--backend", choices=["local", "kind"], default="local")
+    s.add_argument("--no-samples", action="store_true", help="do not deploy helloworld and curl")
+
+    sub.add_parser("status", help="what is running")
+
+    s = sub.add_parser("deploy", help="run a sample app with its sidecar")
+    s.add_argument("app", choices=["helloworld", "curl"])
+    s.add_argument("--cluster", required=True)
+    s.add_argument("--version", default="v1")
+    s.add_argument("--replicas", type=int, default=1)
+
+    s = sub.add_parser("call", help="send requests from a workload through its sidecar")
+    s.add_argument("workload")
+    s.add_argument("url")
+    s.add_argument("--cluster", required=True)
+    s.add_argument("-n", type=int, default=1, help="number of requests")
+    s.add_argument("-v", "--verbose", action="store_true", help="print every answer")
+
+    s = sub.add_parser("endpoints", help="endpoints a sidecar knows (like istioctl proxy-config endpoints)")
+    s.add_argument("workload")
+    s.add_argument("--cluster", required=True)
+    s.add_argument("--service")
+
+    s = sub.add_parser("logs", help="a sidecar's access log")
+    s.add_argument("workload")
+    s.add_argument("--cluster", required=True)
+    s.add_argument("-n", type=int, default=10)
+
+    sub.add_parser("validate", help="envoy --mode validate on every proxy's full config")
+    sub.add_parser("down", help="remove everything the lab created (processes, namespaces, files)")
+    sub.add_parser("doctor", help="check prerequisites for both backends")
+
+    s = sub.add_parser("bench", help="bring-up time and sidecar latency/throughput against the direct path")
+    s.add_argument("--requests", type=int, default=2000)
+    s.add_argument("--json", action="store_true")
+
+    sub.add_parser("version", help="print versions")
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import __version__
-    print(f"meshlab {__version__}")
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except MeshlabError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"  fix: {e.hint}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; `meshlab down` removes whatever was started", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .lab import Lab
+
+    if args.cmd == "version":
+        from . import versions
+
+        print(f"meshlab {__version__} (envoy {versions.ENVOY_VERSION}, kind {versions.KIND_VERSION}, istio {versions.ISTIO_VERSION})")
+    elif args.cmd == "up":
+        lab = Lab.up(args.pattern, backend=args.backend, samples=not args.no_samples, keep=True)
+        print(lab.pods())
+        print("next: meshlab call curl http://helloworld.sample:5000/hello --cluster", next(iter(lab.topology.clusters)), "-n 20")
+    elif args.cmd == "down":
+        Lab.down_all()
+    elif args.cmd == "doctor":
+        from .prereqs import check_kind, check_local, report
+
+        checks = check_local() + check_kind()
+        print(report(checks))
+        return 0 if all(c.ok for c in checks if c.backend != "kind") else 1
+    elif args.cmd == "bench":
+        from .bench import main as bench_main
+
+        return bench_main(requests=args.requests, as_json=args.json)
+    else:
+        lab = Lab.attach()
+        if args.cmd == "status":
+            print(json.dumps(lab.status(), indent=1))
+        elif args.cmd == "deploy":
+            print(lab.deploy(args.app, args.cluster, version=args.version, replicas=args.replicas))
+        elif args.cmd == "call":
+            r = lab.call(args.workload, args.url, cluster=args.cluster, n=args.n)
+            if args.verbose:
+                for a in r.answers:
+                    print(a.body.strip() if a.ok else f"error: {a.status or a.error}")
+            print(r)
+            return 0 if r.errors == 0 else 1
+        elif args.cmd == "endpoints":
+            print(lab.endpoints(args.workload, cluster=args.cluster, service=args.service))
+        elif args.cmd == "logs":
+            for entry in lab.access_log(args.workload, args.cluster, last=args.n):
+                print(json.dumps(entry))
+        elif args.cmd == "validate":
+            print(f"{lab.validate()} proxy configs passed envoy --mode validate")
     return 0
 
 

@@ -96,9 +96,9 @@ class Lab:
         topology = load_topology(state.data["pattern"])
         return cls(topology, LocalBackend(topology, state), state)
 
-    def down(self) -> dict[str, int]:
+    def down(self, quiet: bool = False) -> dict[str, int]:
         """Remove every process, namespace and file of this lab. Safe to call twice."""
-        return self.down_all(self.state.dir)
+        return self.down_all(self.state.dir, quiet=quiet)
 
     @staticmethod
     def down_all(home_dir: str | os.PathLike[str] | None = None, quiet: bool = False) -> dict[str, int]:

@@ -45,13 +45,16 @@ def choose_mode() -> tuple[str, str]:
     if forced:
         if forced not in MODES:
             raise MeshlabError(f"MESHLAB_NET_MODE={forced!r} is not a network mode", f"use one of: {', '.join(MODES)}")
-        return forced, f"forced by MESHLAB_NET_MODE={forced}"
+        return forced, f"forced by MESHLAB_NET_MODE={forced}" + (f"; {_LOOPBACK_CAVEAT}" if forced == LOOPBACK else "")
     if os.geteuid() == 0 and os.path.exists("/proc/self/ns/net"):
         return NETNS, "running as root: one network namespace per pod (full isolation)"
-    return LOOPBACK, (
-        "not root: loopback mode — every pod gets a 127.x address in the host network; "
-        "isolation is lost (pods can reach each other directly and bypass sidecars). Run as root for namespaces"
-    )
+    return LOOPBACK, f"not root; {_LOOPBACK_CAVEAT}. Run as root for real namespaces"
+
+
+_LOOPBACK_CAVEAT = (
+    "every pod gets a 127.x address in the host network: isolation is lost "
+    "(pods can reach each other directly and bypass sidecars)"
+)
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,9 @@ class Translator:
                         },
                     },
                 }
-                clusters.append(E.eds_cluster(name, E.eds_path(xds, name), tls=tls))
+                # loopback mode: connect from the pod's own address so the callee sees who called
+                bind = {"upstream_bind_config": {"source_address": {"address": w.ip, "port_value": 0}}} if w.netns is None else None
+                clusters.append(E.eds_cluster(name, E.eds_path(xds, name), tls=tls, extra=bind))
                 endpoints[name] = self.endpoints(w.cluster, [b for b in backends if port in b.ports], port)
                 domains = [f"{h}:{port}" for h in host_aliases(svc.name, svc.namespace)]
                 if i == 0:  # a bare host name can only mean one port

@@ -1,0 +1,36 @@
+"""Shared fixtures: every lab in the tests lives in its own short state directory and is always torn down."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from meshlab.backends.local import net
+from meshlab.lab import Lab
+from meshlab.state import prefix_for
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # a learner's own lab (default state dir) must never be touched by the tests
+    os.environ.setdefault("MESHLAB_HOME", tempfile.mkdtemp(prefix="mlt"))
+
+
+@pytest.fixture
+def lab_home() -> Iterator[Path]:
+    """A fresh state directory (short: Envoy's admin sockets live below it); cleaned up, and checked, after the test."""
+    home = Path(tempfile.mkdtemp(prefix="mlt"))
+    yield home
+    Lab.down_all(home, quiet=True)
+    left = net.existing_namespaces(prefix_for(home))
+    assert not left, f"namespaces left behind: {left}"
+
+
+@pytest.fixture
+def flat_lab(lab_home: Path) -> Iterator[Lab]:
+    lab = Lab.up("flat-network", samples=True, home_dir=lab_home, quiet=True)
+    yield lab
+    lab.down(quiet=True)
