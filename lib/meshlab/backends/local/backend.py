@@ -24,7 +24,7 @@ from ...topology import Topology
 from ...traffic import Answer, CallResult, parse_answer, split_url
 from . import envoy as E
 from . import net, procs
-from .translate import OUTBOUND_PORT, Translator, Workload
+from .translate import GATEWAY_APP, OUTBOUND_PORT, Translator, Workload
 
 NAMESPACE = "sample"
 
@@ -88,7 +88,25 @@ class LocalBackend:
         for c in topology.clusters.values():
             if c.is_primary:  # istiod's CA: the cacerts secret of the primary
                 be.pki.cacerts(c.name, root=topology.meshes[c.mesh].root_ca)
+        if len(topology.networks) > 1:  # multi-network: every cluster gets an east-west gateway
+            for c in topology.clusters.values():
+                be._start_gateway(c.name)
         return be
+
+    def _start_gateway(self, cluster: str) -> None:
+        """The cluster's east-west gateway: an Envoy in the node namespace, listening on the underlay."""
+        index = len(self.state.data["workloads"])
+        pod = pod_name(cluster, GATEWAY_APP, 0)
+        ip = self.network.gateway_ip(self.topology, cluster)
+        node = None if self.mode == net.LOOPBACK else self.network.node_ns(cluster)
+        gw = Workload(
+            pod=pod, deployment=GATEWAY_APP, app=GATEWAY_APP, version="", cluster=cluster, namespace="istio-system",
+            service_account="istio-eastwestgateway-service-account", ip=ip, netns=node, outbound=ip, app_host=ip,
+            admin=str(self.run_dir / "sock" / f"{index}.sock"), access_log=str(self.run_dir / "logs" / f"{pod}.access.log"),
+        )  # fmt: skip
+        self.state.data["workloads"].append(gw.record())
+        self.state.save()
+        self._start_proxy(gw)
 
     @property
     def mode(self) -> str:
@@ -149,7 +167,7 @@ class LocalBackend:
             self.state.save()
             if w.ports:
                 self._start_app(w)
-            self._start_sidecar(w)
+            self._start_proxy(w)
             created.append(w)
         self.sync(cp)
         return created
@@ -180,12 +198,14 @@ class LocalBackend:
     def proxy_dir(self, w: Workload) -> Path:
         return self.run_dir / "proxies" / w.pod
 
-    def _start_sidecar(self, w: Workload) -> None:
+    def _start_proxy(self, w: Workload) -> None:
+        """A sidecar (or gateway) Envoy: bootstrap + first xDS files, started, waited for on /ready."""
         d = self.proxy_dir(w)
         xds = d / "xds"
         c = self.topology.clusters[w.cluster]
+        kind = "router" if w.app == GATEWAY_APP else "sidecar"
         boot = E.bootstrap(
-            f"sidecar~{w.ip}~{w.pod}.{w.namespace}~{w.namespace}.svc.cluster.local",
+            f"{kind}~{w.ip}~{w.pod}.{w.namespace}~{w.namespace}.svc.cluster.local",
             f"{w.deployment}.{w.namespace}", (c.region, c.zone), Path(w.admin), xds,
         )  # fmt: skip
         Path(w.admin).parent.mkdir(parents=True, exist_ok=True)
@@ -199,9 +219,12 @@ class LocalBackend:
 
     def proxy_config(self, w: Workload) -> E.ProxyConfig:
         registry = self.workloads
-        certs = {x.pod: self._cert(x) for x in registry}
         gateways = {c: self.network.gateway_ip(self.topology, c) for c in self.topology.clusters}
-        return Translator(self.topology, gateways, certs).sidecar(w, registry, self.proxy_dir(w) / "xds")
+        xds = self.proxy_dir(w) / "xds"
+        if w.app == GATEWAY_APP:
+            return Translator(self.topology, gateways, {}).gateway(w, registry, xds)
+        certs = {x.pod: self._cert(x) for x in registry if x.app != GATEWAY_APP}
+        return Translator(self.topology, gateways, certs).sidecar(w, registry, xds)
 
     def sync(self, control_plane: str | None = None) -> None:
         """Recompute and write the config of every proxy a running control plane serves; wait until applied."""

@@ -24,6 +24,8 @@ from . import envoy as E
 
 OUTBOUND_PORT = 15001
 GATEWAY_PORT = 15443
+GATEWAY_APP = "istio-eastwestgateway"
+TCP_PROXY = E.T + "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 DOMAIN_SUFFIX = "svc.cluster.local"
 
 
@@ -91,6 +93,52 @@ class Translator:
         cp = self.topology.clusters[cluster].control_plane
         served = {c.name for c in self.topology.served_by(cp)}
         return [w for w in registry if w.cluster in served]
+
+    def gateway(self, gw: Workload, registry: list[Workload], xds: Path) -> E.ProxyConfig:
+        """The east-west gateway: AUTO_PASSTHROUGH on 15443 — pick the local endpoints by SNI, never
+        terminate TLS (the client's sidecar and the serving sidecar do mTLS end to end through it).
+        A connection whose SNI names no exported service matches no chain and is closed."""
+        visible = [w for w in self.visible(gw.cluster, registry) if self.topology.same_network(gw.cluster, w.cluster)]
+        chains: list[dict[str, Any]] = []
+        clusters: list[dict[str, Any]] = []
+        endpoints: dict[str, list[E.Endpoint]] = {}
+        for svc in self.services(visible):
+            for port in svc.ports:
+                name = sni(port, svc.fqdn)
+                backends = [w for w in visible if w.app == svc.name and w.namespace == svc.namespace and port in w.ports]
+                clusters.append(E.eds_cluster(name, E.eds_path(xds, name), tls=None, http2=False))
+                endpoints[name] = [
+                    E.Endpoint(w.ip, port, self.topology.clusters[w.cluster].region, self.topology.clusters[w.cluster].zone)
+                    for w in backends
+                ]
+                chains.append(
+                    {
+                        "filter_chain_match": {"server_names": [name]},
+                        "filters": [
+                            {
+                                "name": "envoy.filters.network.tcp_proxy",
+                                "typed_config": {
+                                    "@type": TCP_PROXY,
+                                    "stat_prefix": name,
+                                    "cluster": name,
+                                    "access_log": E.access_log(gw.access_log),
+                                    "access_log_options": {"flush_access_log_on_connected": True},
+                                },
+                            }
+                        ],
+                    }
+                )
+        listeners = []
+        if chains:  # Envoy refuses a listener without filter chains; no services, nothing to listen for
+            listeners.append(
+                {
+                    "name": f"0.0.0.0_{GATEWAY_PORT}",
+                    "address": E.sock(gw.ip, GATEWAY_PORT),
+                    "listener_filters": [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {"@type": E.TLS_INSPECTOR}}],
+                    "filter_chains": chains,
+                }
+            )
+        return E.ProxyConfig(listeners, clusters, endpoints)
 
     @staticmethod
     def services(workloads: list[Workload]) -> list[Service]:
