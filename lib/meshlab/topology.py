@@ -157,7 +157,7 @@ def parse_topology(doc: Any, source: Path = Path("<memory>")) -> Topology:
                 )
 
     def label(name: Any, field: str) -> str:
-        if not isinstance(name, str) or not DNS1123_LABEL.match(name) or len(name) > 63:
+        if not isinstance(name, str) or not DNS1123_LABEL.fullmatch(name) or len(name) > 63:
             raise fail(
                 field,
                 f"{name!r} is not a DNS-1123 label",

@@ -74,12 +74,16 @@ class CallResult:
 def split_url(url: str) -> tuple[str, int, str]:
     """``http://helloworld.sample:5000/hello`` -> (host, port, path); only plain http inside the mesh."""
     u = urlsplit(url)
-    if u.scheme != "http" or not u.hostname:
+    try:
+        port = u.port or 80
+    except ValueError:
+        port = 0
+    if u.scheme != "http" or not u.hostname or not 0 < port < 65536:
         raise MeshlabError(
-            f"cannot call {url!r}: only http://host[:port]/path URLs are sent through the sidecar",
+            f"cannot call {url!r}: only http://host[:port]/path URLs (port 1-65535) are sent through the sidecar",
             "write it like http://helloworld.sample:5000/hello (the sidecar adds mTLS)",
         )
-    return u.hostname, u.port or 80, (u.path or "/") + (f"?{u.query}" if u.query else "")
+    return u.hostname, port, (u.path or "/") + (f"?{u.query}" if u.query else "")
 
 
 def parse_answer(status: int, body: str, seconds: float, where: dict[str, str]) -> Answer:

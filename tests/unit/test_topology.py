@@ -355,11 +355,6 @@ def test_network_name_not_dns_label() -> None:
     fails(doc, "networks.Net_1")
 
 
-@pytest.mark.xfail(
-    reason="bug in lib/meshlab/topology.py: DNS1123_LABEL ends in `$`, which re.match lets match before a "
-    "trailing newline, so 'cluster1\\n' is accepted as a DNS-1123 label (use \\Z or re.fullmatch)",
-    strict=True,
-)
 def test_name_with_trailing_newline_rejected() -> None:
     doc = valid_doc()
     doc["clusters"]["cluster3\n"] = {

@@ -34,12 +34,6 @@ def test_split_url_refuses(url: str) -> None:
     assert "http://helloworld.sample:5000/hello" in (info.value.hint or "")
 
 
-@pytest.mark.xfail(
-    reason="bug in lib/meshlab/traffic.py: split_url reads urlsplit().port unguarded, so a bad port raises a bare "
-    "ValueError ('Port out of range 0-65535' / 'could not be cast to integer') instead of MeshlabError with a hint",
-    raises=ValueError,
-    strict=True,
-)
 @pytest.mark.parametrize("url", ["http://helloworld.sample:99999/hello", "http://helloworld.sample:abc/hello"])
 def test_split_url_bad_port_is_meshlab_error(url: str) -> None:
     with pytest.raises(MeshlabError):

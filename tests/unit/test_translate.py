@@ -236,20 +236,16 @@ def test_virtual_host_domains() -> None:
 
 
 def test_host_aliases() -> None:
-    assert host_aliases("helloworld", "sample") == [
+    assert host_aliases("helloworld", "sample", "sample") == [
         "helloworld.sample.svc.cluster.local",
         "helloworld.sample.svc",
         "helloworld.sample",
         "helloworld",
     ]
+    # the bare name only resolves from the service's own namespace
+    assert "helloworld" not in host_aliases("helloworld", "sample", "other")
 
 
-@pytest.mark.xfail(
-    reason="bug in lib/meshlab/backends/local/translate.py: short host aliases (`helloworld`, `helloworld:5000`) "
-    "are added for every namespace's service, so the same app deployed in two namespaces yields duplicate "
-    "domains across virtual hosts, which Envoy rejects; Istio adds short names only for the proxy's own namespace",
-    strict=True,
-)
 def test_domains_unique_with_same_app_in_two_namespaces() -> None:
     c, v1, _ = base_registry()
     other = hello("cluster1-helloworld-v1-other-0", "v1", "cluster1", "10.10.0.20", namespace="other")

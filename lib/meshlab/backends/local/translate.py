@@ -64,9 +64,11 @@ def sni(port: int, fqdn: str, subset: str = "") -> str:
     return f"outbound_.{port}_.{subset}_.{fqdn}"
 
 
-def host_aliases(name: str, namespace: str) -> list[str]:
-    """The Host values a client may use for a service, as Kubernetes DNS search paths allow."""
-    return [f"{name}.{namespace}.{DOMAIN_SUFFIX}", f"{name}.{namespace}.svc", f"{name}.{namespace}", name]
+def host_aliases(name: str, namespace: str, client_namespace: str) -> list[str]:
+    """The Host values a client may use for a service, as Kubernetes DNS search paths allow
+    (the bare name only resolves from the service's own namespace)."""
+    aliases = [f"{name}.{namespace}.{DOMAIN_SUFFIX}", f"{name}.{namespace}.svc", f"{name}.{namespace}"]
+    return aliases + [name] if namespace == client_namespace else aliases
 
 
 @dataclass(frozen=True)
@@ -193,9 +195,10 @@ class Translator:
                 bind = {"upstream_bind_config": {"source_address": {"address": w.ip, "port_value": 0}}} if w.netns is None else None
                 clusters.append(E.eds_cluster(name, E.eds_path(xds, name), tls=tls, extra=bind))
                 endpoints[name] = self.endpoints(w.cluster, [b for b in backends if port in b.ports], port)
-                domains = [f"{h}:{port}" for h in host_aliases(svc.name, svc.namespace)]
-                if i == 0:  # a bare host name can only mean one port
-                    domains += host_aliases(svc.name, svc.namespace)
+                aliases = host_aliases(svc.name, svc.namespace, w.namespace)
+                domains = [f"{h}:{port}" for h in aliases]
+                if i == 0:  # a host without a port can only mean one port
+                    domains += aliases
                 vhosts.append(
                     {
                         "name": f"{svc.fqdn}:{port}",
