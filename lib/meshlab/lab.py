@@ -174,6 +174,40 @@ class Lab:
         """Run ``envoy --mode validate`` on every proxy's complete config; returns how many passed."""
         return self.backend.validate()
 
+    # ---- Istio resources, control planes, failures ---------------------------------------------
+    def apply(self, resources: str | dict[str, Any] | list[dict[str, Any]], cluster: str) -> list[str]:
+        """Apply Istio resources (YAML text, a dict or a list) to ``cluster``.
+
+        They reach the proxies configured by that cluster's control plane — and only those. A field
+        the local backend does not implement is refused with its name, never ignored.
+        """
+        from .resources import parse
+
+        out = self.backend.apply(parse(resources), cluster)
+        for line in out:
+            print(line)
+        return out
+
+    def delete(self, kind: str, name: str, cluster: str, namespace: str = "sample") -> None:
+        """Remove a resource applied earlier; proxies fall back to their defaults."""
+        self.backend.delete(kind, name, cluster, namespace)
+
+    def stop_control_plane(self, cluster: str) -> None:
+        """Stop the control plane running in ``cluster``: proxies keep their last config, new ones get none."""
+        self.backend.set_control_plane(cluster, running=False)
+
+    def start_control_plane(self, cluster: str) -> None:
+        """Start it again; it pushes everything that changed meanwhile."""
+        self.backend.set_control_plane(cluster, running=True)
+
+    def kill(self, workload: str, cluster: str) -> str:
+        """Crash a workload's app (SIGKILL); its sidecar stays and answers 503 for it."""
+        return self.backend.kill(workload, cluster)
+
+    def restore(self, workload: str, cluster: str) -> str:
+        """Restart a killed workload's app."""
+        return self.backend.restore(workload, cluster)
+
     # ---- views ---------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         return self.backend.status()

@@ -224,7 +224,61 @@ class LocalBackend:
         if w.app == GATEWAY_APP:
             return Translator(self.topology, gateways, {}).gateway(w, registry, xds)
         certs = {x.pod: self._cert(x) for x in registry if x.app != GATEWAY_APP}
-        return Translator(self.topology, gateways, certs).sidecar(w, registry, xds)
+        return Translator(self.topology, gateways, certs).sidecar(w, registry, xds, self.resources_for(w.cluster))
+
+    # ---- Istio resources and control planes ----------------------------------------------------
+    def resources_for(self, cluster: str) -> list[dict[str, Any]]:
+        """Resources held by the control plane that configures ``cluster``'s proxies."""
+        cp = self.topology.clusters[cluster].control_plane
+        return [r["resource"] for r in self.state.data.get("resources", []) if r["control_plane"] == cp]
+
+    def apply(self, docs: list[dict[str, Any]], cluster: str) -> list[str]:
+        """Store validated resources with the control plane owning ``cluster`` and push the result."""
+        cp = self.topology.cluster(cluster).control_plane
+        stored = self.state.data.setdefault("resources", [])
+        names = []
+        for doc in docs:
+            doc = {**doc, "metadata": {"namespace": NAMESPACE, **doc.get("metadata", {})}}
+            key = (doc["kind"], doc["metadata"]["namespace"], doc["metadata"]["name"])
+            stored[:] = [r for r in stored if not (r["control_plane"] == cp and r["key"] == list(key))]
+            stored.append({"control_plane": cp, "key": list(key), "resource": doc})
+            names.append(f"{doc['kind'].lower()}/{doc['metadata']['name']} configured (control plane {cp})")
+        self.state.save()
+        self.sync(cp)
+        return names
+
+    def delete(self, kind: str, name: str, cluster: str, namespace: str = NAMESPACE) -> None:
+        cp = self.topology.cluster(cluster).control_plane
+        stored = self.state.data.get("resources", [])
+        stored[:] = [r for r in stored if not (r["control_plane"] == cp and r["key"] == [kind, namespace, name])]
+        self.state.save()
+        self.sync(cp)
+
+    def set_control_plane(self, cluster: str, running: bool) -> None:
+        """Stop or start the control plane of ``cluster`` (a primary). Stopped: no pushes, no new sidecars."""
+        c = self.topology.cluster(cluster)
+        if not c.is_primary:
+            raise MeshlabError(f"{cluster} runs no control plane (it is a remote of {c.remote_of})", f"use {c.remote_of!r}")
+        self.state.data["control_planes"][cluster] = "running" if running else "stopped"
+        self.state.save()
+        if running:
+            self.sync(cluster)  # catch up on everything that changed while it was down
+
+    # ---- failure injection ---------------------------------------------------------------------
+    def kill(self, app: str, cluster: str) -> str:
+        """SIGKILL the app of a workload (its sidecar stays up and answers 503, as in a crashed container)."""
+        w = self.find(app, cluster)
+        for p in self.state.data["processes"]:
+            if p["name"] == f"{w.pod}/app":
+                procs.kill(p)
+        return w.pod
+
+    def restore(self, app: str, cluster: str) -> str:
+        w = self.find(app, cluster)
+        self.state.data["processes"] = [p for p in self.state.data["processes"] if p["name"] != f"{w.pod}/app" or procs.is_alive(p)]
+        if not any(p["name"] == f"{w.pod}/app" for p in self.state.data["processes"]):
+            self._start_app(w)
+        return w.pod
 
     def sync(self, control_plane: str | None = None) -> None:
         """Recompute and write the config of every proxy a running control plane serves; wait until applied."""
@@ -234,7 +288,7 @@ class LocalBackend:
                 continue  # a stopped control plane pushes nothing: proxies keep their last config
             served = {c.name for c in self.topology.served_by(cp)}
             for w in self.workloads:
-                if w.cluster in served:
+                if w.cluster in served and self.proxy_dir(w).joinpath("bootstrap.json").exists():
                     cfg = self.proxy_config(w)
                     if E.XdsWriter(self.proxy_dir(w) / "xds").write(cfg):
                         self._wait_applied(w, cfg)

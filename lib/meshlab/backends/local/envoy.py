@@ -135,6 +135,7 @@ def eds_cluster(
     tls: dict[str, Any] | None,
     lb_policy: str = "LEAST_REQUEST",
     http2: bool = True,
+    max_requests_per_connection: int | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     c: dict[str, Any] = {
@@ -149,9 +150,10 @@ def eds_cluster(
         "common_lb_config": {"locality_weighted_lb_config": {}},
     }
     if http2:
-        c["typed_extension_protocol_options"] = {
-            HTTP_OPTIONS: {"@type": T + HTTP_OPTIONS, "explicit_http_config": {"http2_protocol_options": {}}}
-        }
+        opts: dict[str, Any] = {"@type": T + HTTP_OPTIONS, "explicit_http_config": {"http2_protocol_options": {}}}
+        if max_requests_per_connection:
+            opts["common_http_protocol_options"] = {"max_requests_per_connection": max_requests_per_connection}
+        c["typed_extension_protocol_options"] = {HTTP_OPTIONS: opts}
     if tls:
         c["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {"@type": UPSTREAM_TLS, **tls}}
     c.update(extra or {})
@@ -190,6 +192,7 @@ class Endpoint:
     weight: int = 1
     priority: int = 0
     labels: dict[str, str] = field(default_factory=dict)
+    locality_weight: int | None = None  # from a DestinationRule's localityLbSetting.distribute
 
 
 def load_assignment(cluster: str, endpoints: list[Endpoint]) -> dict[str, Any]:
@@ -204,7 +207,7 @@ def load_assignment(cluster: str, endpoints: list[Endpoint]) -> dict[str, Any]:
             {
                 "locality": {"region": r, "zone": z},
                 "priority": p,
-                "load_balancing_weight": sum(e.weight for e in eps),
+                "load_balancing_weight": eps[0].locality_weight if eps[0].locality_weight is not None else sum(e.weight for e in eps),
                 "lb_endpoints": [
                     {
                         "endpoint": {"address": sock(e.address, e.port)},

@@ -128,6 +128,16 @@ def terminate(records: Sequence[dict[str, object]], grace: float = 5.0) -> int:
     return len(live)
 
 
+def kill(rec: dict[str, object]) -> None:
+    """SIGKILL a recorded process at once, as a crash would (no graceful shutdown)."""
+    if is_alive(rec):
+        _signal(int(rec["pid"]), signal.SIGKILL)  # type: ignore[arg-type]
+        deadline = time.monotonic() + 2
+        while is_alive(rec) and time.monotonic() < deadline:
+            _reap()
+            time.sleep(0.005)
+
+
 def _signal(pid: int, sig: signal.Signals) -> None:
     for send in (lambda: os.killpg(pid, sig), lambda: os.kill(pid, sig)):
         try:

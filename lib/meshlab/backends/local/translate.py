@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ...pki import WorkloadCert
+from ...resources import envoy_duration
 from ...topology import Topology
 from . import envoy as E
 
@@ -80,6 +81,100 @@ class Service:
     @property
     def fqdn(self) -> str:
         return f"{self.name}.{self.namespace}.{DOMAIN_SUFFIX}"
+
+
+@dataclass
+class Outbound:
+    """A destination as one proxy sees it: ports, the Host names that reach it, endpoints per port."""
+
+    fqdn: str
+    ports: tuple[int, ...]
+    aliases: list[str]
+    sans: set[str] = field(default_factory=set)
+    endpoints: dict[int, list[E.Endpoint]] = field(default_factory=dict)
+
+
+def resolve_host(host: str, namespace: str) -> str:
+    """A short host in a rule (``helloworld``, ``helloworld.sample``) as its FQDN, as Istio resolves it."""
+    if "." not in host:
+        return f"{host}.{namespace}.{DOMAIN_SUFFIX}"
+    if host.count(".") == 1:
+        return f"{host}.{DOMAIN_SUFFIX}"
+    return host
+
+
+def destination_rule(resources: list[dict[str, Any]], fqdn: str) -> dict[str, Any] | None:
+    """The DestinationRule whose ``host`` is ``fqdn`` (short hosts resolve in the rule's namespace)."""
+    for r in resources:
+        ns = r.get("metadata", {}).get("namespace", "default")
+        if r["kind"] == "DestinationRule" and resolve_host(r["spec"].get("host", ""), ns) == fqdn:
+            return r
+    return None
+
+
+def locality_priority(client: tuple[str, str], ep: E.Endpoint, failover: dict[str, str]) -> int:
+    """Istio's failover order: same zone, same region, the region named in ``failover``, the rest."""
+    if (ep.region, ep.zone) == client:
+        return 0
+    if ep.region == client[0]:
+        return 1
+    if failover.get(client[0]) == ep.region:
+        return 2
+    return 3
+
+
+def apply_traffic_policy(policy: dict[str, Any], eps: list[E.Endpoint], client: tuple[str, str]) -> dict[str, Any]:
+    """DestinationRule trafficPolicy -> Envoy cluster fields; sets endpoint priorities in place.
+
+    As in Istio, locality failover needs outlierDetection: without it every locality shares priority 0.
+    """
+    out: dict[str, Any] = {}
+    lb = policy.get("loadBalancer", {})
+    if "simple" in lb:
+        out["lb_policy"] = {"ROUND_ROBIN": "ROUND_ROBIN", "LEAST_REQUEST": "LEAST_REQUEST", "RANDOM": "RANDOM"}[lb["simple"]]
+    od = policy.get("outlierDetection")
+    if od is not None:
+        out["outlier_detection"] = {
+            "consecutive_5xx": od.get("consecutive5xxErrors", 5),
+            "consecutive_gateway_failure": od.get("consecutiveGatewayErrors", 0) or 5,
+            "enforcing_consecutive_gateway_failure": 100 if "consecutiveGatewayErrors" in od else 0,
+            "interval": envoy_duration(od.get("interval", "10s")),
+            "base_ejection_time": envoy_duration(od.get("baseEjectionTime", "30s")),
+            "max_ejection_percent": od.get("maxEjectionPercent", 10),
+        }
+    loc = lb.get("localityLbSetting", {})
+    if od is not None and loc.get("enabled", True):
+        failover = {f["from"]: f["to"] for f in loc.get("failover", [])}
+        raw = [locality_priority(client, e, failover) for e in eps]
+        dense = {p: i for i, p in enumerate(sorted(set(raw)))}  # Envoy wants priorities without gaps
+        for e, p in zip(eps, raw):
+            e.priority = dense[p]
+    for rule in loc.get("distribute", []):
+        if _locality_match(rule["from"], client):
+            for e in eps:
+                e.locality_weight = next((w for pat, w in rule["to"].items() if _locality_match(pat, (e.region, e.zone))), 0)
+            eps[:] = [e for e in eps if e.locality_weight]  # weight 0: Istio leaves the locality out
+            break
+    pool = policy.get("connectionPool", {})
+    if pool:
+        tcp, http = pool.get("tcp", {}), pool.get("http", {})
+        th = {
+            "max_connections": tcp.get("maxConnections"),
+            "max_pending_requests": http.get("http1MaxPendingRequests"),
+            "max_requests": http.get("http2MaxRequests"),
+            "max_retries": http.get("maxRetries"),
+        }
+        out["circuit_breakers"] = {"thresholds": [{k: v for k, v in th.items() if v is not None}]}
+        if "connectTimeout" in tcp:
+            out["connect_timeout"] = envoy_duration(tcp["connectTimeout"])
+        if "maxRequestsPerConnection" in http:
+            out["max_requests_per_connection"] = http["maxRequestsPerConnection"]
+    return out
+
+
+def _locality_match(pattern: str, loc: tuple[str, str]) -> bool:
+    parts = pattern.split("/")
+    return all(p in ("*", v) for p, v in zip(parts, loc))
 
 
 class Translator:
@@ -167,38 +262,78 @@ class Translator:
             )
         return out
 
-    def sidecar(self, w: Workload, registry: list[Workload], xds: Path) -> E.ProxyConfig:
+    def outbound_services(self, w: Workload, registry: list[Workload], resources: list[dict[str, Any]]) -> list[Outbound]:
+        """Every destination the proxy knows: Kubernetes services of its control plane's clusters,
+        merged with ServiceEntries applied to that control plane (same host = more endpoints)."""
         visible = self.visible(w.cluster, registry)
+        out: dict[str, Outbound] = {}
+        for svc in self.services(visible):
+            backends = [b for b in visible if b.app == svc.name and b.namespace == svc.namespace]
+            o = Outbound(svc.fqdn, svc.ports, host_aliases(svc.name, svc.namespace, w.namespace))
+            o.sans.update(self.certs[b.pod].spiffe_id for b in backends if b.pod in self.certs)
+            for port in svc.ports:
+                o.endpoints[port] = self.endpoints(w.cluster, [b for b in backends if port in b.ports], port)
+            out[svc.fqdn] = o
+        for r in resources:
+            if r["kind"] != "ServiceEntry":
+                continue
+            spec = r["spec"]
+            ports = {p["number"]: p for p in spec.get("ports", [])}
+            for host in spec.get("hosts", []):
+                o = out.setdefault(host, Outbound(host, tuple(sorted(ports)), [host]))
+                o.ports = tuple(sorted(set(o.ports) | set(ports)))
+                o.sans.update(spec.get("subjectAltNames", []))
+                for port, pdef in ports.items():
+                    for ep in spec.get("endpoints", []):
+                        region, _, zone = ep.get("locality", "/").partition("/")
+                        target = ep.get("ports", {}).get(pdef.get("name", ""), pdef.get("targetPort", port))
+                        labels = {**ep.get("labels", {}), **({"network": ep["network"]} if "network" in ep else {})}
+                        o.endpoints.setdefault(port, []).append(
+                            E.Endpoint(ep["address"], target, region, zone.split("/")[0], weight=ep.get("weight", 1), labels=labels)
+                        )
+        return list(out.values())
+
+    def sidecar(self, w: Workload, registry: list[Workload], xds: Path, resources: list[dict[str, Any]] | None = None) -> E.ProxyConfig:
+        resources = resources or []
         cert = self.certs[w.pod]
         trust_domain = self.topology.trust_domain(w.cluster)
         listeners: list[dict[str, Any]] = []
         clusters: list[dict[str, Any]] = []
         endpoints: dict[str, list[E.Endpoint]] = {}
         vhosts: list[dict[str, Any]] = []
+        me = self.topology.clusters[w.cluster]
 
-        for svc in self.services(visible):
-            backends = [b for b in visible if b.app == svc.name and b.namespace == svc.namespace]
-            sans = sorted({self.certs[b.pod].spiffe_id for b in backends if b.pod in self.certs})
+        for svc in self.outbound_services(w, registry, resources):
+            dr = destination_rule(resources, svc.fqdn)
+            policy = (dr or {}).get("spec", {}).get("trafficPolicy", {})
             for i, port in enumerate(svc.ports):
                 name = outbound_cluster_name(port, svc.fqdn)
-                tls = {
-                    "sni": sni(port, svc.fqdn),
-                    "common_tls_context": {
-                        **E.tls_context(str(cert.cert_chain), str(cert.key), str(cert.root_cert), ["h2"]),
-                        "validation_context": {
-                            "trusted_ca": {"filename": str(cert.root_cert)},
-                            "match_typed_subject_alt_names": [{"san_type": "URI", "matcher": {"exact": s}} for s in sans],
+                tls = None
+                if policy.get("tls", {}).get("mode", "ISTIO_MUTUAL") == "ISTIO_MUTUAL":
+                    tls = {
+                        "sni": sni(port, svc.fqdn),
+                        "common_tls_context": {
+                            **E.tls_context(str(cert.cert_chain), str(cert.key), str(cert.root_cert), ["h2"]),
+                            "validation_context": {
+                                "trusted_ca": {"filename": str(cert.root_cert)},
+                                "match_typed_subject_alt_names": [{"san_type": "URI", "matcher": {"exact": s}} for s in sorted(svc.sans)],
+                            },
                         },
-                    },
-                }
-                # loopback mode: connect from the pod's own address so the callee sees who called
-                bind = {"upstream_bind_config": {"source_address": {"address": w.ip, "port_value": 0}}} if w.netns is None else None
-                clusters.append(E.eds_cluster(name, E.eds_path(xds, name), tls=tls, extra=bind))
-                endpoints[name] = self.endpoints(w.cluster, [b for b in backends if port in b.ports], port)
-                aliases = host_aliases(svc.name, svc.namespace, w.namespace)
-                domains = [f"{h}:{port}" for h in aliases]
+                    }
+                extra: dict[str, Any] = {}
+                if w.netns is None:  # loopback mode: connect from the pod's own address so the callee sees who called
+                    extra["upstream_bind_config"] = {"source_address": {"address": w.ip, "port_value": 0}}
+                eps = svc.endpoints.get(port, [])
+                extra.update(apply_traffic_policy(policy, eps, (me.region, me.zone)))
+                cl = E.eds_cluster(
+                    name, E.eds_path(xds, name), tls=tls, lb_policy=extra.pop("lb_policy", "LEAST_REQUEST"),
+                    max_requests_per_connection=extra.pop("max_requests_per_connection", None), extra=extra,
+                )  # fmt: skip
+                clusters.append(cl)
+                endpoints[name] = eps
+                domains = [f"{h}:{port}" for h in svc.aliases]
                 if i == 0:  # a host without a port can only mean one port
-                    domains += aliases
+                    domains += svc.aliases
                 vhosts.append(
                     {
                         "name": f"{svc.fqdn}:{port}",
