@@ -18,7 +18,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backends.local.backend import LocalBackend
 from .display import Diagram, Table, mermaid
@@ -26,6 +26,9 @@ from .errors import LabStateError, MeshlabError
 from .state import State
 from .topology import Topology, load_topology
 from .traffic import CallResult
+
+if TYPE_CHECKING:
+    from .federation import VirtualMesh
 
 SAMPLES = (("helloworld", "v1"), ("helloworld", "v2"))
 
@@ -98,7 +101,9 @@ class Lab:
 
     def down(self, quiet: bool = False) -> dict[str, int]:
         """Remove every process, namespace and file of this lab. Safe to call twice."""
-        return self.down_all(self.state.dir, quiet=quiet)
+        removed = self.down_all(self.state.dir, quiet=quiet)
+        self.state.data = {}
+        return removed
 
     @staticmethod
     def down_all(home_dir: str | os.PathLike[str] | None = None, quiet: bool = False) -> dict[str, int]:
@@ -192,6 +197,26 @@ class Lab:
         """Remove a resource applied earlier; proxies fall back to their defaults."""
         self.backend.delete(kind, name, cluster, namespace)
 
+    def discover(self) -> Table:
+        """Meshes, clusters and the services each runs (Service Mesh Hub's discovery)."""
+        from .federation import discover
+
+        return discover(self.topology, self.backend.workloads)
+
+    def federate(self, meshes: list[str] | None = None, apply: bool = True) -> "VirtualMesh":
+        """Form a VirtualMesh: generate ServiceEntries + DestinationRules per client mesh and apply them."""
+        from .federation import virtual_mesh
+
+        gateways = {c: self.backend.network.gateway_ip(self.topology, c) for c in self.topology.clusters}
+        vm = virtual_mesh(self.topology, self.backend.workloads, gateways, meshes)
+        if not vm.shared_root:
+            print("warning: these meshes do not share a root CA: cross-mesh mTLS handshakes will fail")
+        if apply:
+            for cluster, docs in vm.resources.items():
+                if docs:
+                    self.apply(docs, cluster)
+        return vm
+
     def stop_control_plane(self, cluster: str) -> None:
         """Stop the control plane running in ``cluster``: proxies keep their last config, new ones get none."""
         self.backend.set_control_plane(cluster, running=False)
@@ -210,6 +235,8 @@ class Lab:
 
     # ---- views ---------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
+        if not self.state.data:
+            raise LabStateError("this lab is down", "bring one up: Lab.up(pattern)")
         return self.backend.status()
 
     def pods(self) -> Table:

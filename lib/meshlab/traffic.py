@@ -63,6 +63,8 @@ class CallResult:
             lines.append(f"  {cluster.ljust(width)}  {version.ljust(7)}  {n}")
         return "\n".join(lines)
 
+    __repr__ = __str__
+
     def _repr_html_(self) -> str:
         rows = "".join(f"<tr><td>{c}</td><td>{v}</td><td>{n}</td></tr>" for (c, v), n in self.tally.items())
         return (
