@@ -171,6 +171,10 @@ class Lab:
         """The sidecar's access log entries (JSON), newest last: shows the peer's SPIFFE identity."""
         return self.backend.access_log(workload, cluster, last)
 
+    def stats(self, workload: str, cluster: str, contains: str = "") -> dict[str, int]:
+        """Envoy's non-zero stats of ``workload``'s sidecar, e.g. ``contains="ssl.fail_verify_error"``."""
+        return self.backend.stats(workload, cluster, contains)
+
     def envoy_config(self, workload: str, cluster: str, resource: str | None = None) -> dict[str, Any]:
         """The sidecar's live Envoy config (``/config_dump``), optionally one resource type."""
         return self.backend.envoy_config(workload, cluster, resource)

@@ -405,6 +405,11 @@ class LocalBackend:
             return []
         return [json.loads(line) for line in lines[-last:] if line.strip()]
 
+    def stats(self, workload: str, cluster: str, contains: str = "") -> dict[str, int]:
+        """The sidecar's non-zero Envoy counters and gauges whose name contains ``contains``."""
+        st = E.Admin(self.find(workload, cluster).admin).stats()
+        return {k: v for k, v in sorted(st.items()) if v and contains in k}
+
     def envoy_config(self, workload: str, cluster: str, resource: str | None = None) -> dict[str, Any]:
         return E.Admin(self.find(workload, cluster).admin).config_dump(resource)
 

@@ -280,7 +280,10 @@ class Translator:
             spec = r["spec"]
             ports = {p["number"]: p for p in spec.get("ports", [])}
             for host in spec.get("hosts", []):
-                o = out.setdefault(host, Outbound(host, tuple(sorted(ports)), [host]))
+                parts = host.split(".")
+                # a cluster.local host answers to its short names too (Istio's DNS proxy does this for ServiceEntries)
+                aliases = host_aliases(parts[0], parts[1], w.namespace) if host.endswith("." + DOMAIN_SUFFIX) and len(parts) == 5 else [host]
+                o = out.setdefault(host, Outbound(host, tuple(sorted(ports)), aliases))
                 o.ports = tuple(sorted(set(o.ports) | set(ports)))
                 o.sans.update(spec.get("subjectAltNames", []))
                 for port, pdef in ports.items():
