@@ -61,14 +61,10 @@ def _read_int(path: str) -> int | None:
 
 
 def network_mode() -> NetworkMode:
-    """The local backend's network mode on this machine: root ``ip netns``, user namespaces, or loopback."""
-    if os.geteuid() == 0 and _ok(["unshare", "--net", "true"])[0]:
-        return "netns"
-    if (_read_int("/proc/sys/user/max_user_namespaces") or 0) > 0 and _ok(
-        ["unshare", "--user", "--map-root-user", "--net", "true"]
-    )[0]:
-        return "userns"
-    return "loopback"
+    """The local backend's network mode on this machine (the backend's own choice, so they never disagree)."""
+    from .backends.local.net import choose_mode
+
+    return choose_mode()[0]  # type: ignore[return-value]
 
 
 def python_check() -> Check:

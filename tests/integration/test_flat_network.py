@@ -197,3 +197,19 @@ def test_loopback_mode_works_and_says_isolation_is_lost(lab_home: Path, monkeypa
     monkeypatch.setenv("MESHLAB_NET_MODE", "bogus")
     with pytest.raises(Exception, match="not a network mode"):
         net.choose_mode()
+
+
+@pytest.mark.skipif(not net._userns_allowed(), reason="user namespaces are not allowed on this machine")
+def test_user_namespace_mode_isolates_and_leaves_nothing(lab_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unprivileged mode (forced here; chosen automatically when not root): same lab, private namespaces."""
+    monkeypatch.setenv("MESHLAB_NET_MODE", "userns")
+    lab = Lab.up("flat-network", samples=True, home_dir=lab_home, quiet=True)
+    assert lab.backend.mode == net.USERNS
+    assert net.existing_namespaces(prefix_for(lab_home)) == []  # nothing in the host's namespace list
+    r = lab.call("curl", URL, cluster="cluster1", n=10)
+    assert r.errors == 0 and r.clusters == {"cluster1", "cluster2"}
+    hw2 = lab.backend.find("helloworld", "cluster2")
+    assert lab.connect("curl", "cluster1", hw2.ip, 5000) == "connected"  # flat network: routed
+    recorded = list(lab.state.data["processes"])
+    lab.down(quiet=True)
+    assert not any(procs.is_alive(p) for p in recorded)

@@ -48,6 +48,7 @@ async def _serve(host: str, port: int, version: str, instance: str) -> None:
             writer.close()
 
     server = await asyncio.start_server(handle, host, port, reuse_address=True, backlog=1024)
+    print(f"listening on {host}:{port}", flush=True)  # meshlab waits for this line
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -8,10 +8,8 @@ another (or a fresh notebook kernel) act on the same lab.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import shutil
-import socket
 import sys
 import time
 from pathlib import Path
@@ -22,8 +20,9 @@ from ...pki import PKI, WorkloadCert
 from ...state import State, prefix_for
 from ...topology import Topology
 from ...traffic import Answer, CallResult, parse_answer, split_url
+from ...exec import run
+from . import client, net, procs
 from . import envoy as E
-from . import net, procs
 from .translate import GATEWAY_APP, OUTBOUND_PORT, Translator, Workload
 
 NAMESPACE = "sample"
@@ -51,7 +50,7 @@ class LocalBackend:
         self.state = state
         d = state.data
         self.run_dir = Path(d["run_dir"])
-        self.network = net.Network(d["mode"], d["prefix"], lambda ns: state.record("namespaces", ns))
+        self.network = net.Network(d["mode"], d["prefix"], lambda ns: state.record("namespaces", ns), d.get("holder"))
         self.pki = PKI(self.run_dir / "pki")
 
     # ---- lifecycle -----------------------------------------------------------------------------
@@ -83,6 +82,13 @@ class LocalBackend:
             }
         )
         state.record("files", str(run_dir))
+        if mode == net.USERNS:  # one process owns every namespace of the lab; killing it removes them all
+            ready = run_dir / "holder.ready"
+            holder = procs.spawn("userns-holder", net.Network.holder_argv(str(ready)), run_dir / "logs" / "holder.log")
+            state.record("processes", holder.record())
+            procs.wait_until(ready.exists, holder, "its private /run/netns is mounted")
+            state.data["holder"] = holder.pid
+            state.save()
         be = cls(topology, state)
         be.network.create_underlay(topology)
         for c in topology.clusters.values():
@@ -185,13 +191,15 @@ class LocalBackend:
             sys.executable, "-m", "meshlab.backends.local.apps", "helloworld",
             "--listen", f"{w.app_host}:{w.ports[0]}", "--version", w.version, "--instance", w.pod,
         ]  # fmt: skip
-        p = procs.spawn(f"{w.pod}/app", argv, self.run_dir / "logs" / f"{w.pod}.app.log")
+        log = self.run_dir / "logs" / f"{w.pod}.app.log"
+        start = log.stat().st_size if log.exists() else 0  # a restored app appends to the same log
+        p = procs.spawn(f"{w.pod}/app", argv, log)
         self.state.record("processes", p.record())
 
         def listening() -> bool:
-            with net.in_netns(w.netns):
-                with socket.create_connection((w.app_host, w.ports[0]), timeout=0.5):
-                    return True
+            with open(log, "rb") as f:
+                f.seek(start)
+                return b"listening on" in f.read()
 
         procs.wait_until(listening, p, f"its app listens on {w.app_host}:{w.ports[0]}")
 
@@ -326,46 +334,34 @@ class LocalBackend:
         )
 
     # ---- traffic -------------------------------------------------------------------------------
+    def _in_pod(self, w: Workload, op: str, **kw: Any) -> Any:
+        """Run a client operation inside ``w``'s pod: in this thread, or as a subprocess in userns mode."""
+        if self.mode != net.USERNS:
+            with net.in_netns(w.netns):
+                return client.calls(**kw) if op == "calls" else client.connect(**kw)
+        argv = self.network.exec_prefix(w.netns) + [sys.executable, "-m", "meshlab.backends.local.client", json.dumps({"op": op, **kw})]
+        return json.loads(run(argv, timeout=60).stdout)
+
     def call(self, workload: str, url: str, cluster: str, n: int = 1, timeout: float = 5.0, headers: dict[str, str] | None = None) -> CallResult:
         """Send ``n`` requests from inside the workload's pod through its sidecar (like ``kubectl exec curl``)."""
         w = self.find(workload, cluster)
         host, port, path = split_url(url)
         where = {x.pod: x.cluster for x in self.workloads}
+        raw = self._in_pod(
+            w, "calls", host=w.outbound, port=OUTBOUND_PORT, authority=f"{host}:{port}", path=path, n=n,
+            headers=headers or {}, timeout=timeout,
+        )  # fmt: skip
         result = CallResult(url, f"{w.pod} ({cluster})")
-        conn: http.client.HTTPConnection | None = None
-        for _ in range(n):
-            t0 = time.perf_counter()
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection(w.outbound, OUTBOUND_PORT, timeout=timeout)
-                    with net.in_netns(w.netns):
-                        conn.connect()
-                conn.request("GET", path, headers={"Host": f"{host}:{port}", **(headers or {})})
-                resp = conn.getresponse()
-                body = resp.read().decode(errors="replace")
-                result.answers.append(parse_answer(resp.status, body, time.perf_counter() - t0, where))
-                if resp.getheader("connection", "").lower() == "close":
-                    conn.close()
-                    conn = None
-            except (OSError, http.client.HTTPException) as e:
-                result.answers.append(Answer(0, "", error=f"{type(e).__name__}: {e}", seconds=time.perf_counter() - t0))
-                if conn is not None:
-                    conn.close()
-                conn = None
-        if conn is not None:
-            conn.close()
+        for a in raw:
+            if a["status"]:
+                result.answers.append(parse_answer(a["status"], a["body"], a["seconds"], where))
+            else:
+                result.answers.append(Answer(0, "", error=a["error"], seconds=a["seconds"]))
         return result
 
     def connect(self, workload: str, cluster: str, address: str, port: int, timeout: float = 1.0) -> str:
         """Open a plain TCP connection from the pod (no sidecar): shows what the network allows."""
-        w = self.find(workload, cluster)
-        try:
-            with net.in_netns(w.netns):
-                s = socket.create_connection((address, port), timeout=timeout)
-            s.close()
-            return "connected"
-        except OSError as e:
-            return f"refused: {e.strerror or e}"
+        return str(self._in_pod(self.find(workload, cluster), "connect", address=address, port=port, timeout=timeout))
 
     # ---- introspection -------------------------------------------------------------------------
     def endpoints(self, workload: str, cluster: str, service: str | None = None) -> list[dict[str, str]]:

@@ -13,6 +13,9 @@ cannot reach a remote pod, only addresses on the underlay (where east-west gatew
 
 Modes, chosen automatically (override with $MESHLAB_NET_MODE):
 - ``netns``: as root, ``ip netns``. Full isolation.
+- ``userns``: unprivileged, the same namespaces inside a private user + mount namespace held by one
+  ``unshare --user --map-root-user --net --mount`` process; every command enters it with nsenter.
+  Full isolation, nothing visible in the host's ``ip netns list``.
 - ``loopback``: no namespaces; every pod gets its own 127.x address. Works anywhere, but isolation
   is lost (any process can reach any pod, and the sidecar can be bypassed).
 """
@@ -32,8 +35,9 @@ from ...exec import run
 from ...topology import Cluster, Topology
 
 NETNS = "netns"
+USERNS = "userns"
 LOOPBACK = "loopback"
-MODES = (NETNS, LOOPBACK)
+MODES = (NETNS, USERNS, LOOPBACK)
 
 UNDERLAY = ipaddress.IPv4Network("10.250.0.0/24")
 _CLONE_NEWNET = 0x40000000
@@ -48,7 +52,21 @@ def choose_mode() -> tuple[str, str]:
         return forced, f"forced by MESHLAB_NET_MODE={forced}" + (f"; {_LOOPBACK_CAVEAT}" if forced == LOOPBACK else "")
     if os.geteuid() == 0 and os.path.exists("/proc/self/ns/net"):
         return NETNS, "running as root: one network namespace per pod (full isolation)"
-    return LOOPBACK, f"not root; {_LOOPBACK_CAVEAT}. Run as root for real namespaces"
+    if _userns_allowed():
+        return USERNS, "not root, but user namespaces are allowed: private namespaces per pod (full isolation)"
+    return LOOPBACK, (
+        f"not root and user namespaces are blocked; {_LOOPBACK_CAVEAT}. "
+        "Run as root, or allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces)"
+    )
+
+
+def _userns_allowed() -> bool:
+    try:
+        if int(open("/proc/sys/user/max_user_namespaces").read()) <= 0:
+            return False
+    except (OSError, ValueError):
+        return False
+    return run(["unshare", "--user", "--map-root-user", "--net", "--mount", "true"], check=False).returncode == 0
 
 
 _LOOPBACK_CAVEAT = (
@@ -70,10 +88,21 @@ class PodNet:
 class Network:
     """Creates and removes the namespaces of one lab. Every name is recorded before it is created."""
 
-    def __init__(self, mode: str, prefix: str, record: Callable[[str], None]) -> None:
+    def __init__(self, mode: str, prefix: str, record: Callable[[str], None], holder: int | None = None) -> None:
         self.mode = mode
         self.prefix = prefix
         self._record = record
+        # userns mode: every `ip` command and process enters the holder's user + mount namespaces
+        self.enter = ["nsenter", "-t", str(holder), "-U", "-m", "-n", "--preserve-credentials"] if holder else []
+
+    @staticmethod
+    def holder_argv(ready_file: str) -> list[str]:
+        """The process that owns a userns-mode lab's namespaces: a tmpfs /run of its own, then sleep."""
+        script = f"mount -t tmpfs tmpfs /run && mkdir -p /run/netns && touch {ready_file} && exec sleep infinity"
+        return ["unshare", "--user", "--map-root-user", "--net", "--mount", "--propagation", "private", "sh", "-c", script]
+
+    def ip(self, *args: str, input: str | None = None) -> None:
+        run([*self.enter, "ip", *args], input=input)
 
     # ---- names and addresses -------------------------------------------------------------------
     def node_ns(self, cluster: str) -> str:
@@ -114,12 +143,12 @@ class Network:
             )
         wan = f"{self.prefix}-wan"
         self._add_ns(wan)
-        run(["ip", "-n", wan, "-batch", "-"], input="link set lo up\nlink add wan type bridge\nlink set wan up\n")
+        self.ip("-n", wan, "-batch", "-", input="link set lo up\nlink add wan type bridge\nlink set wan up\n")
         for i, c in enumerate(topology.clusters.values()):
             node = self.node_ns(c.name)
             self._add_ns(node)
-            run(["ip", "link", "add", "name", f"c{i}", "netns", wan, "type", "veth", "peer", "name", "wan0", "netns", node])
-            run(["ip", "-n", wan, "link", "set", f"c{i}", "master", "wan", "up"])
+            self.ip("link", "add", "name", f"c{i}", "netns", wan, "type", "veth", "peer", "name", "wan0", "netns", node)
+            self.ip("-n", wan, "link", "set", f"c{i}", "master", "wan", "up")
             cmds = [
                 "link set lo up",
                 f"addr add {self.node_ip(topology, c.name)}/{UNDERLAY.prefixlen} dev wan0",
@@ -136,8 +165,8 @@ class Network:
                 if other.network != c.network:
                     # return traffic needs the route; pods must not use it: only gateways cross networks
                     cmds.append(f"rule add pref 100 iif br0 to {other.pod_cidr} prohibit")
-            run(["ip", "-n", node, "-batch", "-"], input="\n".join(cmds) + "\n")
-            run(["ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            self.ip("-n", node, "-batch", "-", input="\n".join(cmds) + "\n")
+            run([*self.exec_prefix(node), "sysctl", "-qw", "net.ipv4.ip_forward=1"])
 
     def create_pod(self, topology: Topology, cluster: Cluster, pod: str, index: int) -> PodNet:
         addrs = self.pod_addresses(topology, cluster, index)
@@ -146,10 +175,10 @@ class Network:
         ns, node = self.pod_ns(cluster.name, pod), self.node_ns(cluster.name)
         self._add_ns(ns)
         veth = f"p{index}"
-        run(["ip", "link", "add", "name", veth, "netns", node, "type", "veth", "peer", "name", "eth0", "netns", ns])
-        run(["ip", "-n", node, "link", "set", veth, "master", "br0", "up"])
-        run(
-            ["ip", "-n", ns, "-batch", "-"],
+        self.ip("link", "add", "name", veth, "netns", node, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        self.ip("-n", node, "link", "set", veth, "master", "br0", "up")
+        self.ip(
+            "-n", ns, "-batch", "-",
             input=(
                 "link set lo up\n"
                 f"addr add {addrs.ip}/{cluster.pod_cidr.prefixlen} dev eth0\n"
@@ -161,11 +190,11 @@ class Network:
 
     def _add_ns(self, name: str) -> None:
         self._record(name)  # recorded first: a crash right after still leaves a trace for `down`
-        run(["ip", "netns", "add", name], hint=f"a namespace {name} may be left over: run `meshlab down`")
+        run([*self.enter, "ip", "netns", "add", name], hint=f"a namespace {name} may be left over: run `meshlab down`")
 
     def exec_prefix(self, netns: str | None) -> list[str]:
         """argv prefix that runs a command inside ``netns`` (``ip netns exec`` execs: the pid is the command's)."""
-        return ["ip", "netns", "exec", netns] if netns else []
+        return [*self.enter, "ip", "netns", "exec", netns] if netns else []
 
 
 def existing_namespaces(prefix: str) -> list[str]:

@@ -1,0 +1,61 @@
+"""Traffic from inside a pod: HTTP calls through the pod's sidecar, and raw TCP connects.
+
+Run in-process (the calling thread enters the pod's namespace) or, in user-namespace mode where a
+multithreaded process may not join another user namespace, as a subprocess inside the pod:
+``python -m meshlab.backends.local.client '{"op": "calls", ...}'`` printing JSON.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import sys
+import time
+from typing import Any
+
+
+def calls(host: str, port: int, authority: str, path: str, n: int, headers: dict[str, str], timeout: float) -> list[dict[str, Any]]:
+    """``n`` GET requests on one keep-alive connection (reopened after a failure), like a curl loop."""
+    out: list[dict[str, Any]] = []
+    conn: http.client.HTTPConnection | None = None
+    for _ in range(n):
+        t0 = time.perf_counter()
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection(host, port, timeout=timeout)
+                conn.connect()
+            conn.request("GET", path, headers={"Host": authority, **headers})
+            resp = conn.getresponse()
+            body = resp.read().decode(errors="replace")
+            out.append({"status": resp.status, "body": body, "seconds": time.perf_counter() - t0})
+            if (resp.getheader("connection") or "").lower() == "close":
+                conn.close()
+                conn = None
+        except (OSError, http.client.HTTPException) as e:
+            out.append({"status": 0, "body": "", "error": f"{type(e).__name__}: {e}", "seconds": time.perf_counter() - t0})
+            if conn is not None:
+                conn.close()
+            conn = None
+    if conn is not None:
+        conn.close()
+    return out
+
+
+def connect(address: str, port: int, timeout: float) -> str:
+    try:
+        socket.create_connection((address, port), timeout=timeout).close()
+        return "connected"
+    except OSError as e:
+        return f"refused: {e.strerror or e}"
+
+
+def main() -> None:
+    req = json.loads(sys.argv[1])
+    op = req.pop("op")
+    result = calls(**req) if op == "calls" else connect(**req)
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
