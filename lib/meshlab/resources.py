@@ -26,6 +26,7 @@ _OUTLIER = {
 _LOCALITY_LB = {
     "enabled": bool,
     "failover": [{"from": str, "to": str}],
+    "failoverPriority": [str],
     "distribute": [{"from": str, "to": ("map", int)}],
 }
 _TRAFFIC_POLICY = {
@@ -38,9 +39,31 @@ _TRAFFIC_POLICY = {
     },
 }
 _META = {"name": str, "namespace": str, "labels": ("map", str), "annotations": ("map", str)}
+_STRING_MATCH = {"exact": str, "prefix": str, "regex": str}
+_DESTINATION = {"host": str, "subset": str, "port": {"number": int}}
+_PERCENT = {"value": float}
+_HTTP_ROUTE = {
+    "name": str,
+    "match": [{"uri": _STRING_MATCH, "headers": ("map", _STRING_MATCH)}],
+    "route": [{"destination": _DESTINATION, "weight": int}],
+    "retries": {"attempts": int, "perTryTimeout": _DURATION, "retryOn": str},
+    "timeout": _DURATION,
+    "fault": {
+        "delay": {"fixedDelay": _DURATION, "percentage": _PERCENT},
+        "abort": {"httpStatus": int, "percentage": _PERCENT},
+    },
+    "mirror": _DESTINATION,
+    "mirrorPercentage": _PERCENT,
+}
 
 SHAPES: dict[str, dict[str, Any]] = {
-    "DestinationRule": {"host": str, "trafficPolicy": _TRAFFIC_POLICY, "exportTo": [str]},
+    "DestinationRule": {
+        "host": str,
+        "trafficPolicy": _TRAFFIC_POLICY,
+        "subsets": [{"name": str, "labels": ("map", str)}],
+        "exportTo": [str],
+    },
+    "VirtualService": {"hosts": [str], "http": [_HTTP_ROUTE], "exportTo": [str]},
     "ServiceEntry": {
         "hosts": [str],
         "addresses": [str],
@@ -123,7 +146,8 @@ def _check(value: Any, shape: Any, path: str, where: str) -> None:
         for k, v in value.items():
             _check(v, shape[1], f"{path}.{k}", where)
     else:
-        if not isinstance(value, shape) or (shape is int and isinstance(value, bool)):
+        ok = isinstance(value, (int, float)) if shape is float else isinstance(value, shape)
+        if not ok or (shape in (int, float) and isinstance(value, bool)):
             raise ResourceError(f"{where}: {path} must be {shape.__name__}, got {value!r}", "fix the value's type")
         allowed = ENUMS.get(path)
         if allowed and value not in allowed:

@@ -137,8 +137,8 @@ def test_flat_network_endpoints_are_pods() -> None:
         ("10.20.0.10", 5000, "region2", "zone2", 1),
     ]
     labels = {e.address: e.labels for e in cfg.endpoints[CLUSTER]}
-    assert labels["10.10.0.10"] == {"version": "v1", "cluster": "cluster1"}
-    assert labels["10.20.0.10"] == {"version": "v2", "cluster": "cluster2"}
+    assert labels["10.10.0.10"]["version"] == "v1" and labels["10.10.0.10"]["topology.istio.io/cluster"] == "cluster1"
+    assert labels["10.20.0.10"]["version"] == "v2" and labels["10.20.0.10"]["topology.istio.io/cluster"] == "cluster2"
 
 
 def test_flat_network_same_view_from_remote_cluster() -> None:
@@ -159,7 +159,8 @@ def test_separate_networks_uses_gateway_weighted_by_endpoints() -> None:
         ("10.250.0.2", 15443, "region2", "zone2", 2),
     ]
     gw = next(e for e in cfg.endpoints[CLUSTER] if e.address == "10.250.0.2")
-    assert gw.labels == {"cluster": "cluster2", "network": "network2"}
+    assert gw.labels["topology.istio.io/cluster"] == "cluster2" and gw.labels["topology.istio.io/network"] == "network2"
+    assert "version" not in gw.labels  # a gateway stands for every pod behind it
     # no cluster2 pod address leaks across networks
     assert not any(e.address.startswith("10.20.") for e in cfg.endpoints[CLUSTER])
 

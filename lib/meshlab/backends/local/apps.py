@@ -1,7 +1,8 @@
 """Sample applications run as plain processes inside pod namespaces.
 
 ``helloworld`` answers ``GET /hello`` like Istio's sample:
-``Hello version: v1, instance: helloworld-v1-...``. It is a small asyncio HTTP/1.1 server with
+``Hello version: v1, instance: helloworld-v1-...``; ``/hello?sleep=0.5`` answers half a second
+later (a slow backend, to show timeouts). It is a small asyncio HTTP/1.1 server with
 keep-alive, so it is never the bottleneck when the benchmark measures the sidecars.
 
 Run: ``python -m meshlab.backends.local.apps helloworld --listen 127.0.0.1:5000 --version v1 --instance NAME``
@@ -27,8 +28,12 @@ async def _serve(host: str, port: int, version: str, instance: str) -> None:
                 length = int(headers.get("content-length", "0") or 0)
                 if length:
                     await reader.readexactly(length)
-                if path.split("?")[0] in ("/hello", "/"):
+                route, _, query = path.partition("?")
+                if route in ("/hello", "/"):
                     status, body = "200 OK", hello
+                    delay = dict(q.partition("=")[::2] for q in query.split("&") if q).get("sleep")
+                    if delay:  # ?sleep=SECONDS: a slow backend, for timeouts
+                        await asyncio.sleep(min(float(delay), 30.0))
                 elif path == "/healthz":
                     status, body = "200 OK", b"ok\n"
                 else:

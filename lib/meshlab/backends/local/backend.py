@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ...errors import LabStateError, MeshlabError
+from ...errors import LabStateError, MeshlabError, ResourceError
 from ...pki import PKI, WorkloadCert
 from ...state import State, prefix_for
 from ...topology import Topology
@@ -23,6 +23,7 @@ from ...traffic import Answer, CallResult, parse_answer, split_url
 from ...exec import run
 from . import client, net, procs
 from . import envoy as E
+from .policy import resolve_host
 from .translate import GATEWAY_APP, OUTBOUND_PORT, Translator, Workload
 
 NAMESPACE = "sample"
@@ -230,7 +231,7 @@ class LocalBackend:
         gateways = {c: self.network.gateway_ip(self.topology, c) for c in self.topology.clusters}
         xds = self.proxy_dir(w) / "xds"
         if w.app == GATEWAY_APP:
-            return Translator(self.topology, gateways, {}).gateway(w, registry, xds)
+            return Translator(self.topology, gateways, {}).gateway(w, registry, xds, self.resources_for(w.cluster))
         certs = {x.pod: self._cert(x) for x in registry if x.app != GATEWAY_APP}
         return Translator(self.topology, gateways, certs).sidecar(w, registry, xds, self.resources_for(w.cluster))
 
@@ -244,16 +245,42 @@ class LocalBackend:
         """Store validated resources with the control plane owning ``cluster`` and push the result."""
         cp = self.topology.cluster(cluster).control_plane
         stored = self.state.data.setdefault("resources", [])
+        before = list(stored)
         names = []
         for doc in docs:
             doc = {**doc, "metadata": {"namespace": NAMESPACE, **doc.get("metadata", {})}}
             key = (doc["kind"], doc["metadata"]["namespace"], doc["metadata"]["name"])
+            self._refuse_overlap(doc, [r["resource"] for r in stored if r["control_plane"] == cp and r["key"] != list(key)])
             stored[:] = [r for r in stored if not (r["control_plane"] == cp and r["key"] == list(key))]
             stored.append({"control_plane": cp, "key": list(key), "resource": doc})
             names.append(f"{doc['kind'].lower()}/{doc['metadata']['name']} configured (control plane {cp})")
+        try:
+            self.sync(cp)
+        except ResourceError:
+            stored[:] = before  # refused as a whole: nothing was written to any proxy
+            raise
         self.state.save()
-        self.sync(cp)
         return names
+
+    @staticmethod
+    def _refuse_overlap(doc: dict[str, Any], others: list[dict[str, Any]]) -> None:
+        """One VirtualService and one DestinationRule per host: Istio does not merge them for sidecars."""
+        ns = doc["metadata"]["namespace"]
+        hosts = doc["spec"].get("hosts", []) if doc["kind"] == "VirtualService" else [doc["spec"].get("host", "")]
+        if doc["kind"] not in ("VirtualService", "DestinationRule"):
+            return
+        mine = {resolve_host(h, ns) for h in hosts}
+        for o in others:
+            if o["kind"] != doc["kind"]:
+                continue
+            ons = o["metadata"]["namespace"]
+            theirs = o["spec"].get("hosts", []) if o["kind"] == "VirtualService" else [o["spec"].get("host", "")]
+            both = mine & {resolve_host(h, ons) for h in theirs}
+            if both:
+                raise ResourceError(
+                    f"{doc['kind']} {doc['metadata']['name']!r}: host {sorted(both)[0]} already has {o['kind']} {o['metadata']['name']!r}",
+                    f"edit that one instead (Istio does not merge two {doc['kind']}s for one host), or delete it first",
+                )
 
     def delete(self, kind: str, name: str, cluster: str, namespace: str = NAMESPACE) -> None:
         cp = self.topology.cluster(cluster).control_plane
@@ -291,15 +318,17 @@ class LocalBackend:
     def sync(self, control_plane: str | None = None) -> None:
         """Recompute and write the config of every proxy a running control plane serves; wait until applied."""
         cps = [control_plane] if control_plane else list(self.state.data["control_planes"])
+        configs = []  # all computed first: a resource the translator refuses changes no proxy
         for cp in cps:
             if self.state.data["control_planes"].get(cp) != "running":
                 continue  # a stopped control plane pushes nothing: proxies keep their last config
             served = {c.name for c in self.topology.served_by(cp)}
             for w in self.workloads:
                 if w.cluster in served and self.proxy_dir(w).joinpath("bootstrap.json").exists():
-                    cfg = self.proxy_config(w)
-                    if E.XdsWriter(self.proxy_dir(w) / "xds").write(cfg):
-                        self._wait_applied(w, cfg)
+                    configs.append((w, self.proxy_config(w)))
+        for w, cfg in configs:
+            if E.XdsWriter(self.proxy_dir(w) / "xds").write(cfg):
+                self._wait_applied(w, cfg)
 
     def _wait_applied(self, w: Workload, cfg: E.ProxyConfig, timeout: float = 5.0) -> None:
         """Wait on Envoy's own view (/clusters) until every EDS cluster has exactly the expected hosts."""

@@ -28,6 +28,8 @@ UPSTREAM_TLS = T + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
 DOWNSTREAM_TLS = T + "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 FILE_LOG = T + "envoy.extensions.access_loggers.file.v3.FileAccessLog"
 HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+# the fault filter does nothing until a route enables it (VirtualService ``fault``)
+FAULT_FILTER = {"name": "envoy.filters.http.fault", "typed_config": {"@type": T + "envoy.extensions.filters.http.fault.v3.HTTPFault"}}
 
 # One JSON line per request; the peer fields show who was on the other end of the mTLS connection.
 ACCESS_LOG_FORMAT = {
@@ -169,14 +171,20 @@ def static_cluster(name: str, host: str, port: int) -> dict[str, Any]:
     }
 
 
-def hcm(stat_prefix: str, route_config: dict[str, Any], log_path: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def hcm(
+    stat_prefix: str,
+    route_config: dict[str, Any],
+    log_path: str,
+    extra: dict[str, Any] | None = None,
+    http_filters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     return {
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": {
             "@type": HCM,
             "stat_prefix": stat_prefix,
             "route_config": route_config,
-            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}],
+            "http_filters": [*(http_filters or []), {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}],
             "access_log": access_log(log_path),
             **(extra or {}),
         },

@@ -18,10 +18,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...errors import ResourceError
 from ...pki import WorkloadCert
-from ...resources import envoy_duration
 from ...topology import Topology
 from . import envoy as E
+from .policy import apply_traffic_policy, destination_rule, http_routes, matches, resolve_host, subsets, virtual_service
 
 OUTBOUND_PORT = 15001
 GATEWAY_PORT = 15443
@@ -56,6 +57,10 @@ class Workload:
     def fqdn(self) -> str:
         return f"{self.app}.{self.namespace}.{DOMAIN_SUFFIX}"
 
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"app": self.app, "version": self.version}
+
 
 def outbound_cluster_name(port: int, fqdn: str, subset: str = "") -> str:
     return f"outbound|{port}|{subset}|{fqdn}"
@@ -85,102 +90,20 @@ class Service:
 
 @dataclass
 class Outbound:
-    """A destination as one proxy sees it: ports, the Host names that reach it, endpoints per port."""
+    """A destination as one proxy sees it: ports, the Host names that reach it, who serves it."""
 
     fqdn: str
     ports: tuple[int, ...]
     aliases: list[str]
     sans: set[str] = field(default_factory=set)
-    endpoints: dict[int, list[E.Endpoint]] = field(default_factory=dict)
-
-
-def resolve_host(host: str, namespace: str) -> str:
-    """A short host in a rule (``helloworld``, ``helloworld.sample``) as its FQDN, as Istio resolves it."""
-    if "." not in host:
-        return f"{host}.{namespace}.{DOMAIN_SUFFIX}"
-    if host.count(".") == 1:
-        return f"{host}.{DOMAIN_SUFFIX}"
-    return host
-
-
-def destination_rule(resources: list[dict[str, Any]], fqdn: str) -> dict[str, Any] | None:
-    """The DestinationRule whose ``host`` is ``fqdn`` (short hosts resolve in the rule's namespace)."""
-    for r in resources:
-        ns = r.get("metadata", {}).get("namespace", "default")
-        if r["kind"] == "DestinationRule" and resolve_host(r["spec"].get("host", ""), ns) == fqdn:
-            return r
-    return None
-
-
-def locality_priority(client: tuple[str, str], ep: E.Endpoint, failover: dict[str, str]) -> int:
-    """Istio's failover order: same zone, same region, the region named in ``failover``, the rest."""
-    if (ep.region, ep.zone) == client:
-        return 0
-    if ep.region == client[0]:
-        return 1
-    if failover.get(client[0]) == ep.region:
-        return 2
-    return 3
-
-
-def apply_traffic_policy(policy: dict[str, Any], eps: list[E.Endpoint], client: tuple[str, str]) -> dict[str, Any]:
-    """DestinationRule trafficPolicy -> Envoy cluster fields; sets endpoint priorities in place.
-
-    As in Istio, locality failover needs outlierDetection: without it every locality shares priority 0.
-    """
-    out: dict[str, Any] = {}
-    lb = policy.get("loadBalancer", {})
-    if "simple" in lb:
-        out["lb_policy"] = {"ROUND_ROBIN": "ROUND_ROBIN", "LEAST_REQUEST": "LEAST_REQUEST", "RANDOM": "RANDOM"}[lb["simple"]]
-    od = policy.get("outlierDetection")
-    if od is not None:
-        out["outlier_detection"] = {
-            "consecutive_5xx": od.get("consecutive5xxErrors", 5),
-            "consecutive_gateway_failure": od.get("consecutiveGatewayErrors", 0) or 5,
-            "enforcing_consecutive_gateway_failure": 100 if "consecutiveGatewayErrors" in od else 0,
-            "interval": envoy_duration(od.get("interval", "10s")),
-            "base_ejection_time": envoy_duration(od.get("baseEjectionTime", "30s")),
-            "max_ejection_percent": od.get("maxEjectionPercent", 10),
-        }
-    loc = lb.get("localityLbSetting", {})
-    if od is not None and loc.get("enabled", True):
-        failover = {f["from"]: f["to"] for f in loc.get("failover", [])}
-        raw = [locality_priority(client, e, failover) for e in eps]
-        dense = {p: i for i, p in enumerate(sorted(set(raw)))}  # Envoy wants priorities without gaps
-        for e, p in zip(eps, raw):
-            e.priority = dense[p]
-    for rule in loc.get("distribute", []):
-        if _locality_match(rule["from"], client):
-            for e in eps:
-                e.locality_weight = next((w for pat, w in rule["to"].items() if _locality_match(pat, (e.region, e.zone))), 0)
-            eps[:] = [e for e in eps if e.locality_weight]  # weight 0: Istio leaves the locality out
-            break
-    pool = policy.get("connectionPool", {})
-    if pool:
-        tcp, http = pool.get("tcp", {}), pool.get("http", {})
-        th = {
-            "max_connections": tcp.get("maxConnections"),
-            "max_pending_requests": http.get("http1MaxPendingRequests"),
-            "max_requests": http.get("http2MaxRequests"),
-            "max_retries": http.get("maxRetries"),
-        }
-        out["circuit_breakers"] = {"thresholds": [{k: v for k, v in th.items() if v is not None}]}
-        if "connectTimeout" in tcp:
-            out["connect_timeout"] = envoy_duration(tcp["connectTimeout"])
-        if "maxRequestsPerConnection" in http:
-            out["max_requests_per_connection"] = http["maxRequestsPerConnection"]
-    return out
-
-
-def _locality_match(pattern: str, loc: tuple[str, str]) -> bool:
-    parts = pattern.split("/")
-    return all(p in ("*", v) for p, v in zip(parts, loc))
+    pods: list[Workload] = field(default_factory=list)  # Kubernetes endpoints (split-horizon applies)
+    entries: dict[int, list[E.Endpoint]] = field(default_factory=dict)  # ServiceEntry endpoints, as written
 
 
 class Translator:
-    """Builds each sidecar's ProxyConfig from the registry as seen by its control plane."""
+    """Builds each proxy's ProxyConfig from the registry and resources as seen by its control plane."""
 
-    def __init__(self, topology: Topology, gateway_ip: "dict[str, str]", certs: "dict[str, WorkloadCert]") -> None:
+    def __init__(self, topology: Topology, gateway_ip: dict[str, str], certs: dict[str, WorkloadCert]) -> None:
         self.topology = topology
         self.gateway_ip = gateway_ip  # cluster -> east-west gateway address (multi-network patterns)
         self.certs = certs  # pod -> its certificate files
@@ -191,51 +114,14 @@ class Translator:
         served = {c.name for c in self.topology.served_by(cp)}
         return [w for w in registry if w.cluster in served]
 
-    def gateway(self, gw: Workload, registry: list[Workload], xds: Path) -> E.ProxyConfig:
-        """The east-west gateway: AUTO_PASSTHROUGH on 15443 — pick the local endpoints by SNI, never
-        terminate TLS (the client's sidecar and the serving sidecar do mTLS end to end through it).
-        A connection whose SNI names no exported service matches no chain and is closed."""
-        visible = [w for w in self.visible(gw.cluster, registry) if self.topology.same_network(gw.cluster, w.cluster)]
-        chains: list[dict[str, Any]] = []
-        clusters: list[dict[str, Any]] = []
-        endpoints: dict[str, list[E.Endpoint]] = {}
-        for svc in self.services(visible):
-            for port in svc.ports:
-                name = sni(port, svc.fqdn)
-                backends = [w for w in visible if w.app == svc.name and w.namespace == svc.namespace and port in w.ports]
-                clusters.append(E.eds_cluster(name, E.eds_path(xds, name), tls=None, http2=False))
-                endpoints[name] = [
-                    E.Endpoint(w.ip, port, self.topology.clusters[w.cluster].region, self.topology.clusters[w.cluster].zone)
-                    for w in backends
-                ]
-                chains.append(
-                    {
-                        "filter_chain_match": {"server_names": [name]},
-                        "filters": [
-                            {
-                                "name": "envoy.filters.network.tcp_proxy",
-                                "typed_config": {
-                                    "@type": TCP_PROXY,
-                                    "stat_prefix": name,
-                                    "cluster": name,
-                                    "access_log": E.access_log(gw.access_log),
-                                    "access_log_options": {"flush_access_log_on_connected": True},
-                                },
-                            }
-                        ],
-                    }
-                )
-        listeners = []
-        if chains:  # Envoy refuses a listener without filter chains; no services, nothing to listen for
-            listeners.append(
-                {
-                    "name": f"0.0.0.0_{GATEWAY_PORT}",
-                    "address": E.sock(gw.ip, GATEWAY_PORT),
-                    "listener_filters": [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {"@type": E.TLS_INSPECTOR}}],
-                    "filter_chains": chains,
-                }
-            )
-        return E.ProxyConfig(listeners, clusters, endpoints)
+    def topology_labels(self, cluster: str) -> dict[str, str]:
+        c = self.topology.clusters[cluster]
+        return {
+            "topology.istio.io/cluster": c.name,
+            "topology.istio.io/network": c.network,
+            "topology.kubernetes.io/region": c.region,
+            "topology.kubernetes.io/zone": c.zone,
+        }
 
     @staticmethod
     def services(workloads: list[Workload]) -> list[Service]:
@@ -245,21 +131,19 @@ class Translator:
                 ports.setdefault((w.app, w.namespace), set()).update(w.ports)
         return [Service(n, ns, tuple(sorted(p))) for (n, ns), p in sorted(ports.items())]
 
-    def endpoints(self, client_cluster: str, backends: list[Workload], port: int) -> list[E.Endpoint]:
+    def endpoints(self, client_cluster: str, pods: list[Workload], port: int) -> list[E.Endpoint]:
         """Split-horizon: local-network pods directly, each remote-network cluster as its gateway."""
         out: list[E.Endpoint] = []
         behind_gateway: dict[str, int] = {}
-        for w in backends:
+        for w in pods:
             c = self.topology.clusters[w.cluster]
             if self.topology.same_network(client_cluster, w.cluster):
-                out.append(E.Endpoint(w.ip, port, c.region, c.zone, labels={"version": w.version, "cluster": w.cluster}))
+                out.append(E.Endpoint(w.ip, port, c.region, c.zone, labels={**w.labels, **self.topology_labels(w.cluster)}))
             else:
                 behind_gateway[w.cluster] = behind_gateway.get(w.cluster, 0) + 1
         for cluster, count in behind_gateway.items():
             c = self.topology.clusters[cluster]
-            out.append(
-                E.Endpoint(self.gateway_ip[cluster], GATEWAY_PORT, c.region, c.zone, weight=count, labels={"cluster": cluster, "network": c.network})
-            )
+            out.append(E.Endpoint(self.gateway_ip[cluster], GATEWAY_PORT, c.region, c.zone, weight=count, labels=self.topology_labels(cluster)))
         return out
 
     def outbound_services(self, w: Workload, registry: list[Workload], resources: list[dict[str, Any]]) -> list[Outbound]:
@@ -268,11 +152,9 @@ class Translator:
         visible = self.visible(w.cluster, registry)
         out: dict[str, Outbound] = {}
         for svc in self.services(visible):
-            backends = [b for b in visible if b.app == svc.name and b.namespace == svc.namespace]
-            o = Outbound(svc.fqdn, svc.ports, host_aliases(svc.name, svc.namespace, w.namespace))
-            o.sans.update(self.certs[b.pod].spiffe_id for b in backends if b.pod in self.certs)
-            for port in svc.ports:
-                o.endpoints[port] = self.endpoints(w.cluster, [b for b in backends if port in b.ports], port)
+            pods = [b for b in visible if b.app == svc.name and b.namespace == svc.namespace]
+            o = Outbound(svc.fqdn, svc.ports, host_aliases(svc.name, svc.namespace, w.namespace), pods=pods)
+            o.sans.update(self.certs[b.pod].spiffe_id for b in pods if b.pod in self.certs)
             out[svc.fqdn] = o
         for r in resources:
             if r["kind"] != "ServiceEntry":
@@ -290,8 +172,8 @@ class Translator:
                     for ep in spec.get("endpoints", []):
                         region, _, zone = ep.get("locality", "/").partition("/")
                         target = ep.get("ports", {}).get(pdef.get("name", ""), pdef.get("targetPort", port))
-                        labels = {**ep.get("labels", {}), **({"network": ep["network"]} if "network" in ep else {})}
-                        o.endpoints.setdefault(port, []).append(
+                        labels = {**ep.get("labels", {}), **({"topology.istio.io/network": ep["network"]} if "network" in ep else {})}
+                        o.entries.setdefault(port, []).append(
                             E.Endpoint(ep["address"], target, region, zone.split("/")[0], weight=ep.get("weight", 1), labels=labels)
                         )
         return list(out.values())
@@ -300,56 +182,78 @@ class Translator:
         resources = resources or []
         cert = self.certs[w.pod]
         trust_domain = self.topology.trust_domain(w.cluster)
+        me = self.topology.clusters[w.cluster]
+        client_labels = {**w.labels, **self.topology_labels(w.cluster)}
         listeners: list[dict[str, Any]] = []
         clusters: list[dict[str, Any]] = []
         endpoints: dict[str, list[E.Endpoint]] = {}
         vhosts: list[dict[str, Any]] = []
-        me = self.topology.clusters[w.cluster]
+        services = self.outbound_services(w, registry, resources)
+        known_clusters: set[str] = set()
 
-        for svc in self.outbound_services(w, registry, resources):
+        for svc in services:
             dr = destination_rule(resources, svc.fqdn)
             policy = (dr or {}).get("spec", {}).get("trafficPolicy", {})
-            for i, port in enumerate(svc.ports):
-                name = outbound_cluster_name(port, svc.fqdn)
-                tls = None
-                if policy.get("tls", {}).get("mode", "ISTIO_MUTUAL") == "ISTIO_MUTUAL":
-                    tls = {
-                        "sni": sni(port, svc.fqdn),
-                        "common_tls_context": {
-                            **E.tls_context(str(cert.cert_chain), str(cert.key), str(cert.root_cert), ["h2"]),
-                            "validation_context": {
-                                "trusted_ca": {"filename": str(cert.root_cert)},
-                                "match_typed_subject_alt_names": [{"san_type": "URI", "matcher": {"exact": s}} for s in sorted(svc.sans)],
+            for port in svc.ports:
+                for subset, selector in [("", {}), *subsets(resources, svc.fqdn).items()]:
+                    name = outbound_cluster_name(port, svc.fqdn, subset)
+                    pods = [p for p in svc.pods if port in p.ports and matches(p.labels, selector)]
+                    eps = self.endpoints(w.cluster, pods, port) + [e for e in svc.entries.get(port, []) if matches(e.labels, selector)]
+                    tls = None
+                    if policy.get("tls", {}).get("mode", "ISTIO_MUTUAL") == "ISTIO_MUTUAL":
+                        tls = {
+                            "sni": sni(port, svc.fqdn, subset),
+                            "common_tls_context": {
+                                **E.tls_context(str(cert.cert_chain), str(cert.key), str(cert.root_cert), ["h2"]),
+                                "validation_context": {
+                                    "trusted_ca": {"filename": str(cert.root_cert)},
+                                    "match_typed_subject_alt_names": [{"san_type": "URI", "matcher": {"exact": s}} for s in sorted(svc.sans)],
+                                },
                             },
-                        },
-                    }
-                extra: dict[str, Any] = {}
-                if w.netns is None:  # loopback mode: connect from the pod's own address so the callee sees who called
-                    extra["upstream_bind_config"] = {"source_address": {"address": w.ip, "port_value": 0}}
-                eps = svc.endpoints.get(port, [])
-                extra.update(apply_traffic_policy(policy, eps, (me.region, me.zone)))
-                cl = E.eds_cluster(
-                    name, E.eds_path(xds, name), tls=tls, lb_policy=extra.pop("lb_policy", "LEAST_REQUEST"),
-                    max_requests_per_connection=extra.pop("max_requests_per_connection", None), extra=extra,
-                )  # fmt: skip
-                clusters.append(cl)
-                endpoints[name] = eps
+                        }
+                    extra: dict[str, Any] = {}
+                    if w.netns is None:  # loopback mode: connect from the pod's own address so the callee sees who called
+                        extra["upstream_bind_config"] = {"source_address": {"address": w.ip, "port_value": 0}}
+                    extra.update(apply_traffic_policy(policy, eps, (me.region, me.zone), client_labels))
+                    clusters.append(
+                        E.eds_cluster(
+                            name, E.eds_path(xds, name), tls=tls, lb_policy=extra.pop("lb_policy", "LEAST_REQUEST"),
+                            max_requests_per_connection=extra.pop("max_requests_per_connection", None), extra=extra,
+                        )  # fmt: skip
+                    )
+                    endpoints[name] = eps
+                    known_clusters.add(name)
+
+        def cluster_for(host: str, subset: str, port: int | None, namespace: str, default_port: int) -> str:
+            fqdn = resolve_host(host, namespace)
+            name = outbound_cluster_name(port or default_port, fqdn, subset)
+            if name not in known_clusters:
+                what = f"subset {subset!r} of {fqdn}" if subset else fqdn
+                raise ResourceError(
+                    f"a VirtualService routes to {what} on port {port or default_port}, which this control plane does not know",
+                    "deploy the service first, and define subsets in a DestinationRule before routing to them",
+                )
+            return name
+
+        for svc in services:
+            vs = virtual_service(resources, svc.fqdn)
+            for i, port in enumerate(svc.ports):
+                if vs:
+                    ns = vs["metadata"].get("namespace", "default")
+                    routes = http_routes(vs, port, lambda h, s, p, ns=ns, port=port: cluster_for(h, s, p, ns, port))
+                else:
+                    routes = [
+                        {
+                            "name": "default",
+                            "match": {"prefix": "/"},
+                            "route": {"cluster": outbound_cluster_name(port, svc.fqdn), "timeout": "0s", "retry_policy": E.ISTIO_DEFAULT_RETRY},
+                        }
+                    ]
                 domains = [f"{h}:{port}" for h in svc.aliases]
                 if i == 0:  # a host without a port can only mean one port
                     domains += svc.aliases
-                vhosts.append(
-                    {
-                        "name": f"{svc.fqdn}:{port}",
-                        "domains": domains,
-                        "routes": [
-                            {
-                                "name": "default",
-                                "match": {"prefix": "/"},
-                                "route": {"cluster": name, "timeout": "0s", "retry_policy": E.ISTIO_DEFAULT_RETRY},
-                            }
-                        ],
-                    }
-                )
+                vhosts.append({"name": f"{svc.fqdn}:{port}", "domains": domains, "routes": routes})
+
         known = ", ".join(v["name"] for v in vhosts) or "none"
         vhosts.append(
             {
@@ -371,7 +275,14 @@ class Translator:
                 "name": "virtualOutbound",
                 "address": E.sock(w.outbound, OUTBOUND_PORT),
                 "filter_chains": [
-                    {"filters": [E.hcm(f"outbound_{OUTBOUND_PORT}", {"name": "outbound", "virtual_hosts": vhosts}, w.access_log)]}
+                    {
+                        "filters": [
+                            E.hcm(
+                                f"outbound_{OUTBOUND_PORT}", {"name": "outbound", "virtual_hosts": vhosts}, w.access_log,
+                                http_filters=[E.FAULT_FILTER],
+                            )  # fmt: skip
+                        ]
+                    }
                 ],
             }
         )
@@ -418,6 +329,53 @@ class Translator:
                             ],
                         }
                     ],
+                }
+            )
+        return E.ProxyConfig(listeners, clusters, endpoints)
+
+    def gateway(self, gw: Workload, registry: list[Workload], xds: Path, resources: list[dict[str, Any]] | None = None) -> E.ProxyConfig:
+        """The east-west gateway: AUTO_PASSTHROUGH on 15443 — pick the local endpoints by SNI (one chain per
+        service, port and subset), never terminate TLS: the client's sidecar and the serving sidecar do
+        mTLS end to end through it. A connection whose SNI names no exported service matches no chain."""
+        resources = resources or []
+        visible = [w for w in self.visible(gw.cluster, registry) if self.topology.same_network(gw.cluster, w.cluster)]
+        chains: list[dict[str, Any]] = []
+        clusters: list[dict[str, Any]] = []
+        endpoints: dict[str, list[E.Endpoint]] = {}
+        for svc in self.services(visible):
+            for port in svc.ports:
+                for subset, selector in [("", {}), *subsets(resources, svc.fqdn).items()]:
+                    name = sni(port, svc.fqdn, subset)
+                    pods = [w for w in visible if w.app == svc.name and w.namespace == svc.namespace and port in w.ports and matches(w.labels, selector)]
+                    clusters.append(E.eds_cluster(name, E.eds_path(xds, name), tls=None, http2=False))
+                    endpoints[name] = [
+                        E.Endpoint(w.ip, port, self.topology.clusters[w.cluster].region, self.topology.clusters[w.cluster].zone) for w in pods
+                    ]
+                    chains.append(
+                        {
+                            "filter_chain_match": {"server_names": [name]},
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.tcp_proxy",
+                                    "typed_config": {
+                                        "@type": TCP_PROXY,
+                                        "stat_prefix": name,
+                                        "cluster": name,
+                                        "access_log": E.access_log(gw.access_log),
+                                        "access_log_options": {"flush_access_log_on_connected": True},
+                                    },
+                                }
+                            ],
+                        }
+                    )
+        listeners = []
+        if chains:  # Envoy refuses a listener without filter chains; no services, nothing to listen for
+            listeners.append(
+                {
+                    "name": f"0.0.0.0_{GATEWAY_PORT}",
+                    "address": E.sock(gw.ip, GATEWAY_PORT),
+                    "listener_filters": [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {"@type": E.TLS_INSPECTOR}}],
+                    "filter_chains": chains,
                 }
             )
         return E.ProxyConfig(listeners, clusters, endpoints)
