@@ -1,9 +1,12 @@
 """`meshlab bench`: what the mesh costs, measured as ratios against a baseline from the same run.
 
-- bring-up and teardown time of the flat-network pattern (samples included), median of 3;
-- latency (p50/p99, one keep-alive connection, sequential) and throughput (4 client threads) for
-  the app called directly inside its pod (baseline) and for curl's sidecar -> helloworld's sidecar
-  (mTLS, HTTP/2) -> app.
+- bring-up and teardown time of each pattern (samples included), median of 3;
+- latency (p50/p99, one keep-alive connection, sequential) and throughput (4 client threads) for:
+  the app called directly inside its pod (baseline); curl's sidecar -> helloworld's sidecar (mTLS,
+  HTTP/2) -> app in the same cluster; and the same across networks: sidecar -> east-west gateway
+  (SNI passthrough) -> sidecar -> app;
+- failover: client-visible errors and time from killing the local instance to the first answer
+  from the other cluster (locality failover with outlier detection), median of 3.
 
 The load generator is Python, so absolute numbers are modest and the ratios understate the
 sidecars' cost; comparing runs on one machine is what they are for.
@@ -21,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .backends.local import net
+from .errors import MeshlabError
 from .backends.local.translate import OUTBOUND_PORT
 
 
@@ -37,11 +41,11 @@ class PathResult:
 class _Client:
     """A minimal HTTP/1.1 keep-alive client: the less the client costs, the more we see of the path."""
 
-    def __init__(self, netns: str | None, host: str, port: int, authority: str) -> None:
+    def __init__(self, netns: str | None, host: str, port: int, authority: str, header: str = "") -> None:
         with net.in_netns(netns):
             self.s = socket.create_connection((host, port), timeout=5)
         self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.req = f"GET /hello HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode()
+        self.req = f"GET /hello HTTP/1.1\r\nHost: {authority}\r\n{header}\r\n".encode()
         self.buf = b""
 
     def get(self) -> None:
@@ -66,8 +70,8 @@ class _Client:
         self.s.close()
 
 
-def measure(label: str, netns: str | None, host: str, port: int, authority: str, requests: int) -> PathResult:
-    c = _Client(netns, host, port, authority)
+def measure(label: str, netns: str | None, host: str, port: int, authority: str, requests: int, header: str = "") -> PathResult:
+    c = _Client(netns, host, port, authority, header)
     for _ in range(min(200, requests)):  # warm up connections and Envoy's pools
         c.get()
     lat = []
@@ -80,7 +84,7 @@ def measure(label: str, netns: str | None, host: str, port: int, authority: str,
     c.close()
 
     threads, per = 4, max(1, requests // 4)
-    clients = [_Client(netns, host, port, authority) for _ in range(threads)]
+    clients = [_Client(netns, host, port, authority, header) for _ in range(threads)]
     start = threading.Barrier(threads + 1)
 
     def worker(cl: _Client) -> None:
@@ -102,42 +106,127 @@ def measure(label: str, netns: str | None, host: str, port: int, authority: str,
     return PathResult(label, requests, lat[len(lat) // 2] * 1e3, lat[int(len(lat) * 0.99)] * 1e3, seq, conc)
 
 
+# local subset v1 by default, the remote one (through both gateways' network) when asked by header
+ROUTING = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: helloworld, namespace: sample}
+spec:
+  host: helloworld
+  subsets: [{name: local, labels: {version: v1}}, {name: remote, labels: {version: v2}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: helloworld, namespace: sample}
+spec:
+  hosts: [helloworld]
+  http:
+  - match: [{headers: {x-bench-path: {exact: remote}}}]
+    route: [{destination: {host: helloworld, subset: remote}}]
+  - route: [{destination: {host: helloworld, subset: local}}]
+"""
+
+FAILOVER = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: helloworld, namespace: sample}
+spec:
+  host: helloworld
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 30s, maxEjectionPercent: 100}
+"""
+
+
+def bring_up_times(home: str, runs: int = 3) -> dict[str, dict[str, float]]:
+    from .lab import Lab
+    from .topology import builtin_patterns
+
+    out = {}
+    for pattern in builtin_patterns():
+        ups, downs = [], []
+        for _ in range(runs):
+            t = time.perf_counter()
+            lab = Lab.up(pattern, samples=True, home_dir=home, quiet=True, keep=True)
+            ups.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            lab.down(quiet=True)
+            downs.append(time.perf_counter() - t)
+        out[pattern] = {"up_s": statistics.median(ups), "down_s": statistics.median(downs)}
+    return out
+
+
+def failover(home: str, runs: int = 3) -> dict[str, float]:
+    """Kill the local helloworld; count client errors and time until the other cluster answers."""
+    from .lab import Lab
+    from .resources import parse
+
+    errors, times = [], []
+    for _ in range(runs):  # a fresh topology each time: outlier ejections back off across runs
+        lab = Lab.up("separate-networks", samples=True, home_dir=home, quiet=True)
+        try:
+            lab.backend.apply(parse(FAILOVER), "cluster1")
+            url = "http://helloworld.sample:5000/hello"
+            lab.call("curl", url, cluster="cluster1", n=5)
+            lab.kill("helloworld", "cluster1")
+            t0, n_err = time.perf_counter(), 0
+            while time.perf_counter() - t0 < 10:
+                a = lab.call("curl", url, cluster="cluster1", n=1).answers[0]
+                if a.cluster == "cluster2":
+                    times.append(time.perf_counter() - t0)
+                    break
+                n_err += not a.ok
+            errors.append(n_err)
+        finally:
+            lab.down(quiet=True)
+    return {"errors_median": statistics.median(errors), "first_remote_answer_ms_median": statistics.median(times) * 1e3 if times else float("nan")}
+
+
 def run(requests: int = 2000) -> dict[str, Any]:
     from .lab import Lab
+    from .resources import parse
 
+    if net.choose_mode()[0] == net.USERNS:
+        raise MeshlabError("the benchmark's client enters pod namespaces from this process", "run it as root, or with MESHLAB_NET_MODE=loopback")
     home = tempfile.mkdtemp(prefix="mlbench")
-    ups, downs = [], []
-    for _ in range(3):
-        t = time.perf_counter()
-        lab = Lab.up("flat-network", samples=True, home_dir=home, quiet=True, keep=True)
-        ups.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        lab.down(quiet=True)
-        downs.append(time.perf_counter() - t)
-
-    lab = Lab.up("flat-network", home_dir=home, quiet=True)
+    ups = bring_up_times(home)
+    lab = Lab.up("separate-networks", home_dir=home, quiet=True)
     try:
         be = lab.backend
-        (hw,) = be.deploy("helloworld", "cluster1")  # one backend, so both paths end at the same app
+        (hw,) = be.deploy("helloworld", "cluster1", version="v1")
+        be.deploy("helloworld", "cluster2", version="v2")
         (curl,) = be.deploy("curl", "cluster1")
-        direct = measure("direct: client -> app (no mesh)", hw.netns, hw.app_host, 5000, "helloworld", requests)
-        mesh = measure(
-            "mesh: curl sidecar -> helloworld sidecar (mTLS, h2) -> app",
-            curl.netns, curl.outbound, OUTBOUND_PORT, "helloworld.sample:5000", requests,
-        )  # fmt: skip
+        be.apply(parse(ROUTING), "cluster1")
+        authority = "helloworld.sample:5000"
+        paths = [
+            measure("direct: client -> app (no mesh)", hw.netns, hw.app_host, 5000, "helloworld", requests),
+            measure("sidecar -> sidecar (mTLS, h2) -> app", curl.netns, curl.outbound, OUTBOUND_PORT, authority, requests),
+            measure(
+                "sidecar -> e/w gateway -> sidecar -> app", curl.netns, curl.outbound, OUTBOUND_PORT, authority, requests,
+                header="x-bench-path: remote\r\n",
+            ),  # fmt: skip
+        ]
     finally:
         lab.down(quiet=True)
+    direct, local, remote = paths
+
+    def ratios(a: PathResult, b: PathResult) -> dict[str, float]:
+        return {
+            "p50_latency": a.p50_ms / b.p50_ms,
+            "p99_latency": a.p99_ms / b.p99_ms,
+            "rps_sequential": a.rps_sequential / b.rps_sequential,
+            "rps_concurrent": a.rps_concurrent / b.rps_concurrent,
+        }
+
     return {
-        "bring_up_s": statistics.median(ups),
-        "teardown_s": statistics.median(downs),
         "network_mode": net.choose_mode()[0],
-        "paths": [asdict(direct), asdict(mesh)],
+        "bring_up": ups,
+        "paths": [asdict(p) for p in paths],
         "ratios": {
-            "p50_latency_mesh_over_direct": mesh.p50_ms / direct.p50_ms,
-            "p99_latency_mesh_over_direct": mesh.p99_ms / direct.p99_ms,
-            "rps_sequential_mesh_over_direct": mesh.rps_sequential / direct.rps_sequential,
-            "rps_concurrent_mesh_over_direct": mesh.rps_concurrent / direct.rps_concurrent,
+            "sidecar_over_direct": ratios(local, direct),
+            "gateway_over_sidecar": ratios(remote, local),
+            "gateway_over_direct": ratios(remote, direct),
         },
+        "failover": failover(home),
     }
 
 
@@ -146,12 +235,16 @@ def main(requests: int = 2000, as_json: bool = False) -> int:
     if as_json:
         print(json.dumps(r, indent=1))
         return 0
-    print(f"flat-network bring-up (2 clusters, 4 pods, samples): {r['bring_up_s']:.2f}s median of 3; teardown {r['teardown_s']:.2f}s")
     print(f"network mode: {r['network_mode']}\n")
-    print(f"{'path':62} {'p50 ms':>8} {'p99 ms':>8} {'rps seq':>9} {'rps x4':>9}")
+    print("bring-up with samples (median of 3):")
+    for pattern, t in r["bring_up"].items():
+        print(f"  {pattern:26} up {t['up_s']:.2f}s   down {t['down_s']:.2f}s")
+    print(f"\n{'path':44} {'p50 ms':>8} {'p99 ms':>8} {'rps seq':>9} {'rps x4':>9}")
     for p in r["paths"]:
-        print(f"{p['path']:62} {p['p50_ms']:8.3f} {p['p99_ms']:8.3f} {p['rps_sequential']:9.0f} {p['rps_concurrent']:9.0f}")
-    print("\nratios, mesh / direct (same run):")
-    for k, v in r["ratios"].items():
-        print(f"  {k:36} {v:6.2f}x")
+        print(f"{p['path']:44} {p['p50_ms']:8.3f} {p['p99_ms']:8.3f} {p['rps_sequential']:9.0f} {p['rps_concurrent']:9.0f}")
+    print("\nratios (same run):")
+    for name, rs in r["ratios"].items():
+        print(f"  {name:22} " + "  ".join(f"{k} {v:5.2f}x" for k, v in rs.items()))
+    f = r["failover"]
+    print(f"\nfailover to the other network: {f['errors_median']:.0f} client errors, first remote answer after {f['first_remote_answer_ms_median']:.1f} ms (median of 3)")
     return 0
