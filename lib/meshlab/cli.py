@@ -45,6 +45,30 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--cluster", required=True)
     s.add_argument("-n", type=int, default=10)
 
+    s = sub.add_parser("apply", help="apply Istio resources (YAML) to a cluster's control plane")
+    s.add_argument("-f", "--filename", required=True, help="YAML file with one or more resources ('-' for stdin)")
+    s.add_argument("--cluster", required=True)
+
+    s = sub.add_parser("delete", help="delete an applied Istio resource")
+    s.add_argument("kind", choices=["DestinationRule", "ServiceEntry", "VirtualService"])
+    s.add_argument("name")
+    s.add_argument("--cluster", required=True)
+    s.add_argument("--namespace", default="sample")
+
+    s = sub.add_parser("federate", help="form a VirtualMesh: publish each mesh's services to the others")
+    s.add_argument("--dry-run", action="store_true", help="print the generated resources, apply nothing")
+
+    sub.add_parser("discover", help="meshes, clusters and their services")
+
+    for verb, text in (("kill", "crash a workload's app (its sidecar stays)"), ("restore", "restart a killed app")):
+        s = sub.add_parser(verb, help=text)
+        s.add_argument("workload")
+        s.add_argument("--cluster", required=True)
+
+    s = sub.add_parser("control-plane", help="stop or start the control plane running in a cluster")
+    s.add_argument("action", choices=["stop", "start"])
+    s.add_argument("cluster")
+
     sub.add_parser("validate", help="envoy --mode validate on every proxy's full config")
     sub.add_parser("down", help="remove everything the lab created (processes, namespaces, files)")
     sub.add_parser("doctor", help="check prerequisites for both backends")
@@ -112,6 +136,26 @@ def _run(args: argparse.Namespace) -> int:
         elif args.cmd == "logs":
             for entry in lab.access_log(args.workload, args.cluster, last=args.n):
                 print(json.dumps(entry))
+        elif args.cmd == "apply":
+            text = sys.stdin.read() if args.filename == "-" else open(args.filename).read()
+            lab.apply(text, cluster=args.cluster)
+        elif args.cmd == "delete":
+            lab.delete(args.kind, args.name, cluster=args.cluster, namespace=args.namespace)
+            print(f"{args.kind.lower()}/{args.name} deleted")
+        elif args.cmd == "federate":
+            import yaml
+
+            vm = lab.federate(apply=not args.dry_run)
+            print(yaml.safe_dump_all(vm.all(), sort_keys=False) if args.dry_run else vm.summary())
+        elif args.cmd == "discover":
+            print(lab.discover())
+        elif args.cmd == "kill":
+            print(f"killed the app of {lab.kill(args.workload, args.cluster)}")
+        elif args.cmd == "restore":
+            print(f"restarted the app of {lab.restore(args.workload, args.cluster)}")
+        elif args.cmd == "control-plane":
+            (lab.stop_control_plane if args.action == "stop" else lab.start_control_plane)(args.cluster)
+            print(f"control plane in {args.cluster}: {'stopped' if args.action == 'stop' else 'running'}")
         elif args.cmd == "validate":
             print(f"{lab.validate()} proxy configs passed envoy --mode validate")
     return 0

@@ -4,8 +4,8 @@ Field names, types, enums and required fields of each kind's storage version (co
 see meshlab.backends.kind.schema). Sources are named in SOURCES."""
 
 SOURCES = {
-    "ISTIO": "istio/istio branch release-1.31 (commit a8d7012191eb), manifests/charts/base/files/crd-all.gen.yaml",
-    "METALLB": "metallb/metallb tag v0.16.1, config/crd/bases/metallb.io_{ipaddresspools,l2advertisements}.yaml",
+    'ISTIO': 'istio/istio branch release-1.31 (commit a8d7012191eb), manifests/charts/base/files/crd-all.gen.yaml',
+    'METALLB': 'metallb/metallb tag v0.16.1 (commit 791dfcc63ced), config/crd/bases/metallb.io_{ipaddresspools,l2advertisements}.yaml',
 }
 
 # fmt: off

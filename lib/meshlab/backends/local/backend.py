@@ -149,7 +149,7 @@ class LocalBackend:
             raise LabStateError(
                 f"cannot start a sidecar in {cluster}: its control plane ({cp}) is stopped, so the proxy would get "
                 "neither configuration nor a certificate",
-                f"start it with lab.start_control_plane({cp!r})",
+                f"start it: lab.start_control_plane({cp!r}), or `meshlab control-plane start {cp}`",
             )
         spec = APPS[app]
         deployment = app if not spec["ports"] else f"{app}-{version}"
