@@ -213,3 +213,21 @@ def test_user_namespace_mode_isolates_and_leaves_nothing(lab_home: Path, monkeyp
     recorded = list(lab.state.data["processes"])
     lab.down(quiet=True)
     assert not any(procs.is_alive(p) for p in recorded)
+
+
+def test_a_taken_address_fails_loudly(lab_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two loopback labs would share 127.x addresses: the second must fail, not silently share ports."""
+    monkeypatch.setenv("MESHLAB_NET_MODE", "loopback")
+    lab = Lab.up("flat-network", home_dir=lab_home, quiet=True)
+    c1 = lab.topology.clusters["cluster1"]
+    addr = lab.backend.network.pod_addresses(lab.topology, c1, 0)
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    blocker.bind((addr.outbound, 15001))
+    blocker.listen()
+    try:
+        with pytest.raises(Exception, match="(?si)address already in use.*meshlab down"):
+            lab.deploy("curl", cluster="cluster1")
+    finally:
+        blocker.close()
+        lab.down(quiet=True)

@@ -45,12 +45,16 @@ def placeholders(value: Any) -> set[str]:
     return set()
 
 
+class UnsetPlaceholder(KeyError):
+    """A step used ``${NAME}`` but no earlier step set NAME."""
+
+
 def substitute(value: Any, variables: dict[str, str]) -> Any:
     """``value`` with every ``${NAME}`` replaced; a name nobody set is an error (never a guess)."""
     if isinstance(value, str):
         def repl(m: re.Match[str]) -> str:
             if m.group(1) not in variables:
-                raise KeyError(m.group(1))
+                raise UnsetPlaceholder(m.group(1))
             return variables[m.group(1)]
 
         return PLACEHOLDER.sub(repl, value)
@@ -72,8 +76,21 @@ def shell_join(argv: list[str]) -> str:
     return " ".join(shell_quote(a) for a in argv)
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings as literal blocks (``|``), as a person would write them."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if "\n" in value:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+
+
+_Dumper.add_representer(str, _str)
+
+
 def manifests_yaml(docs: list[dict[str, Any]]) -> str:
-    return "---\n".join(yaml.safe_dump(d, sort_keys=False, default_flow_style=False, width=120) for d in docs)
+    return "---\n".join(yaml.dump(d, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120) for d in docs)
 
 
 @dataclass

@@ -32,7 +32,7 @@ from pathlib import Path
 from ... import versions
 from ...errors import ToolError
 
-# metallb/metallb tag v0.16.1, config/manifests/metallb-native.yaml (git blob 791dfcc6…): sha256 of the file.
+# sha256 of metallb/metallb config/manifests/metallb-native.yaml at tag v0.16.1 (commit 791dfcc63ced).
 METALLB_MANIFEST_SHA256 = "bf25feebb7582ca7df845efd52ffbc2960d6cbf4cfc972f47fded9f788b67f0b"
 
 # Images every cluster needs, pulled once on the host and loaded into each cluster with `kind load`.

@@ -17,7 +17,7 @@ from typing import Any
 
 from ...errors import LabStateError, MeshlabError, ResourceError
 from ...pki import PKI, WorkloadCert
-from ...state import State, prefix_for
+from ...state import State, prefix_for, write_atomic
 from ...topology import Topology
 from ...traffic import Answer, CallResult, parse_answer, split_url
 from ...exec import run
@@ -218,13 +218,15 @@ class LocalBackend:
             f"{w.deployment}.{w.namespace}", (c.region, c.zone), Path(w.admin), xds,
         )  # fmt: skip
         Path(w.admin).parent.mkdir(parents=True, exist_ok=True)
-        E.XdsWriter(xds).write(self.proxy_config(w))
-        from ...state import write_atomic
-
+        cfg = self.proxy_config(w)
+        E.XdsWriter(xds).write(cfg)
         write_atomic(d / "bootstrap.json", json.dumps(boot, indent=1))
-        p = procs.spawn(f"{w.pod}/envoy", self.network.exec_prefix(w.netns) + E.envoy_argv(d / "bootstrap.json", self.run_dir / "logs" / f"{w.pod}.envoy.log"), self.run_dir / "logs" / f"{w.pod}.envoy.stdout")
+        logs = self.run_dir / "logs"
+        argv = self.network.exec_prefix(w.netns) + E.envoy_argv(d / "bootstrap.json", logs / f"{w.pod}.envoy.log")
+        p = procs.spawn(f"{w.pod}/envoy", argv, logs / f"{w.pod}.envoy.stdout")
         self.state.record("processes", p.record())
         procs.wait_until(E.Admin(w.admin).ready, p, "Envoy's /ready answered 200")
+        self._wait_applied(w, cfg)
 
     def proxy_config(self, w: Workload) -> E.ProxyConfig:
         registry = self.workloads
@@ -331,12 +333,22 @@ class LocalBackend:
                 self._wait_applied(w, cfg)
 
     def _wait_applied(self, w: Workload, cfg: E.ProxyConfig, timeout: float = 5.0) -> None:
-        """Wait on Envoy's own view (/clusters) until every EDS cluster has exactly the expected hosts."""
+        """Wait on Envoy's own view until it runs ``cfg``: every listener active (a listener whose
+        address is taken fails here, with Envoy's words), every EDS cluster with exactly its hosts."""
         want = {name: sorted(f"{e.address}:{e.port}" for e in eps) for name, eps in cfg.endpoints.items()}
         admin = E.Admin(w.admin)
+        log = self.run_dir / "logs" / f"{w.pod}.envoy.log"
         deadline = time.monotonic() + timeout
         have: dict[str, list[str]] = {}
         while time.monotonic() < deadline:
+            stats = admin.stats("listener_manager")
+            if stats.get("listener_manager.listener_create_failure", 0):
+                time.sleep(0.3)  # Envoy flushes its log every 200 ms
+                lines = [ln for ln in procs.log_tail(log, 200).splitlines() if "listener" in ln and ("bind" in ln or "in use" in ln)]
+                raise MeshlabError(
+                    f"the proxy of {w.pod} could not open a listener:\n" + "\n".join(lines[-3:] or [procs.log_tail(log, 5)]),
+                    "another lab or process uses that address: `meshlab down` (or stop the other lab), then try again",
+                )
             have = {}
             for cs in admin.clusters().get("cluster_statuses", []):
                 if cs["name"] in want:
@@ -344,12 +356,12 @@ class LocalBackend:
                         f"{h['address']['socket_address']['address']}:{h['address']['socket_address']['port_value']}"
                         for h in cs.get("host_statuses", [])
                     )
-            if have == want:
+            if have == want and stats.get("listener_manager.total_listeners_active") == len(cfg.listeners):
                 return
             time.sleep(0.005)
         raise MeshlabError(
-            f"the sidecar of {w.pod} did not apply its new config within {timeout:.0f}s (wanted {want}, has {have})",
-            f"look for 'config update failure' in {self.run_dir / 'logs' / (w.pod + '.envoy.log')}",
+            f"the proxy of {w.pod} did not apply its new config within {timeout:.0f}s (wanted {want}, has {have})",
+            f"look for 'config update failure' in {log}",
         )
 
     def find(self, app: str, cluster: str) -> Workload:

@@ -49,6 +49,7 @@ ACCESS_LOG_FORMAT = {
     "sni": "%REQUESTED_SERVER_NAME%",
     "tls": "%DOWNSTREAM_TLS_VERSION%",
     "duration_ms": "%DURATION%",
+    "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
 }
 
 # Istio's default route retry policy (pilot networking/core/route/retry).
@@ -97,6 +98,11 @@ def validate(config: dict[str, Any], workdir: Path) -> None:
 # ---- building blocks ----------------------------------------------------------------------------
 def sock(address: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": address, "port_value": port}}
+
+
+def listener(name: str, address: str, port: int, **fields: Any) -> dict[str, Any]:
+    """A listener that refuses to share its port: two labs (or a stray process) on one address fail loudly."""
+    return {"name": name, "address": sock(address, port), "enable_reuse_port": False, **fields}
 
 
 def access_log(path: str) -> list[dict[str, Any]]:

@@ -89,10 +89,13 @@ def wait_until(
     deadline = time.monotonic() + timeout
     while True:
         if proc.popen is not None and proc.popen.poll() is not None:
+            tail = log_tail(proc.log)
+            in_use = "address already in use" in tail.lower()
             raise ProcessExitedError(
-                f"{proc.name} exited with code {proc.popen.returncode} before {what}; last lines of {proc.log}:\n"
-                + log_tail(proc.log),
-                "read the log above; for Envoy, a config error names the offending field",
+                f"{proc.name} exited with code {proc.popen.returncode} before {what}; last lines of {proc.log}:\n" + tail,
+                "another lab or process uses that address: `meshlab down` (or stop the other lab), then try again"
+                if in_use
+                else "read the log above; for Envoy, a config error names the offending field",
             )
         try:
             if ready():

