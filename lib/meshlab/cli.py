@@ -19,6 +19,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("pattern", help="built-in pattern name (flat-network, ...) or a path to a pattern YAML")
     s.add_argument("--backend", choices=["local", "kind"], default="local")
     s.add_argument("--no-samples", action="store_true", help="do not deploy helloworld and curl")
+    s.add_argument("--dry-run", action="store_true",
+                   help="kind backend: print every command and manifest it would run, in order; run nothing")
 
     sub.add_parser("status", help="what is running")
 
@@ -50,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--cluster", required=True)
 
     s = sub.add_parser("delete", help="delete an applied Istio resource")
-    s.add_argument("kind", choices=["DestinationRule", "ServiceEntry", "VirtualService"])
+    s.add_argument("kind", help="DestinationRule, ServiceEntry or VirtualService (any Istio kind on the kind backend)")
     s.add_argument("name")
     s.add_argument("--cluster", required=True)
     s.add_argument("--namespace", default="sample")
@@ -102,6 +104,8 @@ def _run(args: argparse.Namespace) -> int:
         from . import versions
 
         print(f"meshlab {__version__} (envoy {versions.ENVOY_VERSION}, kind {versions.KIND_VERSION}, istio {versions.ISTIO_VERSION})")
+    elif args.cmd == "up" and args.dry_run:
+        print(Lab.up(args.pattern, backend=args.backend, samples=not args.no_samples, dry_run=True))
     elif args.cmd == "up":
         lab = Lab.up(args.pattern, backend=args.backend, samples=not args.no_samples, keep=True)
         print(lab.pods())

@@ -28,13 +28,14 @@ from .topology import Topology, load_topology
 from .traffic import CallResult
 
 if TYPE_CHECKING:
+    from .backends.kind import KindBackend, Plan
     from .federation import VirtualMesh
 
 SAMPLES = (("helloworld", "v1"), ("helloworld", "v2"))
 
 
 class Lab:
-    def __init__(self, topology: Topology, backend: LocalBackend, state: State) -> None:
+    def __init__(self, topology: Topology, backend: "LocalBackend | KindBackend", state: State) -> None:
         self.topology = topology
         self.backend = backend
         self.state = state
@@ -50,22 +51,29 @@ class Lab:
         keep: bool = False,
         home_dir: str | os.PathLike[str] | None = None,
         quiet: bool = False,
-    ) -> "Lab":
+        dry_run: bool = False,
+    ) -> "Lab | Plan":
         """Bring up ``pattern`` (a built-in name or a YAML path) on ``backend``.
 
         An earlier lab recorded in the same state directory is removed first, so ``up`` can always be
         re-run. ``samples=True`` also deploys what Istio's verify step needs: helloworld v1, v2, ...
         one version per cluster, and ``curl`` in every cluster. Unless ``keep`` is set, the lab is
         torn down when this Python process exits (the CLI keeps it until ``meshlab down``).
+
+        ``backend="kind", dry_run=True`` runs nothing and returns the :class:`Plan`: every command and
+        manifest the kind backend would run, in order (``print(plan)`` shows it).
         """
         topology = load_topology(pattern)
-        if backend == "kind":
-            raise MeshlabError(
-                "the kind backend is not available yet in this version of meshlab",
-                "use backend='local' (real Envoy sidecars in network namespaces)",
-            )
-        if backend != "local":
+        if backend not in ("local", "kind"):
             raise MeshlabError(f"unknown backend {backend!r}", "use backend='local' or backend='kind'")
+        if dry_run:
+            if backend != "kind":
+                raise MeshlabError("dry_run is for the kind backend", "the local backend starts in well under a second: run it")
+            from .backends.kind import KindBackend
+
+            preview = State(Path(home_dir) if home_dir else None)
+            preview.data = {}  # never saved: a dry run records no lab and leaves the current one alone
+            return KindBackend.create(topology, preview, samples=samples, dry_run=True, progress=None).plan  # type: ignore[return-value]
         state = State(Path(home_dir) if home_dir else None)
         if state.exists:
             removed = cls.down_all(state.dir, quiet=True)
@@ -73,10 +81,17 @@ class Lab:
                 print(f"removed the previous lab ({removed['processes']} processes, {removed['namespaces']} namespaces)")
         t0 = time.perf_counter()
         try:
-            be = LocalBackend.create(topology, state)
-            lab = cls(topology, be, state)
-            if samples:
-                lab.deploy_samples()
+            if backend == "kind":
+                from .backends.kind import KindBackend
+
+                # the kind plan deploys the samples itself, in the order Istio's verify guide uses
+                kbe = KindBackend.create(topology, state, samples=samples, progress=None if quiet else print)
+                lab = cls(topology, kbe, state)
+            else:
+                be = LocalBackend.create(topology, state)
+                lab = cls(topology, be, state)
+                if samples:
+                    lab.deploy_samples()
         except BaseException:
             cls.down_all(state.dir, quiet=True)  # a half-built lab is never left behind
             raise
@@ -84,9 +99,10 @@ class Lab:
             lab._cleanup_at_exit()
         if not quiet:
             print(
-                f"{topology.name} is up on the local backend in {time.perf_counter() - t0:.2f}s: "
-                f"{len(topology.clusters)} clusters, control planes in {', '.join(topology.control_planes)}\n"
-                f"network mode: {be.mode} ({state.data['mode_reason']})"
+                f"{topology.name} is up on the {backend} backend in {time.perf_counter() - t0:.2f}s: "
+                f"{len(topology.clusters)} clusters, control planes in {', '.join(topology.control_planes)}"
+                + (f"\nnetwork mode: {lab.backend.mode} ({state.data['mode_reason']})" if backend == "local" else
+                   f"\ncontexts: {', '.join('kind-' + c for c in topology.clusters)}")
             )
         return lab
 
@@ -97,6 +113,10 @@ class Lab:
         if not state.exists or "pattern" not in state.data:
             raise LabStateError(f"no lab is running (no state in {state.dir})", "start one: meshlab up flat-network")
         topology = load_topology(state.data["pattern"])
+        if state.data.get("backend") == "kind":
+            from .backends.kind import KindBackend
+
+            return cls(topology, KindBackend(topology, state), state)
         return cls(topology, LocalBackend(topology, state), state)
 
     def down(self, quiet: bool = False) -> dict[str, int]:
@@ -114,12 +134,18 @@ class Lab:
                 print("nothing to remove: no lab recorded in", state.dir)
             return {"processes": 0, "namespaces": 0}
         t0 = time.perf_counter()
-        removed = LocalBackend.destroy(state)
+        if state.data.get("backend") == "kind":
+            from .backends.kind import KindBackend
+
+            removed = KindBackend.destroy(state, progress=None if quiet else print)
+        else:
+            removed = LocalBackend.destroy(state)
         state.forget()
         if not quiet:
             print(
                 f"lab removed in {time.perf_counter() - t0:.2f}s: "
-                f"{removed['processes']} processes stopped, {removed['namespaces']} namespaces deleted"
+                + (f"{removed['clusters']} kind clusters deleted" if "clusters" in removed else
+                   f"{removed['processes']} processes stopped, {removed['namespaces']} namespaces deleted")
             )
         return removed
 
@@ -188,9 +214,13 @@ class Lab:
         """Apply Istio resources (YAML text, a dict or a list) to ``cluster``.
 
         They reach the proxies configured by that cluster's control plane — and only those. A field
-        the local backend does not implement is refused with its name, never ignored.
+        the local backend does not implement is refused with its name, never ignored. On kind, every
+        Istio kind is accepted, checked strictly against Istio's CRD schemas, and applied to the cluster.
         """
-        from .resources import parse
+        if self.backend.name == "kind":
+            from .backends.kind.schema import load_documents as parse
+        else:
+            from .resources import parse
 
         out = self.backend.apply(parse(resources), cluster)
         for line in out:
@@ -211,7 +241,10 @@ class Lab:
         """Form a VirtualMesh: generate ServiceEntries + DestinationRules per client mesh and apply them."""
         from .federation import virtual_mesh
 
-        gateways = {c: self.backend.network.gateway_ip(self.topology, c) for c in self.topology.clusters}
+        if self.backend.name == "kind":
+            gateways = self.backend.gateway_addresses()  # type: ignore[union-attr]
+        else:
+            gateways = {c: self.backend.network.gateway_ip(self.topology, c) for c in self.topology.clusters}  # type: ignore[union-attr]
         vm = virtual_mesh(self.topology, self.backend.workloads, gateways, meshes)
         if not vm.shared_root:
             print("warning: these meshes do not share a root CA: cross-mesh mTLS handshakes will fail")
@@ -250,4 +283,4 @@ class Lab:
         return Diagram(mermaid(self.topology))
 
     def __repr__(self) -> str:
-        return f"<Lab {self.topology.name} backend=local mode={self.backend.mode} at {self.state.dir}>"
+        return f"<Lab {self.topology.name} backend={self.backend.name} mode={self.backend.mode} at {self.state.dir}>"

@@ -174,6 +174,9 @@ def check_kind() -> list[Check]:
         checks.append(Check("kubectl", ok, f"{first} at {kubectl}", None if ok else SETUP_FIX, "kind"))
     except MeshlabError:
         checks.append(Check("kubectl", False, "kubectl not found next to Python or on PATH", SETUP_FIX, "kind"))
+    from .backends.kind.tools import tool_checks
+
+    checks += tool_checks()  # kind and istioctl in the tools folder, at the pinned versions, checksum-verified
     return checks
 
 

@@ -14,14 +14,15 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ... import versions
-from ...errors import LabStateError, MeshlabError
-from ...state import State
+from ...errors import LabStateError, MeshlabError, ToolError
+from ...state import State, prefix_for
 from ...topology import Topology
 from ...traffic import Answer, CallResult, parse_answer
 from ..local.translate import Workload
@@ -44,6 +45,18 @@ class Pod:
     ip: str
     version: str
     app: str = ""
+
+
+def _installed_tool(name: str) -> str:
+    """Like the executor's resolver, but never downloads: for teardown."""
+    if name == "kind":
+        a = tools.kind_artifact()
+        if not tools.installed(a):
+            raise ToolError(f"kind {a.version} is not installed in {a.program.parent}", "nothing to delete with it")
+        return str(a.program)
+    from ... import exec as mexec
+
+    return mexec.which(name) if name in ("docker", "kubectl") else name
 
 
 def _pki_dir(state_dir: Path) -> Path:
@@ -158,7 +171,8 @@ def add_federation(plan: Plan, t: Topology, workloads: list[Workload]) -> None:
                 "publish the other meshes' services: ServiceEntries to their east-west gateways on 15443 + ISTIO_MUTUAL",
                 K.kubectl(cluster, "apply", "--validate=strict", "-f", "-"), manifests=docs, cluster=cluster,
                 tags=("federation",),
-                note="shared root" if vm.shared_root else "warning: these meshes do not share a root CA: calls will fail the mTLS handshake",
+                note=(f"the meshes share root CA {t.meshes[vm.meshes[0]].root_ca!r}: the cross-mesh mTLS handshake can succeed"
+                      if vm.shared_root else "warning: these meshes do not share a root CA: cross-mesh calls will fail the mTLS handshake"),
             )  # fmt: skip
 
 
@@ -196,6 +210,10 @@ class KindBackend:
             "deployments": deployments,
             "control_planes": {cp: "running" for cp in topology.control_planes},
             "created": time.time(),
+            # the same keys as the local backend: the lab's own files (PKI) and its name prefix
+            # (nothing on kind is named with it: no network namespaces, no processes)
+            "run_dir": str(state.dir / "kind"),
+            "prefix": prefix_for(state.dir),
         })  # fmt: skip
         if not dry_run:
             state.save()  # recorded before anything exists: `meshlab down` can always clean up
@@ -225,8 +243,20 @@ class KindBackend:
         if state.data.get("dry_run"):
             return {"processes": 0, "namespaces": 0, "clusters": 0}  # a dry run created nothing
         plan = KindBackend.down_plan(state)
-        Executor(dry_run, progress=progress).execute(plan)
-        return {"processes": 0, "namespaces": 0, "clusters": len(state.data.get("clusters", []))}
+        ex = Executor(dry_run, progress=progress)
+        ex.resolve = _installed_tool  # tearing down never downloads anything
+        deleted = 0
+        for step in plan:
+            try:
+                ex.step(step, len(plan))
+            except ToolError as e:  # the tool was never installed, so nothing was created with it
+                if progress:
+                    progress(f"skipped: {e.message}")
+                continue
+            deleted += "delete" in step.argv[:2] and step.argv[0] == "kind"
+        if not dry_run and state.data.get("run_dir"):
+            shutil.rmtree(state.data["run_dir"], ignore_errors=True)  # the lab's certificates
+        return {"processes": 0, "namespaces": 0, "clusters": deleted}
 
     # ---- views -------------------------------------------------------------------------------------
     @property

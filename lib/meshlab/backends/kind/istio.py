@@ -80,6 +80,9 @@ def primary_iop(t: Topology, c: Cluster) -> dict[str, Any]:
         "accessLogEncoding": "JSON",
         "accessLogFormat": json.dumps(ACCESS_LOG_FORMAT, separators=(",", ":")),
     }
+    td = t.meshes[c.mesh].trust_domain
+    if td != "cluster.local":  # Istio's default; SPIFFE IDs become spiffe://<td>/ns/<ns>/sa/<sa>
+        mesh_config["trustDomain"] = td
     if federated(t):
         # DNS proxying, so names that only exist as ServiceEntries resolve in the pod (D.4). Since 1.25,
         # auto-allocation of their addresses is on by default (PILOT_ENABLE_IP_AUTOALLOCATE) and
@@ -241,7 +244,8 @@ def _remote_secret(plan: Plan, source: Cluster, into: Cluster, why: str) -> None
         ["istioctl", "create-remote-secret", "--context", context(source.name), "--name", source.name,
          "--server", "https://${%s}:6443" % node_ip_var(source.name)],
         pipe_to=kubectl(into.name, "apply", "-f", "-"), cluster=source.name, tags=("remote-secret",),
-        note=f"--server is {source.name}'s control-plane container IP, never the kubeconfig's 127.0.0.1 (pitfall F.4)",
+        note=f"--server is {source.name}'s control-plane container IP: the kubeconfig's 127.0.0.1 port only works "
+        "from the host, istiod in another cluster cannot reach it",
         hint=f"`istioctl --context {context(into.name)} remote-clusters` should list {source.name} as synced; "
         "`timeout` means istiod cannot reach that API server",
     )  # fmt: skip

@@ -1,0 +1,416 @@
+"""The kind backend's dry-run plan, for each pattern: order per Istio's guides, values each pattern needs.
+
+No Docker here: the plan is built from the topology and checked step by step, the way an instructor
+would read `meshlab up PATTERN --backend kind --dry-run`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from meshlab import versions
+from meshlab.backends.kind import up_plan
+from meshlab.backends.kind.plan import Plan, Step
+from meshlab.topology import load_topology
+
+PATTERNS = ["flat-network", "separate-networks", "separate-control-planes"]
+
+
+@pytest.fixture(scope="module", params=PATTERNS)
+def pattern_plan(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Plan]:
+    topo = load_topology(request.param)
+    return request.param, up_plan(topo, tmp_path_factory.mktemp("lab"))
+
+
+def plans(tmp: Path) -> dict[str, Plan]:
+    return {p: up_plan(load_topology(p), tmp) for p in PATTERNS}
+
+
+@pytest.fixture(scope="module")
+def all_plans(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Plan]:
+    return plans(tmp_path_factory.mktemp("labs"))
+
+
+def n(step: Step) -> int:
+    return step.number
+
+
+def iop(step: Step) -> dict:
+    [doc] = [d for d in step.manifests if d["kind"] == "IstioOperator"]
+    return doc
+
+
+# ---- consistency -----------------------------------------------------------------------------------
+
+def test_plan_is_consistent(pattern_plan: tuple[str, Plan]) -> None:
+    """Every placeholder is set by an earlier step; every manifest passes strict schema validation."""
+    _, plan = pattern_plan
+    assert plan.problems() == []
+    assert [s.number for s in plan] == list(range(1, len(plan) + 1))
+
+
+def test_runtime_values_are_placeholders_set_by_earlier_steps(pattern_plan: tuple[str, Plan]) -> None:
+    _, plan = pattern_plan
+    text = str(plan)
+    for s in plan:
+        for name in s.uses():
+            setter = plan.setter(name)
+            assert setter is not None and setter.number < s.number, f"step {s.number} uses ${{{name}}}"
+    # no address is invented: the only IPv4 addresses in the plan are CIDRs from the pattern, the
+    # registry's loopback port binding and the labelled example of the MetalLB slicing
+    for m in re.finditer(r"\b\d+\.\d+\.\d+\.\d+\b(/\d+)?", text):
+        line = text[text.rfind("\n", 0, m.start()) + 1 : text.find("\n", m.end())]
+        assert m.group(1) or m.group(0) == "127.0.0.1" or "172.18.0.0/16" in line, f"unexpected literal address in: {line}"
+
+
+def test_every_kubectl_and_istioctl_names_its_context(pattern_plan: tuple[str, Plan]) -> None:
+    _, plan = pattern_plan
+    for s in plan:
+        for argv in (s.argv, s.pipe_to or []):
+            if argv and argv[0] in ("kubectl", "istioctl"):
+                assert "--context" in argv and argv[argv.index("--context") + 1].startswith("kind-"), s.command_text()
+
+
+def test_text_form_is_readable(pattern_plan: tuple[str, Plan]) -> None:
+    name, plan = pattern_plan
+    text = str(plan)
+    assert text.startswith(f"meshlab plan: {name} ")
+    assert "\n 1. check the prerequisites" in text
+    assert f"{len(plan)} steps." in text
+    for s in plan:
+        assert f"{s.number:>2}. " in text and s.title in text
+        if s.action == "run":
+            assert "$ " + s.command_text().splitlines()[0] in text
+    # manifests are inline as here-documents, readable YAML
+    first = plan.first(tag="create-cluster")
+    assert "<<EOF\n" in first.command_text() and first.command_text().endswith("\nEOF")
+    body = first.command_text().split("<<EOF\n", 1)[1].rsplit("\nEOF", 1)[0]
+    assert yaml.safe_load(body) == first.manifests[0]
+
+
+def test_structured_form(pattern_plan: tuple[str, Plan]) -> None:
+    _, plan = pattern_plan
+    rows = plan.as_dicts()
+    assert len(rows) == len(plan)
+    assert {"number", "title", "argv", "manifests", "capture", "uses", "command", "timeout", "hint"} <= set(rows[0])
+
+
+# ---- clusters ----------------------------------------------------------------------------------------
+
+def test_clusters_pinned_image_distinct_subnets_locality(pattern_plan: tuple[str, Plan]) -> None:
+    name, plan = pattern_plan
+    topo = load_topology(name)
+    creates = plan.find(tag="create-cluster")
+    assert len(creates) == len(topo.clusters)
+    assert len({s.group for s in creates}) == 1 and creates[0].group, "clusters are created in parallel"
+    pods, svcs = set(), set()
+    for s in creates:
+        [cfg] = s.manifests
+        assert cfg["apiVersion"] == "kind.x-k8s.io/v1alpha4"
+        [node] = cfg["nodes"]
+        assert node["image"] == versions.KIND_NODE_IMAGE and "@sha256:" in node["image"]
+        c = topo.clusters[cfg["name"]]
+        assert node["labels"] == {"topology.kubernetes.io/region": c.region, "topology.kubernetes.io/zone": c.zone}
+        assert cfg["networking"] == {"podSubnet": str(c.pod_cidr), "serviceSubnet": str(c.service_cidr)}
+        pods.add(cfg["networking"]["podSubnet"])
+        svcs.add(cfg["networking"]["serviceSubnet"])
+        assert s.argv[:5] == ["kind", "create", "cluster", "--name", c.name]
+    nets = [ipaddress.ip_network(x) for x in pods | svcs]
+    assert len(nets) == 2 * len(topo.clusters)
+    assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1 :]), "distinct pod/service subnets"
+
+
+def test_tools_are_downloaded_and_verified_first(pattern_plan: tuple[str, Plan]) -> None:
+    _, plan = pattern_plan
+    tools = plan.find(tag="tools")
+    assert [s.args["name"] for s in tools] == ["kind", "istioctl", "metallb"]
+    assert versions.KIND_VERSION in tools[0].describe and ".sha256sum" in tools[0].describe
+    assert f"istio-{versions.ISTIO_VERSION}" in tools[1].describe and ".sha256" in tools[1].describe
+    assert max(n(s) for s in tools) < n(plan.first(tag="create-cluster"))
+
+
+def test_registry_and_images(pattern_plan: tuple[str, Plan]) -> None:
+    name, plan = pattern_plan
+    text = str(plan)
+    assert "registry.istio.io" not in text, "sample and Istio images must not come from registry.istio.io"
+    assert "docker.io/istio/examples-helloworld-v1:1.0" in text
+    assert plan.first(tag="registry").argv[:2] == ["docker", "run"]
+    assert any(s.argv[:3] == ["docker", "network", "connect"] for s in plan.find(tag="registry"))
+    loads = plan.find(tag="load")
+    assert len(loads) == len(load_topology(name).clusters)
+    assert max(n(s) for s in plan.find(tag="pull")) < min(n(s) for s in loads)
+    assert max(n(s) for s in loads) < n(plan.first(tag="metallb"))
+
+
+def test_metallb_before_gateways_and_disjoint_pools(pattern_plan: tuple[str, Plan]) -> None:
+    _, plan = pattern_plan
+    pools = plan.find(tag="metallb-pool")
+    waits = plan.find(tag="gateway-address")
+    assert waits, "every pattern waits for an east-west gateway address"
+    assert max(n(s) for s in pools) < min(n(s) for s in waits), "MetalLB before the gateways wait"
+    # each cluster's pool comes from its own slice of the kind network
+    slices = plan.find(tag="metallb", action="meshlab")
+    assert sorted(s.args["index"] for s in slices) == list(range(len(slices)))
+    for s in waits:
+        assert s.poll and s.timeout > 0 and s.hint and "metallb" in s.hint.lower()
+
+
+# ---- Istio -----------------------------------------------------------------------------------------
+
+def test_cacerts_and_network_labels_before_install(pattern_plan: tuple[str, Plan]) -> None:
+    name, plan = pattern_plan
+    topo = load_topology(name)
+    pki = plan.first(tag="pki")
+    for c in topo.clusters.values():
+        install = plan.first(tag="istio-install", cluster=c.name)
+        cacerts = plan.first(tag="cacerts", cluster=c.name)
+        label = plan.first(tag="network-label", cluster=c.name)
+        assert n(pki) < n(cacerts) < n(install)
+        assert n(label) < n(install)
+        [ns] = label.manifests
+        assert ns["metadata"]["labels"]["topology.istio.io/network"] == c.network
+        assert cacerts.argv[cacerts.argv.index("create"):][:4] == ["create", "secret", "generic", "cacerts"]
+        files = sorted(Path(a.split("=", 1)[1]).name for a in cacerts.argv if a.startswith("--from-file="))
+        assert files == ["ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"]
+        root = topo.meshes[c.mesh].root_ca
+        assert all(f"/{root}/{c.name}/cacerts/" in a for a in cacerts.argv if a.startswith("--from-file="))
+
+
+def test_primary_values(pattern_plan: tuple[str, Plan]) -> None:
+    name, plan = pattern_plan
+    topo = load_topology(name)
+    for c in topo.clusters.values():
+        if not c.is_primary:
+            continue
+        spec = iop(plan.first(tag="install-primary", cluster=c.name))["spec"]
+        g = spec["values"]["global"]
+        assert g["meshID"] == c.mesh and g["multiCluster"] == {"clusterName": c.name} and g["network"] == c.network
+        has_remotes = any(r.remote_of == c.name for r in topo.clusters.values())
+        assert g.get("externalIstiod", False) is has_remotes
+        assert spec["hub"] == "docker.io/istio" and spec["tag"] == versions.ISTIO_VERSION
+        assert plan.first(tag="istio-install", cluster=c.name).argv[:3] == ["istioctl", "install", "-y"]
+
+
+def test_eastwest_gateway_is_gen_eastwest_gateway(pattern_plan: tuple[str, Plan]) -> None:
+    name, plan = pattern_plan
+    topo = load_topology(name)
+    for s in plan.find(tag="eastwest-install"):
+        net = topo.clusters[s.cluster].network
+        doc = iop(s)
+        assert doc["metadata"] == {"name": "eastwest"} and doc["spec"]["profile"] == "empty"
+        [gw] = doc["spec"]["components"]["ingressGateways"]
+        assert gw["name"] == "istio-eastwestgateway" and gw["enabled"] is True
+        assert gw["label"] == {"istio": "eastwestgateway", "app": "istio-eastwestgateway", "topology.istio.io/network": net}
+        assert {"name": "ISTIO_META_REQUESTED_NETWORK_VIEW", "value": net} in gw["k8s"]["env"]
+        ports = {p["name"]: (p["port"], p["targetPort"]) for p in gw["k8s"]["service"]["ports"]}
+        assert ports == {"status-port": (15021, 15021), "tls": (15443, 15443), "tls-istiod": (15012, 15012), "tls-webhook": (15017, 15017)}
+        assert doc["spec"]["values"] == {"gateways": {"istio-ingressgateway": {"injectionTemplate": "gateway"}}, "global": {"network": net}}
+        rollout = plan.first(tag="eastwest-rollout", cluster=s.cluster)
+        address = plan.first(tag="gateway-address", cluster=s.cluster)
+        assert n(s) < n(rollout) < n(address)
+        assert "--timeout=" in " ".join(rollout.argv) and rollout.hint
+
+
+def test_sample_namespace_labelled_before_deploy(pattern_plan: tuple[str, Plan]) -> None:
+    name, plan = pattern_plan
+    topo = load_topology(name)
+    for c in topo.clusters:
+        ns = plan.first(tag="sample-namespace", cluster=c)
+        assert ns.manifests == [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "sample", "labels": {"istio-injection": "enabled"}}}]
+        deploys = plan.find(tag="deploy", cluster=c)
+        assert deploys and n(ns) < min(n(s) for s in deploys)
+        assert n(plan.last(tag="istio-install", cluster=c)) < n(ns), "Istio (the injector) before the samples"
+        assert n(plan.first(tag="sample-service", cluster=c)) < min(n(s) for s in deploys)
+
+
+def test_samples_v1_in_cluster1_v2_in_cluster2_curl_everywhere(pattern_plan: tuple[str, Plan]) -> None:
+    name, plan = pattern_plan
+    topo = load_topology(name)
+    for i, c in enumerate(topo.clusters):
+        [hw] = [d for s in plan.find(tag="deploy-helloworld", cluster=c) for d in s.manifests]
+        assert hw["metadata"]["name"] == f"helloworld-v{i + 1}"
+        container = hw["spec"]["template"]["spec"]["containers"][0]
+        assert {"name": "SERVICE_VERSION", "value": f"v{i + 1}"} in container["env"]
+        assert not container["image"].startswith("registry.istio.io")
+        assert plan.find(tag="deploy-curl", cluster=c)
+        waits = plan.find(tag="sample-rollout", cluster=c)
+        assert len(waits) == 2 and all(s.hint and "--timeout=300s" in s.argv for s in waits)
+        assert n(plan.last(tag="deploy", cluster=c)) < min(n(s) for s in waits)
+
+
+# ---- per pattern -----------------------------------------------------------------------------------
+
+def test_flat_network(all_plans: dict[str, Plan]) -> None:
+    plan = all_plans["flat-network"]
+    # routes between the node containers, both directions, pod and service CIDRs
+    routes = {(s.cluster, s.argv[-3]) for s in plan.find(tag="route")}
+    assert routes == {("cluster1", "10.20.0.0/16"), ("cluster1", "10.255.20.0/24"), ("cluster2", "10.10.0.0/16"), ("cluster2", "10.255.10.0/24")}
+    for s in plan.find(tag="route"):
+        other = "CLUSTER2_IP" if s.cluster == "cluster1" else "CLUSTER1_IP"
+        assert s.argv[-2:] == ["via", "${%s}" % other]
+        assert n(plan.setter(other)) < n(s)
+    # e/w gateway + expose-istiod in cluster1 only; no expose-services
+    assert {s.cluster for s in plan.find(tag="eastwest-install")} == {"cluster1"}
+    assert {s.cluster for s in plan.find(tag="expose-istiod")} == {"cluster1"}
+    assert plan.find(tag="expose-services") == []
+    _remote_checks(plan, "network1")
+
+
+def test_separate_networks(all_plans: dict[str, Plan]) -> None:
+    plan = all_plans["separate-networks"]
+    assert plan.find(tag="route") == [], "separate networks: no routes"
+    assert {s.cluster for s in plan.find(tag="eastwest-install")} == {"cluster1", "cluster2"}
+    [exp] = plan.find(tag="expose-services")
+    assert exp.cluster == "cluster1", "expose-services in the primary only"
+    assert n(plan.first(tag="gateway-address", cluster="cluster2")) < n(exp)
+    [gw] = exp.manifests
+    assert gw["spec"]["servers"][0]["tls"] == {"mode": "AUTO_PASSTHROUGH"} and gw["spec"]["servers"][0]["hosts"] == ["*.local"]
+    assert gw["spec"]["servers"][0]["port"]["number"] == 15443
+    labels = {s.cluster: s.manifests[0]["metadata"]["labels"]["topology.istio.io/network"] for s in plan.find(tag="network-label")}
+    assert labels == {"cluster1": "network1", "cluster2": "network2"}
+    _remote_checks(plan, "network2")
+
+
+def _remote_checks(plan: Plan, remote_network: str) -> None:
+    expose = plan.first(tag="expose-istiod", cluster="cluster1")
+    remote = plan.first(tag="install-remote", cluster="cluster2")
+    secret = plan.first(tag="remote-secret", cluster="cluster2")
+    address = plan.first(tag="gateway-address", cluster="cluster1")
+    assert n(address) < n(expose) < n(remote) < n(secret), "expose-istiod before the remote install, which is before its secret"
+    spec = iop(remote)["spec"]
+    assert spec["profile"] == "remote"
+    assert spec["values"]["istiodRemote"] == {"injectionPath": f"/inject/cluster/cluster2/net/{remote_network}"}
+    assert spec["values"]["global"]["remotePilotAddress"] == "${CLUSTER1_EW_IP}", "the guide's DISCOVERY_ADDRESS, a placeholder"
+    assert plan.setter("CLUSTER1_EW_IP") is address
+    # expose-istiod: istiod's ports through the gateway
+    gw, vs = expose.manifests
+    assert [(s["port"]["number"], s["tls"]["mode"]) for s in gw["spec"]["servers"]] == [(15012, "PASSTHROUGH"), (15017, "PASSTHROUGH")]
+    assert [r["route"][0]["destination"]["port"]["number"] for r in vs["spec"]["tls"]] == [15012, 443]
+    # remote secret with --server https://<control-plane container IP>:6443, applied to the primary
+    assert secret.argv[:2] == ["istioctl", "create-remote-secret"]
+    assert secret.argv[secret.argv.index("--name") + 1] == "cluster2"
+    assert secret.argv[secret.argv.index("--server") + 1] == "https://${CLUSTER2_IP}:6443"
+    assert secret.pipe_to == ["kubectl", "--context", "kind-cluster1", "apply", "-f", "-"]
+    assert "https://${CLUSTER2_IP}:6443" in secret.command_text()
+    ip = plan.setter("CLUSTER2_IP")
+    assert ip.argv[-1] == "cluster2-control-plane" and "Networks.kind.IPAddress" in ip.argv[-2]
+    # the remote's namespace is annotated for its control plane before the install
+    ns = plan.first(tag="network-label", cluster="cluster2")
+    assert ns.manifests[0]["metadata"]["annotations"] == {"topology.istio.io/controlPlaneClusters": "cluster1"}
+    assert n(ns) < n(remote)
+    # no DNS capture needed with one mesh
+    assert "ISTIO_META_DNS_CAPTURE" not in str(plan)
+    assert [s.cluster for s in plan.find(tag="verify")] == ["cluster1"]
+
+
+def test_separate_control_planes(all_plans: dict[str, Plan]) -> None:
+    plan = all_plans["separate-control-planes"]
+    assert plan.find(tag="remote-secret") == [] and "create-remote-secret" not in str(plan), "no remote secrets"
+    assert plan.find(tag="install-remote") == [] and plan.find(tag="expose-istiod") == []
+    assert {s.cluster for s in plan.find(tag="install-primary")} == {"cluster1", "cluster2"}
+    for c, mesh in (("cluster1", "mesh1"), ("cluster2", "mesh2")):
+        spec = iop(plan.first(tag="install-primary", cluster=c))["spec"]
+        assert spec["values"]["global"]["meshID"] == mesh and "externalIstiod" not in spec["values"]["global"]
+        assert spec["meshConfig"]["defaultConfig"]["proxyMetadata"] == {"ISTIO_META_DNS_CAPTURE": "true"}
+        # multi-primary multi-network order: label, install, gateway, expose-services
+        order = [plan.first(tag=t, cluster=c) for t in ("network-label", "install-primary", "eastwest-install", "gateway-address", "expose-services")]
+        assert [n(s) for s in order] == sorted(n(s) for s in order)
+    # federation: each primary gets a ServiceEntry for the other mesh's helloworld, via its e/w gateway on 15443
+    fed = plan.find(tag="federation")
+    assert {s.cluster for s in fed} == {"cluster1", "cluster2"}
+    for s in fed:
+        other = "cluster2" if s.cluster == "cluster1" else "cluster1"
+        se = next(d for d in s.manifests if d["kind"] == "ServiceEntry")
+        dr = next(d for d in s.manifests if d["kind"] == "DestinationRule")
+        assert se["spec"]["hosts"] == ["helloworld.sample.svc.cluster.local"] and se["spec"]["location"] == "MESH_INTERNAL"
+        [ep] = se["spec"]["endpoints"]
+        assert ep["address"] == "${%s_EW_IP}" % other.upper() and set(ep["ports"].values()) == {15443}
+        assert dr["spec"]["trafficPolicy"]["tls"]["mode"] == "ISTIO_MUTUAL"
+        assert n(plan.setter(f"{other.upper()}_EW_IP")) < n(s)
+        assert n(plan.last(tag="sample-rollout")) < n(s)
+    assert plan.find(tag="verify") == []
+
+
+def test_three_cluster_topology(tmp_path: Path) -> None:
+    """A primary with two remotes, one on its network and one on another; a file written here."""
+    pattern = tmp_path / "three.yaml"
+    pattern.write_text(yaml.safe_dump({
+        "name": "three-clusters",
+        "meshes": {"mesh1": {"trustDomain": "cluster.local"}},
+        "networks": {"network1": {}, "network2": {}},
+        "clusters": {
+            "cluster1": {"mesh": "mesh1", "network": "network1", "region": "region1", "zone": "zone1",
+                         "podCIDR": "10.10.0.0/16", "serviceCIDR": "10.255.10.0/24", "controlPlane": "primary"},
+            "cluster2": {"mesh": "mesh1", "network": "network1", "region": "region2", "zone": "zone2",
+                         "podCIDR": "10.20.0.0/16", "serviceCIDR": "10.255.20.0/24", "controlPlane": {"remoteOf": "cluster1"}},
+            "cluster3": {"mesh": "mesh1", "network": "network2", "region": "region3", "zone": "zone3",
+                         "podCIDR": "10.30.0.0/16", "serviceCIDR": "10.255.30.0/24", "controlPlane": {"remoteOf": "cluster1"}},
+        },
+    }))  # fmt: skip
+    plan = up_plan(load_topology(pattern), tmp_path / "lab")
+    assert plan.problems() == []
+    assert len(plan.find(tag="create-cluster")) == 3 and len({s.group for s in plan.find(tag="create-cluster")}) == 1
+    # routes only between the two clusters on network1
+    assert {s.cluster for s in plan.find(tag="route")} == {"cluster1", "cluster2"}
+    assert all("10.30." not in " ".join(s.argv) for s in plan.find(tag="route"))
+    # three disjoint MetalLB slices
+    assert sorted(s.args["index"] for s in plan.find(tag="metallb", action="meshlab")) == [0, 1, 2]
+    assert all(s.args["count"] == 3 for s in plan.find(tag="metallb", action="meshlab"))
+    # both remotes: after expose-istiod, their secrets after their installs, injection paths with their networks
+    expose = plan.first(tag="expose-istiod", cluster="cluster1")
+    for c, net in (("cluster2", "network1"), ("cluster3", "network2")):
+        remote = plan.first(tag="install-remote", cluster=c)
+        secret = plan.first(tag="remote-secret", cluster=c)
+        assert n(expose) < n(remote) < n(secret)
+        assert iop(remote)["spec"]["values"]["istiodRemote"]["injectionPath"] == f"/inject/cluster/{c}/net/{net}"
+        assert secret.argv[secret.argv.index("--server") + 1] == "https://${%s_IP}:6443" % c.upper()
+    # multi-network: every cluster has an e/w gateway; expose-services once, in the primary, after the last gateway
+    assert {s.cluster for s in plan.find(tag="eastwest-install")} == {"cluster1", "cluster2", "cluster3"}
+    [exp] = plan.find(tag="expose-services")
+    assert exp.cluster == "cluster1" and n(plan.last(tag="gateway-address")) < n(exp)
+    # helloworld v1, v2, v3 (one image, SERVICE_VERSION per cluster)
+    versions_ = [s.manifests[0]["metadata"]["name"] for s in plan.find(tag="deploy-helloworld")]
+    assert versions_ == ["helloworld-v1", "helloworld-v2", "helloworld-v3"]
+
+
+def test_multi_primary_same_mesh_exchanges_remote_secrets(tmp_path: Path) -> None:
+    """Two primaries of one mesh (Istio's multi-primary guide, B.8): remote secrets both ways."""
+    pattern = tmp_path / "mp.yaml"
+    pattern.write_text(yaml.safe_dump({
+        "name": "multi-primary",
+        "meshes": {"mesh1": {}},
+        "networks": {"network1": {}, "network2": {}},
+        "clusters": {
+            "east": {"mesh": "mesh1", "network": "network1", "region": "r1", "zone": "z1",
+                     "podCIDR": "10.10.0.0/16", "serviceCIDR": "10.255.10.0/24", "controlPlane": "primary"},
+            "west": {"mesh": "mesh1", "network": "network2", "region": "r2", "zone": "z2",
+                     "podCIDR": "10.20.0.0/16", "serviceCIDR": "10.255.20.0/24", "controlPlane": "primary"},
+        },
+    }))  # fmt: skip
+    plan = up_plan(load_topology(pattern), tmp_path / "lab")
+    assert plan.problems() == []
+    secrets = {(s.cluster, s.pipe_to[2]) for s in plan.find(tag="remote-secret")}
+    assert secrets == {("east", "kind-west"), ("west", "kind-east")}
+    assert n(plan.last(tag="istio-install")) < min(n(s) for s in plan.find(tag="remote-secret"))
+    assert plan.find(tag="federation") == [] and "ISTIO_META_DNS_CAPTURE" not in str(plan)
+
+
+def test_plan_without_samples(tmp_path: Path) -> None:
+    plan = up_plan(load_topology("separate-control-planes"), tmp_path, samples=False)
+    assert plan.problems() == []
+    assert plan.find(tag="deploy") == [] and plan.find(tag="federation") == []
+
+
+def test_custom_trust_domain_reaches_mesh_config(tmp_path: Path) -> None:
+    src = load_topology("flat-network").source.read_text().replace("trustDomain: cluster.local", "trustDomain: mesh1.example.org")
+    pattern = tmp_path / "td.yaml"
+    pattern.write_text(src)
+    plan = up_plan(load_topology(pattern), tmp_path / "lab")
+    assert plan.problems() == []
+    assert iop(plan.first(tag="install-primary"))["spec"]["meshConfig"]["trustDomain"] == "mesh1.example.org"
+    assert all("trustDomain" not in iop(s)["spec"].get("meshConfig", {}) for s in up_plan(load_topology("flat-network"), tmp_path).find(tag="install-primary"))
