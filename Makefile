@@ -10,7 +10,10 @@ STAMP := $(VENV)/.meshlab-setup
 setup: $(STAMP)
 
 $(STAMP): lib/pyproject.toml
-	@command -v ip >/dev/null || { echo "installing iproute2"; apt-get update -qq && apt-get install -y -qq iproute2; }
+	@missing=""; command -v ip >/dev/null || missing="$$missing iproute2"; \
+	 command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \
+	 if [ -n "$$missing" ]; then echo "installing$$missing (Debian packages)"; \
+	   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e './lib[lab]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (meshlab)" >/dev/null
