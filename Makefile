@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.meshlab-setup
 
-.PHONY: setup labs test lab unit integration bench down clean
+.PHONY: setup labs test lab unit integration bench filters down clean
 
 setup: $(STAMP)
 
@@ -40,6 +40,11 @@ lab: setup
 
 bench: setup
 	$(BIN)/meshlab bench
+	$(BIN)/meshlab bench --wasm
+
+## Build every WebAssembly filter in wasm-filters/ (reproducible: same input, same bytes).
+filters: setup
+	$(BIN)/python -m meshlab.wasm.cli build-all
 
 ## Remove everything a lab left running (processes, network namespaces, temp files).
 down:

@@ -78,12 +78,19 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("bench", help="bring-up time and sidecar latency/throughput against the direct path")
     s.add_argument("--requests", type=int, default=2000)
     s.add_argument("--json", action="store_true")
+    s.add_argument("--wasm", action="store_true", help="Envoy with each wasm filter against without, and build times")
 
+    sub.add_parser("wasm", help="WebAssembly filters: build, inspect, ... (meshlab wasm -h)")
     sub.add_parser("version", help="print versions")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["wasm"]:  # its own parser: build, inspect, ... (`meshlab wasm -h`)
+        from .wasm.cli import main as wasm_main
+
+        return wasm_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return _run(args)
@@ -111,13 +118,20 @@ def _run(args: argparse.Namespace) -> int:
         print(lab.pods())
         print("next: meshlab call curl http://helloworld.sample:5000/hello --cluster", next(iter(lab.topology.clusters)), "-n 20")
     elif args.cmd == "down":
+        from .wasm.standalone import down_all as wasm_down
+
         Lab.down_all()
+        wasm_down()  # standalone Envoys from the wasm labs
     elif args.cmd == "doctor":
         from .prereqs import check_kind, check_local, report
 
         checks = check_local() + check_kind()
         print(report(checks))
         return 0 if all(c.ok for c in checks if c.backend != "kind") else 1
+    elif args.cmd == "bench" and args.wasm:
+        from .wasm.bench import main as wasm_bench
+
+        return wasm_bench(requests=args.requests, as_json=args.json)
     elif args.cmd == "bench":
         from .bench import main as bench_main
 

@@ -188,10 +188,16 @@ def parse(data: bytes, where: str = "module") -> Module:
     defined = 0
     while not r.done:
         sid = r.byte()
-        size = r.u32()
-        body = _Reader(r.bytes(size), f"{where} ({SECTION_NAMES.get(sid, f'section {sid}')} section)")
         if sid not in SECTION_NAMES:
             raise r.fail(f"unknown section id {sid}")
+        size = r.u32()
+        if size > len(data) - r.pos:
+            raise WasmFormatError(
+                f"{where}: the {SECTION_NAMES[sid]} section at byte {r.pos} claims {size} bytes, "
+                f"but only {len(data) - r.pos} are left -- the file is truncated",
+                "rebuild the module; if it was downloaded or copied, fetch it again and compare its sha256",
+            )
+        body = _Reader(r.bytes(size), f"{where} ({SECTION_NAMES[sid]} section)")
         label = SECTION_NAMES[sid]
         if sid == 0:
             label = "custom:" + body.name()

@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -60,6 +61,21 @@ ACCESS_LOG_FORMAT = {
     "upstream_host": "%UPSTREAM_HOST%",
     "duration_ms": "%DURATION%",
 }
+
+
+def _config_text(config: Any) -> str:
+    """The plugin configuration as the module receives it: a str as is, None as nothing, else JSON."""
+    if config is None:
+        return ""
+    return config if isinstance(config, str) else json.dumps(config)
+
+
+def _log_time(line: str) -> datetime | None:
+    """The timestamp Envoy puts at the start of each log line (local time), or None."""
+    try:
+        return datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S.%f")
+    except ValueError:
+        return None
 
 
 def wasm_root() -> Path:
@@ -130,6 +146,11 @@ class WasmEnvoy:
             raise MeshlabError(f"listener and upstream cannot share port {self.port}", "give them different ports")
         self.log_headers = tuple(h.lower() for h in log_headers)
         self.dir = wasm_root() / f"envoy-{secrets.token_hex(3)}"
+        if len(str(self.dir / "admin.sock")) > 100:  # a Unix socket path has at most 107 bytes
+            raise MeshlabError(
+                f"the state directory {wasm_root()} is too long a path for Envoy's admin socket",
+                "set MESHLAB_HOME to a shorter directory, e.g. export MESHLAB_HOME=/tmp/meshlab",
+            )
         self.state = State(self.dir)
         self.state.data = {"kind": "wasm-envoy", "created": time.time(), "port": self.port, "upstream_port": self.upstream_port, "processes": []}
         self.state.save()
@@ -184,7 +205,11 @@ class WasmEnvoy:
         self._record(p)
         self._envoy_proc = p
         procs.wait_until(self.admin.ready, p, "Envoy's /ready answered 200")
-        self._wait_listener("0")
+        self._await_version(
+            "0", {"update_rejected": 0, "update_failure": 0}, datetime.now() - timedelta(seconds=5), 10.0,
+            what="Envoy could not open its listener",
+            hint=f"if the port is taken, start it on another one: meshlab.wasm.envoy(port=...) (it was {self.port})",
+        )  # fmt: skip
 
     @property
     def pid(self) -> int:
@@ -227,10 +252,7 @@ class WasmEnvoy:
                 "config": {
                     "name": loaded.name,
                     "root_id": loaded.root_id,
-                    "configuration": {
-                        "@type": STRING_VALUE,
-                        "value": loaded.config if isinstance(loaded.config, str) else json.dumps(loaded.config),
-                    },
+                    "configuration": {"@type": STRING_VALUE, "value": _config_text(loaded.config)},
                     "vm_config": {
                         # one VM per loaded version: an old VM drains with the old filter chain
                         "vm_id": f"{loaded.name}-{loaded.version}",
@@ -251,10 +273,11 @@ class WasmEnvoy:
             "name": "local",
             "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": UPSTREAM}}]}],
         }
-        return {
-            "name": LISTENER,
-            "address": E.sock("127.0.0.1", self.port),
-            "filter_chains": [
+        return E.listener(
+            LISTENER,
+            "127.0.0.1",
+            self.port,
+            filter_chains=[
                 {
                     "filters": [
                         {
@@ -279,7 +302,7 @@ class WasmEnvoy:
                     ]
                 }
             ],
-        }
+        )
 
     def _lds_doc(self, loaded: Loaded | None) -> dict[str, Any]:
         return {"version_info": str(self.version), "resources": [E.resource("envoy.config.listener.v3.Listener", self._listener(loaded))]}
@@ -322,7 +345,8 @@ class WasmEnvoy:
             raise MeshlabError(f"unknown failure_policy {policy!r}", f"use one of {', '.join(FAILURE_POLICIES)}")
         data = src.read_bytes()
         sha = hashlib.sha256(data).hexdigest()
-        plugin = name or re.sub(r"[^a-zA-Z0-9_]", "_", root_id or src.parent.parent.name or "filter")
+        default = root_id or (src.stem if src.stem != "filter" else src.parent.parent.name)
+        plugin = name or re.sub(r"[^a-zA-Z0-9_]", "_", default or "filter")
         module = self.dir / "modules" / f"{sha[:16]}.wasm"  # content-addressed: a rebuild never changes a loaded module
         if not module.exists():
             write_atomic(module, data)
@@ -343,22 +367,32 @@ class WasmEnvoy:
 
     def _apply(self, loaded: Loaded | None, timeout: float) -> None:
         before = self._lds_counters()
+        # Envoy logs local time with millisecond resolution: start the window a little early
+        log_mark = datetime.now() - timedelta(milliseconds=5)
         write_atomic(self.lds, json.dumps(self._lds_doc(loaded), indent=1))
-        version = str(self.version)
+        self._await_version(str(self.version), before, log_mark, timeout)
+
+    def _await_version(
+        self,
+        version: str,
+        before: dict[str, Any],
+        log_mark: datetime,
+        timeout: float,
+        what: str = "Envoy rejected the new filter configuration and keeps the previous one",
+        hint: str = "a module that fails to start or returns false from proxy_on_configure is refused at load time; "
+        "see e.logs() for the filter's own messages",
+    ) -> None:
+        """Until Envoy applied listener ``version``; raise with Envoy's reason if it rejected it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive():
                 raise MeshlabError(
-                    f"Envoy (pid {self.pid}) exited while applying the new listener; last log lines:\n{procs.log_tail(self.envoy_log)}",
+                    f"Envoy (pid {self.pid}) exited while applying the listener; last log lines:\n{procs.log_tail(self.envoy_log)}",
                     "read the log above",
                 )
             now = self._lds_counters()
             if now["update_rejected"] > before["update_rejected"] or now["update_failure"] > before["update_failure"]:
-                raise MeshlabError(
-                    "Envoy rejected the new filter configuration and keeps the previous one:\n" + self._rejection_reason(),
-                    "a module that fails to start or returns false from proxy_on_configure is refused at load time; "
-                    "see e.logs() for the filter's own messages",
-                )
+                raise MeshlabError(f"{what}:\n" + self._rejection_reason(log_mark), hint)
             if now["version_text"] == version:
                 self._wait_listener(version, deadline - time.monotonic())
                 return
@@ -377,26 +411,31 @@ class WasmEnvoy:
         return out
 
     def _wait_listener(self, version: str, timeout: float = 10.0) -> None:
-        """Until the listener at ``version`` is active (not warming) in Envoy's config dump."""
+        """Until Envoy's LDS reports ``version`` applied and no listener is warming.
+
+        (The config dump's ``version_info`` of a listener updated in place keeps the old value in
+        Envoy 1.40, so the LDS stats are the reliable signal.)
+        """
         deadline = time.monotonic() + max(timeout, 0.5)
         while time.monotonic() < deadline:
-            dump = self.admin.config_dump("dynamic_listeners")
-            for cfg in dump.get("configs", []):
-                if cfg.get("name") == LISTENER and "warming_state" not in cfg and cfg.get("active_state", {}).get("version_info") == version:
-                    return
+            s = self.admin.stats(filter="^listener_manager\\.total_listeners_warming$")
+            if self._lds_counters()["version_text"] == version and s.get("listener_manager.total_listeners_warming", 1) == 0:
+                return
             time.sleep(0.01)
         raise MeshlabError(f"listener version {version} did not become active", f"look at {self.envoy_log}")
 
-    def _rejection_reason(self) -> str:
-        time.sleep(0.3)  # the log is flushed every 200 ms
-        lines = self._log_lines()
-        idx = max((i for i, line in enumerate(lines) if "config rejected" in line or "update rejected" in line), default=None)
-        if idx is None:
-            return procs.log_tail(self.envoy_log)
-        start = idx
-        while start > 0 and idx - start < 12 and ("[wasm]" in lines[start - 1] or "wasm log" in lines[start - 1]):
-            start -= 1
-        return "\n".join(f"  {line}" for line in lines[start : idx + 1])
+    def _rejection_reason(self, since: datetime) -> str:
+        """Envoy's log lines about the rejected update: the filter's own errors, then Envoy's verdict."""
+        deadline = time.monotonic() + 1.0
+        lines: list[str] = []
+        while time.monotonic() < deadline:  # the log file is flushed every 200 ms
+            lines = [ln for ln in self._log_lines() if (_log_time(ln) or since) >= since]
+            if any("update rejected" in ln for ln in lines):
+                break
+            time.sleep(0.05)
+        problems = ("[error]", "[critical]", "[warning]")
+        keep = [ln for ln in lines if ("][wasm]" in ln and any(p in ln for p in problems)) or "rejected" in ln]
+        return "\n".join(f"  {ln}" for ln in keep[-12:]) or procs.log_tail(self.envoy_log)
 
     def _require_running(self) -> None:
         if self._closed:

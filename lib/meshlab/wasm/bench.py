@@ -1,0 +1,208 @@
+"""What a Wasm filter costs: latency and throughput through Envoy with each filter against without,
+and the build time of each filter.
+
+- **Traffic** -- one standalone Envoy (``meshlab.wasm.envoy``) in front of helloworld. The same run
+  measures the app directly (no Envoy), then in rounds: Envoy without a filter, and Envoy with each
+  filter of ``wasm-filters/`` loaded with its example configuration (``filter.json``), hot-swapped in
+  turn. Each ratio is taken against the no-filter run of its own round; medians over the rounds.
+  Sequential latency (p50/p99, one keep-alive connection) and throughput (4 client threads).
+- **Builds** -- each filter built from a clean copy of ``wasm-filters/`` (no build/, no
+  node_modules/: ``npm ci`` runs, from npm's cache when warm) and then again (incremental), and the
+  copy's sha256 compared with the in-tree build: reproducible builds give the same bytes.
+
+The load generator is Python, so absolute numbers are modest and the ratios understate Envoy's own
+share; compare runs on one machine.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..bench import _Client
+from .build import build_filter, filters, repo_filters_dir
+
+
+@dataclass
+class PathResult:
+    path: str
+    requests: int
+    p50_ms: float
+    p99_ms: float
+    rps_sequential: float
+    rps_concurrent: float
+
+
+class _HeaderClient(_Client):
+    def __init__(self, port: int, headers: dict[str, str]) -> None:
+        super().__init__(None, "127.0.0.1", port, "helloworld")
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.req = f"GET /hello HTTP/1.1\r\nHost: helloworld\r\n{extra}\r\n".encode()
+
+
+def measure(label: str, port: int, headers: dict[str, str], requests: int, threads: int = 4) -> PathResult:
+    c = _HeaderClient(port, headers)
+    for _ in range(min(200, requests)):
+        c.get()
+    lat = []
+    t0 = time.perf_counter()
+    for _ in range(requests):
+        t = time.perf_counter()
+        c.get()
+        lat.append(time.perf_counter() - t)
+    seq = requests / (time.perf_counter() - t0)
+    c.close()
+    per = max(1, requests // threads)
+    clients = [_HeaderClient(port, headers) for _ in range(threads)]
+    start = threading.Barrier(threads + 1)
+    errors: list[BaseException] = []
+
+    def worker(cl: _HeaderClient) -> None:
+        start.wait()
+        try:
+            for _ in range(per):
+                cl.get()
+        except BaseException as e:  # reported below, not swallowed
+            errors.append(e)
+
+    ts = [threading.Thread(target=worker, args=(cl,)) for cl in clients]
+    for t in ts:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in ts:
+        t.join()
+    conc = threads * per / (time.perf_counter() - t0)
+    for cl in clients:
+        cl.close()
+    if errors:
+        raise errors[0]
+    lat.sort()
+    return PathResult(label, requests, lat[len(lat) // 2] * 1e3, lat[int(len(lat) * 0.99)] * 1e3, seq, conc)
+
+
+def _bench_headers(name: str, config: Any) -> dict[str, str]:
+    """Headers that make each filter take its normal (successful) path."""
+    cfg = config if isinstance(config, dict) else {}
+    if name == "api-key":
+        return {cfg.get("header", "x-api-key"): cfg["keys"][0]}
+    if name == "header-metric":
+        return {cfg.get("header", "x-user"): "alice"}
+    return {}
+
+
+def build_times(root: Path | None = None) -> list[dict[str, Any]]:
+    """Cold and warm build of every filter in a clean copy; sha256 compared with the in-tree build."""
+    src = root or repo_filters_dir()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mlwasm-build") as tmp:
+        copy = Path(tmp) / "wasm-filters"
+        shutil.copytree(src, copy, ignore=shutil.ignore_patterns("build", "node_modules"))
+        for f in filters(copy):
+            cold = build_filter(f.dir)
+            warm = build_filter(f.dir)
+            in_tree = build_filter(src / f.dir.name)
+            rows.append({
+                "filter": f.name, "language": f.language, "size": cold.size,
+                "cold_s": cold.seconds, "cold_steps": cold.steps, "warm_s": warm.seconds,
+                "sha256": cold.sha256, "reproducible": cold.sha256 == warm.sha256 == in_tree.sha256,
+            })  # fmt: skip
+    return rows
+
+
+def _median_result(label: str, rs: list[PathResult]) -> PathResult:
+    return PathResult(
+        label, sum(r.requests for r in rs),
+        statistics.median(r.p50_ms for r in rs), statistics.median(r.p99_ms for r in rs),
+        statistics.median(r.rps_sequential for r in rs), statistics.median(r.rps_concurrent for r in rs),
+    )  # fmt: skip
+
+
+def run(requests: int = 2000, builds: bool = True, rounds: int = 3) -> dict[str, Any]:
+    """Measure in ``rounds`` rounds; each round measures no filter, then each filter, ``requests/rounds`` each.
+
+    A ratio is taken within its round (against that round's no-filter run), and the median over rounds
+    is reported: drift on a busy machine then hits both sides of a ratio alike.
+    """
+    from .standalone import envoy
+
+    infos = filters()
+    build_rows = build_times() if builds else []
+    modules = {f.name: build_filter(f.dir).wasm for f in infos}
+    per_round = max(200, requests // rounds)
+    results: dict[str, list[PathResult]] = {"none": []}
+    round_ratios: dict[str, list[dict[str, float]]] = {f.name: [] for f in infos}
+    with envoy(log_headers=()) as e:
+        direct = measure("direct: client -> helloworld (no Envoy)", e.upstream_port, {}, per_round)
+        for _ in range(rounds):
+            e.unload()
+            base = measure("Envoy, no filter", e.port, {}, per_round)
+            results["none"].append(base)
+            for f in infos:
+                e.load(modules[f.name], f.config, root_id=f.root_id)
+                headers = _bench_headers(f.name, f.config)
+                r = e.request("/hello", headers)
+                if r.status != 200:
+                    raise RuntimeError(f"{f.name} answered {r.status} with the bench headers {headers}: {r.body!r}")
+                m = measure(f"Envoy + {f.name} ({f.language})", e.port, headers, per_round)
+                results.setdefault(f.name, []).append(m)
+                round_ratios[f.name].append({
+                    "p50_latency_over_no_filter": m.p50_ms / base.p50_ms,
+                    "p99_latency_over_no_filter": m.p99_ms / base.p99_ms,
+                    "rps_sequential_over_no_filter": m.rps_sequential / base.rps_sequential,
+                    "rps_concurrent_over_no_filter": m.rps_concurrent / base.rps_concurrent,
+                })  # fmt: skip
+    paths = [direct, _median_result("Envoy, no filter", results["none"])]
+    paths += [_median_result(results[f.name][0].path, results[f.name]) for f in infos]
+    ratios = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in round_ratios.items()}
+    return {
+        "requests_per_measurement": per_round,
+        "rounds": rounds,
+        "paths": [asdict(p) for p in paths],
+        "ratios": ratios,
+        "builds": build_rows,
+    }
+
+
+def main(requests: int = 2000, as_json: bool = False, builds: bool = True, rounds: int = 3) -> int:
+    r = run(requests, builds=builds, rounds=rounds)
+    if as_json:
+        print(json.dumps(r, indent=1))
+        return 0
+    print(f"{'path':44} {'p50 ms':>8} {'p99 ms':>8} {'rps seq':>9} {'rps x4':>9}")
+    for p in r["paths"]:
+        print(f"{p['path']:44} {p['p50_ms']:8.3f} {p['p99_ms']:8.3f} {p['rps_sequential']:9.0f} {p['rps_concurrent']:9.0f}")
+    print(f"\n(medians over {r['rounds']} rounds of {r['requests_per_measurement']} requests per path)")
+    print("ratios, with filter / without (within each round, median over rounds):")
+    print(f"  {'filter':16} {'p50':>7} {'p99':>7} {'rps seq':>8} {'rps x4':>8}")
+    for name, q in r["ratios"].items():
+        print(
+            f"  {name:16} {q['p50_latency_over_no_filter']:6.2f}x {q['p99_latency_over_no_filter']:6.2f}x "
+            f"{q['rps_sequential_over_no_filter']:7.2f}x {q['rps_concurrent_over_no_filter']:7.2f}x"
+        )
+    if r["builds"]:
+        print("\nbuilds (clean copy of wasm-filters/; cold = no build/ and no node_modules/):")
+        print(f"  {'filter':16} {'language':15} {'bytes':>7} {'cold s':>7} {'warm s':>7}  reproducible")
+        for b in r["builds"]:
+            print(f"  {b['filter']:16} {b['language']:15} {b['size']:7d} {b['cold_s']:7.2f} {b['warm_s']:7.2f}  {'yes' if b['reproducible'] else 'NO'}")
+    return 0
+
+
+if __name__ == "__main__":
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m meshlab.wasm.bench")
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-builds", action="store_true")
+    ap.add_argument("--rounds", type=int, default=3)
+    a = ap.parse_args()
+    sys.exit(main(a.requests, a.json, builds=not a.no_builds, rounds=a.rounds))
