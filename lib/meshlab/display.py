@@ -54,7 +54,11 @@ def mermaid(topology: Topology) -> str:
         for c in topology.clusters.values():
             if c.network == net:
                 role = "istiod (primary)" if c.is_primary else f"remote of {c.remote_of}"
-                lines.append(f'    {c.name}["{c.name}<br/>{role}<br/>{c.region}/{c.zone}<br/>pods {c.pod_cidr}"]')
+                mesh = topology.meshes[c.mesh]
+                lines.append(
+                    f'    {c.name}["{c.name}<br/>{role}<br/>mesh {mesh.name}, root CA {mesh.root_ca}'
+                    f'<br/>{c.region}/{c.zone}<br/>pods {c.pod_cidr}"]'
+                )
         lines.append("  end")
     for c in topology.clusters.values():
         if not c.is_primary:

@@ -209,3 +209,18 @@ def test_shared_control_plane_stop_blocks_new_pods_everywhere(sn_lab: Lab) -> No
     lab.deploy("helloworld", cluster="cluster2", version="v9")
     # asked from cluster2, where v9 is a local endpoint (through a gateway the balancing is per connection)
     assert ("cluster2", "v9") in lab.call("curl", URL, cluster="cluster2", n=30).tally
+
+
+def test_a_new_pod_does_not_break_routed_traffic_of_existing_pods(sn_lab: Lab) -> None:
+    """Bridges have fixed MACs: adding pods must not invalidate what existing pods learned by ARP."""
+    lab = sn_lab
+    assert lab.call("curl", URL, cluster="cluster2", n=10).errors == 0  # curl@cluster2 has resolved its gateway
+    for _ in range(3):
+        lab.deploy("helloworld", cluster="cluster2", version="v2")
+    r = lab.call("curl", URL, cluster="cluster2", n=20)
+    assert r.errors == 0 and "cluster1" in r.clusters, r.tally
+    # endpoints of the gateway itself are listed too (its clusters are named by SNI)
+    rows = lab.endpoints("istio-eastwestgateway", cluster="cluster2", service="helloworld")
+    assert len(rows) == 4 and all(r["CLUSTER"] == "outbound_.5000_._.helloworld.sample.svc.cluster.local" for r in rows)
+    eds = lab.envoy_config("curl", "cluster1", "dynamic_endpoint_configs")
+    assert eds["configs"], "the EDS dump should list the endpoint configs"

@@ -187,7 +187,7 @@ def add_trust(plan: Plan, t: Topology, pki_dir: Path) -> None:
     plan.meshlab(
         f"generate the root CA{'s' if len(roots) > 1 else ''} ({', '.join(roots)}) and one intermediate CA per cluster",
         "pki", f"meshlab.pki.PKI({str(pki_dir)!r}).cacerts(cluster, root) for "
-        + ", ".join(f"{c.name} (root {t.meshes[c.mesh].root_ca})" for c in t.clusters.values())
+        + ", ".join(f"{c.name} (root CA {t.meshes[c.mesh].root_ca!r})" for c in t.clusters.values())
         + ": ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem (like Istio's tools/certs Makefile)",
         args={"pki_dir": str(pki_dir), "clusters": {c.name: t.meshes[c.mesh].root_ca for c in t.clusters.values()}},
         tags=("pki",),
@@ -201,7 +201,7 @@ def add_trust(plan: Plan, t: Topology, pki_dir: Path) -> None:
                  cluster=c.name, tags=("network-label", "istio-system"))
         d = cacerts_dir(pki_dir, t, c)
         plan.run(
-            f"create secret cacerts in istio-system (root {t.meshes[c.mesh].root_ca}: shared root of trust; before installing Istio)",
+            f"create secret cacerts in istio-system (root CA {t.meshes[c.mesh].root_ca!r}: shared root of trust; before installing Istio)",
             kubectl(c.name, "create", "secret", "generic", "cacerts", "-n", "istio-system",
                     *(f"--from-file={d / f}" for f in ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem"))),
             cluster=c.name, tags=("cacerts",),

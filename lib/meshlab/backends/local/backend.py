@@ -411,7 +411,8 @@ class LocalBackend:
         rows = []
         for cs in E.Admin(w.admin).clusters().get("cluster_statuses", []):
             name = cs["name"]
-            if not name.startswith("outbound|") or (service and f"||{service}." not in name and f"|{service}." not in name):
+            # sidecars: outbound|5000|subset|fqdn; gateways: outbound_.5000_.subset_.fqdn
+            if not name.startswith(("outbound|", "outbound_.")) or (service and f"|{service}." not in name and f"_.{service}." not in name):
                 continue
             for h in cs.get("host_statuses", []):
                 sa = h["address"]["socket_address"]

@@ -50,6 +50,7 @@ ACCESS_LOG_FORMAT = {
     "tls": "%DOWNSTREAM_TLS_VERSION%",
     "duration_ms": "%DURATION%",
     "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
+    "upstream_failure": "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
 }
 
 # Istio's default route retry policy (pilot networking/core/route/retry).
@@ -347,4 +348,9 @@ class Admin:
         return out
 
     def config_dump(self, resource: str | None = None) -> dict[str, Any]:
-        return json.loads(self.get("/config_dump" + (f"?resource={resource}" if resource else ""))[1])
+        """``/config_dump``, optionally one resource type (endpoints are only dumped when asked for)."""
+        query = "?include_eds" + (f"&resource={resource}" if resource else "")
+        status, body = self.get("/config_dump" + query)
+        if status != 200:
+            raise MeshlabError(f"envoy admin /config_dump{query} answered {status}: {body.strip()[:200]}", "check the resource name, e.g. dynamic_active_clusters")
+        return json.loads(body)

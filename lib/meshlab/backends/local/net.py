@@ -143,7 +143,9 @@ class Network:
             )
         wan = f"{self.prefix}-wan"
         self._add_ns(wan)
-        self.ip("-n", wan, "-batch", "-", input="link set lo up\nlink add wan type bridge\nlink set wan up\n")
+        # bridges get fixed MACs: a bridge otherwise takes its lowest port's MAC, which changes as pods
+        # join, and neighbours that cached the old one lose their traffic until ARP expires
+        self.ip("-n", wan, "-batch", "-", input="link set lo up\nlink add wan address 02:6d:6c:00:00:01 type bridge\nlink set wan up\n")
         for i, c in enumerate(topology.clusters.values()):
             node = self.node_ns(c.name)
             self._add_ns(node)
@@ -153,7 +155,7 @@ class Network:
                 "link set lo up",
                 f"addr add {self.node_ip(topology, c.name)}/{UNDERLAY.prefixlen} dev wan0",
                 "link set wan0 up",
-                "link add br0 type bridge",
+                f"link add br0 address 02:6d:6c:01:{i // 256:02x}:{i % 256:02x} type bridge",
                 f"addr add {c.pod_cidr.network_address + 1}/{c.pod_cidr.prefixlen} dev br0",
                 "link set br0 up",
             ]
