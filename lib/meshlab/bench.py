@@ -41,11 +41,12 @@ class PathResult:
 class _Client:
     """A minimal HTTP/1.1 keep-alive client: the less the client costs, the more we see of the path."""
 
-    def __init__(self, netns: str | None, host: str, port: int, authority: str, header: str = "") -> None:
+    def __init__(self, netns: str | None, host: str, port: int, authority: str, headers: dict[str, str] | None = None) -> None:
         with net.in_netns(netns):
             self.s = socket.create_connection((host, port), timeout=5)
         self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.req = f"GET /hello HTTP/1.1\r\nHost: {authority}\r\n{header}\r\n".encode()
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        self.req = f"GET /hello HTTP/1.1\r\nHost: {authority}\r\n{extra}\r\n".encode()
         self.buf = b""
 
     def get(self) -> None:
@@ -70,8 +71,11 @@ class _Client:
         self.s.close()
 
 
-def measure(label: str, netns: str | None, host: str, port: int, authority: str, requests: int, header: str = "") -> PathResult:
-    c = _Client(netns, host, port, authority, header)
+def measure(
+    label: str, netns: str | None, host: str, port: int, authority: str, requests: int, headers: dict[str, str] | None = None
+) -> PathResult:
+    """Sequential latency on one keep-alive connection, then throughput with 4 client threads."""
+    c = _Client(netns, host, port, authority, headers)
     for _ in range(min(200, requests)):  # warm up connections and Envoy's pools
         c.get()
     lat = []
@@ -84,13 +88,17 @@ def measure(label: str, netns: str | None, host: str, port: int, authority: str,
     c.close()
 
     threads, per = 4, max(1, requests // 4)
-    clients = [_Client(netns, host, port, authority, header) for _ in range(threads)]
+    clients = [_Client(netns, host, port, authority, headers) for _ in range(threads)]
     start = threading.Barrier(threads + 1)
+    errors: list[BaseException] = []
 
     def worker(cl: _Client) -> None:
         start.wait()
-        for _ in range(per):
-            cl.get()
+        try:
+            for _ in range(per):
+                cl.get()
+        except BaseException as e:  # re-raised below: a failed request must not look like a fast one
+            errors.append(e)
 
     ts = [threading.Thread(target=worker, args=(cl,)) for cl in clients]
     for t in ts:
@@ -102,6 +110,8 @@ def measure(label: str, netns: str | None, host: str, port: int, authority: str,
     conc = threads * per / (time.perf_counter() - t0)
     for cl in clients:
         cl.close()
+    if errors:
+        raise errors[0]
     lat.sort()
     return PathResult(label, requests, lat[len(lat) // 2] * 1e3, lat[int(len(lat) * 0.99)] * 1e3, seq, conc)
 
@@ -202,7 +212,7 @@ def run(requests: int = 2000) -> dict[str, Any]:
             measure("sidecar -> sidecar (mTLS, h2) -> app", curl.netns, curl.outbound, OUTBOUND_PORT, authority, requests),
             measure(
                 "sidecar -> e/w gateway -> sidecar -> app", curl.netns, curl.outbound, OUTBOUND_PORT, authority, requests,
-                header="x-bench-path: remote\r\n",
+                headers={"x-bench-path": "remote"},
             ),  # fmt: skip
         ]
     finally:

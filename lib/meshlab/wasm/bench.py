@@ -20,72 +20,18 @@ import json
 import shutil
 import statistics
 import tempfile
-import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..bench import _Client
+from ..bench import PathResult
+from ..bench import measure as bench_measure
 from .build import build_filter, filters, repo_filters_dir
 
 
-@dataclass
-class PathResult:
-    path: str
-    requests: int
-    p50_ms: float
-    p99_ms: float
-    rps_sequential: float
-    rps_concurrent: float
-
-
-class _HeaderClient(_Client):
-    def __init__(self, port: int, headers: dict[str, str]) -> None:
-        super().__init__(None, "127.0.0.1", port, "helloworld")
-        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        self.req = f"GET /hello HTTP/1.1\r\nHost: helloworld\r\n{extra}\r\n".encode()
-
-
-def measure(label: str, port: int, headers: dict[str, str], requests: int, threads: int = 4) -> PathResult:
-    c = _HeaderClient(port, headers)
-    for _ in range(min(200, requests)):
-        c.get()
-    lat = []
-    t0 = time.perf_counter()
-    for _ in range(requests):
-        t = time.perf_counter()
-        c.get()
-        lat.append(time.perf_counter() - t)
-    seq = requests / (time.perf_counter() - t0)
-    c.close()
-    per = max(1, requests // threads)
-    clients = [_HeaderClient(port, headers) for _ in range(threads)]
-    start = threading.Barrier(threads + 1)
-    errors: list[BaseException] = []
-
-    def worker(cl: _HeaderClient) -> None:
-        start.wait()
-        try:
-            for _ in range(per):
-                cl.get()
-        except BaseException as e:  # reported below, not swallowed
-            errors.append(e)
-
-    ts = [threading.Thread(target=worker, args=(cl,)) for cl in clients]
-    for t in ts:
-        t.start()
-    start.wait()
-    t0 = time.perf_counter()
-    for t in ts:
-        t.join()
-    conc = threads * per / (time.perf_counter() - t0)
-    for cl in clients:
-        cl.close()
-    if errors:
-        raise errors[0]
-    lat.sort()
-    return PathResult(label, requests, lat[len(lat) // 2] * 1e3, lat[int(len(lat) * 0.99)] * 1e3, seq, conc)
+def measure(label: str, port: int, headers: dict[str, str], requests: int) -> PathResult:
+    return bench_measure(label, None, "127.0.0.1", port, "helloworld", requests, headers)
 
 
 def _bench_headers(name: str, config: Any) -> dict[str, str]:
