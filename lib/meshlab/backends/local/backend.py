@@ -161,8 +161,9 @@ class LocalBackend:
                 r += replicas
                 pod = pod_name(cluster, deployment, r)
             existing.add(pod)
-            index = len(self.state.data["workloads"])
-            podnet = self.network.create_pod(self.topology, c, pod, index)
+            index = len(self.state.data["workloads"])  # lab-wide: names the admin socket
+            in_cluster = sum(1 for x in self.workloads if x.cluster == cluster and x.app != GATEWAY_APP)
+            podnet = self.network.create_pod(self.topology, c, pod, in_cluster)  # 10.x.0.10, .11, ...
             w = Workload(
                 pod=pod, deployment=deployment, app=app, version=version if spec["ports"] else "", cluster=cluster,
                 namespace=namespace, service_account=spec["service_account"], ip=podnet.ip, netns=podnet.netns,
