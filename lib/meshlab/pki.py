@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import ipaddress
 import os
 import re
 import secrets
@@ -210,6 +211,34 @@ class PKI:
         with self._locked(root) as base:
             self._intermediate(base, cluster, self._root(base, root))
             return base / cluster / "cacerts"
+
+    def server(self, name: str, hosts: list[str], root: str = "root") -> tuple[Path, Path, Path]:
+        """A TLS server certificate for ``hosts`` (DNS names or IP addresses), signed by ``root`` itself.
+
+        For meshlab's own servers outside the mesh (the wasm hub's registry): returns the paths of
+        (certificate chain, key, root certificate); clients trust the root. Reused while still valid.
+        """
+        _label("server name", name)
+        sans: list[x509.GeneralName] = []
+        for h in hosts:
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(h)))
+            except ValueError:
+                sans.append(x509.DNSName(_domain(h)))
+        with self._locked(root) as base:
+            root_pair = self._root(base, root)
+            chain_path, key_path = base / "servers" / f"{name}.cert.pem", base / "servers" / f"{name}.key.pem"
+            loaded = _load(chain_path, key_path, root_pair[0])
+            fresh = loaded and loaded[0].not_valid_after_utc - dt.datetime.now(dt.timezone.utc) > _RENEW_BEFORE
+            if not (loaded and fresh and set(loaded[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value) == set(sans)):
+                key = ec.generate_private_key(ec.SECP256R1())
+                leaf = _build(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "meshlab"),
+                                         x509.NameAttribute(NameOID.COMMON_NAME, name)]), key, root_pair, _LEAF_VALIDITY, [
+                    (x509.SubjectAlternativeName(sans), False),
+                    (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
+                    (_usage(cert_sign=False), True), (x509.BasicConstraints(ca=False, path_length=None), True)])
+                _save(chain_path, key_path, _pem(leaf), key)
+            return chain_path, key_path, base / "root-cert.pem"
 
     def workload(self, cluster: str, namespace: str, service_account: str,
                  trust_domain: str = "cluster.local", root: str = "root") -> WorkloadCert:

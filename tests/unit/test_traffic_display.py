@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -209,3 +210,14 @@ def test_load_assignment_groups_by_locality_and_priority() -> None:
 
 def test_load_assignment_empty() -> None:
     assert E.load_assignment("c", [])["endpoints"] == []
+
+
+def test_xds_writer_rewrites_only_what_changed_with_rising_versions(tmp_path: Path) -> None:
+    cfg = E.ProxyConfig([], [E.static_cluster("c", "127.0.0.1", 1)], {"outbound|1||x": [E.Endpoint("10.0.0.1", 1, "r", "z")]})
+    w = E.XdsWriter(tmp_path)
+    assert w.write(cfg) == 3  # eds, cds, lds
+    assert E.XdsWriter(tmp_path).write(cfg) == 0  # another writer (another process) sees nothing new
+    cfg.endpoints["outbound|1||x"].append(E.Endpoint("10.0.0.2", 1, "r", "z"))
+    assert w.write(cfg) == 1
+    doc = json.loads(E.eds_path(tmp_path, "outbound|1||x").read_text())
+    assert doc["version_info"] == "2" and len(doc["resources"][0]["endpoints"][0]["lb_endpoints"]) == 2

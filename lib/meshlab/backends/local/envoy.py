@@ -256,16 +256,14 @@ def resource(type_name: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 class XdsWriter:
-    """Writes a proxy's LDS/CDS/EDS files, only those that changed, endpoints first (clusters reference them)."""
+    """Writes a proxy's LDS/CDS/EDS files: only those whose resources changed (compared with what is on
+    disk, so any process can sync), each with a higher version, endpoints first (clusters use them)."""
 
     def __init__(self, xds: Path) -> None:
         self.xds = xds
-        self.version = 0
-        self._last: dict[Path, str] = {}
 
     def write(self, cfg: ProxyConfig) -> int:
         """Write what changed; returns how many files were replaced."""
-        self.version += 1
         files: list[tuple[Path, Any]] = []
         for name, eps in cfg.endpoints.items():
             files.append((eds_path(self.xds, name), [load_assignment(name, eps)]))
@@ -273,12 +271,14 @@ class XdsWriter:
         files.append((self.xds / "lds.json", [resource("envoy.config.listener.v3.Listener", lis) for lis in cfg.listeners]))
         changed = 0
         for path, resources in files:
-            body = json.dumps(resources, sort_keys=True)
-            if self._last.get(path) == body:
+            try:
+                old = json.loads(path.read_text())
+            except (OSError, ValueError):
+                old = {"version_info": "0", "resources": None}
+            if old["resources"] == json.loads(json.dumps(resources)):
                 continue
-            doc = {"version_info": str(self.version), "resources": resources}
+            doc = {"version_info": str(int(old["version_info"]) + 1), "resources": resources}
             write_atomic(path, json.dumps(doc, indent=1))
-            self._last[path] = body
             changed += 1
         return changed
 
