@@ -263,7 +263,8 @@ class Lab:
         self.backend.set_control_plane(cluster, running=True)
 
     def kill(self, workload: str, cluster: str) -> str:
-        """Crash a workload's app (SIGKILL); its sidecar stays and answers 503 for it."""
+        """Crash a workload's app (local: SIGKILL, its sidecar stays and answers 503 for it;
+        kind: the Deployment is scaled to zero, since Kubernetes would restart a killed container)."""
         return self.backend.kill(workload, cluster)
 
     def restore(self, workload: str, cluster: str) -> str:

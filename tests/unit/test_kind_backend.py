@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from meshlab.backends.kind import KindBackend, parse_calls, parse_endpoints
+from meshlab.backends.kind import KindBackend, parse_calls, parse_endpoints, parse_proxy_status
 from meshlab.backends.kind.clusters import lb_pool
 from meshlab.errors import LabStateError, MeshlabError
 from meshlab.state import State
@@ -52,19 +52,48 @@ def test_dry_deploy_apply_and_failures_are_recorded(dry: KindBackend) -> None:
           "spec": {"host": "helloworld", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}}
     out = dry.apply([dr], "cluster2")
     assert out == ["destinationrule/hw not applied: dry run (recorded)"]
-    step = dry.executor.recorded.steps[-1]
+    step, wait = dry.executor.recorded.steps[-2:]
     assert step.argv[:3] == ["kubectl", "--context", "kind-cluster1"], "config goes to cluster2's control plane, cluster1"
     assert step.manifests[0]["metadata"]["namespace"] == "sample"
+    assert wait.argv == ["istioctl", "proxy-status", "--context", "kind-cluster1", "-o", "json"], "then wait for the push"
 
     with pytest.raises(MeshlabError, match="unknown field"):
         dry.apply([{**dr, "spec": {"host": "h", "trafficPolicyy": {}}}], "cluster1")
 
     dry.kill("helloworld", "cluster1")
-    assert "--replicas=0" in dry.executor.recorded.steps[-2].argv
+    scale, gone, pushed = dry.executor.recorded.steps[-3:]
+    assert "--replicas=0" in scale.argv and "--for=delete" in gone.argv and pushed.argv[:2] == ["istioctl", "proxy-status"]
     dry.set_control_plane("cluster1", running=False)
     assert dry.executor.recorded.steps[-1].argv[-2:] == ["deployment/istiod", "--replicas=0"]
     with pytest.raises(MeshlabError, match="remote of cluster1"):
         dry.set_control_plane("cluster2", running=False)
+    # as on the local backend: no new sidecar while its control plane is stopped (the injection webhook is down)
+    with pytest.raises(LabStateError, match=r"control plane \(cluster1\) is stopped"):
+        dry.deploy("curl", "cluster2")
+
+
+def test_deploy_adds_replicas_like_the_local_backend(dry: KindBackend) -> None:
+    """Deploying an existing version again adds pods (the local backend starts new ones): it scales the Deployment."""
+    dry.deploy("helloworld", "cluster2", version="v2")
+    deps = [d for s in dry.executor.recorded for d in s.manifests if d["kind"] == "Deployment" and d["metadata"]["name"] == "helloworld-v2"]
+    assert deps[-1]["spec"]["replicas"] == 2, "the sample's one pod plus the new one"
+    assert [d["replicas"] for d in dry.deployments if d["version"] == "v2"] == [2]
+    dry.deploy("helloworld", "cluster2", version="v2", replicas=2)
+    assert [d["replicas"] for d in dry.deployments if d["version"] == "v2"] == [4]
+
+
+def test_parse_proxy_status_reads_every_istiod_replica() -> None:
+    def syncz(*proxies: tuple[str, list[str]]) -> dict:
+        return {"resources": [{"@type": "type.googleapis.com/envoy.service.status.v3.ClientConfig", "node": {"id": pid},
+                               "genericXdsConfigs": [{"typeUrl": f"type.googleapis.com/x{i}", "configStatus": st}
+                                                     for i, st in enumerate(states)]} for pid, states in proxies],
+                "typeUrl": "istio.io/debug/syncz"}  # fmt: skip
+
+    out = json.dumps(syncz(("curl-6d4b.sample", ["SYNCED", "SYNCED", "NOT_SENT"])), indent=4) + "\n" + json.dumps(
+        syncz(("istio-eastwestgateway-7f9c.istio-system", ["SYNCED", "STALE"])), indent=4)
+    assert parse_proxy_status(out) == {"curl-6d4b.sample": ["SYNCED", "SYNCED", "NOT_SENT"],
+                                       "istio-eastwestgateway-7f9c.istio-system": ["SYNCED", "STALE"]}
+    assert parse_proxy_status("") == {}
 
 
 def test_dry_call_and_endpoints_record_but_never_invent_answers(dry: KindBackend) -> None:
@@ -121,6 +150,9 @@ def test_parse_endpoints_reads_istioctl_json() -> None:
                        "CLUSTER": "outbound|5000||helloworld.sample.svc.cluster.local", "LOCALITY": "region2/zone2",
                        "PRIORITY": "1", "WEIGHT": "1"}  # fmt: skip
     assert len(parse_endpoints(json.dumps(data))) == 2
+    gateway = [{"name": "outbound_.5000_._.helloworld.sample.svc.cluster.local", "hostStatuses": [
+        {"address": {"socketAddress": {"address": "10.20.0.7", "portValue": 5000}}, "healthStatus": {"edsHealthStatus": "HEALTHY"}}]}]
+    assert [r["ENDPOINT"] for r in parse_endpoints(json.dumps(gateway), "helloworld")] == ["10.20.0.7:5000"], "a gateway's SNI clusters"
 
 
 @pytest.mark.parametrize("subnets", ["172.18.0.0/16", "fc00:f853:ccd:e793::/64 172.19.0.0/16", "10.253.7.0/24"])
@@ -197,3 +229,45 @@ def test_live_call_and_endpoints_read_the_cluster(tmp_path: Path, monkeypatch: p
     assert be.gateway_addresses() == {"cluster1": "172.18.255.254", "cluster2": "${CLUSTER2_EW_IP}"}
     with pytest.raises(LabStateError, match="no running pod of 'nginx'"):
         be.find("nginx", "cluster1")
+
+
+def test_wait_synced_waits_for_every_expected_proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a change, wait until every sidecar and gateway the running control plane serves is connected and none is
+    STALE (twice in a row); a stopped control plane is skipped; a timeout names the proxies that lag."""
+    from meshlab.backends.kind import backend as B
+    from meshlab.backends.kind.executor import Executor
+
+    st = State(tmp_path)
+    st.data = {"control_planes": {"cluster1": "running"}, "deployments": []}
+    be = KindBackend(load_topology("separate-networks"), st, executor=Executor(False, progress=None))
+    pods = {("cluster1", "sample"): ["curl-a"], ("cluster2", "sample"): ["helloworld-v2-b"],
+            ("cluster1", "istio-system"): ["istio-eastwestgateway-c"], ("cluster2", "istio-system"): []}
+    monkeypatch.setattr("meshlab.backends.kind.kube.pods", lambda c, ns, sel="": [
+        {"name": n, "phase": "Running", "deleting": False, "labels": {}, "ip": ""} for n in pods[(c, ns)]])
+    answers = iter([
+        [("curl-a.sample", ["SYNCED"])],  # helloworld and the gateway not connected yet
+        [("curl-a.sample", ["SYNCED"]), ("helloworld-v2-b.sample", ["STALE"]), ("istio-eastwestgateway-c.istio-system", ["SYNCED"])],
+        [("curl-a.sample", ["SYNCED"]), ("helloworld-v2-b.sample", ["SYNCED"]), ("istio-eastwestgateway-c.istio-system", ["SYNCED"])],
+        [("curl-a.sample", ["SYNCED"]), ("helloworld-v2-b.sample", ["SYNCED"]), ("istio-eastwestgateway-c.istio-system", ["SYNCED"]),
+         ("old-pod.sample", ["STALE"])],  # a proxy that is going away does not hold us up
+    ])
+    calls = []
+
+    def run(argv: list[str], **kw: object) -> str:
+        calls.append(argv)
+        return json.dumps({"resources": [{"node": {"id": i}, "genericXdsConfigs": [{"configStatus": s} for s in states]}
+                                         for i, states in next(answers)]})
+
+    monkeypatch.setattr(be.executor, "run", run)
+    monkeypatch.setattr(B, "PUSH_SETTLE", 0)
+    monkeypatch.setattr(B.time, "sleep", lambda s: None)
+    be._wait_synced("a test change")
+    assert len(calls) == 4 and calls[0] == ["istioctl", "proxy-status", "--context", "kind-cluster1", "-o", "json"]
+
+    answers = iter([[("curl-a.sample", ["SYNCED"])]] * 1000)
+    with pytest.raises(MeshlabError, match="not connected: helloworld-v2-b.sample, istio-eastwestgateway-c.istio-system"):
+        be._wait_synced("a test change", timeout=0)
+    st.data["control_planes"]["cluster1"] = "stopped"
+    calls.clear()
+    be._wait_synced("nothing")
+    assert calls == [], "a stopped control plane pushes nothing: no wait"

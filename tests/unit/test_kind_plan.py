@@ -414,3 +414,21 @@ def test_custom_trust_domain_reaches_mesh_config(tmp_path: Path) -> None:
     assert plan.problems() == []
     assert iop(plan.first(tag="install-primary"))["spec"]["meshConfig"]["trustDomain"] == "mesh1.example.org"
     assert all("trustDomain" not in iop(s)["spec"].get("meshConfig", {}) for s in up_plan(load_topology("flat-network"), tmp_path).find(tag="install-primary"))
+
+
+def test_lab_views_work_on_kind(all_plans: dict[str, Plan]) -> None:
+    """What the labs read on kind: per-cluster Envoy stats (Istio keeps few by default), and gateway access
+    logs written when a passthrough connection opens (tcp_proxy logs only on close by default)."""
+    for name, plan in all_plans.items():
+        for s in plan.find(tag="install-primary"):
+            matcher = iop(s)["spec"]["meshConfig"]["defaultConfig"]["proxyStatsMatcher"]
+            assert matcher == {"inclusionPrefixes": ["cluster.outbound"]}, name
+        for exp in plan.find(tag="expose-services"):
+            log = plan.first(tag="gateway-access-log", cluster=exp.cluster)
+            assert n(exp) < n(log)
+            [ef] = log.manifests
+            assert ef["kind"] == "EnvoyFilter" and ef["spec"]["workloadSelector"] == {"labels": {"istio": "eastwestgateway"}}
+            [patch] = ef["spec"]["configPatches"]
+            assert patch["match"]["listener"]["portNumber"] == 15443 and patch["patch"]["operation"] == "MERGE"
+            assert patch["patch"]["value"]["typed_config"]["access_log_options"] == {"flush_access_log_on_connected": True}
+        assert len(plan.find(tag="gateway-access-log")) == len(plan.find(tag="expose-services"))

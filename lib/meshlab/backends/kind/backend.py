@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ... import versions
-from ...errors import LabStateError, MeshlabError, ToolError
+from ...errors import LabStateError, MeshlabError, RunError, ToolError
 from ...state import State, prefix_for
 from ...topology import Topology
 from ...traffic import Answer, CallResult, parse_answer
@@ -34,6 +34,14 @@ from .executor import Executor, Progress
 from .plan import Plan, var_name
 
 CALL_MARK = "@@meshlab-status="
+GATEWAY_NAMESPACE = "istio-system"  # where the east-west gateway (app=istio-eastwestgateway) runs
+PUSH_SETTLE = 1.5  # seconds: istiod debounces a change (100 ms quiet period, up to 10 s) before it pushes
+SYNC_TIMEOUT = 180.0  # seconds to wait until every proxy has acknowledged the latest push
+
+
+def namespace_of(app: str, default: str = S.NAMESPACE) -> str:
+    """The east-west gateway lives in istio-system; the samples in their own namespace."""
+    return GATEWAY_NAMESPACE if app == I.EW_GATEWAY else default
 
 
 @dataclass(frozen=True)
@@ -294,6 +302,8 @@ class KindBackend:
 
         for c in self.topology.clusters:
             for p in kube.pods(c, S.NAMESPACE):
+                if p["deleting"]:
+                    continue  # terminating (scaled down, killed): no longer part of the lab
                 out["workloads"].append({"pod": p["name"], "cluster": c, "app": p["labels"].get("app", ""),
                                          "version": p["labels"].get("version", "") if p["labels"].get("app") == "helloworld" else "",
                                          "ip": p["ip"]})  # fmt: skip
@@ -304,16 +314,30 @@ class KindBackend:
         """Apply the sample's manifests in ``cluster`` (namespace labelled for injection first) and wait for the rollout."""
         if app not in S.APPS:
             raise MeshlabError(f"unknown app {app!r}", f"deployable apps: {', '.join(S.APPS)}")
-        self.topology.cluster(cluster)
-        d = {"app": app, "version": version if S.APPS[app]["ports"] else "", "cluster": cluster, "namespace": namespace, "replicas": replicas}
+        cp = self.topology.cluster(cluster).control_plane
+        if self.state.data.get("control_planes", {}).get(cp) == "stopped":
+            # what would happen: istiod's sidecar-injection webhook does not answer, so the API server
+            # rejects the new pods (and without istiod there would be no config and no certificate)
+            raise LabStateError(
+                f"cannot start a sidecar in {cluster}: its control plane ({cp}) is stopped, so the proxy would get "
+                "neither configuration nor a certificate (on kind: istiod's injection webhook does not answer, so "
+                "the API server rejects the pod)",
+                f"start it: lab.start_control_plane({cp!r}), or `meshlab control-plane start {cp}`",
+            )
+        version = version if S.APPS[app]["ports"] else ""
+        same = [x for x in self.deployments if x["cluster"] == cluster and x["app"] == app and x["version"] == version
+                and x["namespace"] == namespace]
+        # like the local backend, deploy adds ``replicas`` pods: deploying an existing version again scales it up
+        total = replicas + sum(int(x.get("replicas", 1)) for x in same)
+        d = {"app": app, "version": version, "cluster": cluster, "namespace": namespace, "replicas": total}
         plan = Plan(f"deploy {app} in {cluster}")
         add_samples(plan, self.topology, [d])
         self.executor.execute(plan)
-        deps = [x for x in self.deployments if not (x["cluster"] == cluster and x["app"] == app and x["version"] == d["version"]
-                                                     and x["namespace"] == namespace)]
-        self.state.data["deployments"] = deps + [d]
+        self.state.data["deployments"] = [x for x in self.deployments if x not in same] + [d]
         if not self.dry_run:
             self.state.save()
+        self._wait_synced(f"the new {app} endpoint")
+        if not self.dry_run:
             return self.pods(app, cluster, d["version"], namespace)
         return []
 
@@ -325,8 +349,10 @@ class KindBackend:
                 for p in kube.pods(cluster, namespace, sel) if not p["deleting"]]
 
     def find(self, app: str, cluster: str, namespace: str = S.NAMESPACE) -> str:
-        """The name of a running pod of ``app`` (or the pod name itself) in ``cluster``."""
+        """The name of a running pod of ``app`` (or the pod name itself) in ``cluster``; the east-west
+        gateway (``istio-eastwestgateway``) is looked up in istio-system."""
         self.topology.cluster(cluster)
+        namespace = namespace_of(app, namespace)
         if self.dry_run:
             return f"$(kubectl --context {K.context(cluster)} -n {namespace} get pod -l app={app} -o jsonpath='{{.items[0].metadata.name}}')"
         from . import kube
@@ -345,17 +371,35 @@ class KindBackend:
         docs = [{**d, "metadata": {"namespace": S.NAMESPACE, **(d.get("metadata") or {})}} for d in docs]
         for d in docs:
             validate(d)
+        docs = self._ship_wasm(docs)
         out = self.executor.run(K.kubectl(cp, "apply", "--validate=strict", "-f", "-"), manifests=docs, cluster=cp,
                                 title=f"apply {', '.join(d['kind'] for d in docs)} to {cp} (the control plane serving {cluster})",
                                 tags=("apply",))  # fmt: skip
+        self._wait_synced("the new configuration")
         if out is None:
             return [f"{d['kind'].lower()}/{d['metadata']['name']} not applied: dry run (recorded)" for d in docs]
         return [f"{line} (control plane {cp})" for line in out.splitlines() if line.strip()]
+
+    def _ship_wasm(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """WasmPlugins: push each module to the registry the pods reach, point the url there (see .wasm)."""
+        from .schema import validate
+        from .wasm import ship
+
+        out = []
+        for d in docs:
+            if d.get("kind") == "WasmPlugin":
+                d, step = ship(d)
+                validate(d)
+                if step is not None:
+                    self.executor.step(step)
+            out.append(d)
+        return out
 
     def delete(self, kind: str, name: str, cluster: str, namespace: str = S.NAMESPACE) -> None:
         cp = self.topology.cluster(cluster).control_plane
         self.executor.run(K.kubectl(cp, "-n", namespace, "delete", kind.lower(), name, "--ignore-not-found"), cluster=cp,
                           title=f"delete {kind} {namespace}/{name} from {cp}")
+        self._wait_synced(f"the removal of {kind} {name}")
 
     def set_control_plane(self, cluster: str, running: bool) -> None:
         """Scale istiod in ``cluster`` to 0 (proxies keep their last config) or back to 1."""
@@ -370,6 +414,8 @@ class KindBackend:
         self.state.data.setdefault("control_planes", {})[cluster] = "running" if running else "stopped"
         if not self.dry_run:
             self.state.save()
+        if running:  # the proxies reconnect (with back-off) and get everything that changed meanwhile
+            self._wait_synced("everything that changed while it was stopped")
 
     # ---- failure injection -------------------------------------------------------------------------
     def kill(self, app: str, cluster: str) -> str:
@@ -386,6 +432,7 @@ class KindBackend:
         sel = f"app={d['app']}" + (f",version={d['version']}" if d["version"] else "")
         self.executor.run(K.kubectl(cluster, "-n", d["namespace"], "wait", "--for=delete", "pod", "-l", sel, "--timeout=120s"),
                           cluster=cluster, timeout=150, title=f"wait until {name}'s pods are gone")
+        self._wait_synced(f"the removal of {name}'s endpoints")
         return pod
 
     def restore(self, app: str, cluster: str) -> str:
@@ -395,6 +442,7 @@ class KindBackend:
                           cluster=cluster, title=f"scale {name} back to {d['replicas']}")
         self.executor.run(K.kubectl(cluster, "-n", d["namespace"], "rollout", "status", f"deployment/{name}", "--timeout=300s"),
                           cluster=cluster, timeout=330, title=f"wait for {name}")
+        self._wait_synced(f"{name}'s new endpoints")
         return self.find(d["app"], cluster, d["namespace"])
 
     def _deployment(self, app: str, cluster: str) -> dict[str, Any]:
@@ -402,6 +450,55 @@ class KindBackend:
             if d["cluster"] == cluster and (d["app"] == app or S.deployment_name(d["app"], d["version"] or "v1") == app):
                 return d
         raise LabStateError(f"no workload {app!r} in {cluster}", f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})")
+
+    # ---- waiting for istiod's push -------------------------------------------------------------------
+    def _expected_proxies(self, control_plane: str) -> set[str]:
+        """Proxy IDs (``<pod>.<namespace>``) of every running sidecar and east-west gateway ``control_plane`` serves."""
+        from . import kube
+
+        ids = set()
+        for c in self.topology.served_by(control_plane):
+            for ns, sel in ((S.NAMESPACE, ""), (GATEWAY_NAMESPACE, f"app={I.EW_GATEWAY}")):
+                for p in kube.pods(c.name, ns, sel):
+                    if p["phase"] == "Running" and not p["deleting"]:
+                        ids.add(f"{p['name']}.{ns}")
+        return ids
+
+    def _wait_synced(self, what: str, timeout: float = SYNC_TIMEOUT) -> None:
+        """Return once every running control plane has pushed ``what`` to every proxy it serves, as the local
+        backend does after each change: each expected proxy is connected to its istiod and none is STALE
+        (sent but not yet acknowledged) in ``istioctl proxy-status``, twice in a row."""
+        cps = [cp for cp, st in self.state.data.get("control_planes", {}).items() if st == "running"]
+        if cps and not self.dry_run:
+            time.sleep(PUSH_SETTLE)
+        for cp in cps:
+            argv = ["istioctl", "proxy-status", "--context", K.context(cp), "-o", "json"]
+            title = f"wait until istiod in {cp} has pushed {what} to every proxy it serves (connected, none STALE)"
+            if self.dry_run:
+                self.executor.run(argv, cluster=cp, title=title)
+                continue
+            deadline = time.monotonic() + timeout
+            clean, missing, stale = 0, set(), set()
+            while True:
+                try:
+                    status = parse_proxy_status(self.executor.run(argv, cluster=cp, title=title, timeout=60) or "")
+                    expected = self._expected_proxies(cp)
+                    missing = expected - set(status)
+                    stale = {p for p in expected & set(status) if "STALE" in status[p]}
+                except RunError as e:  # istiod just restarted, or a port-forward hiccup: try again
+                    missing, stale = {f"(istioctl failed: {e.message})"}, set()
+                clean = clean + 1 if not (missing or stale) else 0
+                if clean == 2:
+                    break
+                if time.monotonic() > deadline:
+                    raise MeshlabError(
+                        f"istiod in {cp} has not pushed {what} to every proxy within {timeout:.0f}s"
+                        + (f"; not connected: {', '.join(sorted(missing))}" if missing else "")
+                        + (f"; not acknowledged (STALE): {', '.join(sorted(stale))}" if stale else ""),
+                        f"`istioctl --context {K.context(cp)} proxy-status`; a proxy that rejects its config logs it: "
+                        f"`kubectl --context {K.context(cp)} -n istio-system logs deploy/istiod | grep -i nack`",
+                    )
+                time.sleep(1)
 
     # ---- traffic -----------------------------------------------------------------------------------
     def call(self, workload: str, url: str, cluster: str, n: int = 1, timeout: float = 5.0,
@@ -450,15 +547,16 @@ class KindBackend:
     def endpoints(self, workload: str, cluster: str, service: str | None = None) -> list[dict[str, str]]:
         """``istioctl proxy-config endpoints`` of the workload's sidecar, in the local backend's columns."""
         pod = self.find(workload, cluster)
-        out = self._capture(["istioctl", "--context", K.context(cluster), "proxy-config", "endpoints", f"{pod}.{S.NAMESPACE}", "-o", "json"],
-                            cluster, f"endpoints of {workload}")
+        out = self._capture(["istioctl", "--context", K.context(cluster), "proxy-config", "endpoints",
+                             f"{pod}.{namespace_of(workload)}", "-o", "json"], cluster, f"endpoints of {workload}")
         return parse_endpoints(out, service)
 
     def access_log(self, workload: str, cluster: str, last: int = 20) -> list[dict[str, Any]]:
         """The sidecar's JSON access log (meshConfig.accessLogEncoding JSON, same fields as the local backend)."""
         pod = self.find(workload, cluster)
-        out = self._capture(K.kubectl(cluster, "-n", S.NAMESPACE, "logs", pod, "-c", "istio-proxy", f"--tail={max(last * 5, 100)}"),
-                            cluster, f"access log of {workload}")
+        # the container log also has Envoy's and pilot-agent's own lines: read well beyond ``last``
+        out = self._capture(K.kubectl(cluster, "-n", namespace_of(workload), "logs", pod, "-c", "istio-proxy",
+                                      f"--tail={max(last * 20, 1000)}"), cluster, f"access log of {workload}")
         entries = []
         for line in out.splitlines():
             line = line.strip()
@@ -473,7 +571,7 @@ class KindBackend:
 
     def _admin(self, workload: str, cluster: str, path: str) -> str:
         pod = self.find(workload, cluster)
-        return self._capture(K.kubectl(cluster, "-n", S.NAMESPACE, "exec", pod, "-c", "istio-proxy", "--",
+        return self._capture(K.kubectl(cluster, "-n", namespace_of(workload), "exec", pod, "-c", "istio-proxy", "--",
                                        "pilot-agent", "request", "GET", path), cluster, f"Envoy admin {path} of {workload}")
 
     def stats(self, workload: str, cluster: str, contains: str = "") -> dict[str, int]:
@@ -519,13 +617,15 @@ def parse_calls(output: str, url: str, source: str, where: dict[str, str]) -> Ca
 
 
 def parse_endpoints(output: str, service: str | None = None) -> list[dict[str, str]]:
-    """``istioctl proxy-config endpoints -o json`` (Envoy ClusterStatus JSON) -> the local backend's rows."""
+    """``istioctl proxy-config endpoints -o json`` (Envoy ClusterStatus JSON) -> the local backend's rows.
+
+    Sidecars name their clusters ``outbound|5000||<fqdn>``, gateways (SNI passthrough) ``outbound_.5000_._.<fqdn>``."""
     data = json.loads(output or "[]")
     clusters_ = data.get("cluster_statuses", data) if isinstance(data, dict) else data
     rows = []
     for cs in clusters_:
         name = cs.get("name", "")
-        if not name.startswith("outbound|") or (service and f"||{service}." not in name and f"|{service}." not in name):
+        if not name.startswith(("outbound|", "outbound_.")) or (service and f"|{service}." not in name and f"_.{service}." not in name):
             continue
         for h in cs.get("hostStatuses", cs.get("host_statuses", [])):
             addr = h.get("address", {})
@@ -543,6 +643,35 @@ def parse_endpoints(output: str, service: str | None = None) -> list[dict[str, s
                 "WEIGHT": str(h.get("weight", 1)),
             })  # fmt: skip
     return rows
+
+
+def parse_proxy_status(output: str) -> dict[str, list[str]]:
+    """``istioctl proxy-status -o json`` (one syncz response per istiod replica, printed one after the other)
+    -> proxy ID (``<pod>.<namespace>``) -> the status of each xDS type (SYNCED, STALE, NOT_SENT, ERROR)."""
+    out: dict[str, list[str]] = {}
+    dec, text, i = json.JSONDecoder(), output.strip(), 0
+    while i < len(text):
+        doc, i = dec.raw_decode(text, i)
+        while i < len(text) and text[i].isspace():
+            i += 1
+        for r in doc.get("resources", []) if isinstance(doc, dict) else []:
+            node = (r.get("node") or {}).get("id")
+            if node:
+                configs = r.get("genericXdsConfigs", r.get("generic_xds_configs", []))
+                out[node] = [str(g.get("configStatus", g.get("config_status", ""))) for g in configs]
+    return out
+
+
+def kind_clusters() -> list[str]:
+    """The kind clusters on this machine (``kind get clusters``); none if kind was never installed."""
+    from ... import exec as mexec
+
+    try:
+        prog = _installed_tool("kind")
+    except ToolError:
+        return []
+    out = mexec.run([prog, "get", "clusters"], timeout=60).stdout or ""
+    return [line.strip() for line in out.splitlines() if line.strip()]
 
 
 def ew_ip(state: State, cluster: str) -> str | None:

@@ -67,11 +67,18 @@ def _action_lb_pool(subnets: str, index: int, count: int, **_: Any) -> str:
     return lb_pool(subnets, int(index), int(count))
 
 
+def _action_wasm_push(**kw: Any) -> str:
+    from .wasm import push
+
+    return push(**kw)
+
+
 ACTIONS: dict[str, Callable[..., Any]] = {
     "check": _action_check,
     "tool": _action_tool,
     "pki": _action_pki,
     "lb_pool": _action_lb_pool,
+    "wasm_push": _action_wasm_push,
 }
 
 

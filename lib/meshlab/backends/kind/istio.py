@@ -37,6 +37,8 @@ EW_PORTS = [  # samples/multicluster/gen-eastwest-gateway.sh (1.30.3, release-1.
     {"name": "tls-webhook", "port": 15017, "targetPort": 15017},  # istiod webhooks for remotes
 ]
 INSTALL_TIMEOUT = 300  # istioctl --readiness-timeout default; also our waits
+# Envoy stats kept in addition to Istio's defaults: the outbound clusters (sidecars: outbound|..., gateways: outbound_....)
+STATS_PREFIXES = ("cluster.outbound",)
 
 
 def ew_ip_var(cluster: str) -> str:
@@ -83,11 +85,15 @@ def primary_iop(t: Topology, c: Cluster) -> dict[str, Any]:
     td = t.meshes[c.mesh].trust_domain
     if td != "cluster.local":  # Istio's default; SPIFFE IDs become spiffe://<td>/ns/<ns>/sa/<sa>
         mesh_config["trustDomain"] = td
+    # Istio keeps only a few Envoy stats by default; also keep the upstream clusters' counters (retries,
+    # outlier ejections, TLS failures) that `lab.stats` shows, as Istio's circuit-breaking task does
+    default_config: dict[str, Any] = {"proxyStatsMatcher": {"inclusionPrefixes": list(STATS_PREFIXES)}}
     if federated(t):
         # DNS proxying, so names that only exist as ServiceEntries resolve in the pod (D.4). Since 1.25,
         # auto-allocation of their addresses is on by default (PILOT_ENABLE_IP_AUTOALLOCATE) and
         # ISTIO_META_DNS_AUTO_ALLOCATE is deprecated: only the capture flag is needed.
-        mesh_config["defaultConfig"] = {"proxyMetadata": {"ISTIO_META_DNS_CAPTURE": "true"}}
+        default_config["proxyMetadata"] = {"ISTIO_META_DNS_CAPTURE": "true"}
+    mesh_config["defaultConfig"] = default_config
     return {
         "apiVersion": "install.istio.io/v1alpha1",
         "kind": "IstioOperator",
@@ -166,6 +172,33 @@ def expose_services() -> dict[str, Any]:
     return expose_services_gateway()
 
 
+def gateway_connection_log() -> dict[str, Any]:
+    """An EnvoyFilter: the east-west gateways log each passthrough connection when it opens.
+
+    Envoy's tcp_proxy writes its access log line only when a connection closes, and a sidecar keeps its
+    connection to a remote gateway open for a long time, so the gateway's log would stay empty while
+    traffic flows through it. ``flush_access_log_on_connected`` adds a line as soon as the upstream
+    connection is up (with the SNI and the chosen pod), as the local backend's gateways do.
+    """
+    return {
+        "apiVersion": "networking.istio.io/v1alpha3",
+        "kind": "EnvoyFilter",
+        "metadata": {"name": "eastwest-log-connections", "namespace": "istio-system"},
+        "spec": {
+            "workloadSelector": {"labels": {"istio": "eastwestgateway"}},
+            "configPatches": [{
+                "applyTo": "NETWORK_FILTER",
+                "match": {"context": "GATEWAY", "listener": {
+                    "portNumber": 15443, "filterChain": {"filter": {"name": "envoy.filters.network.tcp_proxy"}}}},
+                "patch": {"operation": "MERGE", "value": {
+                    "name": "envoy.filters.network.tcp_proxy",
+                    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                                     "access_log_options": {"flush_access_log_on_connected": True}}}},
+            }],
+        },
+    }  # fmt: skip
+
+
 def istio_system_namespace(t: Topology, c: Cluster) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": "istio-system", "labels": {"topology.istio.io/network": c.network}}
     if c.remote_of:
@@ -236,6 +269,11 @@ def _expose_services(plan: Plan, c: Cluster, why: str) -> None:
     plan.run(f"expose-services: AUTO_PASSTHROUGH for *.local on 15443 of the east-west gateway ({why})",
              kubectl(c.name, "apply", "--validate=strict", "-f", "-"), manifests=[expose_services()],
              cluster=c.name, tags=("expose-services",))
+    plan.run("log each connection through the east-west gateways when it opens, not only when it closes "
+             "(EnvoyFilter: tcp_proxy flush_access_log_on_connected), so `lab.access_log` shows passthrough traffic",
+             kubectl(c.name, "apply", "--validate=strict", "-f", "-"), manifests=[gateway_connection_log()],
+             cluster=c.name, tags=("gateway-access-log",),
+             note="not in Istio's guide: a lab convenience; without it a gateway logs a connection only when it closes")
 
 
 def _remote_secret(plan: Plan, source: Cluster, into: Cluster, why: str) -> None:

@@ -61,7 +61,12 @@ ISTIO_OPERATOR = {
                 "accessLogFile": "string",
                 "accessLogEncoding": {"enum": ["TEXT", "JSON"]},
                 "accessLogFormat": "string",
-                "defaultConfig": {"props": {"proxyMetadata": {"map": "string"}}},  # ProxyConfig (subset)
+                "defaultConfig": {"props": {  # ProxyConfig (subset)
+                    "proxyMetadata": {"map": "string"},
+                    "proxyStatsMatcher": {"props": {
+                        "inclusionPrefixes": {"list": "string"}, "inclusionSuffixes": {"list": "string"},
+                        "inclusionRegexps": {"list": "string"}}},
+                }},
             }
         },
         "components": {
