@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("--wasm", action="store_true", help="Envoy with each wasm filter against without, and build times")
 
-    sub.add_parser("wasm", help="WebAssembly filters: build, inspect, ... (meshlab wasm -h)")
+    sub.add_parser("wasm", help="WebAssembly filters: build, inspect, the module hub, push/pull ... (meshlab wasm -h)")
     sub.add_parser("version", help="print versions")
     return p
 
@@ -118,10 +118,14 @@ def _run(args: argparse.Namespace) -> int:
         print(lab.pods())
         print("next: meshlab call curl http://helloworld.sample:5000/hello --cluster", next(iter(lab.topology.clusters)), "-n 20")
     elif args.cmd == "down":
+        from .wasm.hub import Hub
         from .wasm.standalone import down_all as wasm_down
 
         Lab.down_all()
         wasm_down()  # standalone Envoys from the wasm labs
+        stopped = Hub.down_all()  # the wasm module hub (registry)
+        if stopped:
+            print(f"wasm hub stopped ({stopped} processes)")
     elif args.cmd == "doctor":
         from .prereqs import check_kind, check_local, report
 

@@ -2,7 +2,8 @@
 
 The local backend implements a subset of Istio's API. Anything outside that subset is refused with
 a message that names the field, so a learner never believes a setting took effect when it did not.
-Each shape below mirrors Istio's field names (networking.istio.io v1).
+Each shape below mirrors Istio's field names (networking.istio.io v1; WasmPlugin:
+extensions.istio.io v1alpha1).
 """
 
 from __future__ import annotations
@@ -64,6 +65,21 @@ SHAPES: dict[str, dict[str, Any]] = {
         "exportTo": [str],
     },
     "VirtualService": {"hosts": [str], "http": [_HTTP_ROUTE], "exportTo": [str]},
+    # extensions.istio.io/v1alpha1; meshlab.wasm.deploy fetches the module and builds the filter
+    "WasmPlugin": {
+        "selector": {"matchLabels": ("map", str)},
+        "url": str,
+        "sha256": str,
+        "imagePullPolicy": str,
+        "imagePullSecret": str,
+        "pluginConfig": dict,  # a Struct: any JSON object, passed to the plugin as a JSON string
+        "pluginName": str,
+        "phase": str,
+        "priority": int,
+        "failStrategy": str,
+        "type": str,
+        "match": [{"mode": str, "ports": [{"number": int}]}],
+    },
     "ServiceEntry": {
         "hosts": [str],
         "addresses": [str],
@@ -82,8 +98,14 @@ ENUMS = {
     "spec.trafficPolicy.loadBalancer.simple": {"ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"},
     "spec.location": {"MESH_INTERNAL", "MESH_EXTERNAL"},
     "spec.resolution": {"STATIC"},
+    "spec.phase": {"UNSPECIFIED_PHASE", "AUTHN", "AUTHZ", "STATS"},
+    "spec.failStrategy": {"FAIL_CLOSE", "FAIL_OPEN", "FAIL_RELOAD"},
+    "spec.imagePullPolicy": {"UNSPECIFIED_POLICY", "IfNotPresent", "Always"},
+    "spec.type": {"UNSPECIFIED_PLUGIN_TYPE", "HTTP"},  # NETWORK plugins: not on the local backend
 }
+MATCH_MODES = {"UNDEFINED", "CLIENT", "SERVER", "CLIENT_AND_SERVER"}  # WasmPlugin spec.match[i].mode
 API_VERSIONS = {"networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"}
+API_VERSIONS_BY_KIND = {"WasmPlugin": {"extensions.istio.io/v1alpha1"}}
 
 
 def parse(source: str | dict[str, Any] | list[Any]) -> list[dict[str, Any]]:
@@ -113,8 +135,10 @@ def validate(doc: Any) -> None:
             f"supported kinds: {', '.join(SHAPES)}; the kind backend applies every Istio kind to the cluster",
         )
     where = f"{kind} {name!r}"
-    if doc.get("apiVersion") not in API_VERSIONS:
-        raise ResourceError(f"{where}: apiVersion {doc.get('apiVersion')!r} is not Istio networking", f"use one of: {', '.join(sorted(API_VERSIONS))}")
+    versions = API_VERSIONS_BY_KIND.get(kind, API_VERSIONS)
+    if doc.get("apiVersion") not in versions:
+        group = "Istio extensions" if kind in API_VERSIONS_BY_KIND else "Istio networking"
+        raise ResourceError(f"{where}: apiVersion {doc.get('apiVersion')!r} is not {group}", f"use one of: {', '.join(sorted(versions))}")
     extra = set(doc) - {"apiVersion", "kind", "metadata", "spec"}
     if extra:
         raise ResourceError(f"{where}: unknown top-level field {sorted(extra)[0]!r}", "only apiVersion, kind, metadata and spec")
@@ -150,6 +174,8 @@ def _check(value: Any, shape: Any, path: str, where: str) -> None:
         if not ok or (shape in (int, float) and isinstance(value, bool)):
             raise ResourceError(f"{where}: {path} must be {shape.__name__}, got {value!r}", "fix the value's type")
         allowed = ENUMS.get(path)
+        if allowed is None and path.startswith("spec.match[") and path.endswith(".mode"):
+            allowed = MATCH_MODES
         if allowed and value not in allowed:
             raise ResourceError(
                 f"{where}: {path}={value!r} is not supported by the local backend",

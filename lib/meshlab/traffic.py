@@ -21,6 +21,7 @@ class Answer:
     cluster: str = ""  # where the answering instance runs (from the lab's registry)
     error: str = ""
     seconds: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict, compare=False)  # response headers (lower-case names), when known
 
     @property
     def ok(self) -> bool:
@@ -88,8 +89,8 @@ def split_url(url: str) -> tuple[str, int, str]:
     return u.hostname, port, (u.path or "/") + (f"?{u.query}" if u.query else "")
 
 
-def parse_answer(status: int, body: str, seconds: float, where: dict[str, str]) -> Answer:
+def parse_answer(status: int, body: str, seconds: float, where: dict[str, str], headers: dict[str, str] | None = None) -> Answer:
     m = HELLO.search(body)
     if not m:
-        return Answer(status, body, seconds=seconds)
-    return Answer(status, body, m["version"], m["instance"], where.get(m["instance"], ""), seconds=seconds)
+        return Answer(status, body, seconds=seconds, headers=dict(headers or {}))
+    return Answer(status, body, m["version"], m["instance"], where.get(m["instance"], ""), seconds=seconds, headers=dict(headers or {}))

@@ -7,16 +7,22 @@
         e.load(path, {"name": "x-hello", "value": "hi"}, root_id="add_header")
         e.request("/hello")
 
+    hub = wasm.hub.up()                                     # an OCI registry with user accounts
+    hub.add_user("alice"); hub.push(path, "wasm/add-header:v1", user="alice")
+
 Modules: ``build`` (AssemblyScript, C), ``inspect`` (the wasm binary and the ABI check), ``abi`` (the
 proxy-wasm spec tables), ``standalone`` (Envoy with a hot-swappable Wasm filter), ``handmade``
-(modules assembled byte by byte), ``cli`` (``meshlab wasm ...``), ``bench``.
+(modules assembled byte by byte), ``oci`` (modules as OCI images, the distribution API), ``hub``
+(the registry meshlab runs), ``deploy`` (Istio's WasmPlugin: fetch like istio-agent, translate like
+istiod), ``cli`` (``meshlab wasm ...``), ``bench``.
 """
 
+from . import hub, oci
 from .build import BuildResult, FilterInfo, build, build_all, build_filter, filter_info, filters
 from .inspect import Report, inspect
 from .standalone import WasmEnvoy, down_all, envoy
 
 __all__ = [
     "BuildResult", "FilterInfo", "Report", "WasmEnvoy",
-    "build", "build_all", "build_filter", "down_all", "envoy", "filter_info", "filters", "inspect",
+    "build", "build_all", "build_filter", "down_all", "envoy", "filter_info", "filters", "hub", "inspect", "oci",
 ]  # fmt: skip

@@ -9,6 +9,11 @@ and the build time of each filter.
 - **Builds** -- each filter built from a clean copy of ``wasm-filters/`` (no build/, no
   node_modules/: ``npm ci`` runs, from npm's cache when warm) and then again (incremental), and the
   copy's sha256 compared with the in-tree build: reproducible builds give the same bytes.
+- **Hub and rollout** -- each filter packaged, pushed to the hub (TLS, a bcrypt-checked user on every
+  request), pushed again (the registry has the blobs: only the manifest moves) and pulled with every
+  digest verified; then, in the local mesh (pattern separate-networks), how long ``lab.apply`` of a
+  WasmPlugin takes until every selected sidecar runs it: first deployment (fetch from the hub), a new
+  configuration (module from the cache), a new tag (fetch again).
 
 The load generator is Python, so absolute numbers are modest and the ratios understate Envoy's own
 share; compare runs on one machine.
@@ -71,7 +76,56 @@ def _median_result(label: str, rs: list[PathResult]) -> PathResult:
     )  # fmt: skip
 
 
-def run(requests: int = 2000, builds: bool = True, rounds: int = 3) -> dict[str, Any]:
+def hub_and_rollout() -> dict[str, Any]:
+    """Push/pull times per filter through a real hub, and WasmPlugin rollout times in the local mesh."""
+    from ..lab import Lab
+    from .hub import Hub
+
+    rows: list[dict[str, Any]] = []
+    rollout: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="mlbh") as tmp:
+        hub = Hub.up(Path(tmp) / "hub")
+        try:
+            hub.add_user("bench", "bench-pw")
+            for f in filters():
+                wasm = build_filter(f.dir).wasm
+                t = time.perf_counter()
+                from .oci import package
+
+                package(wasm)
+                pkg = time.perf_counter() - t
+                cold = hub.push(wasm, f"bench/{f.name}:v1", user="bench")
+                warm = hub.push(wasm, f"bench/{f.name}:v1", user="bench")
+                t = time.perf_counter()
+                hub.pull(f"bench/{f.name}:v1", user="bench")
+                rows.append({"filter": f.name, "bytes": cold.size, "package_s": pkg, "push_s": cold.seconds,
+                             "push_again_s": warm.seconds, "pull_s": time.perf_counter() - t})  # fmt: skip
+            info = next(f for f in filters() if f.name == "add-header")
+            v2 = hub.push(info.wasm, "bench/add-header:v2", user="bench", variant="compat")
+            lab = Lab.up("separate-networks", samples=True, home_dir=Path(tmp), quiet=True)
+            try:
+                def plugin(url: str, value: str) -> dict[str, Any]:
+                    return {"apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin", "metadata": {"name": "bench"},
+                            "spec": {"url": url, "imagePullSecret": "bench", "pluginName": info.root_id,
+                                     "selector": {"matchLabels": {"app": "helloworld"}}, "pluginConfig": {"name": "x-bench", "value": value}}}  # fmt: skip
+
+                for what, doc in (("first deployment (fetch from the hub)", plugin(hub.url("bench/add-header:v1"), "1")),
+                                  ("new pluginConfig (module cached)", plugin(hub.url("bench/add-header:v1"), "2")),
+                                  ("new tag (fetch again)", plugin(v2.url, "3"))):  # fmt: skip
+                    t = time.perf_counter()
+                    lab.backend.apply([doc], "cluster1")
+                    rollout.append({"change": what, "apply_s": time.perf_counter() - t})
+                answers = lab.call("curl", "http://helloworld.sample:5000/hello", cluster="cluster2", n=10).answers
+                if any(a.headers.get("x-bench") != "3" for a in answers):
+                    raise RuntimeError("the last rollout did not reach every answer")
+            finally:
+                lab.down(quiet=True)
+        finally:
+            hub.down()
+    return {"hub": rows, "rollout": rollout}
+
+
+def run(requests: int = 2000, builds: bool = True, rounds: int = 3, hub: bool = True) -> dict[str, Any]:
     """Measure in ``rounds`` rounds; each round measures no filter, then each filter, ``requests/rounds`` each.
 
     A ratio is taken within its round (against that round's no-filter run), and the median over rounds
@@ -114,11 +168,12 @@ def run(requests: int = 2000, builds: bool = True, rounds: int = 3) -> dict[str,
         "paths": [asdict(p) for p in paths],
         "ratios": ratios,
         "builds": build_rows,
+        **(hub_and_rollout() if hub else {"hub": [], "rollout": []}),
     }
 
 
-def main(requests: int = 2000, as_json: bool = False, builds: bool = True, rounds: int = 3) -> int:
-    r = run(requests, builds=builds, rounds=rounds)
+def main(requests: int = 2000, as_json: bool = False, builds: bool = True, rounds: int = 3, hub: bool = True) -> int:
+    r = run(requests, builds=builds, rounds=rounds, hub=hub)
     if as_json:
         print(json.dumps(r, indent=1))
         return 0
@@ -138,6 +193,14 @@ def main(requests: int = 2000, as_json: bool = False, builds: bool = True, round
         print(f"  {'filter':16} {'language':15} {'bytes':>7} {'cold s':>7} {'warm s':>7}  reproducible")
         for b in r["builds"]:
             print(f"  {b['filter']:16} {b['language']:15} {b['size']:7d} {b['cold_s']:7.2f} {b['warm_s']:7.2f}  {'yes' if b['reproducible'] else 'NO'}")
+    if r["hub"]:
+        print("\nhub (TLS + htpasswd user; push again = blobs already there; pull verifies every digest):")
+        print(f"  {'filter':16} {'bytes':>7} {'package s':>10} {'push s':>7} {'again s':>8} {'pull s':>7}")
+        for h in r["hub"]:
+            print(f"  {h['filter']:16} {h['bytes']:7d} {h['package_s']:10.3f} {h['push_s']:7.3f} {h['push_again_s']:8.3f} {h['pull_s']:7.3f}")
+        print("WasmPlugin rollout in the local mesh (lab.apply until every selected sidecar runs it, incl. draining the old chain):")
+        for x in r["rollout"]:
+            print(f"  {x['change']:40} {x['apply_s']:6.2f} s")
     return 0
 
 
@@ -150,5 +213,6 @@ if __name__ == "__main__":
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-builds", action="store_true")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--no-hub", action="store_true", help="skip the hub push/pull and mesh rollout measurements")
     a = ap.parse_args()
-    sys.exit(main(a.requests, a.json, builds=not a.no_builds, rounds=a.rounds))
+    sys.exit(main(a.requests, a.json, builds=not a.no_builds, rounds=a.rounds, hub=not a.no_hub))

@@ -5,6 +5,16 @@
     meshlab wasm inspect FILE [--json]               # ABI version, callbacks, host functions, sha256
     meshlab wasm down                                # stop standalone Envoys left by a crashed kernel
 
+The hub (an OCI registry with user accounts, see meshlab.wasm.hub):
+
+    meshlab wasm hub up [--port N]                   # start it (127.0.0.1, TLS, htpasswd); `hub down` stops it
+    meshlab wasm hub users add alice [--password P]  # a user (password generated and printed if not given)
+    meshlab wasm login alice                         # the default user for push/pull/list/tag
+    meshlab wasm push wasm-filters/add-header wasm/add-header:v1 [--variant oci|compat] [--user alice]
+    meshlab wasm list                                # repositories, tags, digests, layout, ABI, root ids
+    meshlab wasm pull wasm/add-header:v1 -o add-header.wasm    # every digest verified
+    meshlab wasm tag wasm/add-header:v1 stable
+
 Also runnable without the main CLI: ``python -m meshlab.wasm.cli build-all``.
 """
 
@@ -31,6 +41,47 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("file")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_parser("down", help="stop every standalone Envoy meshlab.wasm.envoy() left running")
+
+    hub = sub.add_parser("hub", help="the module hub: an OCI registry with user accounts (up, down, status, users)")
+    hsub = hub.add_subparsers(dest="hub_cmd", required=True, metavar="ACTION")
+    s = hsub.add_parser("up", help="start the hub (a no-op if it runs)")
+    s.add_argument("--port", type=int, help="listen on 127.0.0.1:PORT (default: a free port)")
+    hsub.add_parser("down", help="stop the hub and remove its modules, users and certificates")
+    hsub.add_parser("status", help="address, CA certificate, users, current login")
+    users = hsub.add_parser("users", help="user accounts (htpasswd)")
+    usub = users.add_subparsers(dest="users_cmd", required=True, metavar="ACTION")
+    s = usub.add_parser("add", help="add a user, or set a new password")
+    s.add_argument("name")
+    s.add_argument("--password", help="default: a generated one, printed once (and kept in the hub's state, mode 0600)")
+    usub.add_parser("list", help="the hub's users")
+
+    def who(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--user", "-u", help="log in as this user (default: `meshlab wasm login`'s user)")
+        s.add_argument("--password", help="default: the password the hub keeps for the user")
+
+    s = sub.add_parser("login", help="check a user's credentials and make it the default for push/pull/list/tag")
+    s.add_argument("user")
+    s.add_argument("--password", help="default: the password the hub keeps for the user")
+    sub.add_parser("logout", help="forget the default user (later requests are anonymous: the hub refuses them)")
+    s = sub.add_parser("push", help="package a module as an OCI image and push it to the hub")
+    s.add_argument("file", help="a .wasm file or a filter folder (its build/filter.wasm)")
+    s.add_argument("ref", help="REPOSITORY:TAG in the hub (e.g. wasm/add-header:v1), or HOST:PORT/REPOSITORY:TAG")
+    s.add_argument("--variant", choices=["oci", "compat"], default="oci",
+                   help="oci: wasm-image-spec media types (default); compat: plugin.wasm in a tar+gzip layer")
+    s.add_argument("--root-id", action="append", dest="root_ids", help="root id(s) for the image config (default: from filter.json)")
+    who(s)
+    s = sub.add_parser("pull", help="pull a module from the hub (every digest verified)")
+    s.add_argument("ref")
+    s.add_argument("-o", "--output", help="write the module here (default: <repository name>.wasm)")
+    s.add_argument("--manifest", action="store_true", help="also print the manifest and runtime config")
+    who(s)
+    s = sub.add_parser("list", help="repositories and tags in the hub")
+    s.add_argument("repository", nargs="?")
+    who(s)
+    s = sub.add_parser("tag", help="give an image in the hub another tag (same digest)")
+    s.add_argument("ref")
+    s.add_argument("tag")
+    who(s)
     return p
 
 
@@ -76,6 +127,53 @@ def _run(args: argparse.Namespace) -> int:
         from .standalone import down_all
 
         print(f"stopped {down_all()} processes of standalone Envoys")
+    elif args.cmd in ("hub", "login", "logout", "push", "pull", "list", "tag"):
+        return _hub(args)
+    return 0
+
+
+def _hub(args: argparse.Namespace) -> int:
+    from .hub import Hub
+
+    if args.cmd == "hub" and args.hub_cmd == "up":
+        hub = Hub.up(port=args.port, keep=True)
+        print(f"wasm hub: https://{hub.address}  (CA certificate: {hub.ca_file})")
+        print(f"  users: {', '.join(hub.users) or 'none yet: meshlab wasm hub users add NAME'}")
+        return 0
+    if args.cmd == "hub" and args.hub_cmd == "down":
+        print(f"wasm hub stopped ({Hub.down_all()} processes)")
+        return 0
+    hub = Hub.attach()
+    user = getattr(args, "user", None)
+    password = getattr(args, "password", None)
+    if args.cmd == "hub" and args.hub_cmd == "status":
+        print(json.dumps(hub.status(), indent=1))
+    elif args.cmd == "hub" and args.users_cmd == "add":
+        pw = hub.add_user(args.name, args.password)
+        print(f"user {args.name} added to the hub" + ("" if args.password else f"; password: {pw}"))
+    elif args.cmd == "hub" and args.users_cmd == "list":
+        print("\n".join(hub.users) or "(no users)")
+    elif args.cmd == "login":
+        hub.login(args.user, args.password)
+        print(f"logged in to {hub.address} as {args.user}")
+    elif args.cmd == "logout":
+        hub.logout()
+        print("logged out: requests are anonymous now")
+    elif args.cmd == "push":
+        print(hub.push(args.file, args.ref, user, password=password, variant=args.variant, root_ids=args.root_ids))
+    elif args.cmd == "pull":
+        from . import oci
+
+        ref = oci.parse_ref(args.ref, hub.address)
+        out = args.output or f"{ref.repository.rsplit('/', 1)[-1]}.wasm"
+        p = hub.pull(args.ref, user, password=password, out=out)
+        print(f"pulled {p.ref} ({p.variant}, digest {p.digest}) -> {out}: {len(p.wasm)} bytes, module {p.wasm_sha256} (every digest verified)")
+        if args.manifest:
+            print(json.dumps({"manifest": p.manifest, "runtime_config": p.runtime_config}, indent=1))
+    elif args.cmd == "list":
+        print(hub.list(user, password=password, repository=args.repository))
+    elif args.cmd == "tag":
+        print(f"tagged {hub.ref(args.ref)} as {args.tag}: {hub.tag(args.ref, args.tag, user, password=password)}")
     return 0
 
 

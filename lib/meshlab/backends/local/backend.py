@@ -35,6 +35,39 @@ APPS: dict[str, dict[str, Any]] = {
 }
 
 
+def _file_version(path: Path) -> str | None:
+    """The ``version_info`` of an xDS file (None before it exists)."""
+    try:
+        return str(json.loads(path.read_text())["version_info"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _wasm_signature(lds: Path) -> Any:
+    """The Wasm filters in a listener file (meshlab.wasm.deploy.signature), or None without a file."""
+    from ...wasm.deploy import signature
+
+    try:
+        return signature(json.loads(lds.read_text())["resources"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _lds_stats(admin: E.Admin) -> dict[str, Any]:
+    """Envoy's LDS counters and the version it last accepted (``listener_manager.lds.*``)."""
+    out: dict[str, Any] = {"update_rejected": 0, "update_failure": 0, "version_text": None}
+    try:
+        status, body = admin.get("/stats?format=json&filter=^listener_manager\\.lds\\.", timeout=2.0)
+    except OSError:
+        return out
+    if status == 200:
+        for st in json.loads(body).get("stats", []):
+            k = st.get("name", "").rsplit(".", 1)[-1]
+            if k in out:
+                out[k] = st.get("value")
+    return out
+
+
 def pod_name(cluster: str, deployment: str, replica: int) -> str:
     """Deterministic, Kubernetes-looking pod names: ``helloworld-v1-7d9c5-x8k2q``."""
     h = hashlib.sha256(f"{cluster}/{deployment}/{replica}".encode()).hexdigest()
@@ -133,6 +166,7 @@ class LocalBackend:
             "namespaces": len(d.get("namespaces", [])),
             "processes": f"{len(procs_live)}/{len(d.get('processes', []))} running",
             "control_planes": d.get("control_planes", {}),
+            "gateways": {w.cluster: w.ip for w in self.workloads if w.app == GATEWAY_APP},
             "workloads": [
                 {"pod": w.pod, "cluster": w.cluster, "app": w.app, "version": w.version, "ip": w.ip} for w in self.workloads
             ],
@@ -236,7 +270,7 @@ class LocalBackend:
         if w.app == GATEWAY_APP:
             return Translator(self.topology, gateways, {}).gateway(w, registry, xds, self.resources_for(w.cluster))
         certs = {x.pod: self._cert(x) for x in registry if x.app != GATEWAY_APP}
-        return Translator(self.topology, gateways, certs).sidecar(w, registry, xds, self.resources_for(w.cluster))
+        return Translator(self.topology, gateways, certs, self.wasm_modules(w.cluster)).sidecar(w, registry, xds, self.resources_for(w.cluster))
 
     # ---- Istio resources and control planes ----------------------------------------------------
     def resources_for(self, cluster: str) -> list[dict[str, Any]]:
@@ -245,25 +279,56 @@ class LocalBackend:
         return [r["resource"] for r in self.state.data.get("resources", []) if r["control_plane"] == cp]
 
     def apply(self, docs: list[dict[str, Any]], cluster: str) -> list[str]:
-        """Store validated resources with the control plane owning ``cluster`` and push the result."""
+        """Store validated resources with the control plane owning ``cluster`` and push the result.
+
+        A WasmPlugin's module is fetched first, as istio-agent would (digest checked, cached by
+        checksum): a module that cannot be fetched or verified refuses the whole apply.
+        """
         cp = self.topology.cluster(cluster).control_plane
         stored = self.state.data.setdefault("resources", [])
-        before = list(stored)
+        modules = self.state.data.setdefault("wasm_modules", {})
+        before, modules_before = list(stored), dict(modules)
         names = []
-        for doc in docs:
-            doc = {**doc, "metadata": {"namespace": NAMESPACE, **doc.get("metadata", {})}}
-            key = (doc["kind"], doc["metadata"]["namespace"], doc["metadata"]["name"])
-            self._refuse_overlap(doc, [r["resource"] for r in stored if r["control_plane"] == cp and r["key"] != list(key)])
-            stored[:] = [r for r in stored if not (r["control_plane"] == cp and r["key"] == list(key))]
-            stored.append({"control_plane": cp, "key": list(key), "resource": doc})
-            names.append(f"{doc['kind'].lower()}/{doc['metadata']['name']} configured (control plane {cp})")
         try:
+            for doc in docs:
+                doc = {**doc, "metadata": {"namespace": NAMESPACE, **doc.get("metadata", {})}}
+                key = (doc["kind"], doc["metadata"]["namespace"], doc["metadata"]["name"])
+                self._refuse_overlap(doc, [r["resource"] for r in stored if r["control_plane"] == cp and r["key"] != list(key)])
+                note = ""
+                if doc["kind"] == "WasmPlugin":
+                    m = self._fetch_wasm(doc)
+                    modules[f"{cp}|{key[1]}/{key[2]}"] = m.record()
+                    how = "from the cache" if m.cached else f"fetched from {m.source} in {m.seconds:.2f}s"
+                    note = f", module sha256:{m.sha256[:12]}... {how}"
+                stored[:] = [r for r in stored if not (r["control_plane"] == cp and r["key"] == list(key))]
+                stored.append({"control_plane": cp, "key": list(key), "resource": doc})
+                names.append(f"{doc['kind'].lower()}/{doc['metadata']['name']} configured (control plane {cp}{note})")
             self.sync(cp)
         except ResourceError:
-            stored[:] = before  # refused as a whole: nothing was written to any proxy
+            # refused as a whole: the translator refuses before any proxy is written; a proxy that
+            # rejected its new config (e.g. a module failing to start) gets the previous one back
+            stored[:] = before
+            modules.clear()
+            modules.update(modules_before)
+            try:
+                self.sync(cp)
+            except MeshlabError:
+                pass
             raise
         self.state.save()
         return names
+
+    def _fetch_wasm(self, doc: dict[str, Any]) -> Any:
+        """The agent's part of a WasmPlugin: fetch, verify and cache its module (meshlab.wasm.deploy.fetch)."""
+        from ...wasm.deploy import fetch
+        from ...wasm.hub import hub_home
+
+        return fetch(doc, self.run_dir / "wasm-cache", [hub_home(), self.state.dir / "hub"])
+
+    def wasm_modules(self, cluster: str) -> dict[str, dict[str, Any]]:
+        """The fetched modules of the WasmPlugins held by ``cluster``'s control plane, by ``<ns>/<name>``."""
+        cp = self.topology.clusters[cluster].control_plane
+        return {k.split("|", 1)[1]: v for k, v in self.state.data.get("wasm_modules", {}).items() if k.split("|", 1)[0] == cp}
 
     @staticmethod
     def _refuse_overlap(doc: dict[str, Any], others: list[dict[str, Any]]) -> None:
@@ -289,6 +354,8 @@ class LocalBackend:
         cp = self.topology.cluster(cluster).control_plane
         stored = self.state.data.get("resources", [])
         stored[:] = [r for r in stored if not (r["control_plane"] == cp and r["key"] == [kind, namespace, name])]
+        if kind == "WasmPlugin":
+            self.state.data.get("wasm_modules", {}).pop(f"{cp}|{namespace}/{name}", None)
         self.state.save()
         self.sync(cp)
 
@@ -329,20 +396,55 @@ class LocalBackend:
             for w in self.workloads:
                 if w.cluster in served and self.proxy_dir(w).joinpath("bootstrap.json").exists():
                     configs.append((w, self.proxy_config(w)))
+        written = []  # every proxy's files first, then wait for each: they apply (and drain) in parallel
         for w, cfg in configs:
+            lds = self.proxy_dir(w) / "xds" / "lds.json"
+            version, filters = _file_version(lds), _wasm_signature(lds)
+            rejected = _lds_stats(E.Admin(w.admin))
             if E.XdsWriter(self.proxy_dir(w) / "xds").write(cfg):
-                self._wait_applied(w, cfg)
+                new = _file_version(lds)
+                # when the Wasm filters changed, also wait for connections on the old filter chain to drain
+                written.append((w, cfg, (new, rejected, _wasm_signature(lds) != filters) if new != version else None))
+        for w, cfg, lds_change in written:
+            self._wait_applied(w, cfg, lds=lds_change)
 
-    def _wait_applied(self, w: Workload, cfg: E.ProxyConfig, timeout: float = 5.0) -> None:
+    def _wait_applied(
+        self, w: Workload, cfg: E.ProxyConfig, timeout: float = 5.0, lds: tuple[str | None, dict[str, Any], bool] | None = None
+    ) -> None:
         """Wait on Envoy's own view until it runs ``cfg``: every listener active (a listener whose
-        address is taken fails here, with Envoy's words), every EDS cluster with exactly its hosts."""
+        address is taken fails here, with Envoy's words), every EDS cluster with exactly its hosts,
+        and -- when ``lds`` = (the new listener file's version, LDS stats before it was written, wasm
+        filters changed) -- that version accepted and no listener warming (an update Envoy rejects,
+        e.g. a Wasm module whose proxy_on_configure fails, raises with Envoy's reason); after a change
+        of Wasm filters also no old filter chain draining, so no pooled connection still runs them."""
         want = {name: sorted(f"{e.address}:{e.port}" for e in eps) for name, eps in cfg.endpoints.items()}
         admin = E.Admin(w.admin)
         log = self.run_dir / "logs" / f"{w.pod}.envoy.log"
         deadline = time.monotonic() + timeout
         have: dict[str, list[str]] = {}
         while time.monotonic() < deadline:
+            if lds is not None:
+                now = _lds_stats(admin)
+                if now["update_rejected"] > lds[1]["update_rejected"] or now["update_failure"] > lds[1]["update_failure"]:
+                    time.sleep(0.3)  # Envoy flushes its log every 200 ms
+                    lines = [ln for ln in procs.log_tail(log, 300).splitlines()
+                             if ("][wasm]" in ln and ("[error]" in ln or "[critical]" in ln)) or "rejected" in ln or "Unable to create" in ln]  # fmt: skip
+                    raise ResourceError(
+                        f"the proxy of {w.pod} rejected its new configuration and keeps the previous one:\n"
+                        + "\n".join(f"  {ln}" for ln in lines[-8:] or [procs.log_tail(log, 5)]),
+                        "a Wasm module that fails to start, or whose proxy_on_configure returns false (e.g. for a bad "
+                        "pluginConfig), is refused: fix the resource and apply it again",
+                    )
+                if now["version_text"] != lds[0]:
+                    time.sleep(0.005)
+                    continue
             stats = admin.stats("listener_manager")
+            if lds is not None and (stats.get("listener_manager.total_listeners_warming", 0)
+                                    or (lds[2] and stats.get("listener_manager.total_filter_chains_draining", 0))):  # fmt: skip
+                # a changed filter chain is swapped in place: connections on the old one drain (--drain-time-s),
+                # so until they are gone a pooled connection would still run the old filters
+                time.sleep(0.01)
+                continue
             if stats.get("listener_manager.listener_create_failure", 0):
                 time.sleep(0.3)  # Envoy flushes its log every 200 ms
                 lines = [ln for ln in procs.log_tail(log, 200).splitlines() if "listener" in ln and ("bind" in ln or "in use" in ln)]
@@ -396,7 +498,7 @@ class LocalBackend:
         result = CallResult(url, f"{w.pod} ({cluster})")
         for a in raw:
             if a["status"]:
-                result.answers.append(parse_answer(a["status"], a["body"], a["seconds"], where))
+                result.answers.append(parse_answer(a["status"], a["body"], a["seconds"], where, a.get("headers")))
             else:
                 result.answers.append(Answer(0, "", error=a["error"], seconds=a["seconds"]))
         return result

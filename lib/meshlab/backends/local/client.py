@@ -28,7 +28,8 @@ def calls(host: str, port: int, authority: str, path: str, n: int, headers: dict
             conn.request("GET", path, headers={"Host": authority, **headers})
             resp = conn.getresponse()
             body = resp.read().decode(errors="replace")
-            out.append({"status": resp.status, "body": body, "seconds": time.perf_counter() - t0})
+            got = {k.lower(): v for k, v in resp.getheaders()}  # response headers
+            out.append({"status": resp.status, "body": body, "seconds": time.perf_counter() - t0, "headers": got})
             if (resp.getheader("connection") or "").lower() == "close":
                 conn.close()
                 conn = None
