@@ -133,6 +133,18 @@ def test_parse_calls_tallies_versions_and_clusters() -> None:
     assert r.clusters == {"cluster1", "cluster2"}
 
 
+def test_parse_calls_keeps_response_headers() -> None:
+    out = (
+        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nX-Hello: from wasm\r\n\r\n"
+        "Hello version: v1, instance: helloworld-v1-6d4b-abcde\n@@meshlab-status=200 0.012\n"
+        "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: ApiKey\r\n\r\nmissing api key\n@@meshlab-status=401 0.003\n"
+    )
+    r = parse_calls(out, "http://helloworld.sample:5000/hello", "curl-x (cluster1)", {"helloworld-v1-6d4b-abcde": "cluster1"})
+    assert r.answers[0].headers["x-hello"] == "from wasm" and r.answers[0].cluster == "cluster1"
+    assert r.answers[1].status == 401 and r.answers[1].body.strip() == "missing api key"
+    assert r.answers[1].headers == {"www-authenticate": "ApiKey"}
+
+
 def test_parse_endpoints_reads_istioctl_json() -> None:
     data = [
         {"name": "outbound|5000||helloworld.sample.svc.cluster.local", "hostStatuses": [

@@ -505,7 +505,7 @@ class KindBackend:
              headers: dict[str, str] | None = None) -> CallResult:
         """``n`` requests with curl inside ``workload``'s pod (through its sidecar), as the verify guide does."""
         hdrs = " ".join(f"-H {shlex.quote(f'{k}: {v}')}" for k, v in (headers or {}).items())
-        script = (f"for i in $(seq {int(n)}); do curl -sS -m {timeout:g} {hdrs} -w '\\n{CALL_MARK}%{{http_code}} %{{time_total}}\\n' "
+        script = (f"for i in $(seq {int(n)}); do curl -sS -i -m {timeout:g} {hdrs} -w '\\n{CALL_MARK}%{{http_code}} %{{time_total}}\\n' "
                   f"{shlex.quote(url)} 2>&1; done")
         pod = self.find(workload, cluster)
         if self.dry_run:
@@ -596,18 +596,28 @@ class KindBackend:
 
 # ---- parsing --------------------------------------------------------------------------------------
 
+def _split_head(text: str) -> tuple[dict[str, str], str]:
+    """``curl -i`` output -> (response headers of the last response, lower-case names; body)."""
+    headers: dict[str, str] = {}
+    while text.startswith("HTTP/"):
+        head, _, text = text.replace("\r\n", "\n").partition("\n\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in head.splitlines()[1:]) if k}
+    return headers, text
+
+
 def parse_calls(output: str, url: str, source: str, where: dict[str, str]) -> CallResult:
-    """curl's bodies, each followed by ``@@meshlab-status=<code> <seconds>``, into a CallResult."""
+    """curl's answers (``-i``: headers, then body), each followed by ``@@meshlab-status=<code> <seconds>``."""
     result = CallResult(url, source)
     body: list[str] = []
     for line in output.splitlines():
         if line.startswith(CALL_MARK):
             code_s, _, secs = line[len(CALL_MARK):].partition(" ")
             code = int(code_s) if code_s.isdigit() else 0
-            text = "\n".join(body).strip()
+            headers, text = _split_head("\n".join(body).lstrip())
+            text = text.strip()
             seconds = float(secs) if re.fullmatch(r"[0-9.]+", secs.strip() or "x") else 0.0
             if code:
-                result.answers.append(parse_answer(code, text + "\n", seconds, where))
+                result.answers.append(parse_answer(code, text + "\n", seconds, where, headers))
             else:
                 result.answers.append(Answer(0, "", error=text or "no response", seconds=seconds))
             body = []
