@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from .backends.kind import KindBackend, Plan
     from .federation import VirtualMesh
 
-SAMPLES = (("helloworld", "v1"), ("helloworld", "v2"))
 
 
 class Lab:

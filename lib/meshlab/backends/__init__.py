@@ -1,3 +1,1 @@
-"""Backends realise a topology: ``local`` (Envoy processes in network namespaces) and ``kind``."""
-
-BACKENDS = ("local", "kind")
+"""Backends realise a topology: ``local`` (Envoy processes in network namespaces) and ``kind`` (kind + Istio)."""

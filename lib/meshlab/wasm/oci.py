@@ -55,7 +55,6 @@ OCI_IMAGE_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_TAR_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LAYER_TAR_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 VARIANTS = ("oci", "compat")
 TITLE = "org.opencontainers.image.title"
 COMPAT_FILE = "plugin.wasm"  # what Istio's agent looks for in a compat image's last layer
@@ -610,11 +609,6 @@ def _compat_runtime_config(layer: bytes) -> dict[str, Any] | None:
     except (OSError, tarfile.TarError, EOFError, ValueError):
         return None
     return None
-
-
-def registry_from_url(url: str) -> str:
-    """``oci://host:port/...`` -> ``host:port``."""
-    return parse_ref(url).registry
 
 
 def port_open(address: str, timeout: float = 0.5) -> bool:

@@ -31,7 +31,7 @@ from . import istio as I
 from . import samples as S
 from . import tools
 from .executor import Executor, Progress
-from .plan import Plan, var_name
+from .plan import Plan
 
 CALL_MARK = "@@meshlab-status="
 GATEWAY_NAMESPACE = "istio-system"  # where the east-west gateway (app=istio-eastwestgateway) runs
@@ -682,7 +682,3 @@ def kind_clusters() -> list[str]:
         return []
     out = mexec.run([prog, "get", "clusters"], timeout=60).stdout or ""
     return [line.strip() for line in out.splitlines() if line.strip()]
-
-
-def ew_ip(state: State, cluster: str) -> str | None:
-    return (state.data.get("vars") or {}).get(var_name(cluster, "EW_IP"))

@@ -257,7 +257,7 @@ def _eastwest(plan: Plan, t: Topology, c: Cluster) -> None:
              cluster=c.name, timeout=INSTALL_TIMEOUT + 30, tags=("wait", "eastwest-rollout"),
              hint=f"`kubectl --context {context(c.name)} -n istio-system describe pod -l app={EW_GATEWAY}`")
     plan.run(
-        f"wait until MetalLB assigns the east-west gateway an address (EXTERNAL-IP no longer <pending>); remember it",
+        "wait until MetalLB assigns the east-west gateway an address (EXTERNAL-IP no longer <pending>); remember it",
         kubectl(c.name, "-n", "istio-system", "get", "svc", EW_GATEWAY, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"),
         capture=ew_ip_var(c.name), poll=True, timeout=INSTALL_TIMEOUT, cluster=c.name, tags=("wait", "gateway-address"),
         hint=f"`kubectl --context {context(c.name)} -n metallb-system get pods,ipaddresspools,l2advertisements`: "

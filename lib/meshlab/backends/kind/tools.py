@@ -263,10 +263,6 @@ def ensure_istioctl() -> Path:
     return ensure(istioctl_artifact())
 
 
-def ensure_metallb_manifest() -> Path:
-    return ensure(metallb_artifact())
-
-
 def tool_checks() -> list:  # list[prereqs.Check]
     """For ``meshlab doctor``: are kind and istioctl installed (verified) in the tools folder, at the pins?"""
     from ...prereqs import Check
