@@ -8,7 +8,7 @@ import json
 import sys
 
 from . import __version__
-from .errors import MeshlabError
+from .errors import MeshlabError, report
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,10 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except MeshlabError as e:
-        print(f"error: {e.message}", file=sys.stderr)
-        if e.hint:
-            print(f"  fix: {e.hint}", file=sys.stderr)
-        return 1
+        return report(e)
     except KeyboardInterrupt:
         print("interrupted; `meshlab down` removes whatever was started", file=sys.stderr)
         return 130
@@ -127,10 +124,11 @@ def _run(args: argparse.Namespace) -> int:
         if stopped:
             print(f"wasm hub stopped ({stopped} processes)")
     elif args.cmd == "doctor":
-        from .prereqs import check_kind, check_local, report
+        from .prereqs import check_kind, check_local
+        from .prereqs import report as checks_report
 
         checks = check_local() + check_kind()
-        print(report(checks))
+        print(checks_report(checks))
         return 0 if all(c.ok for c in checks if c.backend != "kind") else 1
     elif args.cmd == "bench" and args.wasm:
         from .wasm.bench import main as wasm_bench

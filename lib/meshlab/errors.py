@@ -12,6 +12,16 @@ class MeshlabError(Exception):
         super().__init__(message if not hint else f"{message}\n  fix: {hint}")
 
 
+def report(e: MeshlabError) -> int:
+    """Print ``e`` for a terminal (problem, then the fix) and return the CLI's exit status."""
+    import sys
+
+    print(f"error: {e.message}", file=sys.stderr)
+    if e.hint:
+        print(f"  fix: {e.hint}", file=sys.stderr)
+    return 1
+
+
 class TopologyError(MeshlabError):
     """A pattern file is malformed or inconsistent."""
 

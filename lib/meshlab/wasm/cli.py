@@ -25,7 +25,7 @@ import json
 import sys
 
 from ..display import Table
-from ..errors import MeshlabError
+from ..errors import MeshlabError, report
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -90,10 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except MeshlabError as e:
-        print(f"error: {e.message}", file=sys.stderr)
-        if e.hint:
-            print(f"  fix: {e.hint}", file=sys.stderr)
-        return 1
+        return report(e)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -74,6 +74,15 @@ def _where(doc: dict[str, Any]) -> str:
     return f"WasmPlugin {md.get('namespace', 'sample')}/{md.get('name', '?')}"
 
 
+def read_file_url(url: str, where: str) -> tuple[Path, bytes]:
+    """The module behind a ``file://`` URL, or an error that says how to give one."""
+    path = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
+    try:
+        return path, path.read_bytes()
+    except OSError as e:
+        raise ResourceError(f"{where}: cannot read {url}: {e.strerror}", "build the module first, and give its absolute path: file:///...") from None
+
+
 def scheme_of(url: str) -> str:
     return url.split("://", 1)[0] if "://" in url else "oci"  # Istio: no scheme means oci://
 
@@ -181,11 +190,7 @@ def fetch(doc: dict[str, Any], cache: Path, hub_dirs: list[Path]) -> Module:
             pulled = reg.pull(ref, strict=True)  # Istio's layout rules; every blob digest verified
             data, checksum, variant, root_ids, source = pulled.wasm, pulled.digest.split(":", 1)[1], pulled.variant, pulled.root_ids, ref.registry
         elif scheme == "file":
-            path = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
-            try:
-                data = path.read_bytes()
-            except OSError as e:
-                raise ResourceError(f"{where}: cannot read {url}: {e.strerror}", "build the module first, and give its absolute path: file:///...") from None
+            path, data = read_file_url(url, where)
             checksum, source = hashlib.sha256(data).hexdigest(), str(path)
         else:
             user, password = _credentials(doc, hubs)

@@ -69,11 +69,9 @@ def ship(doc: dict[str, Any]) -> tuple[dict[str, Any], Step | None]:
         )  # fmt: skip
         return {**doc, "spec": spec}, step
     if scheme == "file":
-        path = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise MeshlabError(f"{where}: cannot read {url}: {e.strerror}", "build the module first; give its absolute path (file:///...)") from None
+        from ...wasm.deploy import read_file_url
+
+        path, data = read_file_url(url, where)
         sha = hashlib.sha256(data).hexdigest()
         if spec.get("sha256") and spec["sha256"] != sha:
             raise MeshlabError(f"{where}: module {path} has checksum {sha}, which does not match: {spec['sha256']}", "fix spec.sha256")
