@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-ISTIO_REF = "1.31.0"
+ISTIO_REF = "release-1.31"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
