@@ -10,9 +10,10 @@ It follows what istiod does for the same inputs:
   endpoints sit behind it (split-horizon EDS);
 - inbound, the sidecar terminates ISTIO_MUTUAL on ``<podIP>:<port>``, requires a client
   certificate from the mesh's trust domain and forwards to the app on the pod's loopback;
-- WasmPlugins (their modules fetched by the backend, as istio-agent does) become wasm filters in the
-  HTTP connection managers of the workloads they select, ordered by phase and priority
-  (:mod:`meshlab.wasm.deploy`).
+- TrafficExtensions and WasmPlugins become filters in the HTTP connection managers of the workloads
+  they select, ordered by phase and priority: Lua inline, Wasm as an extension config discovered over
+  ECDS, which the proxy's agent rewrites before Envoy loads it (:mod:`meshlab.wasm.deploy`,
+  :mod:`meshlab.wasm.agent`).
 """
 
 from __future__ import annotations
@@ -106,19 +107,17 @@ class Outbound:
 class Translator:
     """Builds each proxy's ProxyConfig from the registry and resources as seen by its control plane."""
 
-    def __init__(
-        self, topology: Topology, gateway_ip: dict[str, str], certs: dict[str, WorkloadCert], wasm: dict[str, dict[str, Any]] | None = None
-    ) -> None:
+    def __init__(self, topology: Topology, gateway_ip: dict[str, str], certs: dict[str, WorkloadCert]) -> None:
         self.topology = topology
         self.gateway_ip = gateway_ip  # cluster -> east-west gateway address (multi-network patterns)
         self.certs = certs  # pod -> its certificate files
-        self.wasm = wasm or {}  # "<ns>/<name>" of each WasmPlugin -> its fetched module (meshlab.wasm.deploy.Module)
 
-    def wasm_filters(self, w: Workload, resources: list[dict[str, Any]], direction: str, port: int | None = None) -> list[dict[str, Any]]:
-        """WasmPlugins selecting ``w``, as Envoy wasm filters for one HTTP connection manager, in phase order."""
+    @staticmethod
+    def extension_filters(w: Workload, resources: list[dict[str, Any]], xds: Path, direction: str, port: int | None = None) -> list[dict[str, Any]]:
+        """TrafficExtensions (and WasmPlugins) selecting ``w``, as HTTP filters of one connection manager, in phase order."""
         from ...wasm.deploy import http_filters
 
-        return http_filters(w.labels, w.namespace, resources, self.wasm, direction, port)
+        return http_filters(w.labels, w.namespace, resources, direction, lambda name: E.ecds_path(xds, name), port)
 
     def visible(self, cluster: str, registry: list[Workload]) -> list[Workload]:
         """Workloads the control plane serving ``cluster`` knows about."""
@@ -290,7 +289,7 @@ class Translator:
                         "filters": [
                             E.hcm(
                                 f"outbound_{OUTBOUND_PORT}", {"name": "outbound", "virtual_hosts": vhosts}, w.access_log,
-                                http_filters=[*self.wasm_filters(w, resources, "outbound"), E.FAULT_FILTER],
+                                http_filters=[*self.extension_filters(w, resources, xds, "outbound"), E.FAULT_FILTER],
                             )  # fmt: skip
                         ]
                     }
@@ -335,14 +334,18 @@ class Translator:
                                     w.access_log,
                                     # Istio passes the caller's identity to the app in XFCC
                                     {"forward_client_cert_details": "APPEND_FORWARD", "set_current_client_cert_details": {"uri": True}},
-                                    http_filters=self.wasm_filters(w, resources, "inbound", port),
+                                    http_filters=self.extension_filters(w, resources, xds, "inbound", port),
                                 )
                             ],
                         }
                     ],
                 }
             )
-        return E.ProxyConfig(listeners, clusters, endpoints)
+        from ...wasm.deploy import extension_configs, referenced
+
+        used = referenced(listeners)  # istiod serves the extension configs the proxy's listeners ask for
+        extensions = {n: c for n, c in extension_configs(w.labels, w.namespace, resources).items() if n in used}
+        return E.ProxyConfig(listeners, clusters, endpoints, extensions)
 
     def gateway(self, gw: Workload, registry: list[Workload], xds: Path, resources: list[dict[str, Any]] | None = None) -> E.ProxyConfig:
         """The east-west gateway: AUTO_PASSTHROUGH on 15443 — pick the local endpoints by SNI (one chain per
