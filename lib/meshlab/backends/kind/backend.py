@@ -201,6 +201,11 @@ class KindBackend:
     def dry_run(self) -> bool:
         return self.executor.dry_run
 
+    @property
+    def recorded(self) -> Plan:
+        """In a dry run, every step recorded since the lab was attached (bring-up steps are in ``plan``)."""
+        return self.executor.recorded
+
     # ---- lifecycle -----------------------------------------------------------------------------
     @classmethod
     def create(cls, topology: Topology, state: State, *, samples: bool = True, dry_run: bool = False,
@@ -680,6 +685,19 @@ def parse_proxy_status(output: str) -> dict[str, list[str]]:
                 configs = r.get("genericXdsConfigs", r.get("generic_xds_configs", []))
                 out[node] = [str(g.get("configStatus", g.get("config_status", ""))) for g in configs]
     return out
+
+
+def dry_run_lab(pattern: str | Path, home_dir: str | Path, samples: bool = True) -> Any:
+    """A :class:`meshlab.lab.Lab` on kind that runs nothing: bring-up is recorded in ``home_dir``'s state,
+    and every later call (``deploy``, ``apply``, a lab's own kind steps) lands in ``lab.backend.recorded``.
+    This is how a lab's kind branch is tested here, without Docker (see this package's README.md)."""
+    from ...lab import Lab
+    from ...topology import load_topology
+
+    state = State(Path(home_dir))
+    KindBackend.create(load_topology(pattern), state, samples=samples, dry_run=True, progress=None)
+    state.save()  # a dry run records the lab (never anything created), so Lab.attach finds it
+    return Lab.attach(home_dir)
 
 
 def kind_clusters() -> list[str]:
