@@ -289,6 +289,13 @@ class KindBackend:
                 deleted += 1
                 if not dry_run:
                     ownership.release(state.dir, step.cluster or "")
+        context_file = Path(state.data.get("run_dir") or state.dir / "kind") / "kube-context"
+        if not dry_run and context_file.exists():  # an `up` that failed between `kind create` and putting it back
+            try:
+                ownership.kube_context("restore", str(context_file))
+            except MeshlabError as e:
+                if progress:
+                    progress(f"could not put the kubectl context back ({e.message}); it was: {context_file.read_text().strip()}")
         if not dry_run and state.data.get("run_dir"):
             shutil.rmtree(state.data["run_dir"], ignore_errors=True)  # the lab's certificates
         return {"processes": 0, "namespaces": 0, "clusters": deleted}
