@@ -238,6 +238,13 @@ class Lab:
         print(out)
         return out
 
+    def extension_configs(self, workload: str, cluster: str) -> dict[str, dict[str, Any]]:
+        """The extension configs the sidecar's Envoy got over ECDS (``istioctl proxy-config ecds``): name ->
+        ``{"version_info", "ecds_filter"}``; Lua extensions are inline in the listener, not here."""
+        from .wasm.deploy import ecds_from_dump
+
+        return ecds_from_dump(self.backend.envoy_config(workload, cluster))
+
     def agent_log(self, workload: str, cluster: str) -> list[str]:
         """The Wasm lines of the sidecar's istio-agent log: module fetches, failures and their fallback."""
         return list(self.backend.agent_log(workload, cluster))

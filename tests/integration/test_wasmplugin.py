@@ -77,10 +77,7 @@ def wasm_filters(lab: Lab, app: str, cluster: str) -> dict[str, list[tuple[str, 
     """What Envoy itself runs: the extension filters of each active listener of the workload's sidecar,
     the Wasm ones with the config Envoy discovered over ECDS."""
     dump = lab.envoy_config(app, cluster, "dynamic_listeners")
-    try:
-        ecds = {c["ecds_filter"]["name"]: c["ecds_filter"] for c in lab.envoy_config(app, cluster, "ecds_filters").get("configs", [])}
-    except MeshlabError:  # no extension config at all
-        ecds = {}
+    ecds = {name: c["ecds_filter"] for name, c in lab.extension_configs(app, cluster).items()}
     return signature([c.get("active_state", {}).get("listener", {}) for c in dump.get("configs", [])], ecds)
 
 

@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from meshlab.backends.local import net
-from meshlab.errors import MeshlabError
 from meshlab.lab import Lab
 from meshlab.state import prefix_for
 from meshlab.wasm import agent, deploy
@@ -219,12 +218,8 @@ def by_version(lab: Lab, header: str | None = None, n: int = 12) -> dict[str, se
 
 
 def ecds_in_envoy(lab: Lab, app: str, cluster: str) -> dict[str, dict[str, Any]]:
-    """Envoy's ECDS view (``istioctl proxy-config ecds``); Envoy has no such section without an extension config."""
-    try:
-        dump = lab.envoy_config(app, cluster, "ecds_filters")
-    except MeshlabError:
-        return {}
-    return {c["ecds_filter"]["name"]: c for c in dump.get("configs", [])}
+    """Envoy's ECDS view (``istioctl proxy-config ecds``)."""
+    return lab.extension_configs(app, cluster)
 
 
 @pytest.mark.istio("pilot/pkg/networking/core/extension/lua.go")

@@ -225,6 +225,17 @@ def extension_configs(labels: dict[str, str], namespace: str, resources: list[di
     return {resource_name(t): extension_config(t) for t in extensions_for(labels, namespace, resources) if "wasm" in t["spec"]}
 
 
+def ecds_from_dump(dump: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The extension configs in a full ``/config_dump`` (``istioctl proxy-config ecds``): name ->
+    ``{"version_info", "ecds_filter", "last_updated"}``; empty when Envoy has none."""
+    out = {}
+    for section in dump.get("configs", []):
+        if section.get("@type", "").endswith(".EcdsConfigDump"):
+            for c in section.get("ecds_filters", []):
+                out[c["ecds_filter"]["name"]] = c
+    return out
+
+
 def referenced(listeners: list[dict[str, Any]]) -> set[str]:
     """Names of the extension configs the listeners' HTTP filters discover (``config_discovery``)."""
     return {hf["name"] for lis in listeners for hf in _http_filters(lis) if "config_discovery" in hf}

@@ -64,12 +64,14 @@ def _ecds_rejections(admin: E.Admin) -> dict[str, int]:
 
 
 def _ecds_versions(admin: E.Admin) -> dict[str, str]:
-    """The version of each extension config Envoy runs (``/config_dump`` ``ecds_filters``)."""
+    """The version of each extension config Envoy runs (the full ``/config_dump``'s ECDS section)."""
+    from ...wasm.deploy import ecds_from_dump
+
     try:
-        dump = admin.config_dump("ecds_filters")
-    except (OSError, ValueError, MeshlabError):
+        status, body = admin.get("/config_dump")
+    except OSError:
         return {}
-    return {c["ecds_filter"]["name"]: c.get("version_info", "") for c in dump.get("configs", []) if "ecds_filter" in c}
+    return {n: c.get("version_info", "") for n, c in ecds_from_dump(json.loads(body)).items()} if status == 200 else {}
 
 
 def _lds_stats(admin: E.Admin) -> dict[str, Any]:
