@@ -414,6 +414,29 @@ class KindBackend:
             return [f"{d['kind'].lower()}/{d['metadata']['name']} not applied: dry run (recorded)" for d in docs]
         return [f"{line} (control plane {cp})" for line in out.splitlines() if line.strip()]
 
+    # ---- building blocks for a lab's own kind steps (see this package's README.md) --------------------
+    def apply_manifests(self, cluster: str, docs: list[dict[str, Any]], title: str, tags: tuple[str, ...] = (),
+                        hint: str | None = None, timeout: float = 120) -> str | None:
+        """Validate ``docs`` strictly, then ``kubectl --context kind-<cluster> apply`` them (any kind: a
+        Deployment, a ConfigMap, an Istio resource for that very cluster). Returns kubectl's output, or
+        None in a dry run (the step is recorded)."""
+        from .schema import validate
+
+        self.topology.cluster(cluster)
+        for d in docs:
+            validate(d)
+        return self.executor.run(K.kubectl(cluster, "apply", "--validate=strict", "-f", "-"), manifests=docs, cluster=cluster,
+                                 title=title, tags=tags, hint=hint, timeout=timeout)
+
+    def exec_in(self, workload: str, cluster: str, argv: list[str], title: str, container: str | None = None,
+                tags: tuple[str, ...] = (), timeout: float = 120) -> str | None:
+        """``kubectl exec`` ``argv`` in a running pod of ``workload`` (its app container unless ``container``,
+        e.g. ``istio-proxy``). Returns the output, or None in a dry run (the step is recorded)."""
+        pod = self.find(workload, cluster)
+        ns = namespace_of(workload)
+        return self.executor.run(K.kubectl(cluster, "-n", ns, "exec", pod, "-c", container or workload, "--", *argv),
+                                 cluster=cluster, title=title, tags=tags, timeout=timeout)
+
     def _ship_wasm(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """WasmPlugins: push each module to the registry the pods reach, point the url there (see .wasm)."""
         from .schema import validate
