@@ -138,7 +138,8 @@ def add_registry(plan: Plan) -> None:
          "--label", ownership.OWNER_LABEL, "--name", REGISTRY_NAME, tools.REGISTRY_IMAGE],
         unless=["docker", "ps", "-aq", "--filter", f"name=^{REGISTRY_NAME}$"],
         timeout=300, tags=("registry",),
-        hint=f"is port {REGISTRY_HOST_PORT} free? `docker ps -a --filter name={REGISTRY_NAME}`; can Docker pull {tools.REGISTRY_IMAGE}?",
+        hint=f"can Docker pull {tools.REGISTRY_IMAGE}? Port {REGISTRY_HOST_PORT} taken since the check? Choose another "
+        "with MESHLAB_REGISTRY_PORT (and MESHLAB_REGISTRY_NAME for another container name)",
     )  # fmt: skip
     plan.run(f"make sure {REGISTRY_NAME} is running (a no-op if it already is)", ["docker", "start", REGISTRY_NAME], tags=("registry",))
 
