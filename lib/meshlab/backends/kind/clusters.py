@@ -144,8 +144,8 @@ def add_registry(plan: Plan) -> None:
     plan.run(f"make sure {REGISTRY_NAME} is running (a no-op if it already is)", ["docker", "start", REGISTRY_NAME], tags=("registry",))
 
 
-def add_clusters(plan: Plan, topology: Topology, state_dir: Path) -> None:
-    plan.phase = "kind clusters"
+def add_claim(plan: Plan, topology: Topology, state_dir: Path) -> None:
+    """Before anything is created: the pattern's cluster names are free, or meshlab's own."""
     names = list(topology.clusters)
     plan.meshlab(
         f"make sure no kind cluster named {', '.join(names)} exists that meshlab did not create (it is never deleted)",
@@ -153,6 +153,11 @@ def add_clusters(plan: Plan, topology: Topology, state_dir: Path) -> None:
         f"{state_dir / ownership.LEDGER}; then record them there before creating them",
         args={"state_dir": str(state_dir), "clusters": names}, tags=("safety", "claim"),
     )  # fmt: skip
+
+
+def add_clusters(plan: Plan, topology: Topology, state_dir: Path) -> None:
+    plan.phase = "kind clusters"
+    names = list(topology.clusters)
     for c in topology.clusters.values():
         plan.run(f"remove meshlab's leftover kind cluster {c.name} from an earlier run (a no-op if there is none)",
                  ["kind", "delete", "cluster", "--name", c.name], cluster=c.name, timeout=300, tags=("cleanup",))
