@@ -40,7 +40,8 @@ def _action_check(**_: Any) -> None:
     hard = [c for c in checks if not c.ok and c.name in ("docker cli", "docker engine", "kubectl", "python >= 3.11")]
     if hard:
         raise MeshlabError("the kind backend cannot run on this machine:\n" + report(checks),
-                           "fix the failed checks above (or use backend='local')")
+                           "fix the failed checks above (or use backend='local')",
+                           "fix the failed checks above (or use --backend local)")
     soft = [c for c in checks if not c.ok]
     for c in soft:
         print(f"warning: {c.name}: {c.detail}\n  fix: {c.fix}")
