@@ -77,3 +77,17 @@ def test_every_option_has_help() -> None:
             if isinstance(a, argparse._HelpAction):
                 continue
             assert a.help, f"`meshlab {name}`: {a.dest} has no help text"
+
+
+def test_closed_pipe_ends_quietly() -> None:
+    """`meshlab logs ... | head`: when the reader has gone, no BrokenPipeError traceback."""
+    import os
+    import subprocess
+    import sys
+
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before the first write
+    proc = subprocess.run([sys.executable, "-m", "meshlab.cli", "labs"], stdout=w, stderr=subprocess.PIPE, text=True, timeout=60)
+    os.close(w)
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
+    assert proc.returncode == 141
