@@ -101,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--wasm", action="store_true", help="Envoy with each wasm filter against without, and build times")
 
     s = sub.add_parser("kind", help="kind backend tools: the image cache (meshlab kind images pull|save FILE|load FILE)")
-    ks = s.add_subparsers(dest="kind_cmd", required=True, metavar="WHAT")
+    ks = s.add_subparsers(dest="kind_cmd", required=True, metavar="WHAT", help="images: the image cache")
     s = ks.add_parser("images", help="pull every pinned image once; save them into one archive; load that archive")
     s.add_argument("action", choices=["pull", "save", "load"],
                    help="pull: every pinned image, for this Docker engine's platform; save FILE: one archive to hand out; "
