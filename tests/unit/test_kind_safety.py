@@ -249,3 +249,23 @@ def _sub(plan: object, steps: list) -> object:
     for s in steps:
         sub.add(replace(s, group=None))
     return sub
+
+
+def test_down_after_a_failed_create_puts_the_context_back(world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from meshlab.exec import run, which
+
+    kubeconfig = world / "config"
+    names = ("mine", "kind-cluster1")
+    kubeconfig.write_text(json.dumps({"apiVersion": "v1", "kind": "Config", "current-context": "kind-cluster1",
+                                      "contexts": [{"name": n, "context": {"cluster": n, "user": n}} for n in names],
+                                      "clusters": [{"name": n, "cluster": {"server": "https://127.0.0.1:1"}} for n in names],
+                                      "users": [{"name": n, "user": {}} for n in names]}))  # fmt: skip
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    home = world / "home"
+    (home / "kind").mkdir()
+    (home / "kind" / "kube-context").write_text("mine\n")  # saved before `kind create`, never restored: it failed
+    st = State(home)
+    st.data = {"backend": "kind", "clusters": [], "containers": [], "run_dir": str(home / "kind")}
+    KindBackend.destroy(st)
+    assert run([which("kubectl"), "config", "current-context"]).stdout.strip() == "mine"
+    assert not (home / "kind").exists()

@@ -97,6 +97,17 @@ def workloads_of(deployments: list[dict[str, Any]]) -> list[Workload]:
 
 # ---- the bring-up plan ----------------------------------------------------------------------------
 
+def bringup_estimate(t: Topology) -> str:
+    """How long ``up`` takes on kind, as an estimate (not yet measured: no Docker on the development
+    machines), for a 4-core 16 GB laptop with the images cached: clusters are created in parallel,
+    each cluster then adds its images, Istio install and samples. The kind workflow measures the real
+    numbers (``MESHLAB_TIMINGS``); replace these once measured."""
+    n = len(t.clusters)
+    low, high = 5 + 1.5 * n, 9 + 3 * n
+    return (f"about {low:.0f}-{high:.0f} minutes on kind for {n} clusters with the images cached (an estimate, not yet "
+            "measured); add 3-10 minutes the first time, for the image pulls")
+
+
 def up_plan(t: Topology, state_dir: Path, samples: bool = True) -> Plan:
     """Every step to bring ``t`` up on kind, in the order Istio's guides require."""
     kind_a, istio_a, mlb_a = tools.kind_artifact(), tools.istioctl_artifact(), tools.metallb_artifact()
@@ -109,6 +120,7 @@ def up_plan(t: Topology, state_dir: Path, samples: bool = True) -> Plan:
             f"tools folder: {tools.tools_dir()} (set MESHLAB_TOOLS to change it); lab files: {state_dir / 'kind'}",
             "every kubectl/istioctl command names its context (kind-<cluster>): the current context is never used",
             "${NAME} is a value only known at run time; the step that sets it is named next to each use",
+            f"time: {bringup_estimate(t)}",
         ],
     )
     plan.phase = "prerequisites and tools"
@@ -277,6 +289,13 @@ class KindBackend:
                 deleted += 1
                 if not dry_run:
                     ownership.release(state.dir, step.cluster or "")
+        context_file = Path(state.data.get("run_dir") or state.dir / "kind") / "kube-context"
+        if not dry_run and context_file.exists():  # an `up` that failed between `kind create` and putting it back
+            try:
+                ownership.kube_context("restore", str(context_file))
+            except MeshlabError as e:
+                if progress:
+                    progress(f"could not put the kubectl context back ({e.message}); it was: {context_file.read_text().strip()}")
         if not dry_run and state.data.get("run_dir"):
             shutil.rmtree(state.data["run_dir"], ignore_errors=True)  # the lab's certificates
         return {"processes": 0, "namespaces": 0, "clusters": deleted}
