@@ -82,16 +82,20 @@ def sample_deployments(t: Topology) -> list[dict[str, Any]]:
     return out
 
 
+def _name(d: dict[str, Any]) -> str:
+    return S.deployment_name(d["app"], d["version"] or "v1", d.get("sidecar", True), d.get("service_account"))
+
+
 def workloads_of(deployments: list[dict[str, Any]]) -> list[Workload]:
     """The deployments as the registry entries federation and discovery read (one per replica)."""
     out = []
     for d in deployments:
         spec = S.APPS[d["app"]]
-        name = S.deployment_name(d["app"], d["version"] or "v1")
+        name = _name(d)
         for r in range(int(d.get("replicas", 1))):
             out.append(Workload(pod=f"{name}-{r}", deployment=name, app=d["app"], version=d["version"], cluster=d["cluster"],
-                                namespace=d["namespace"], service_account=spec["service_account"], ip="", netns=None,
-                                outbound="", app_host="", ports=list(spec["ports"])))  # fmt: skip
+                                namespace=d["namespace"], service_account=d.get("service_account") or spec["service_account"], ip="",
+                                netns=None, outbound="", app_host="", ports=list(spec["ports"]), sidecar=d.get("sidecar", True)))  # fmt: skip
     return out
 
 
@@ -160,18 +164,22 @@ def add_samples(plan: Plan, t: Topology, deployments: list[dict[str, Any]]) -> N
                      K.kubectl(c, "apply", "--validate=strict", "-f", "-"), manifests=S.helloworld_service(), cluster=c,
                      tags=("sample-service",))
     for d in deployments:
+        sidecar, account = d.get("sidecar", True), d.get("service_account")
         if d["app"] == "helloworld":
-            docs = [S.helloworld_deployment(d["version"], d["replicas"], d["namespace"])]
+            docs = [*([S.service_account(account, d["namespace"])] if account else []),
+                    S.helloworld_deployment(d["version"], d["replicas"], d["namespace"], sidecar, account)]  # fmt: skip
             what = f"helloworld {d['version']}"
         else:
-            docs = S.curl(d["replicas"], d["namespace"])
+            docs = S.curl(d["replicas"], d["namespace"], sidecar, account)
             what = "curl (the client pod for `lab.call`)"
+        if not sidecar:
+            what += ", without a sidecar (sidecar.istio.io/inject: false)"
         plan.run(f"deploy {what}", K.kubectl(d["cluster"], "apply", "--validate=strict", "-f", "-"), manifests=docs,
                  cluster=d["cluster"], tags=("deploy", f"deploy-{d['app']}"))
     for d in deployments:
-        name = S.deployment_name(d["app"], d["version"] or "v1")
+        name = _name(d)
         plan.run(
-            f"wait until {name} is rolled out (2/2 containers: app + sidecar)",
+            f"wait until {name} is rolled out" + (" (2/2 containers: app + sidecar)" if d.get("sidecar", True) else " (1/1: no sidecar)"),
             K.kubectl(d["cluster"], "-n", d["namespace"], "rollout", "status", f"deployment/{name}", "--timeout=300s"),
             cluster=d["cluster"], timeout=330, tags=("wait", "sample-rollout"),
             hint=f"`kubectl --context {K.context(d['cluster'])} -n {d['namespace']} describe pod -l app={d['app']}`: "
@@ -344,7 +352,10 @@ class KindBackend:
         return out
 
     # ---- workloads ---------------------------------------------------------------------------------
-    def deploy(self, app: str, cluster: str, version: str = "v1", replicas: int = 1, namespace: str = S.NAMESPACE) -> list[Pod]:
+    def deploy(
+        self, app: str, cluster: str, version: str = "v1", replicas: int = 1, namespace: str = S.NAMESPACE,
+        sidecar: bool = True, service_account: str | None = None,
+    ) -> list[Pod]:  # fmt: skip
         """Apply the sample's manifests in ``cluster`` (namespace labelled for injection first) and wait for the rollout."""
         if app not in S.APPS:
             raise MeshlabError(f"unknown app {app!r}", f"deployable apps: {', '.join(S.APPS)}")
@@ -359,11 +370,12 @@ class KindBackend:
                 f"start it: lab.start_control_plane({cp!r}), or `meshlab control-plane start {cp}`",
             )
         version = version if S.APPS[app]["ports"] else ""
+        variant = {**({} if sidecar else {"sidecar": False}), **({"service_account": service_account} if service_account else {})}
         same = [x for x in self.deployments if x["cluster"] == cluster and x["app"] == app and x["version"] == version
-                and x["namespace"] == namespace]
+                and x["namespace"] == namespace and x.get("sidecar", True) == sidecar and x.get("service_account") == service_account]
         # like the local backend, deploy adds ``replicas`` pods: deploying an existing version again scales it up
         total = replicas + sum(int(x.get("replicas", 1)) for x in same)
-        d = {"app": app, "version": version, "cluster": cluster, "namespace": namespace, "replicas": total}
+        d = {"app": app, "version": version, "cluster": cluster, "namespace": namespace, "replicas": total, **variant}
         plan = Plan(f"deploy {app} in {cluster}")
         add_samples(plan, self.topology, [d])
         self.executor.execute(plan)
@@ -388,11 +400,13 @@ class KindBackend:
         self.topology.cluster(cluster)
         namespace = namespace_of(app, namespace)
         if self.dry_run:
-            return f"$(kubectl --context {K.context(cluster)} -n {namespace} get pod -l app={app} -o jsonpath='{{.items[0].metadata.name}}')"
+            variant = any(_name(d) == app != S.deployment_name(d["app"], d["version"] or "v1") for d in self.deployments)
+            label = "variant" if variant else "app"
+            return f"$(kubectl --context {K.context(cluster)} -n {namespace} get pod -l {label}={app} -o jsonpath='{{.items[0].metadata.name}}')"
         from . import kube
 
         for p in kube.pods(cluster, namespace):
-            if (p["name"] == app or p["labels"].get("app") == app) and p["phase"] == "Running" and not p["deleting"]:
+            if app in (p["name"], p["labels"].get("app"), p["labels"].get("variant")) and p["phase"] == "Running" and not p["deleting"]:
                 return str(p["name"])
         raise LabStateError(f"no running pod of {app!r} in {cluster}", f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})")
 
@@ -459,7 +473,7 @@ class KindBackend:
         by removing its endpoints (the local backend keeps a sidecar answering 503 instead).
         """
         d = self._deployment(app, cluster)
-        name = S.deployment_name(d["app"], d["version"] or "v1")
+        name = _name(d)
         pod = self.find(d["app"], cluster, d["namespace"])
         self.executor.run(K.kubectl(cluster, "-n", d["namespace"], "scale", f"deployment/{name}", "--replicas=0"), cluster=cluster,
                           title=f"scale {name} to 0")
@@ -471,7 +485,7 @@ class KindBackend:
 
     def restore(self, app: str, cluster: str) -> str:
         d = self._deployment(app, cluster)
-        name = S.deployment_name(d["app"], d["version"] or "v1")
+        name = _name(d)
         self.executor.run(K.kubectl(cluster, "-n", d["namespace"], "scale", f"deployment/{name}", f"--replicas={d['replicas']}"),
                           cluster=cluster, title=f"scale {name} back to {d['replicas']}")
         self.executor.run(K.kubectl(cluster, "-n", d["namespace"], "rollout", "status", f"deployment/{name}", "--timeout=300s"),
@@ -481,7 +495,7 @@ class KindBackend:
 
     def _deployment(self, app: str, cluster: str) -> dict[str, Any]:
         for d in self.deployments:
-            if d["cluster"] == cluster and (d["app"] == app or S.deployment_name(d["app"], d["version"] or "v1") == app):
+            if d["cluster"] == cluster and (d["app"] == app or _name(d) == app):
                 return d
         raise LabStateError(f"no workload {app!r} in {cluster}", f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})")
 

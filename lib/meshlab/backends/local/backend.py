@@ -24,6 +24,7 @@ from ...exec import run
 from . import client, net, procs
 from . import envoy as E
 from .policy import resolve_host
+from ..kind.samples import deployment_name
 from .security import signature as security_signature
 from .security import unmatched_selectors
 from .translate import GATEWAY_APP, OUTBOUND_PORT, Translator, Workload
@@ -194,7 +195,7 @@ class LocalBackend:
                 f"start it: lab.start_control_plane({cp!r}), or `meshlab control-plane start {cp}`",
             )
         spec = APPS[app]
-        deployment = app if not spec["ports"] else f"{app}-{version}"
+        deployment = deployment_name(app, version, sidecar, service_account)
         existing = {w.pod for w in self.workloads}
         created: list[Workload] = []
         for r in range(replicas):
