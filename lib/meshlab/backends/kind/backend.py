@@ -82,20 +82,17 @@ def sample_deployments(t: Topology) -> list[dict[str, Any]]:
     return out
 
 
-def _name(d: dict[str, Any]) -> str:
-    return S.deployment_name(d["app"], d["version"] or "v1", d.get("sidecar", True), d.get("service_account"))
-
-
 def workloads_of(deployments: list[dict[str, Any]]) -> list[Workload]:
     """The deployments as the registry entries federation and discovery read (one per replica)."""
     out = []
     for d in deployments:
         spec = S.APPS[d["app"]]
-        name = _name(d)
+        name = S.deployment_name(d["app"], d["version"] or "v1")
         for r in range(int(d.get("replicas", 1))):
             out.append(Workload(pod=f"{name}-{r}", deployment=name, app=d["app"], version=d["version"], cluster=d["cluster"],
-                                namespace=d["namespace"], service_account=d.get("service_account") or spec["service_account"], ip="",
-                                netns=None, outbound="", app_host="", ports=list(spec["ports"]), sidecar=d.get("sidecar", True)))  # fmt: skip
+                                namespace=d["namespace"], service_account=d.get("service_account") or spec["service_account"], ip="", netns=None,
+                                outbound="", app_host="", ports=list(spec["ports"]),
+                                sidecar=bool(d.get("sidecar", True))))  # fmt: skip
     return out
 
 
@@ -164,22 +161,25 @@ def add_samples(plan: Plan, t: Topology, deployments: list[dict[str, Any]]) -> N
                      K.kubectl(c, "apply", "--validate=strict", "-f", "-"), manifests=S.helloworld_service(), cluster=c,
                      tags=("sample-service",))
     for d in deployments:
-        sidecar, account = d.get("sidecar", True), d.get("service_account")
+        sidecar, account = d.get("sidecar", True), d.get("service_account") or S.APPS[d["app"]]["service_account"]
         if d["app"] == "helloworld":
-            docs = [*([S.service_account(account, d["namespace"])] if account else []),
-                    S.helloworld_deployment(d["version"], d["replicas"], d["namespace"], sidecar, account)]  # fmt: skip
+            docs = [S.helloworld_deployment(d["version"], d["replicas"], d["namespace"], sidecar, account)]
+            if account != S.APPS["helloworld"]["service_account"]:
+                docs.insert(0, S.service_account(account, d["namespace"]))
             what = f"helloworld {d['version']}"
         else:
             docs = S.curl(d["replicas"], d["namespace"], sidecar, account)
             what = "curl (the client pod for `lab.call`)"
         if not sidecar:
-            what += ", without a sidecar (sidecar.istio.io/inject: false)"
+            what += " without a sidecar (label sidecar.istio.io/inject=false: plaintext, no identity)"
+        elif account != S.APPS[d["app"]]["service_account"]:
+            what += f" as service account {account} (its SPIFFE identity)"
         plan.run(f"deploy {what}", K.kubectl(d["cluster"], "apply", "--validate=strict", "-f", "-"), manifests=docs,
                  cluster=d["cluster"], tags=("deploy", f"deploy-{d['app']}"))
     for d in deployments:
-        name = _name(d)
+        name = S.deployment_name(d["app"], d["version"] or "v1")
         plan.run(
-            f"wait until {name} is rolled out" + (" (2/2 containers: app + sidecar)" if d.get("sidecar", True) else " (1/1: no sidecar)"),
+            f"wait until {name} is rolled out (2/2 containers: app + sidecar)",
             K.kubectl(d["cluster"], "-n", d["namespace"], "rollout", "status", f"deployment/{name}", "--timeout=300s"),
             cluster=d["cluster"], timeout=330, tags=("wait", "sample-rollout"),
             hint=f"`kubectl --context {K.context(d['cluster'])} -n {d['namespace']} describe pod -l app={d['app']}`: "
@@ -352,10 +352,8 @@ class KindBackend:
         return out
 
     # ---- workloads ---------------------------------------------------------------------------------
-    def deploy(
-        self, app: str, cluster: str, version: str = "v1", replicas: int = 1, namespace: str = S.NAMESPACE,
-        sidecar: bool = True, service_account: str | None = None,
-    ) -> list[Pod]:  # fmt: skip
+    def deploy(self, app: str, cluster: str, version: str = "v1", replicas: int = 1, namespace: str = S.NAMESPACE,
+               sidecar: bool = True, service_account: str | None = None) -> list[Pod]:
         """Apply the sample's manifests in ``cluster`` (namespace labelled for injection first) and wait for the rollout."""
         if app not in S.APPS:
             raise MeshlabError(f"unknown app {app!r}", f"deployable apps: {', '.join(S.APPS)}")
@@ -370,12 +368,15 @@ class KindBackend:
                 f"start it: lab.start_control_plane({cp!r}), or `meshlab control-plane start {cp}`",
             )
         version = version if S.APPS[app]["ports"] else ""
-        variant = {**({} if sidecar else {"sidecar": False}), **({"service_account": service_account} if service_account else {})}
         same = [x for x in self.deployments if x["cluster"] == cluster and x["app"] == app and x["version"] == version
-                and x["namespace"] == namespace and x.get("sidecar", True) == sidecar and x.get("service_account") == service_account]
+                and x["namespace"] == namespace]
         # like the local backend, deploy adds ``replicas`` pods: deploying an existing version again scales it up
         total = replicas + sum(int(x.get("replicas", 1)) for x in same)
-        d = {"app": app, "version": version, "cluster": cluster, "namespace": namespace, "replicas": total, **variant}
+        d: dict[str, Any] = {"app": app, "version": version, "cluster": cluster, "namespace": namespace, "replicas": total}
+        if not sidecar:
+            d["sidecar"] = False
+        if service_account:
+            d["service_account"] = service_account
         plan = Plan(f"deploy {app} in {cluster}")
         add_samples(plan, self.topology, [d])
         self.executor.execute(plan)
@@ -396,17 +397,18 @@ class KindBackend:
 
     def find(self, app: str, cluster: str, namespace: str = S.NAMESPACE) -> str:
         """The name of a running pod of ``app`` (or the pod name itself) in ``cluster``; the east-west
-        gateway (``istio-eastwestgateway``) is looked up in istio-system."""
+        gateway (``istio-eastwestgateway``) is looked up in istio-system; ``curl.legacy`` means the
+        ``curl`` of namespace ``legacy``."""
         self.topology.cluster(cluster)
+        if "." in app:
+            app, namespace = app.split(".", 1)
         namespace = namespace_of(app, namespace)
         if self.dry_run:
-            variant = any(_name(d) == app != S.deployment_name(d["app"], d["version"] or "v1") for d in self.deployments)
-            label = "variant" if variant else "app"
-            return f"$(kubectl --context {K.context(cluster)} -n {namespace} get pod -l {label}={app} -o jsonpath='{{.items[0].metadata.name}}')"
+            return f"$(kubectl --context {K.context(cluster)} -n {namespace} get pod -l app={app} -o jsonpath='{{.items[0].metadata.name}}')"
         from . import kube
 
         for p in kube.pods(cluster, namespace):
-            if app in (p["name"], p["labels"].get("app"), p["labels"].get("variant")) and p["phase"] == "Running" and not p["deleting"]:
+            if (p["name"] == app or p["labels"].get("app") == app) and p["phase"] == "Running" and not p["deleting"]:
                 return str(p["name"])
         raise LabStateError(f"no running pod of {app!r} in {cluster}", f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})")
 
@@ -427,6 +429,29 @@ class KindBackend:
         if out is None:
             return [f"{d['kind'].lower()}/{d['metadata']['name']} not applied: dry run (recorded)" for d in docs]
         return [f"{line} (control plane {cp})" for line in out.splitlines() if line.strip()]
+
+    # ---- building blocks for a lab's own kind steps (see this package's README.md) --------------------
+    def apply_manifests(self, cluster: str, docs: list[dict[str, Any]], title: str, tags: tuple[str, ...] = (),
+                        hint: str | None = None, timeout: float = 120) -> str | None:
+        """Validate ``docs`` strictly, then ``kubectl --context kind-<cluster> apply`` them (any kind: a
+        Deployment, a ConfigMap, an Istio resource for that very cluster). Returns kubectl's output, or
+        None in a dry run (the step is recorded)."""
+        from .schema import validate
+
+        self.topology.cluster(cluster)
+        for d in docs:
+            validate(d)
+        return self.executor.run(K.kubectl(cluster, "apply", "--validate=strict", "-f", "-"), manifests=docs, cluster=cluster,
+                                 title=title, tags=tags, hint=hint, timeout=timeout)
+
+    def exec_in(self, workload: str, cluster: str, argv: list[str], title: str, container: str | None = None,
+                tags: tuple[str, ...] = (), timeout: float = 120) -> str | None:
+        """``kubectl exec`` ``argv`` in a running pod of ``workload`` (its app container unless ``container``,
+        e.g. ``istio-proxy``). Returns the output, or None in a dry run (the step is recorded)."""
+        pod = self.find(workload, cluster)
+        ns = namespace_of(workload)
+        return self.executor.run(K.kubectl(cluster, "-n", ns, "exec", pod, "-c", container or workload, "--", *argv),
+                                 cluster=cluster, title=title, tags=tags, timeout=timeout)
 
     def _ship_wasm(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """WasmPlugins: push each module to the registry the pods reach, point the url there (see .wasm)."""
@@ -473,7 +498,7 @@ class KindBackend:
         by removing its endpoints (the local backend keeps a sidecar answering 503 instead).
         """
         d = self._deployment(app, cluster)
-        name = _name(d)
+        name = S.deployment_name(d["app"], d["version"] or "v1")
         pod = self.find(d["app"], cluster, d["namespace"])
         self.executor.run(K.kubectl(cluster, "-n", d["namespace"], "scale", f"deployment/{name}", "--replicas=0"), cluster=cluster,
                           title=f"scale {name} to 0")
@@ -485,7 +510,7 @@ class KindBackend:
 
     def restore(self, app: str, cluster: str) -> str:
         d = self._deployment(app, cluster)
-        name = _name(d)
+        name = S.deployment_name(d["app"], d["version"] or "v1")
         self.executor.run(K.kubectl(cluster, "-n", d["namespace"], "scale", f"deployment/{name}", f"--replicas={d['replicas']}"),
                           cluster=cluster, title=f"scale {name} back to {d['replicas']}")
         self.executor.run(K.kubectl(cluster, "-n", d["namespace"], "rollout", "status", f"deployment/{name}", "--timeout=300s"),
@@ -495,7 +520,7 @@ class KindBackend:
 
     def _deployment(self, app: str, cluster: str) -> dict[str, Any]:
         for d in self.deployments:
-            if d["cluster"] == cluster and (d["app"] == app or _name(d) == app):
+            if d["cluster"] == cluster and (d["app"] == app or S.deployment_name(d["app"], d["version"] or "v1") == app):
                 return d
         raise LabStateError(f"no workload {app!r} in {cluster}", f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})")
 

@@ -40,27 +40,26 @@ def helloworld_service(ns: str = NAMESPACE) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def _pod_labels(labels: dict[str, str], sidecar: bool) -> dict[str, str]:
-    """Pod labels; ``sidecar.istio.io/inject: "false"`` keeps the injector away from a pod."""
-    return {**labels, **({} if sidecar else {"sidecar.istio.io/inject": "false"})}
+def pod_labels(labels: dict[str, str], sidecar: bool) -> dict[str, str]:
+    """``sidecar.istio.io/inject: "false"`` keeps the injector away from this pod in a namespace labelled
+    ``istio-injection=enabled`` (a workload outside the mesh: plaintext, no identity)."""
+    return {**labels, "sidecar.istio.io/inject": "false"} if not sidecar else dict(labels)
 
 
-def helloworld_deployment(
-    version: str, replicas: int = 1, ns: str = NAMESPACE, sidecar: bool = True, account: str | None = None
-) -> dict[str, Any]:
+def helloworld_deployment(version: str, replicas: int = 1, ns: str = NAMESPACE, sidecar: bool = True,
+                          service_account: str = "helloworld") -> dict[str, Any]:
     labels = {"app": "helloworld", "version": version}
-    name = deployment_name("helloworld", version, sidecar, account)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": name, "namespace": ns, "labels": dict(labels)},
+        "metadata": {"name": f"helloworld-{version}", "namespace": ns, "labels": dict(labels)},
         "spec": {
             "replicas": replicas,
-            "selector": {"matchLabels": {**labels, **({"variant": name} if name != f"helloworld-{version}" else {})}},
+            "selector": {"matchLabels": dict(labels)},
             "template": {
-                "metadata": {"labels": _pod_labels({**labels, **({"variant": name} if name != f"helloworld-{version}" else {})}, sidecar)},
+                "metadata": {"labels": pod_labels(labels, sidecar)},
                 "spec": {
-                    "serviceAccountName": account or "helloworld",
+                    "serviceAccountName": service_account,
                     "containers": [
                         {
                             "name": "helloworld",
@@ -77,36 +76,28 @@ def helloworld_deployment(
     }
 
 
-def curl(replicas: int = 1, ns: str = NAMESPACE, sidecar: bool = True, account: str | None = None) -> list[dict[str, Any]]:
-    name = deployment_name("curl", "", sidecar, account)
-    selector = {"app": "curl", **({"variant": name} if name != "curl" else {})}
+def curl(replicas: int = 1, ns: str = NAMESPACE, sidecar: bool = True, account: str = "curl") -> list[dict[str, Any]]:
     return [
-        service_account(account or "curl", ns),
+        service_account(account, ns),
         {"apiVersion": "v1", "kind": "Service",
          "metadata": {"name": "curl", "namespace": ns, "labels": {"app": "curl", "service": "curl"}},
          "spec": {"ports": [{"port": 80, "name": "http"}], "selector": {"app": "curl"}}},
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
-         "spec": {"replicas": replicas, "selector": {"matchLabels": selector},
-                  "template": {"metadata": {"labels": _pod_labels(selector, sidecar)},
-                               "spec": {"terminationGracePeriodSeconds": 0, "serviceAccountName": account or "curl",
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "curl", "namespace": ns},
+         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "curl"}},
+                  "template": {"metadata": {"labels": pod_labels({"app": "curl"}, sidecar)},
+                               "spec": {"terminationGracePeriodSeconds": 0, "serviceAccountName": account,
                                         "containers": [{"name": "curl", "image": tools.CURL_IMAGE,
                                                         "command": ["/bin/sleep", "infinity"],
                                                         "imagePullPolicy": "IfNotPresent"}]}}}},
     ]  # fmt: skip
 
 
-def deployment_name(app: str, version: str, sidecar: bool = True, account: str | None = None) -> str:
-    """``helloworld-v1``, ``curl``; a variant says how it differs: ``curl-legacy`` (its own service
-    account), ``curl-nosidecar`` (no sidecar). Both backends name deployments this way."""
-    name = f"{app}-{version}" if APPS[app]["ports"] else app
-    if account and account != APPS[app]["service_account"]:
-        name += f"-{account}"
-    return name if sidecar else f"{name}-nosidecar"
+def deployment_name(app: str, version: str) -> str:
+    return f"{app}-{version}" if APPS[app]["ports"] else app
 
 
-def manifests(app: str, version: str, replicas: int = 1, ns: str = NAMESPACE, sidecar: bool = True, account: str | None = None) -> list[dict[str, Any]]:
+def manifests(app: str, version: str, replicas: int = 1, ns: str = NAMESPACE) -> list[dict[str, Any]]:
     """What ``deploy(app, ...)`` applies in one cluster (the Service too: applying it twice is harmless)."""
     if app == "helloworld":
-        extra = [service_account(account, ns)] if account else []
-        return helloworld_service(ns) + extra + [helloworld_deployment(version, replicas, ns, sidecar, account)]
-    return curl(replicas, ns, sidecar, account)
+        return helloworld_service(ns) + [helloworld_deployment(version, replicas, ns)]
+    return curl(replicas, ns)

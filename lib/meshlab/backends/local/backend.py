@@ -24,7 +24,6 @@ from ...exec import run
 from . import client, net, procs
 from . import envoy as E
 from .policy import resolve_host
-from ..kind.samples import deployment_name
 from .security import signature as security_signature
 from .security import unmatched_selectors
 from .translate import GATEWAY_APP, OUTBOUND_PORT, Translator, Workload
@@ -195,7 +194,7 @@ class LocalBackend:
                 f"start it: lab.start_control_plane({cp!r}), or `meshlab control-plane start {cp}`",
             )
         spec = APPS[app]
-        deployment = deployment_name(app, version, sidecar, service_account)
+        deployment = app if not spec["ports"] else f"{app}-{version}"
         existing = {w.pod for w in self.workloads}
         created: list[Workload] = []
         for r in range(replicas):
@@ -487,8 +486,11 @@ class LocalBackend:
         )
 
     def find(self, app: str, cluster: str) -> Workload:
+        """A workload of ``app`` (or a deployment or pod name) in ``cluster``; ``curl.legacy`` means the
+        ``curl`` of namespace ``legacy``, as Kubernetes names it."""
+        name, _, namespace = app.partition(".")
         for w in self.workloads:
-            if w.cluster == cluster and (w.app == app or w.deployment == app or w.pod == app):
+            if w.cluster == cluster and name in (w.app, w.deployment, w.pod) and namespace in ("", w.namespace):
                 return w
         self.topology.cluster(cluster)
         raise LabStateError(
