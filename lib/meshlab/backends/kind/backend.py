@@ -365,7 +365,8 @@ class KindBackend:
                 f"cannot start a sidecar in {cluster}: its control plane ({cp}) is stopped, so the proxy would get "
                 "neither configuration nor a certificate (on kind: istiod's injection webhook does not answer, so "
                 "the API server rejects the pod)",
-                f"start it: lab.start_control_plane({cp!r}), or `meshlab control-plane start {cp}`",
+                f"start it: lab.start_control_plane({cp!r})",
+                f"start it: meshlab control-plane start {cp}",
             )
         version = version if S.APPS[app]["ports"] else ""
         same = [x for x in self.deployments if x["cluster"] == cluster and x["app"] == app and x["version"] == version
@@ -410,7 +411,8 @@ class KindBackend:
         for p in kube.pods(cluster, namespace):
             if (p["name"] == app or p["labels"].get("app") == app) and p["phase"] == "Running" and not p["deleting"]:
                 return str(p["name"])
-        raise LabStateError(f"no running pod of {app!r} in {cluster}", f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})")
+        raise LabStateError(f"no running pod of {app!r} in {cluster}", f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})",
+            f"deploy it first: meshlab deploy {app} --cluster {cluster}")
 
     # ---- Istio resources --------------------------------------------------------------------------
     def apply(self, docs: list[dict[str, Any]], cluster: str) -> list[str]:
@@ -522,7 +524,8 @@ class KindBackend:
         for d in self.deployments:
             if d["cluster"] == cluster and (d["app"] == app or S.deployment_name(d["app"], d["version"] or "v1") == app):
                 return d
-        raise LabStateError(f"no workload {app!r} in {cluster}", f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})")
+        raise LabStateError(f"no workload {app!r} in {cluster}", f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})",
+            f"deploy it first: meshlab deploy {app} --cluster {cluster}")
 
     # ---- waiting for istiod's push -------------------------------------------------------------------
     def _expected_proxies(self, control_plane: str) -> set[str]:
