@@ -8,6 +8,7 @@ extensions.istio.io v1alpha1).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -80,6 +81,11 @@ SHAPES: dict[str, dict[str, Any]] = {
         "type": str,
         "match": [{"mode": str, "ports": [{"number": int}]}],
     },
+    # only what expose-services.yaml needs: SNI passthrough on an east-west gateway (lab 10 deletes it)
+    "Gateway": {
+        "selector": ("map", str),
+        "servers": [{"port": {"number": int, "name": str, "protocol": str}, "tls": {"mode": str}, "hosts": [str], "name": str}],
+    },
     "ServiceEntry": {
         "hosts": [str],
         "addresses": [str],
@@ -102,6 +108,8 @@ ENUMS = {
     "spec.failStrategy": {"FAIL_CLOSE", "FAIL_OPEN", "FAIL_RELOAD"},
     "spec.imagePullPolicy": {"UNSPECIFIED_POLICY", "IfNotPresent", "Always"},
     "spec.type": {"UNSPECIFIED_PLUGIN_TYPE", "HTTP"},  # NETWORK plugins: not on the local backend
+    "spec.servers[].port.protocol": {"TLS"},  # Gateway: east-west passthrough only
+    "spec.servers[].tls.mode": {"AUTO_PASSTHROUGH"},
 }
 MATCH_MODES = {"UNDEFINED", "CLIENT", "SERVER", "CLIENT_AND_SERVER"}  # WasmPlugin spec.match[i].mode
 API_VERSIONS = {"networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"}
@@ -173,7 +181,7 @@ def _check(value: Any, shape: Any, path: str, where: str) -> None:
         ok = isinstance(value, (int, float)) if shape is float else isinstance(value, shape)
         if not ok or (shape in (int, float) and isinstance(value, bool)):
             raise ResourceError(f"{where}: {path} must be {shape.__name__}, got {value!r}", "fix the value's type")
-        allowed = ENUMS.get(path)
+        allowed = ENUMS.get(re.sub(r"\[\d+\]", "[]", path))
         if allowed is None and path.startswith("spec.match[") and path.endswith(".mode"):
             allowed = MATCH_MODES
         if allowed and value not in allowed:
