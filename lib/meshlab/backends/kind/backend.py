@@ -27,6 +27,7 @@ from ...topology import Topology
 from ...traffic import Answer, CallResult, parse_answer
 from ..local.translate import Workload
 from . import clusters as K
+from . import images, ownership
 from . import istio as I
 from . import samples as S
 from . import tools
@@ -96,6 +97,17 @@ def workloads_of(deployments: list[dict[str, Any]]) -> list[Workload]:
 
 # ---- the bring-up plan ----------------------------------------------------------------------------
 
+def bringup_estimate(t: Topology) -> str:
+    """How long ``up`` takes on kind, as an estimate (not yet measured: no Docker on the development
+    machines), for a 4-core 16 GB laptop with the images cached: clusters are created in parallel,
+    each cluster then adds its images, Istio install and samples. The kind workflow measures the real
+    numbers (``MESHLAB_TIMINGS``); replace these once measured."""
+    n = len(t.clusters)
+    low, high = 5 + 1.5 * n, 9 + 3 * n
+    return (f"about {low:.0f}-{high:.0f} minutes on kind for {n} clusters with the images cached (an estimate, not yet "
+            "measured); add 3-10 minutes the first time, for the image pulls")
+
+
 def up_plan(t: Topology, state_dir: Path, samples: bool = True) -> Plan:
     """Every step to bring ``t`` up on kind, in the order Istio's guides require."""
     kind_a, istio_a, mlb_a = tools.kind_artifact(), tools.istioctl_artifact(), tools.metallb_artifact()
@@ -108,6 +120,7 @@ def up_plan(t: Topology, state_dir: Path, samples: bool = True) -> Plan:
             f"tools folder: {tools.tools_dir()} (set MESHLAB_TOOLS to change it); lab files: {state_dir / 'kind'}",
             "every kubectl/istioctl command names its context (kind-<cluster>): the current context is never used",
             "${NAME} is a value only known at run time; the step that sets it is named next to each use",
+            f"time: {bringup_estimate(t)}",
         ],
     )
     plan.phase = "prerequisites and tools"
@@ -118,8 +131,8 @@ def up_plan(t: Topology, state_dir: Path, samples: bool = True) -> Plan:
                      f"download {a.url} -> {a.program}; verify its sha256 against {a.checksum_source}",
                      args={"name": key}, tags=("tools",))
     K.add_registry(plan)
-    K.add_clusters(plan, t)
-    K.add_images(plan, t)
+    K.add_clusters(plan, t, state_dir)
+    images.add_images(plan, list(t.clusters))
     K.add_routes(plan, t)
     K.add_metallb(plan, t, str(mlb_a.program))
     I.add_trust(plan, t, _pki_dir(state_dir))
@@ -200,6 +213,11 @@ class KindBackend:
     def dry_run(self) -> bool:
         return self.executor.dry_run
 
+    @property
+    def recorded(self) -> Plan:
+        """In a dry run, every step recorded since the lab was attached (bring-up steps are in ``plan``)."""
+        return self.executor.recorded
+
     # ---- lifecycle -----------------------------------------------------------------------------
     @classmethod
     def create(cls, topology: Topology, state: State, *, samples: bool = True, dry_run: bool = False,
@@ -255,13 +273,29 @@ class KindBackend:
         ex.resolve = _installed_tool  # tearing down never downloads anything
         deleted = 0
         for step in plan:
+            is_cluster = step.argv[:3] == ["kind", "delete", "cluster"]
             try:
+                if is_cluster and not dry_run and not ownership.owned(state.dir, step.cluster or ""):
+                    if progress:
+                        progress(f"skipped: kind cluster {step.cluster} was not created by meshlab (not in "
+                                 f"{state.dir / ownership.LEDGER}); it is left as it is")
+                    continue
                 ex.step(step, len(plan))
             except ToolError as e:  # the tool was never installed, so nothing was created with it
                 if progress:
                     progress(f"skipped: {e.message}")
                 continue
-            deleted += "delete" in step.argv[:2] and step.argv[0] == "kind"
+            if is_cluster:
+                deleted += 1
+                if not dry_run:
+                    ownership.release(state.dir, step.cluster or "")
+        context_file = Path(state.data.get("run_dir") or state.dir / "kind") / "kube-context"
+        if not dry_run and context_file.exists():  # an `up` that failed between `kind create` and putting it back
+            try:
+                ownership.kube_context("restore", str(context_file))
+            except MeshlabError as e:
+                if progress:
+                    progress(f"could not put the kubectl context back ({e.message}); it was: {context_file.read_text().strip()}")
         if not dry_run and state.data.get("run_dir"):
             shutil.rmtree(state.data["run_dir"], ignore_errors=True)  # the lab's certificates
         return {"processes": 0, "namespaces": 0, "clusters": deleted}
@@ -713,6 +747,19 @@ def parse_sync_rows(output: str) -> list[dict[str, str]]:
                     row[short] = str(g.get("configStatus", g.get("config_status", ""))).replace("NOT_SENT", "NOT SENT")
             rows.append({**row, **{t: row.get(t, "NOT SENT") for t in XDS_TYPES.values()}})
     return rows
+
+
+def dry_run_lab(pattern: str | Path, home_dir: str | Path, samples: bool = True) -> Any:
+    """A :class:`meshlab.lab.Lab` on kind that runs nothing: bring-up is recorded in ``home_dir``'s state,
+    and every later call (``deploy``, ``apply``, a lab's own kind steps) lands in ``lab.backend.recorded``.
+    This is how a lab's kind branch is tested here, without Docker (see this package's README.md)."""
+    from ...lab import Lab
+    from ...topology import load_topology
+
+    state = State(Path(home_dir))
+    KindBackend.create(load_topology(pattern), state, samples=samples, dry_run=True, progress=None)
+    state.save()  # a dry run records the lab (never anything created), so Lab.attach finds it
+    return Lab.attach(home_dir)
 
 
 def kind_clusters() -> list[str]:
