@@ -12,7 +12,7 @@ BACKEND ?= all
 
 setup: system-packages $(STAMP)
 
-## Debian packages (the one list: lib/meshlab/system_packages.py): apt-get as root, else `sudo -n`,
+## Debian packages (the one list: lib/meshlab/system_packages.py): installed as root, else with `sudo -n`,
 ## else print the exact command and stop. Instant when everything is present.
 system-packages:
 	@$(PYTHON) lib/meshlab/system_packages.py $(BACKEND)

@@ -97,6 +97,17 @@ def workloads_of(deployments: list[dict[str, Any]]) -> list[Workload]:
 
 # ---- the bring-up plan ----------------------------------------------------------------------------
 
+def bringup_estimate(t: Topology) -> str:
+    """How long ``up`` takes on kind, as an estimate (not yet measured: no Docker on the development
+    machines), for a 4-core 16 GB laptop with the images cached: clusters are created in parallel,
+    each cluster then adds its images, Istio install and samples. The kind workflow measures the real
+    numbers (``MESHLAB_TIMINGS``); replace these once measured."""
+    n = len(t.clusters)
+    low, high = 5 + 1.5 * n, 9 + 3 * n
+    return (f"about {low:.0f}-{high:.0f} minutes on kind for {n} clusters with the images cached (an estimate, not yet "
+            "measured); add 3-10 minutes the first time, for the image pulls")
+
+
 def up_plan(t: Topology, state_dir: Path, samples: bool = True) -> Plan:
     """Every step to bring ``t`` up on kind, in the order Istio's guides require."""
     kind_a, istio_a, mlb_a = tools.kind_artifact(), tools.istioctl_artifact(), tools.metallb_artifact()
@@ -109,6 +120,7 @@ def up_plan(t: Topology, state_dir: Path, samples: bool = True) -> Plan:
             f"tools folder: {tools.tools_dir()} (set MESHLAB_TOOLS to change it); lab files: {state_dir / 'kind'}",
             "every kubectl/istioctl command names its context (kind-<cluster>): the current context is never used",
             "${NAME} is a value only known at run time; the step that sets it is named next to each use",
+            f"time: {bringup_estimate(t)}",
         ],
     )
     plan.phase = "prerequisites and tools"
@@ -277,6 +289,13 @@ class KindBackend:
                 deleted += 1
                 if not dry_run:
                     ownership.release(state.dir, step.cluster or "")
+        context_file = Path(state.data.get("run_dir") or state.dir / "kind") / "kube-context"
+        if not dry_run and context_file.exists():  # an `up` that failed between `kind create` and putting it back
+            try:
+                ownership.kube_context("restore", str(context_file))
+            except MeshlabError as e:
+                if progress:
+                    progress(f"could not put the kubectl context back ({e.message}); it was: {context_file.read_text().strip()}")
         if not dry_run and state.data.get("run_dir"):
             shutil.rmtree(state.data["run_dir"], ignore_errors=True)  # the lab's certificates
         return {"processes": 0, "namespaces": 0, "clusters": deleted}
@@ -394,6 +413,29 @@ class KindBackend:
         if out is None:
             return [f"{d['kind'].lower()}/{d['metadata']['name']} not applied: dry run (recorded)" for d in docs]
         return [f"{line} (control plane {cp})" for line in out.splitlines() if line.strip()]
+
+    # ---- building blocks for a lab's own kind steps (see this package's README.md) --------------------
+    def apply_manifests(self, cluster: str, docs: list[dict[str, Any]], title: str, tags: tuple[str, ...] = (),
+                        hint: str | None = None, timeout: float = 120) -> str | None:
+        """Validate ``docs`` strictly, then ``kubectl --context kind-<cluster> apply`` them (any kind: a
+        Deployment, a ConfigMap, an Istio resource for that very cluster). Returns kubectl's output, or
+        None in a dry run (the step is recorded)."""
+        from .schema import validate
+
+        self.topology.cluster(cluster)
+        for d in docs:
+            validate(d)
+        return self.executor.run(K.kubectl(cluster, "apply", "--validate=strict", "-f", "-"), manifests=docs, cluster=cluster,
+                                 title=title, tags=tags, hint=hint, timeout=timeout)
+
+    def exec_in(self, workload: str, cluster: str, argv: list[str], title: str, container: str | None = None,
+                tags: tuple[str, ...] = (), timeout: float = 120) -> str | None:
+        """``kubectl exec`` ``argv`` in a running pod of ``workload`` (its app container unless ``container``,
+        e.g. ``istio-proxy``). Returns the output, or None in a dry run (the step is recorded)."""
+        pod = self.find(workload, cluster)
+        ns = namespace_of(workload)
+        return self.executor.run(K.kubectl(cluster, "-n", ns, "exec", pod, "-c", container or workload, "--", *argv),
+                                 cluster=cluster, title=title, tags=tags, timeout=timeout)
 
     def _ship_wasm(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """WasmPlugins: push each module to the registry the pods reach, point the url there (see .wasm)."""
