@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -206,13 +205,16 @@ def paths(runs: int, seconds: float, home: str) -> dict[str, Any]:
 def run(runs: int = 5, seconds: float = 2.0, only_paths: bool = False) -> dict[str, Any]:
     if net.choose_mode()[0] == net.USERNS:
         raise MeshlabError("the benchmark's client enters pod namespaces from this process", "run it as root, or with MESHLAB_NET_MODE=loopback")
-    home = tempfile.mkdtemp(prefix="mlbench")
+    from .lab import Lab
+
     out: dict[str, Any] = {"network_mode": net.choose_mode()[0]}
-    if not only_paths:
-        out["bring_up"] = bring_up_times(home)
-    out.update(paths(runs, seconds, home))
-    if not only_paths:
-        out["failover"] = failover(home)
+    with Lab.scratch("bench") as scratch:  # `meshlab down` finds its labs even after Ctrl-C or a kill
+        home = str(scratch)
+        if not only_paths:
+            out["bring_up"] = bring_up_times(home)
+        out.update(paths(runs, seconds, home))
+        if not only_paths:
+            out["failover"] = failover(home)
     return out
 
 

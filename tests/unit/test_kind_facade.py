@@ -117,3 +117,23 @@ def test_a_labs_kind_step_is_recorded_in_a_dry_run_lab(tmp_path: Path) -> None:
     lab.deploy("helloworld", cluster="cluster2", version="v3")
     assert lab.backend.recorded.find(tag="deploy-helloworld", cluster="cluster2")
     assert not (tmp_path / "kind-clusters.json").exists(), "a dry run claims no cluster"
+
+
+def test_deploy_without_a_sidecar_and_as_another_service_account(tmp_path: Path) -> None:
+    """Lab.deploy(sidecar=False, service_account=...) on kind: the injector skips the pod; the identity is the account."""
+    from meshlab.backends.kind import dry_run_lab
+
+    lab = dry_run_lab("flat-network", tmp_path, samples=False)
+    lab.deploy("curl", cluster="cluster1", namespace="legacy", sidecar=False)
+    lab.deploy("helloworld", cluster="cluster2", version="v1", service_account="intruder")
+    [plain] = [d for s in lab.backend.recorded.find(tag="deploy-curl") for d in s.manifests if d["kind"] == "Deployment"]
+    assert plain["metadata"]["namespace"] == "legacy"
+    assert plain["spec"]["template"]["metadata"]["labels"] == {"app": "curl", "sidecar.istio.io/inject": "false"}
+    [step] = lab.backend.recorded.find(tag="deploy-helloworld")
+    kinds = {d["kind"]: d for d in step.manifests}
+    assert kinds["ServiceAccount"]["metadata"]["name"] == "intruder"
+    assert kinds["Deployment"]["spec"]["template"]["spec"]["serviceAccountName"] == "intruder"
+    assert "sidecar.istio.io/inject" not in kinds["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert lab.backend.recorded.problems() == []
+    ws = {(w.app, w.cluster): w for w in lab.backend.workloads}
+    assert not ws[("curl", "cluster1")].sidecar and ws[("helloworld", "cluster2")].service_account == "intruder"

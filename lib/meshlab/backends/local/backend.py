@@ -194,7 +194,8 @@ class LocalBackend:
             raise LabStateError(
                 f"cannot start a sidecar in {cluster}: its control plane ({cp}) is stopped, so the proxy would get "
                 "neither configuration nor a certificate",
-                f"start it: lab.start_control_plane({cp!r}), or `meshlab control-plane start {cp}`",
+                f"start it: lab.start_control_plane({cp!r})",
+                f"start it: meshlab control-plane start {cp}",
             )
         spec = APPS[app]
         deployment = app if not spec["ports"] else f"{app}-{version}"
@@ -496,6 +497,7 @@ class LocalBackend:
         raise LabStateError(
             f"no workload {app!r} in {cluster}",
             f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})",
+            f"deploy it first: meshlab deploy {app} --cluster {cluster}",
         )
 
     # ---- traffic -------------------------------------------------------------------------------
