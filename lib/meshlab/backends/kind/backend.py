@@ -131,6 +131,7 @@ def up_plan(t: Topology, state_dir: Path, samples: bool = True) -> Plan:
         plan.meshlab(f"get {a.name} {a.version} into the tools folder, checksum-verified (skipped if already there)", "tool",
                      f"download {a.url} -> {a.program}; verify its sha256 against {a.checksum_source}",
                      args={"name": key}, tags=("tools",))
+    K.add_claim(plan, t, state_dir)
     K.add_registry(plan)
     K.add_clusters(plan, t, state_dir)
     images.add_images(plan, list(t.clusters))
@@ -398,8 +399,11 @@ class KindBackend:
 
     def find(self, app: str, cluster: str, namespace: str = S.NAMESPACE) -> str:
         """The name of a running pod of ``app`` (or the pod name itself) in ``cluster``; the east-west
-        gateway (``istio-eastwestgateway``) is looked up in istio-system."""
+        gateway (``istio-eastwestgateway``) is looked up in istio-system; ``curl.legacy`` means the
+        ``curl`` of namespace ``legacy``."""
         self.topology.cluster(cluster)
+        if "." in app:
+            app, namespace = app.split(".", 1)
         namespace = namespace_of(app, namespace)
         if self.dry_run:
             return f"$(kubectl --context {K.context(cluster)} -n {namespace} get pod -l app={app} -o jsonpath='{{.items[0].metadata.name}}')"
