@@ -206,7 +206,8 @@ def clean(lab: Lab) -> Iterator[Lab]:
     yield lab
     for r in list(lab.state.data.get("resources", [])):
         kind, ns, name = r["key"]
-        lab.delete(kind, name, cluster="cluster1", namespace=ns)
+        if kind in ("WasmPlugin", "TrafficExtension"):  # not the lab's own (the east-west Gateway)
+            lab.delete(kind, name, cluster="cluster1", namespace=ns)
 
 
 def by_version(lab: Lab, header: str | None = None, n: int = 12) -> dict[str, set[Any]]:

@@ -177,14 +177,16 @@ def ecds_source(path: Path) -> dict[str, Any]:
 
 
 def http_filters(
-    labels: dict[str, str], namespace: str, resources: list[dict[str, Any]], direction: str, ecds_path: Any, port: int | None = None
-) -> list[dict[str, Any]]:
-    """The extension filters of one HTTP connection manager of one proxy, in Istio's order.
+    labels: dict[str, str], namespace: str, resources: list[dict[str, Any]], direction: str, ecds_path: Any, port: int | None = None,
+    phases: tuple[str, ...] = PHASES,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The extension filters of one HTTP connection manager of one proxy, in Istio's order (of the
+    given ``phases``: Istio puts each phase's group at its own place around the security filters).
 
     ``ecds_path(name)`` is the file the proxy's Envoy watches for the extension config ``name``."""
     chosen = [t for t in extensions_for(labels, namespace, resources) if matches_listener(t, direction, port)]
     out = []
-    for phase in PHASES:
+    for phase in phases:
         group = [t for t in chosen if (t["spec"].get("phase") or "UNSPECIFIED") == phase]
         for t in sorted(group, key=lambda t: -_priority(t)):  # stable: creation order within one priority
             name = resource_name(t)
@@ -246,7 +248,8 @@ def _http_filters(lis: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def signature(listeners: list[dict[str, Any]], ecds: dict[str, dict[str, Any]] | None = None) -> dict[str, list[tuple[str, ...]]]:
-    """Per listener, its extension filters: (name, kind, configuration, failure policy), where kind is
+    """Per listener, its extension filters (once, whatever the number of filter chains that carry them):
+    (name, kind, configuration, failure policy), where kind is
     ``wasm``, ``rbac-deny``/``rbac-allow`` (the agent's fallback), ``lua`` or ``ecds?`` (not loaded).
 
     Works on generated listeners and on Envoy's ``/config_dump`` alike; ``ecds`` maps an extension
@@ -270,5 +273,5 @@ def signature(listeners: list[dict[str, Any]], ecds: dict[str, dict[str, Any]] |
                 found.append((hf["name"], "lua", tc.get("default_source_code", {}).get("inline_string", ""), ""))
             elif kind == "ecds?":
                 found.append((hf["name"], "ecds?", "", ""))
-        out[lis.get("name", "")] = found
+        out[lis.get("name", "")] = list(dict.fromkeys(found))  # the same filters on every chain (mTLS, plaintext) count once
     return out

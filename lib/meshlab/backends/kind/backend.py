@@ -90,8 +90,9 @@ def workloads_of(deployments: list[dict[str, Any]]) -> list[Workload]:
         name = S.deployment_name(d["app"], d["version"] or "v1")
         for r in range(int(d.get("replicas", 1))):
             out.append(Workload(pod=f"{name}-{r}", deployment=name, app=d["app"], version=d["version"], cluster=d["cluster"],
-                                namespace=d["namespace"], service_account=spec["service_account"], ip="", netns=None,
-                                outbound="", app_host="", ports=list(spec["ports"])))  # fmt: skip
+                                namespace=d["namespace"], service_account=d.get("service_account") or spec["service_account"], ip="", netns=None,
+                                outbound="", app_host="", ports=list(spec["ports"]),
+                                sidecar=bool(d.get("sidecar", True))))  # fmt: skip
     return out
 
 
@@ -130,6 +131,7 @@ def up_plan(t: Topology, state_dir: Path, samples: bool = True) -> Plan:
         plan.meshlab(f"get {a.name} {a.version} into the tools folder, checksum-verified (skipped if already there)", "tool",
                      f"download {a.url} -> {a.program}; verify its sha256 against {a.checksum_source}",
                      args={"name": key}, tags=("tools",))
+    K.add_claim(plan, t, state_dir)
     K.add_registry(plan)
     K.add_clusters(plan, t, state_dir)
     images.add_images(plan, list(t.clusters))
@@ -160,12 +162,19 @@ def add_samples(plan: Plan, t: Topology, deployments: list[dict[str, Any]]) -> N
                      K.kubectl(c, "apply", "--validate=strict", "-f", "-"), manifests=S.helloworld_service(), cluster=c,
                      tags=("sample-service",))
     for d in deployments:
+        sidecar, account = d.get("sidecar", True), d.get("service_account") or S.APPS[d["app"]]["service_account"]
         if d["app"] == "helloworld":
-            docs = [S.helloworld_deployment(d["version"], d["replicas"], d["namespace"])]
+            docs = [S.helloworld_deployment(d["version"], d["replicas"], d["namespace"], sidecar, account)]
+            if account != S.APPS["helloworld"]["service_account"]:
+                docs.insert(0, S.service_account(account, d["namespace"]))
             what = f"helloworld {d['version']}"
         else:
-            docs = S.curl(d["replicas"], d["namespace"])
+            docs = S.curl(d["replicas"], d["namespace"], sidecar, account)
             what = "curl (the client pod for `lab.call`)"
+        if not sidecar:
+            what += " without a sidecar (label sidecar.istio.io/inject=false: plaintext, no identity)"
+        elif account != S.APPS[d["app"]]["service_account"]:
+            what += f" as service account {account} (its SPIFFE identity)"
         plan.run(f"deploy {what}", K.kubectl(d["cluster"], "apply", "--validate=strict", "-f", "-"), manifests=docs,
                  cluster=d["cluster"], tags=("deploy", f"deploy-{d['app']}"))
     for d in deployments:
@@ -344,7 +353,8 @@ class KindBackend:
         return out
 
     # ---- workloads ---------------------------------------------------------------------------------
-    def deploy(self, app: str, cluster: str, version: str = "v1", replicas: int = 1, namespace: str = S.NAMESPACE) -> list[Pod]:
+    def deploy(self, app: str, cluster: str, version: str = "v1", replicas: int = 1, namespace: str = S.NAMESPACE,
+               sidecar: bool = True, service_account: str | None = None) -> list[Pod]:
         """Apply the sample's manifests in ``cluster`` (namespace labelled for injection first) and wait for the rollout."""
         if app not in S.APPS:
             raise MeshlabError(f"unknown app {app!r}", f"deployable apps: {', '.join(S.APPS)}")
@@ -356,14 +366,19 @@ class KindBackend:
                 f"cannot start a sidecar in {cluster}: its control plane ({cp}) is stopped, so the proxy would get "
                 "neither configuration nor a certificate (on kind: istiod's injection webhook does not answer, so "
                 "the API server rejects the pod)",
-                f"start it: lab.start_control_plane({cp!r}), or `meshlab control-plane start {cp}`",
+                f"start it: lab.start_control_plane({cp!r})",
+                f"start it: meshlab control-plane start {cp}",
             )
         version = version if S.APPS[app]["ports"] else ""
         same = [x for x in self.deployments if x["cluster"] == cluster and x["app"] == app and x["version"] == version
                 and x["namespace"] == namespace]
         # like the local backend, deploy adds ``replicas`` pods: deploying an existing version again scales it up
         total = replicas + sum(int(x.get("replicas", 1)) for x in same)
-        d = {"app": app, "version": version, "cluster": cluster, "namespace": namespace, "replicas": total}
+        d: dict[str, Any] = {"app": app, "version": version, "cluster": cluster, "namespace": namespace, "replicas": total}
+        if not sidecar:
+            d["sidecar"] = False
+        if service_account:
+            d["service_account"] = service_account
         plan = Plan(f"deploy {app} in {cluster}")
         add_samples(plan, self.topology, [d])
         self.executor.execute(plan)
@@ -384,8 +399,11 @@ class KindBackend:
 
     def find(self, app: str, cluster: str, namespace: str = S.NAMESPACE) -> str:
         """The name of a running pod of ``app`` (or the pod name itself) in ``cluster``; the east-west
-        gateway (``istio-eastwestgateway``) is looked up in istio-system."""
+        gateway (``istio-eastwestgateway``) is looked up in istio-system; ``curl.legacy`` means the
+        ``curl`` of namespace ``legacy``."""
         self.topology.cluster(cluster)
+        if "." in app:
+            app, namespace = app.split(".", 1)
         namespace = namespace_of(app, namespace)
         if self.dry_run:
             return f"$(kubectl --context {K.context(cluster)} -n {namespace} get pod -l app={app} -o jsonpath='{{.items[0].metadata.name}}')"
@@ -394,7 +412,8 @@ class KindBackend:
         for p in kube.pods(cluster, namespace):
             if (p["name"] == app or p["labels"].get("app") == app) and p["phase"] == "Running" and not p["deleting"]:
                 return str(p["name"])
-        raise LabStateError(f"no running pod of {app!r} in {cluster}", f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})")
+        raise LabStateError(f"no running pod of {app!r} in {cluster}", f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})",
+            f"deploy it first: meshlab deploy {app} --cluster {cluster}")
 
     # ---- Istio resources --------------------------------------------------------------------------
     def apply(self, docs: list[dict[str, Any]], cluster: str) -> list[str]:
@@ -413,6 +432,29 @@ class KindBackend:
         if out is None:
             return [f"{d['kind'].lower()}/{d['metadata']['name']} not applied: dry run (recorded)" for d in docs]
         return [f"{line} (control plane {cp})" for line in out.splitlines() if line.strip()]
+
+    # ---- building blocks for a lab's own kind steps (see this package's README.md) --------------------
+    def apply_manifests(self, cluster: str, docs: list[dict[str, Any]], title: str, tags: tuple[str, ...] = (),
+                        hint: str | None = None, timeout: float = 120) -> str | None:
+        """Validate ``docs`` strictly, then ``kubectl --context kind-<cluster> apply`` them (any kind: a
+        Deployment, a ConfigMap, an Istio resource for that very cluster). Returns kubectl's output, or
+        None in a dry run (the step is recorded)."""
+        from .schema import validate
+
+        self.topology.cluster(cluster)
+        for d in docs:
+            validate(d)
+        return self.executor.run(K.kubectl(cluster, "apply", "--validate=strict", "-f", "-"), manifests=docs, cluster=cluster,
+                                 title=title, tags=tags, hint=hint, timeout=timeout)
+
+    def exec_in(self, workload: str, cluster: str, argv: list[str], title: str, container: str | None = None,
+                tags: tuple[str, ...] = (), timeout: float = 120) -> str | None:
+        """``kubectl exec`` ``argv`` in a running pod of ``workload`` (its app container unless ``container``,
+        e.g. ``istio-proxy``). Returns the output, or None in a dry run (the step is recorded)."""
+        pod = self.find(workload, cluster)
+        ns = namespace_of(workload)
+        return self.executor.run(K.kubectl(cluster, "-n", ns, "exec", pod, "-c", container or workload, "--", *argv),
+                                 cluster=cluster, title=title, tags=tags, timeout=timeout)
 
     def _ship_wasm(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """WasmPlugins and Wasm TrafficExtensions: push each module to the registry the pods reach, point the url there (see .wasm)."""
@@ -464,6 +506,26 @@ class KindBackend:
         if running:  # the proxies reconnect (with back-off) and get everything that changed meanwhile
             self._wait_synced("everything that changed while it was stopped")
 
+    def set_network_label(self, cluster: str, network: str | None) -> None:
+        """Label (or, with None, unlabel) ``cluster``'s istio-system with ``topology.istio.io/network``, as the
+        guides do before installing; istiod recomputes the network of that cluster's endpoints and pushes."""
+        self.topology.cluster(cluster)
+        label = f"topology.istio.io/network={network}" if network else "topology.istio.io/network-"
+        self.executor.run(K.kubectl(cluster, "label", "namespace", "istio-system", label, "--overwrite"), cluster=cluster,
+                          title=f"{'label' if network else 'unlabel'} namespace istio-system: {label}", tags=("network-label",))
+        self._wait_synced(f"the network of {cluster}'s endpoints")
+
+    def proxy_status(self) -> list[dict[str, str]]:
+        """``istioctl proxy-status`` of every running control plane: per proxy, each xDS type's sync state."""
+        rows: list[dict[str, str]] = []
+        for cp, st in self.state.data.get("control_planes", {}).items():
+            if st != "running":
+                continue
+            out = self.executor.run(["istioctl", "proxy-status", "--context", K.context(cp), "-o", "json"], cluster=cp,
+                                    title=f"proxy-status of istiod in {cp}", timeout=60)
+            rows += [{**r, "ISTIOD": cp} for r in parse_sync_rows(out or "")]
+        return rows
+
     # ---- failure injection -------------------------------------------------------------------------
     def kill(self, app: str, cluster: str) -> str:
         """Take ``app``'s pods in ``cluster`` away: scale its deployment to 0 and wait until they are gone.
@@ -496,7 +558,8 @@ class KindBackend:
         for d in self.deployments:
             if d["cluster"] == cluster and (d["app"] == app or S.deployment_name(d["app"], d["version"] or "v1") == app):
                 return d
-        raise LabStateError(f"no workload {app!r} in {cluster}", f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})")
+        raise LabStateError(f"no workload {app!r} in {cluster}", f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})",
+            f"deploy it first: meshlab deploy {app} --cluster {cluster}")
 
     # ---- waiting for istiod's push -------------------------------------------------------------------
     def _expected_proxies(self, control_plane: str) -> set[str]:
@@ -717,6 +780,29 @@ def parse_proxy_status(output: str) -> dict[str, list[str]]:
                 configs = r.get("genericXdsConfigs", r.get("generic_xds_configs", []))
                 out[node] = [str(g.get("configStatus", g.get("config_status", ""))) for g in configs]
     return out
+
+
+XDS_TYPES = {"Cluster": "CDS", "Listener": "LDS", "ClusterLoadAssignment": "EDS", "RouteConfiguration": "RDS",
+             "TypedExtensionConfig": "ECDS"}
+
+
+def parse_sync_rows(output: str) -> list[dict[str, str]]:
+    """``istioctl proxy-status -o json`` -> one row per proxy: NAME, CLUSTER, then CDS/LDS/EDS/RDS/ECDS states."""
+    rows = []
+    dec, text, i = json.JSONDecoder(), output.strip(), 0
+    while i < len(text):
+        doc, i = dec.raw_decode(text, i)
+        while i < len(text) and text[i].isspace():
+            i += 1
+        for r in doc.get("resources", []) if isinstance(doc, dict) else []:
+            node = r.get("node") or {}
+            row = {"NAME": node.get("id", ""), "CLUSTER": str((node.get("metadata") or {}).get("CLUSTER_ID", ""))}
+            for g in r.get("genericXdsConfigs", r.get("generic_xds_configs", [])):
+                short = XDS_TYPES.get(str(g.get("typeUrl", g.get("type_url", ""))).rsplit(".", 1)[-1])
+                if short:
+                    row[short] = str(g.get("configStatus", g.get("config_status", ""))).replace("NOT_SENT", "NOT SENT")
+            rows.append({**row, **{t: row.get(t, "NOT SENT") for t in XDS_TYPES.values()}})
+    return rows
 
 
 def dry_run_lab(pattern: str | Path, home_dir: str | Path, samples: bool = True) -> Any:

@@ -13,7 +13,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import LabStateError, MeshlabError, ResourceError
 from ...pki import PKI, WorkloadCert
@@ -24,7 +24,12 @@ from ...exec import run
 from . import client, net, procs
 from . import envoy as E
 from .policy import resolve_host
+from .security import signature as security_signature
+from .security import unmatched_selectors
 from .translate import GATEWAY_APP, OUTBOUND_PORT, Translator, Workload
+
+if TYPE_CHECKING:
+    from ...loadgen import LoadResult
 
 NAMESPACE = "sample"
 
@@ -44,11 +49,13 @@ def _file_version(path: Path) -> str | None:
 
 
 def _wasm_signature(lds: Path) -> Any:
-    """The Wasm filters in a listener file (meshlab.wasm.deploy.signature), or None without a file."""
+    """The Wasm and security filters and chain matches in a listener file (meshlab.wasm.deploy.signature,
+    security.signature), or None without a file: when they change, old connections must drain first."""
     from ...wasm.deploy import signature
 
     try:
-        return signature(json.loads(lds.read_text())["resources"])
+        listeners = json.loads(lds.read_text())["resources"]
+        return signature(listeners), security_signature(listeners)
     except (OSError, ValueError, KeyError):
         return None
 
@@ -134,6 +141,8 @@ class LocalBackend:
                 "processes": [],
                 "workloads": [],
                 "control_planes": {cp: "running" for cp in topology.control_planes},
+                # each cluster's istio-system label topology.istio.io/network (Istio's guides set it before install)
+                "network_labels": {name: c.network for name, c in topology.clusters.items()},
                 "created": time.time(),
             }
         )
@@ -151,6 +160,15 @@ class LocalBackend:
             if c.is_primary:  # istiod's CA: the cacerts secret of the primary
                 be.pki.cacerts(c.name, root=topology.meshes[c.mesh].root_ca)
         if len(topology.networks) > 1:  # multi-network: every cluster gets an east-west gateway
+            from ...federation import expose_services_gateway
+
+            # as the kind plan does: expose-services in every primary, which configures its clusters' gateways
+            doc = expose_services_gateway()
+            state.data["resources"] = [
+                {"control_plane": cp, "key": [doc["kind"], doc["metadata"]["namespace"], doc["metadata"]["name"]], "resource": doc}
+                for cp in topology.control_planes
+            ]
+            state.save()
             for c in topology.clusters.values():
                 be._start_gateway(c.name)
         return be
@@ -195,8 +213,12 @@ class LocalBackend:
         }
 
     # ---- workloads -----------------------------------------------------------------------------
-    def deploy(self, app: str, cluster: str, version: str = "v1", replicas: int = 1, namespace: str = NAMESPACE) -> list[Workload]:
-        """Start ``replicas`` pods of a sample app (its sidecar included) and push the new endpoints to every proxy."""
+    def deploy(
+        self, app: str, cluster: str, version: str = "v1", replicas: int = 1, namespace: str = NAMESPACE,
+        sidecar: bool = True, service_account: str | None = None,
+    ) -> list[Workload]:  # fmt: skip
+        """Start ``replicas`` pods of a sample app (its sidecar included, unless ``sidecar=False``: then the
+        app listens on the pod address itself and has no identity) and push the new endpoints to every proxy."""
         if app not in APPS:
             raise MeshlabError(f"unknown app {app!r}", f"deployable apps: {', '.join(APPS)}")
         c = self.topology.cluster(cluster)
@@ -205,7 +227,8 @@ class LocalBackend:
             raise LabStateError(
                 f"cannot start a sidecar in {cluster}: its control plane ({cp}) is stopped, so the proxy would get "
                 "neither configuration nor a certificate",
-                f"start it: lab.start_control_plane({cp!r}), or `meshlab control-plane start {cp}`",
+                f"start it: lab.start_control_plane({cp!r})",
+                f"start it: meshlab control-plane start {cp}",
             )
         spec = APPS[app]
         deployment = app if not spec["ports"] else f"{app}-{version}"
@@ -222,16 +245,17 @@ class LocalBackend:
             podnet = self.network.create_pod(self.topology, c, pod, in_cluster)  # 10.x.0.10, .11, ...
             w = Workload(
                 pod=pod, deployment=deployment, app=app, version=version if spec["ports"] else "", cluster=cluster,
-                namespace=namespace, service_account=spec["service_account"], ip=podnet.ip, netns=podnet.netns,
-                outbound=podnet.outbound, app_host=podnet.app_host, ports=list(spec["ports"]),
-                admin=str(self.run_dir / "sock" / f"{index}.sock"),
-                access_log=str(self.run_dir / "logs" / f"{pod}.access.log"),
+                namespace=namespace, service_account=service_account or spec["service_account"], ip=podnet.ip, netns=podnet.netns,
+                outbound=podnet.outbound, app_host=podnet.app_host if sidecar else podnet.ip, ports=list(spec["ports"]),
+                admin=str(self.run_dir / "sock" / f"{index}.sock") if sidecar else "",
+                access_log=str(self.run_dir / "logs" / f"{pod}.access.log") if sidecar else "", sidecar=sidecar,
             )  # fmt: skip
             self.state.data["workloads"].append(w.record())
             self.state.save()
             if w.ports:
                 self._start_app(w)
-            self._start_proxy(w)
+            if sidecar:
+                self._start_proxy(w)
             created.append(w)
         self.sync(cp)
         return created
@@ -291,10 +315,11 @@ class LocalBackend:
         registry = self.workloads
         gateways = {c: self.network.gateway_ip(self.topology, c) for c in self.topology.clusters}
         xds = self.proxy_dir(w) / "xds"
+        labels = self.state.data.get("network_labels")
         if w.app == GATEWAY_APP:
-            return Translator(self.topology, gateways, {}).gateway(w, registry, xds, self.resources_for(w.cluster))
-        certs = {x.pod: self._cert(x) for x in registry if x.app != GATEWAY_APP}
-        cfg = Translator(self.topology, gateways, certs).sidecar(w, registry, xds, self.resources_for(w.cluster))
+            return Translator(self.topology, gateways, {}, network_labels=labels).gateway(w, registry, xds, self.resources_for(w.cluster))
+        certs = {x.pod: self._cert(x) for x in registry if x.app != GATEWAY_APP and x.sidecar}
+        cfg = Translator(self.topology, gateways, certs, labels).sidecar(w, registry, xds, self.resources_for(w.cluster))
         if cfg.extensions:
             cfg.extensions, events = self.agent(w).convert(self._with_pull_secrets(w, cfg.extensions))
             self.agent_events += [(w.pod, e) for e in events]
@@ -353,11 +378,13 @@ class LocalBackend:
         cp = self.topology.cluster(cluster).control_plane
         stored = self.state.data.setdefault("resources", [])
         before = json.loads(json.dumps(stored))
-        names = []
+        names: list[str] = []
+        applied: list[dict[str, Any]] = []
         self.agent_events = []
         try:
             for doc in docs:
                 doc = {**doc, "metadata": {"namespace": NAMESPACE, **doc.get("metadata", {})}}
+                applied.append(doc)
                 key = [doc["kind"], doc["metadata"]["namespace"], doc["metadata"]["name"]]
                 self._refuse_overlap(doc, [r["resource"] for r in stored if r["control_plane"] == cp and r["key"] != key])
                 if doc["kind"] in ("WasmPlugin", "TrafficExtension"):
@@ -375,6 +402,9 @@ class LocalBackend:
                     stored.append(record)
                 names.append(f"{doc['kind'].lower()}/{doc['metadata']['name']} {'unchanged' if unchanged else 'configured'} (control plane {cp})")
             self.sync(cp)
+            served = {c.name for c in self.topology.served_by(cp)}
+            seen = [(w.labels, w.namespace) for w in self.workloads if w.cluster in served]
+            names += [f"warning: {m}" for m in unmatched_selectors(applied, seen)]
         except ResourceError as e:
             # refused as a whole: the translator refuses before any proxy is written; a proxy that
             # rejected its new config (e.g. a Wasm module failing to start) gets the previous one back
@@ -433,6 +463,14 @@ class LocalBackend:
         self.state.save()
         if running:
             self.sync(cluster)  # catch up on everything that changed while it was down
+
+    def set_network_label(self, cluster: str, network: str | None) -> None:
+        """Set (or, with None, remove) the ``topology.istio.io/network`` label of ``cluster``'s istio-system
+        namespace; the control planes recompute the network of its endpoints and push."""
+        self.topology.cluster(cluster)
+        self.state.data.setdefault("network_labels", {})[cluster] = network or ""
+        self.state.save()
+        self.sync()
 
     # ---- failure injection ---------------------------------------------------------------------
     def kill(self, app: str, cluster: str) -> str:
@@ -551,13 +589,17 @@ class LocalBackend:
         )
 
     def find(self, app: str, cluster: str) -> Workload:
+        """A workload of ``app`` (or a deployment or pod name) in ``cluster``; ``curl.legacy`` means the
+        ``curl`` of namespace ``legacy``, as Kubernetes names it."""
+        name, _, namespace = app.partition(".")
         for w in self.workloads:
-            if w.cluster == cluster and (w.app == app or w.deployment == app or w.pod == app):
+            if w.cluster == cluster and name in (w.app, w.deployment, w.pod) and namespace in ("", w.namespace):
                 return w
         self.topology.cluster(cluster)
         raise LabStateError(
             f"no workload {app!r} in {cluster}",
             f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})",
+            f"deploy it first: meshlab deploy {app} --cluster {cluster}",
         )
 
     # ---- traffic -------------------------------------------------------------------------------
@@ -574,8 +616,9 @@ class LocalBackend:
         w = self.find(workload, cluster)
         host, port, path = split_url(url)
         where = {x.pod: x.cluster for x in self.workloads}
+        target, target_port = (w.outbound, OUTBOUND_PORT) if w.sidecar else (self._service_pod(host, port, w), port)
         raw = self._in_pod(
-            w, "calls", host=w.outbound, port=OUTBOUND_PORT, authority=f"{host}:{port}", path=path, n=n,
+            w, "calls", host=target, port=target_port, authority=f"{host}:{port}", path=path, n=n,
             headers=headers or {}, timeout=timeout,
         )  # fmt: skip
         result = CallResult(url, f"{w.pod} ({cluster})")
@@ -585,6 +628,38 @@ class LocalBackend:
             else:
                 result.answers.append(Answer(0, "", error=a["error"], seconds=a["seconds"]))
         return result
+
+    def load(
+        self, workload: str, url: str, cluster: str, connections: int = 16, seconds: float = 3.0,
+        headers: dict[str, str] | None = None, label: str = "",
+    ) -> "LoadResult":
+        """Drive ``url`` with wrk from inside the workload's pod through its sidecar (recorded while it runs)."""
+        from ...loadgen import wrk
+
+        w = self.find(workload, cluster)
+        host, port, path = split_url(url)
+
+        def forget(rec: dict[str, object]) -> None:
+            self.state.data["processes"] = [p for p in self.state.data.get("processes", []) if p != rec]
+            self.state.save()
+
+        return wrk(
+            f"http://{w.outbound}:{OUTBOUND_PORT}{path}", host=f"{host}:{port}", headers=headers, connections=connections,
+            seconds=seconds, label=label or f"{url} from {w.pod}", exec_prefix=self.network.exec_prefix(w.netns),
+            record=lambda rec: self.state.record("processes", rec), forget=forget, workdir=self.run_dir / "load",
+        )  # fmt: skip
+
+    def _service_pod(self, host: str, port: int, client: Workload) -> str:
+        """Without a sidecar a client has only Kubernetes: the Service of its own cluster, whose kube-proxy
+        sends one keep-alive connection to one of its pods (here the first), in plaintext."""
+        fqdn = resolve_host(host, client.namespace)
+        pods = [x for x in self.workloads if x.fqdn == fqdn and port in x.ports and x.cluster == client.cluster]
+        if not pods:
+            raise LabStateError(
+                f"{client.pod} has no sidecar, so it only reaches Services of its own cluster: {fqdn}:{port} has no pod in {client.cluster}",
+                "deploy the service in that cluster, or call from a workload with a sidecar",
+            )
+        return pods[0].ip
 
     def connect(self, workload: str, cluster: str, address: str, port: int, timeout: float = 1.0) -> str:
         """Open a plain TCP connection from the pod (no sidecar): shows what the network allows."""
@@ -619,6 +694,40 @@ class LocalBackend:
                 )
         return rows
 
+    def proxy_status(self) -> list[dict[str, str]]:
+        """Like ``istioctl proxy-status``: per proxy, whether Envoy runs what its control plane last wrote
+        (SYNCED), has not taken it (yet, or rejected it: STALE), or was never sent any (NOT SENT)."""
+        rows = []
+        for w in self.workloads:
+            xds = self.proxy_dir(w) / "xds"
+            admin = E.Admin(w.admin)
+            try:
+                _, body = admin.get("/stats?format=json&filter=^(cluster_manager\\.cds|listener_manager\\.lds)\\.version_text$", timeout=2.0)
+                acked = {st["name"].split(".")[1]: str(st.get("value")) for st in json.loads(body).get("stats", [])}
+                hosts = {cs["name"]: sorted(f"{h['address']['socket_address']['address']}:{h['address']['socket_address']['port_value']}"
+                                            for h in cs.get("host_statuses", [])) for cs in admin.clusters().get("cluster_statuses", [])}
+            except (OSError, ValueError, MeshlabError):
+                acked, hosts = {}, None  # the proxy does not answer: it has acknowledged nothing
+            row = {"NAME": f"{w.pod}.{w.namespace}", "CLUSTER": w.cluster}
+            for t in ("cds", "lds"):
+                sent = _file_version(xds / f"{t}.json")
+                row[t.upper()] = "NOT SENT" if sent is None else "SYNCED" if acked.get(t) == sent else "STALE"
+            try:
+                names = {r["name"] for r in json.loads((xds / "cds.json").read_text())["resources"] if r.get("type") == "EDS"}
+            except (OSError, ValueError):
+                names = set()
+            eds = {}
+            for name in sorted(names):
+                la = json.loads(E.eds_path(xds, name).read_text())["resources"][0]
+                eds[name] = sorted(f"{e['endpoint']['address']['socket_address']['address']}:"
+                                                 f"{e['endpoint']['address']['socket_address']['port_value']}"
+                                                 for loc in la.get("endpoints", []) for e in loc.get("lb_endpoints", []))
+            row["EDS"] = "NOT SENT" if not eds else "SYNCED" if hosts is not None and all(hosts.get(k) == v for k, v in eds.items()) else "STALE"
+            cp = self.topology.clusters[w.cluster].control_plane
+            row["ISTIOD"] = f"{cp} ({self.state.data['control_planes'].get(cp, '?')})"
+            rows.append(row)
+        return rows
+
     def access_log(self, workload: str, cluster: str, last: int = 20) -> list[dict[str, Any]]:
         """The sidecar's parsed access log (JSON lines), newest last."""
         w = self.find(workload, cluster)
@@ -641,6 +750,8 @@ class LocalBackend:
         """``envoy --mode validate`` on every proxy's full config (bootstrap + all xDS inlined)."""
         count = 0
         for w in self.workloads:
+            if not w.sidecar:
+                continue  # a pod without a sidecar runs no Envoy
             boot = json.loads((self.proxy_dir(w) / "bootstrap.json").read_text())
             E.validate(E.static_equivalent(boot, self.proxy_config(w)), self.run_dir)
             count += 1

@@ -8,8 +8,10 @@ It follows what istiod does for the same inputs:
 - endpoints on the proxy's own network are pod addresses with their locality ("flat" EDS);
   endpoints on another network are that cluster's east-west gateway on 15443, weighted by how many
   endpoints sit behind it (split-horizon EDS);
-- inbound, the sidecar terminates ISTIO_MUTUAL on ``<podIP>:<port>``, requires a client
-  certificate from the mesh's trust domain and forwards to the app on the pod's loopback;
+- inbound, the sidecar listens on ``<podIP>:<port>`` with the filter chains of the port's
+  PeerAuthentication mode (mTLS with a client certificate from the mesh's trust domains, plaintext, or
+  both), its AuthorizationPolicies and RequestAuthentications as RBAC and jwt_authn filters
+  (:mod:`.security`), and forwards to the app on the pod's loopback; clients use auto-mTLS;
 - TrafficExtensions and WasmPlugins become filters in the HTTP connection managers of the workloads
   they select, ordered by phase and priority: Lua inline, Wasm as an extension config discovered over
   ECDS, which the proxy's agent rewrites before Envoy loads it (:mod:`meshlab.wasm.deploy`,
@@ -26,6 +28,7 @@ from ...errors import ResourceError
 from ...pki import WorkloadCert
 from ...topology import Topology
 from . import envoy as E
+from . import security as S
 from .policy import apply_traffic_policy, destination_rule, http_routes, matches, resolve_host, subsets, virtual_service
 
 OUTBOUND_PORT = 15001
@@ -53,6 +56,7 @@ class Workload:
     ports: list[int] = field(default_factory=list)
     admin: str = ""
     access_log: str = ""
+    sidecar: bool = True  # False: a plain process in the pod (plaintext, no identity)
 
     def record(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,6 +67,8 @@ class Workload:
 
     @property
     def labels(self) -> dict[str, str]:
+        if self.app == GATEWAY_APP:  # gen-eastwest-gateway.sh's labels; expose-services selects istio=eastwestgateway
+            return {"app": self.app, "istio": "eastwestgateway"}
         return {"app": self.app, "version": self.version}
 
 
@@ -79,6 +85,26 @@ def host_aliases(name: str, namespace: str, client_namespace: str) -> list[str]:
     (the bare name only resolves from the service's own namespace)."""
     aliases = [f"{name}.{namespace}.{DOMAIN_SUFFIX}", f"{name}.{namespace}.svc", f"{name}.{namespace}"]
     return aliases + [name] if namespace == client_namespace else aliases
+
+
+def passthrough_hosts(resources: list[dict[str, Any]], labels: dict[str, str]) -> list[str]:
+    """Hosts of the AUTO_PASSTHROUGH servers on 15443 of the Gateways selecting a gateway with ``labels``."""
+    return [
+        h
+        for r in resources
+        if r["kind"] == "Gateway" and matches(labels, r["spec"].get("selector", {}))
+        for server in r["spec"].get("servers", [])
+        if server["port"]["number"] == GATEWAY_PORT and server.get("tls", {}).get("mode") == "AUTO_PASSTHROUGH"
+        for h in server.get("hosts", [])
+    ]
+
+
+def host_matches(pattern: str, fqdn: str) -> bool:
+    """A Gateway host (``*``, ``*.local``, an exact name; an optional ``namespace/`` prefix) against a service."""
+    namespace, _, host = pattern.rpartition("/")
+    if namespace not in ("", "*", fqdn.split(".")[1]):
+        return False
+    return host == "*" or host == fqdn or (host.startswith("*.") and fqdn.endswith(host[1:]))
 
 
 @dataclass(frozen=True)
@@ -107,17 +133,35 @@ class Outbound:
 class Translator:
     """Builds each proxy's ProxyConfig from the registry and resources as seen by its control plane."""
 
-    def __init__(self, topology: Topology, gateway_ip: dict[str, str], certs: dict[str, WorkloadCert]) -> None:
+    def __init__(
+        self, topology: Topology, gateway_ip: dict[str, str], certs: dict[str, WorkloadCert], network_labels: dict[str, str] | None = None,
+    ) -> None:
         self.topology = topology
         self.gateway_ip = gateway_ip  # cluster -> east-west gateway address (multi-network patterns)
         self.certs = certs  # pod -> its certificate files
+        # cluster -> the topology.istio.io/network label of its istio-system namespace ("" = unlabelled)
+        self.network_labels = network_labels if network_labels is not None else {n: c.network for n, c in topology.clusters.items()}
+
+    def endpoint_network(self, cluster: str) -> str:
+        """The network istiod gives a pod of ``cluster``: its istio-system namespace's label ("" without one;
+        pods carry no network label of their own). The proxies' own network comes from the install values."""
+        return self.network_labels.get(cluster, "")
+
+    def direct(self, client_cluster: str, cluster: str) -> bool:
+        """Istio's EndpointsByNetworkFilter: an endpoint on the proxy's network, or on an unknown ("") one,
+        is used at its own address; any other goes through its network's gateway."""
+        return self.endpoint_network(cluster) in ("", self.topology.clusters[client_cluster].network)
 
     @staticmethod
-    def extension_filters(w: Workload, resources: list[dict[str, Any]], xds: Path, direction: str, port: int | None = None) -> list[dict[str, Any]]:
-        """TrafficExtensions (and WasmPlugins) selecting ``w``, as HTTP filters of one connection manager, in phase order."""
-        from ...wasm.deploy import http_filters
+    def extension_filters(
+        w: Workload, resources: list[dict[str, Any]], xds: Path, direction: str, port: int | None = None, phase: str | None = None
+    ) -> list[dict[str, Any]]:
+        """TrafficExtensions (and WasmPlugins) selecting ``w`` as HTTP filters of one connection manager, in
+        Istio's order (only those of ``phase`` when given)."""
+        from ...wasm.deploy import PHASES, http_filters
 
-        return http_filters(w.labels, w.namespace, resources, direction, lambda name: E.ecds_path(xds, name), port)
+        phases = PHASES if phase is None else (phase.removesuffix("_PHASE"),)
+        return http_filters(w.labels, w.namespace, resources, direction, lambda name: E.ecds_path(xds, name), port, phases)
 
     def visible(self, cluster: str, registry: list[Workload]) -> list[Workload]:
         """Workloads the control plane serving ``cluster`` knows about."""
@@ -142,19 +186,28 @@ class Translator:
                 ports.setdefault((w.app, w.namespace), set()).update(w.ports)
         return [Service(n, ns, tuple(sorted(p))) for (n, ns), p in sorted(ports.items())]
 
-    def endpoints(self, client_cluster: str, pods: list[Workload], port: int) -> list[E.Endpoint]:
-        """Split-horizon: local-network pods directly, each remote-network cluster as its gateway."""
+    def endpoints(
+        self, client_cluster: str, pods: list[Workload], port: int, resources: list[dict[str, Any]] | None = None, dr_tls: str | None = None
+    ) -> list[E.Endpoint]:
+        """Split-horizon: local-network pods directly, each remote-network cluster as its gateway.
+
+        An endpoint is marked for mTLS (``tlsMode: istio``) as mtls_checker.go decides: the
+        DestinationRule's mode if it sets one, else "has a sidecar and its PeerAuthentication does
+        not DISABLE mTLS on the port". Cross-network traffic needs mTLS (the gateway routes by SNI),
+        so remote pods without it are left out.
+        """
         out: list[E.Endpoint] = []
         behind_gateway: dict[str, int] = {}
         for w in pods:
             c = self.topology.clusters[w.cluster]
-            if self.topology.same_network(client_cluster, w.cluster):
-                out.append(E.Endpoint(w.ip, port, c.region, c.zone, labels={**w.labels, **self.topology_labels(w.cluster)}))
-            else:
+            mtls = dr_tls == "ISTIO_MUTUAL" if dr_tls else w.sidecar and S.mtls_mode(resources or [], w.labels, w.namespace, port) != "DISABLE"
+            if self.direct(client_cluster, w.cluster):
+                out.append(E.Endpoint(w.ip, port, c.region, c.zone, labels={**w.labels, **self.topology_labels(w.cluster)}, tls_mode=mtls))
+            elif mtls:
                 behind_gateway[w.cluster] = behind_gateway.get(w.cluster, 0) + 1
         for cluster, count in behind_gateway.items():
             c = self.topology.clusters[cluster]
-            out.append(E.Endpoint(self.gateway_ip[cluster], GATEWAY_PORT, c.region, c.zone, weight=count, labels=self.topology_labels(cluster)))
+            out.append(E.Endpoint(self.gateway_ip[cluster], GATEWAY_PORT, c.region, c.zone, weight=count, labels=self.topology_labels(cluster), tls_mode=True))
         return out
 
     def outbound_services(self, w: Workload, registry: list[Workload], resources: list[dict[str, Any]]) -> list[Outbound]:
@@ -192,7 +245,7 @@ class Translator:
     def sidecar(self, w: Workload, registry: list[Workload], xds: Path, resources: list[dict[str, Any]] | None = None) -> E.ProxyConfig:
         resources = resources or []
         cert = self.certs[w.pod]
-        trust_domain = self.topology.trust_domain(w.cluster)
+        trust_domains = self.topology.trust_domains(w.cluster)
         me = self.topology.clusters[w.cluster]
         client_labels = {**w.labels, **self.topology_labels(w.cluster)}
         listeners: list[dict[str, Any]] = []
@@ -209,26 +262,30 @@ class Translator:
                 for subset, selector in [("", {}), *subsets(resources, svc.fqdn).items()]:
                     name = outbound_cluster_name(port, svc.fqdn, subset)
                     pods = [p for p in svc.pods if port in p.ports and matches(p.labels, selector)]
-                    eps = self.endpoints(w.cluster, pods, port) + [e for e in svc.entries.get(port, []) if matches(e.labels, selector)]
-                    tls = None
-                    if policy.get("tls", {}).get("mode", "ISTIO_MUTUAL") == "ISTIO_MUTUAL":
-                        tls = {
+                    dr_tls = policy.get("tls", {}).get("mode")
+                    entries = [e for e in svc.entries.get(port, []) if matches(e.labels, selector)]
+                    for e in entries:  # a ServiceEntry endpoint speaks mTLS if labelled so (or the DestinationRule says so)
+                        e.tls_mode = dr_tls == "ISTIO_MUTUAL" if dr_tls else e.labels.get("security.istio.io/tlsMode") == "istio"
+                    eps = self.endpoints(w.cluster, pods, port, resources, dr_tls) + entries
+                    extra: dict[str, Any] = {}
+                    if dr_tls in (None, "ISTIO_MUTUAL"):
+                        mtls = {
                             "sni": sni(port, svc.fqdn, subset),
                             "common_tls_context": {
-                                **E.tls_context(str(cert.cert_chain), str(cert.key), str(cert.root_cert), ["h2"]),
+                                **E.tls_context(str(cert.cert_chain), str(cert.key), str(cert.root_cert), S.CLIENT_MTLS_ALPNS),
                                 "validation_context": {
                                     "trusted_ca": {"filename": str(cert.root_cert)},
                                     "match_typed_subject_alt_names": [{"san_type": "URI", "matcher": {"exact": s}} for s in sorted(svc.sans)],
                                 },
                             },
                         }
-                    extra: dict[str, Any] = {}
+                        extra.update(S.client_transport(mtls, auto=dr_tls is None))
                     if w.netns is None:  # loopback mode: connect from the pod's own address so the callee sees who called
                         extra["upstream_bind_config"] = {"source_address": {"address": w.ip, "port_value": 0}}
                     extra.update(apply_traffic_policy(policy, eps, (me.region, me.zone), client_labels))
                     clusters.append(
                         E.eds_cluster(
-                            name, E.eds_path(xds, name), tls=tls, lb_policy=extra.pop("lb_policy", "LEAST_REQUEST"),
+                            name, E.eds_path(xds, name), tls=None, lb_policy=extra.pop("lb_policy", "LEAST_REQUEST"),
                             max_requests_per_connection=extra.pop("max_requests_per_connection", None), extra=extra,
                         )  # fmt: skip
                     )
@@ -300,45 +357,27 @@ class Translator:
         for port in w.ports:
             inbound = f"inbound|{port}||"
             clusters.append(E.static_cluster(inbound, w.app_host, port))
+            hcm = E.hcm(
+                f"inbound_{port}",
+                {
+                    "name": f"inbound|{port}||",
+                    "virtual_hosts": [{"name": "inbound", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": inbound, "timeout": "0s"}}]}],
+                },
+                w.access_log,
+                # Istio passes the caller's identity to the app in XFCC
+                {"forward_client_cert_details": "APPEND_FORWARD", "set_current_client_cert_details": {"uri": True}},
+                http_filters=S.inbound_http_filters(
+                    resources, w.labels, w.namespace, trust_domains,
+                    lambda phase, port=port: self.extension_filters(w, resources, xds, "inbound", port, phase),
+                ),
+            )  # fmt: skip
+            tls = S.downstream_mtls(str(cert.cert_chain), str(cert.key), str(cert.root_cert), trust_domains)
+            mode = S.mtls_mode(resources, w.labels, w.namespace, port)
             listeners.append(
                 {
                     **E.listener(f"{w.ip}_{port}", w.ip, port),
                     "listener_filters": [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {"@type": E.TLS_INSPECTOR}}],
-                    "filter_chains": [
-                        {
-                            "transport_socket": {
-                                "name": "envoy.transport_sockets.tls",
-                                "typed_config": {
-                                    "@type": E.DOWNSTREAM_TLS,
-                                    "require_client_certificate": True,
-                                    "common_tls_context": {
-                                        **E.tls_context(str(cert.cert_chain), str(cert.key), str(cert.root_cert), ["h2", "http/1.1"]),
-                                        "validation_context": {
-                                            "trusted_ca": {"filename": str(cert.root_cert)},
-                                            "match_typed_subject_alt_names": [
-                                                {"san_type": "URI", "matcher": {"prefix": f"spiffe://{trust_domain}/"}}
-                                            ],
-                                        },
-                                    },
-                                },
-                            },
-                            "filters": [
-                                E.hcm(
-                                    f"inbound_{port}",
-                                    {
-                                        "name": f"inbound|{port}||",
-                                        "virtual_hosts": [
-                                            {"name": "inbound", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": inbound, "timeout": "0s"}}]}
-                                        ],
-                                    },
-                                    w.access_log,
-                                    # Istio passes the caller's identity to the app in XFCC
-                                    {"forward_client_cert_details": "APPEND_FORWARD", "set_current_client_cert_details": {"uri": True}},
-                                    http_filters=self.extension_filters(w, resources, xds, "inbound", port),
-                                )
-                            ],
-                        }
-                    ],
+                    "filter_chains": S.inbound_filter_chains(mode, tls, [hcm]),
                 }
             )
         from ...wasm.deploy import extension_configs, referenced
@@ -350,12 +389,21 @@ class Translator:
     def gateway(self, gw: Workload, registry: list[Workload], xds: Path, resources: list[dict[str, Any]] | None = None) -> E.ProxyConfig:
         """The east-west gateway: AUTO_PASSTHROUGH on 15443 — pick the local endpoints by SNI (one chain per
         service, port and subset), never terminate TLS: the client's sidecar and the serving sidecar do
-        mTLS end to end through it. A connection whose SNI names no exported service matches no chain."""
+        mTLS end to end through it. A connection whose SNI names no exported service matches no chain.
+
+        As in Istio, the listener exists only while a ``Gateway`` (``expose-services.yaml``) selects this
+        gateway with an AUTO_PASSTHROUGH server on 15443, for the services its hosts match; the gateway
+        sees the endpoints of its own network (``ISTIO_META_REQUESTED_NETWORK_VIEW``) and unlabelled ones."""
         resources = resources or []
-        visible = [w for w in self.visible(gw.cluster, registry) if self.topology.same_network(gw.cluster, w.cluster)]
+        hosts = passthrough_hosts(resources, gw.labels)
+        view = ("", self.topology.clusters[gw.cluster].network)
+        visible = [w for w in self.visible(gw.cluster, registry) if self.endpoint_network(w.cluster) in view]
+        visible = [w for w in visible if any(host_matches(h, w.fqdn) for h in hosts)]
         chains: list[dict[str, Any]] = []
         clusters: list[dict[str, Any]] = []
         endpoints: dict[str, list[E.Endpoint]] = {}
+        # AuthorizationPolicies selecting the gateway: network RBAC before tcp_proxy (TLS is not terminated here)
+        rbac = S.rbac_filters(resources, gw.labels, gw.namespace, self.topology.trust_domains(gw.cluster), for_tcp=True)
         for svc in self.services(visible):
             for port in svc.ports:
                 for subset, selector in [("", {}), *subsets(resources, svc.fqdn).items()]:
@@ -369,6 +417,7 @@ class Translator:
                         {
                             "filter_chain_match": {"server_names": [name]},
                             "filters": [
+                                *rbac,
                                 {
                                     "name": "envoy.filters.network.tcp_proxy",
                                     "typed_config": {
