@@ -398,8 +398,11 @@ class KindBackend:
 
     def find(self, app: str, cluster: str, namespace: str = S.NAMESPACE) -> str:
         """The name of a running pod of ``app`` (or the pod name itself) in ``cluster``; the east-west
-        gateway (``istio-eastwestgateway``) is looked up in istio-system."""
+        gateway (``istio-eastwestgateway``) is looked up in istio-system; ``curl.legacy`` means the
+        ``curl`` of namespace ``legacy``."""
         self.topology.cluster(cluster)
+        if "." in app:
+            app, namespace = app.split(".", 1)
         namespace = namespace_of(app, namespace)
         if self.dry_run:
             return f"$(kubectl --context {K.context(cluster)} -n {namespace} get pod -l app={app} -o jsonpath='{{.items[0].metadata.name}}')"

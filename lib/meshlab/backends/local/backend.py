@@ -487,8 +487,11 @@ class LocalBackend:
         )
 
     def find(self, app: str, cluster: str) -> Workload:
+        """A workload of ``app`` (or a deployment or pod name) in ``cluster``; ``curl.legacy`` means the
+        ``curl`` of namespace ``legacy``, as Kubernetes names it."""
+        name, _, namespace = app.partition(".")
         for w in self.workloads:
-            if w.cluster == cluster and (w.app == app or w.deployment == app or w.pod == app):
+            if w.cluster == cluster and name in (w.app, w.deployment, w.pod) and namespace in ("", w.namespace):
                 return w
         self.topology.cluster(cluster)
         raise LabStateError(
