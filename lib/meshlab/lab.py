@@ -36,6 +36,7 @@ from .traffic import CallResult
 if TYPE_CHECKING:
     from .backends.kind import KindBackend, Plan
     from .federation import VirtualMesh
+    from .loadgen import LoadResult
 
 
 
@@ -262,6 +263,18 @@ class Lab:
     def call(self, workload: str, url: str, cluster: str, n: int = 1, headers: dict[str, str] | None = None) -> CallResult:
         """Send ``n`` HTTP requests from ``workload``'s pod in ``cluster`` through its sidecar."""
         return self.backend.call(workload, url, cluster=cluster, n=n, headers=headers)
+
+    def load(
+        self, workload: str, url: str, cluster: str, connections: int = 16, seconds: float = 3.0, headers: dict[str, str] | None = None
+    ) -> "LoadResult":
+        """Drive ``url`` from ``workload``'s pod with a real load generator (wrk) for ``seconds``:
+        throughput, p50/p90/p99 and how many answers were not 2xx."""
+        if self.backend.name != "local":
+            raise MeshlabError(
+                "load runs wrk inside the pod's network namespace, which only the local backend has",
+                "on kind, use Istio's fortio sample (`kubectl exec deploy/fortio -- fortio load ...`), as Istio's circuit-breaking task does",
+            )
+        return self.backend.load(workload, url, cluster, connections=connections, seconds=seconds, headers=headers)  # type: ignore[union-attr]
 
     def connect(self, workload: str, cluster: str, address: str, port: int) -> str:
         """A raw TCP connect from the pod, bypassing its sidecar: ``connected`` or ``refused: ...``."""

@@ -26,6 +26,7 @@ _OUTLIER = {
     "interval": _DURATION,
     "baseEjectionTime": _DURATION,
     "maxEjectionPercent": int,
+    "minHealthPercent": int,
 }
 _LOCALITY_LB = {
     "enabled": bool,
@@ -41,6 +42,7 @@ _TRAFFIC_POLICY = {
         "tcp": {"maxConnections": int, "connectTimeout": _DURATION},
         "http": {"http1MaxPendingRequests": int, "http2MaxRequests": int, "maxRequestsPerConnection": int, "maxRetries": int},
     },
+    "retryBudget": {"percent": float, "minRetryConcurrency": int, "budgetInterval": _DURATION},
 }
 _META = {"name": str, "namespace": str, "labels": ("map", str), "annotations": ("map", str)}
 _STRING_MATCH = {"exact": str, "prefix": str, "regex": str}

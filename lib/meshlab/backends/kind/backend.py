@@ -131,6 +131,7 @@ def up_plan(t: Topology, state_dir: Path, samples: bool = True) -> Plan:
         plan.meshlab(f"get {a.name} {a.version} into the tools folder, checksum-verified (skipped if already there)", "tool",
                      f"download {a.url} -> {a.program}; verify its sha256 against {a.checksum_source}",
                      args={"name": key}, tags=("tools",))
+    K.add_claim(plan, t, state_dir)
     K.add_registry(plan)
     K.add_clusters(plan, t, state_dir)
     images.add_images(plan, list(t.clusters))

@@ -13,7 +13,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import LabStateError, MeshlabError, ResourceError
 from ...pki import PKI, WorkloadCert
@@ -27,6 +27,9 @@ from .policy import resolve_host
 from .security import signature as security_signature
 from .security import unmatched_selectors
 from .translate import GATEWAY_APP, OUTBOUND_PORT, Translator, Workload
+
+if TYPE_CHECKING:
+    from ...loadgen import LoadResult
 
 NAMESPACE = "sample"
 
@@ -526,6 +529,26 @@ class LocalBackend:
             else:
                 result.answers.append(Answer(0, "", error=a["error"], seconds=a["seconds"]))
         return result
+
+    def load(
+        self, workload: str, url: str, cluster: str, connections: int = 16, seconds: float = 3.0,
+        headers: dict[str, str] | None = None, label: str = "",
+    ) -> "LoadResult":
+        """Drive ``url`` with wrk from inside the workload's pod through its sidecar (recorded while it runs)."""
+        from ...loadgen import wrk
+
+        w = self.find(workload, cluster)
+        host, port, path = split_url(url)
+
+        def forget(rec: dict[str, object]) -> None:
+            self.state.data["processes"] = [p for p in self.state.data.get("processes", []) if p != rec]
+            self.state.save()
+
+        return wrk(
+            f"http://{w.outbound}:{OUTBOUND_PORT}{path}", host=f"{host}:{port}", headers=headers, connections=connections,
+            seconds=seconds, label=label or f"{url} from {w.pod}", exec_prefix=self.network.exec_prefix(w.netns),
+            record=lambda rec: self.state.record("processes", rec), forget=forget, workdir=self.run_dir / "load",
+        )  # fmt: skip
 
     def _service_pod(self, host: str, port: int, client: Workload) -> str:
         """Without a sidecar a client has only Kubernetes: the Service of its own cluster, whose kube-proxy
