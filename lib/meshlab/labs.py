@@ -111,10 +111,15 @@ LABS: list[LabInfo] = [
 
 
 def _build_filters() -> str:
-    from .wasm.build import build_all
+    from .display import Progress
+    from .wasm.build import build_filter, filters
 
-    built = build_all()
-    return f"{len(built)} Wasm filters built"
+    todo = filters()
+    with Progress("building the Wasm filters", total=len(todo)) as progress:
+        for f in todo:
+            build_filter(f.dir)
+            progress(f"{f.name} built")
+    return f"{len(todo)} Wasm filters built"
 
 
 def _start_hub() -> str:
