@@ -73,7 +73,7 @@ LABS: list[LabInfo] = [
     LabInfo("01", "01-envoy-data-plane.ipynb",
             "Envoy is the data plane: load balancing, circuit breaking, outlier detection, retries, timeouts, "
             "shadowing, rate limiting, measured on a real Envoy",
-            {"local": 45, "kind": 45}),
+            {"local": 45, "kind": 45}, Start("flat-network")),
     LabInfo("02", "02-shared-control-plane-flat-network.ipynb",
             "pattern 1: one control plane, two clusters on one flat network; endpoints, mTLS identity, "
             "the shared failure domain",
@@ -106,7 +106,7 @@ LABS: list[LabInfo] = [
     LabInfo("10", "10-troubleshooting.ipynb",
             "break and fix: seeded faults diagnosed with an operator's views (endpoints, sync status, "
             "access-log flags, stats)",
-            {"local": 40, "kind": 60}, Start("separate-networks", samples=True)),
+            {"local": 40, "kind": 60}, Start("separate-networks")),
 ]  # fmt: skip
 
 
