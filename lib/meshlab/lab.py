@@ -284,6 +284,11 @@ class Lab:
         """The endpoints ``workload``'s sidecar knows, like ``istioctl proxy-config endpoints``."""
         return Table(self.backend.endpoints(workload, cluster, service), title=f"endpoints of {workload} in {cluster}")
 
+    def proxy_status(self) -> Table:
+        """Like ``istioctl proxy-status``: per proxy, is each xDS type SYNCED with its control plane, STALE
+        (sent, not acknowledged: pending or rejected) or NOT SENT; and which control plane serves it."""
+        return Table(self.backend.proxy_status(), title=f"proxy status of {self.topology.name}")
+
     def access_log(self, workload: str, cluster: str, last: int = 20) -> list[dict[str, Any]]:
         """The sidecar's access log entries (JSON), newest last: shows the peer's SPIFFE identity."""
         return self.backend.access_log(workload, cluster, last)

@@ -119,6 +119,8 @@ class LocalBackend:
                 "processes": [],
                 "workloads": [],
                 "control_planes": {cp: "running" for cp in topology.control_planes},
+                # each cluster's istio-system label topology.istio.io/network (Istio's guides set it before install)
+                "network_labels": {name: c.network for name, c in topology.clusters.items()},
                 "created": time.time(),
             }
         )
@@ -136,6 +138,15 @@ class LocalBackend:
             if c.is_primary:  # istiod's CA: the cacerts secret of the primary
                 be.pki.cacerts(c.name, root=topology.meshes[c.mesh].root_ca)
         if len(topology.networks) > 1:  # multi-network: every cluster gets an east-west gateway
+            from ...federation import expose_services_gateway
+
+            # as the kind plan does: expose-services in every primary, which configures its clusters' gateways
+            doc = expose_services_gateway()
+            state.data["resources"] = [
+                {"control_plane": cp, "key": [doc["kind"], doc["metadata"]["namespace"], doc["metadata"]["name"]], "resource": doc}
+                for cp in topology.control_planes
+            ]
+            state.save()
             for c in topology.clusters.values():
                 be._start_gateway(c.name)
         return be
@@ -232,8 +243,24 @@ class LocalBackend:
         c = self.topology.clusters[w.cluster]
         return self.pki.workload(
             c.control_plane, w.namespace, w.service_account,
-            trust_domain=self.topology.meshes[c.mesh].trust_domain, root=self.topology.meshes[c.mesh].root_ca,
+            trust_domain=self.topology.meshes[c.mesh].trust_domain, root=self.ca_root(c.control_plane),
         )  # fmt: skip
+
+    def ca_root(self, control_plane: str) -> str:
+        """The root CA that ``control_plane``'s cacerts chain to (the pattern's, unless set_ca_root changed it)."""
+        c = self.topology.clusters[control_plane]
+        return str(self.state.data.get("ca_roots", {}).get(control_plane, self.topology.meshes[c.mesh].root_ca))
+
+    def set_ca_root(self, cluster: str, root: str) -> None:
+        """Plug-in CA: cut ``cluster``'s cacerts from the named ``root``; its control plane re-issues every
+        workload certificate (and trust bundle), as istiod and the workloads do once restarted."""
+        c = self.topology.cluster(cluster)
+        if not c.is_primary:
+            raise MeshlabError(f"{cluster} runs no control plane (it is a remote of {c.remote_of})", f"use {c.remote_of!r}")
+        self.pki.cacerts(cluster, root=root)
+        self.state.data.setdefault("ca_roots", {})[cluster] = root
+        self.state.save()
+        self.sync(cluster)
 
     def _start_app(self, w: Workload) -> None:
         argv = self.network.exec_prefix(w.netns) + [
@@ -280,10 +307,12 @@ class LocalBackend:
         registry = self.workloads
         gateways = {c: self.network.gateway_ip(self.topology, c) for c in self.topology.clusters}
         xds = self.proxy_dir(w) / "xds"
+        labels = self.state.data.get("network_labels")
         if w.app == GATEWAY_APP:
-            return Translator(self.topology, gateways, {}).gateway(w, registry, xds, self.resources_for(w.cluster))
+            return Translator(self.topology, gateways, {}, network_labels=labels).gateway(w, registry, xds, self.resources_for(w.cluster))
         certs = {x.pod: self._cert(x) for x in registry if x.app != GATEWAY_APP and x.sidecar}
-        return Translator(self.topology, gateways, certs, self.wasm_modules(w.cluster)).sidecar(w, registry, xds, self.resources_for(w.cluster))
+        return Translator(self.topology, gateways, certs, self.wasm_modules(w.cluster), labels).sidecar(
+            w, registry, xds, self.resources_for(w.cluster))
 
     # ---- Istio resources and control planes ----------------------------------------------------
     def resources_for(self, cluster: str) -> list[dict[str, Any]]:
@@ -390,6 +419,14 @@ class LocalBackend:
         self.state.save()
         if running:
             self.sync(cluster)  # catch up on everything that changed while it was down
+
+    def set_network_label(self, cluster: str, network: str | None) -> None:
+        """Set (or, with None, remove) the ``topology.istio.io/network`` label of ``cluster``'s istio-system
+        namespace; the control planes recompute the network of its endpoints and push."""
+        self.topology.cluster(cluster)
+        self.state.data.setdefault("network_labels", {})[cluster] = network or ""
+        self.state.save()
+        self.sync()
 
     # ---- failure injection ---------------------------------------------------------------------
     def kill(self, app: str, cluster: str) -> str:
@@ -593,6 +630,40 @@ class LocalBackend:
                         "WEIGHT": str(h.get("weight", 1)),
                     }
                 )
+        return rows
+
+    def proxy_status(self) -> list[dict[str, str]]:
+        """Like ``istioctl proxy-status``: per proxy, whether Envoy runs what its control plane last wrote
+        (SYNCED), has not taken it (yet, or rejected it: STALE), or was never sent any (NOT SENT)."""
+        rows = []
+        for w in self.workloads:
+            xds = self.proxy_dir(w) / "xds"
+            admin = E.Admin(w.admin)
+            try:
+                _, body = admin.get("/stats?format=json&filter=^(cluster_manager\\.cds|listener_manager\\.lds)\\.version_text$", timeout=2.0)
+                acked = {st["name"].split(".")[1]: str(st.get("value")) for st in json.loads(body).get("stats", [])}
+                hosts = {cs["name"]: sorted(f"{h['address']['socket_address']['address']}:{h['address']['socket_address']['port_value']}"
+                                            for h in cs.get("host_statuses", [])) for cs in admin.clusters().get("cluster_statuses", [])}
+            except (OSError, ValueError, MeshlabError):
+                acked, hosts = {}, None  # the proxy does not answer: it has acknowledged nothing
+            row = {"NAME": f"{w.pod}.{w.namespace}", "CLUSTER": w.cluster}
+            for t in ("cds", "lds"):
+                sent = _file_version(xds / f"{t}.json")
+                row[t.upper()] = "NOT SENT" if sent is None else "SYNCED" if acked.get(t) == sent else "STALE"
+            try:
+                names = {r["name"] for r in json.loads((xds / "cds.json").read_text())["resources"] if r.get("type") == "EDS"}
+            except (OSError, ValueError):
+                names = set()
+            eds = {}
+            for name in sorted(names):
+                la = json.loads(E.eds_path(xds, name).read_text())["resources"][0]
+                eds[name] = sorted(f"{e['endpoint']['address']['socket_address']['address']}:"
+                                                 f"{e['endpoint']['address']['socket_address']['port_value']}"
+                                                 for loc in la.get("endpoints", []) for e in loc.get("lb_endpoints", []))
+            row["EDS"] = "NOT SENT" if not eds else "SYNCED" if hosts is not None and all(hosts.get(k) == v for k, v in eds.items()) else "STALE"
+            cp = self.topology.clusters[w.cluster].control_plane
+            row["ISTIOD"] = f"{cp} ({self.state.data['control_planes'].get(cp, '?')})"
+            rows.append(row)
         return rows
 
     def access_log(self, workload: str, cluster: str, last: int = 20) -> list[dict[str, Any]]:
