@@ -492,6 +492,31 @@ class KindBackend:
         if running:  # the proxies reconnect (with back-off) and get everything that changed meanwhile
             self._wait_synced("everything that changed while it was stopped")
 
+    def use_root_ca(self, cluster: str, root: str) -> None:
+        """Replace the ``cacerts`` of ``cluster``'s control plane with an intermediate under ``root`` and
+        restart istiod and the sample workloads, so every proxy it serves gets a certificate from it."""
+        cp = self.topology.cluster(cluster).control_plane
+        pki_dir = _pki_dir(self.state.dir)
+        plan = Plan(f"re-root {cp}'s CA under {root!r}")
+        plan.meshlab(f"generate an intermediate CA for {cp} under root {root!r}", "pki", f"meshlab.pki.PKI({str(pki_dir)!r}).cacerts({cp!r}, {root!r})",
+                     args={"pki_dir": str(pki_dir), "clusters": {cp: root}}, tags=("pki",))  # fmt: skip
+        d = pki_dir / root / cp / "cacerts"
+        plan.run("delete the old cacerts secret", K.kubectl(cp, "-n", "istio-system", "delete", "secret", "cacerts", "--ignore-not-found"),
+                 cluster=cp, tags=("cacerts",))  # fmt: skip
+        plan.run(f"create secret cacerts from root {root!r}",
+                 K.kubectl(cp, "create", "secret", "generic", "cacerts", "-n", "istio-system",
+                           *(f"--from-file={d / f}" for f in ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem"))),
+                 cluster=cp, tags=("cacerts",))  # fmt: skip
+        plan.run("restart istiod (it reads cacerts at start)", K.kubectl(cp, "-n", "istio-system", "rollout", "restart", "deployment/istiod"),
+                 cluster=cp, tags=("restart",))  # fmt: skip
+        plan.run("wait for istiod", K.kubectl(cp, "-n", "istio-system", "rollout", "status", "deployment/istiod", "--timeout=300s"),
+                 cluster=cp, timeout=330, tags=("wait",))  # fmt: skip
+        for c in self.topology.served_by(cp):
+            plan.run(f"restart the workloads of {c.name} (new pods, new certificates)",
+                     K.kubectl(c.name, "-n", S.NAMESPACE, "rollout", "restart", "deployment"), cluster=c.name, tags=("restart",))  # fmt: skip
+        self.executor.execute(plan)
+        self._wait_synced("the workloads' new certificates")
+
     # ---- failure injection -------------------------------------------------------------------------
     def kill(self, app: str, cluster: str) -> str:
         """Take ``app``'s pods in ``cluster`` away: scale its deployment to 0 and wait until they are gone.

@@ -133,7 +133,7 @@ class LocalBackend:
         be.network.create_underlay(topology)
         for c in topology.clusters.values():
             if c.is_primary:  # istiod's CA: the cacerts secret of the primary
-                be.pki.cacerts(c.name, root=topology.meshes[c.mesh].root_ca)
+                be.pki.cacerts(c.name, root=be.root_ca(c.name))
         if len(topology.networks) > 1:  # multi-network: every cluster gets an east-west gateway
             for c in topology.clusters.values():
                 be._start_gateway(c.name)
@@ -239,8 +239,23 @@ class LocalBackend:
         c = self.topology.clusters[w.cluster]
         return self.pki.workload(
             c.control_plane, w.namespace, w.service_account,
-            trust_domain=self.topology.meshes[c.mesh].trust_domain, root=self.topology.meshes[c.mesh].root_ca,
+            trust_domain=self.topology.meshes[c.mesh].trust_domain, root=self.root_ca(c.control_plane),
         )  # fmt: skip
+
+    def root_ca(self, control_plane: str) -> str:
+        """The root under which ``control_plane``'s CA signs: its mesh's, unless ``use_root_ca`` changed it."""
+        c = self.topology.clusters[control_plane]
+        return str(self.state.data.get("ca_roots", {}).get(control_plane, self.topology.meshes[c.mesh].root_ca))
+
+    def use_root_ca(self, cluster: str, root: str) -> None:
+        """Give ``cluster``'s control plane a CA under another root (as if its ``cacerts`` secret were
+        replaced and istiod and the workloads restarted): every proxy it serves gets a new certificate
+        and trusts only ``root``. Other control planes keep theirs, so mTLS between them now fails."""
+        cp = self.topology.cluster(cluster).control_plane
+        self.pki.cacerts(cp, root=root)
+        self.state.data.setdefault("ca_roots", {})[cp] = root
+        self.state.save()
+        self.sync(cp)
 
     def _start_app(self, w: Workload) -> None:
         argv = self.network.exec_prefix(w.netns) + [
