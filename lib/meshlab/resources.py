@@ -26,6 +26,7 @@ _OUTLIER = {
     "interval": _DURATION,
     "baseEjectionTime": _DURATION,
     "maxEjectionPercent": int,
+    "minHealthPercent": int,
 }
 _LOCALITY_LB = {
     "enabled": bool,
@@ -41,6 +42,7 @@ _TRAFFIC_POLICY = {
         "tcp": {"maxConnections": int, "connectTimeout": _DURATION},
         "http": {"http1MaxPendingRequests": int, "http2MaxRequests": int, "maxRequestsPerConnection": int, "maxRetries": int},
     },
+    "retryBudget": {"percent": float, "minRetryConcurrency": int, "budgetInterval": _DURATION},
 }
 _META = {"name": str, "namespace": str, "labels": ("map", str), "annotations": ("map", str)}
 _STRING_MATCH = {"exact": str, "prefix": str, "regex": str}
@@ -76,7 +78,8 @@ SHAPES: dict[str, dict[str, Any]] = {
         "exportTo": [str],
     },
     "VirtualService": {"hosts": [str], "gateways": [str], "http": [_HTTP_ROUTE], "exportTo": [str]},
-    # networking.istio.io: an ingress gateway's servers (meshlab.backends.local.edge builds its listeners)
+    # networking.istio.io: an ingress gateway's HTTP/HTTPS servers (meshlab.backends.local.edge builds its
+    # listeners) and what expose-services.yaml needs: SNI passthrough on an east-west gateway (lab 10 deletes it)
     "Gateway": {
         "selector": ("map", str),
         "servers": [{"port": {"number": int, "name": str, "protocol": str}, "hosts": [str], "tls": _SERVER_TLS, "name": str}],
@@ -131,8 +134,8 @@ ENUMS = {
     "spec.mtls.mode": {"UNSET", "STRICT", "PERMISSIVE", "DISABLE"},
     "spec.portLevelMtls.*.mode": {"UNSET", "STRICT", "PERMISSIVE", "DISABLE"},
     "spec.action": {"ALLOW", "DENY", "AUDIT", "CUSTOM"},
-    "spec.servers[].port.protocol": {"HTTP", "HTTPS"},
-    "spec.servers[].tls.mode": {"SIMPLE"},
+    "spec.servers[].port.protocol": {"HTTP", "HTTPS", "TLS"},  # TLS: east-west passthrough only
+    "spec.servers[].tls.mode": {"SIMPLE", "AUTO_PASSTHROUGH"},
     "spec.trafficPolicy.loadBalancer.simple": {"ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"},
     "spec.location": {"MESH_INTERNAL", "MESH_EXTERNAL"},
     "spec.resolution": {"STATIC"},

@@ -79,6 +79,9 @@ def gateway_listeners(
         for i, server in enumerate(g["spec"].get("servers", [])):
             where = f"Gateway {g['metadata']['name']!r} spec.servers[{i}]"
             port = server["port"]["number"]
+            if server["port"]["protocol"] not in ("HTTP", "HTTPS"):
+                raise ResourceError(f"{where}: protocol {server['port']['protocol']} at an ingress gateway is not supported by the local backend",
+                                    "use HTTP, or HTTPS with tls.mode SIMPLE (TLS passthrough is for the east-west gateway)")  # fmt: skip
             vhosts = []
             for vs in vss:
                 for host in vs["spec"].get("hosts", []):
