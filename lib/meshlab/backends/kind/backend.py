@@ -35,6 +35,7 @@ from .executor import Executor, Progress
 from .plan import Plan
 
 CALL_MARK = "@@meshlab-status="
+MULTI_PRIMARY_MULTI_NETWORK_GUIDE = "https://istio.io/latest/docs/setup/install/multicluster/multi-primary_multi-network/"
 GATEWAY_NAMESPACE = "istio-system"  # where the east-west gateway (app=istio-eastwestgateway) runs
 PUSH_SETTLE = 1.5  # seconds: istiod debounces a change (100 ms quiet period, up to 10 s) before it pushes
 SYNC_TIMEOUT = 180.0  # seconds to wait until every proxy has acknowledged the latest push
@@ -124,6 +125,11 @@ def up_plan(t: Topology, state_dir: Path, samples: bool = True) -> Plan:
             f"time: {bringup_estimate(t)}",
         ],
     )
+    if I.federated(t):
+        plan.notes.append(
+            "not an Istio guide: separate control planes federated by ServiceEntries is meshlab's design (two meshes, "
+            "no remote secrets, see meshlab/federation.py); Istio's closest guide is multi-primary on different networks, "
+            f"which exchanges remote secrets: {MULTI_PRIMARY_MULTI_NETWORK_GUIDE}")
     plan.phase = "prerequisites and tools"
     plan.meshlab("check the prerequisites: Docker engine and its memory, inotify limits, kubectl (as `meshlab doctor`)",
                  "check", "meshlab.prereqs.check_kind(); stop on a failed Docker/kubectl check and print its fix", tags=("doctor",))
