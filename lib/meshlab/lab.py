@@ -373,12 +373,6 @@ class Lab:
         """Start it again; it pushes everything that changed meanwhile."""
         self.backend.set_control_plane(cluster, running=True)
 
-    def use_root_ca(self, cluster: str, root: str) -> None:
-        """Re-issue the CA of ``cluster``'s control plane under another root (its ``cacerts`` replaced,
-        istiod and the workloads restarted). A fault when other clusters keep the old root: their
-        mTLS handshakes with this cluster fail (``ssl.fail_verify_error`` in the stats)."""
-        self.backend.use_root_ca(cluster, root)
-
     def kill(self, workload: str, cluster: str) -> str:
         """Crash a workload's app (local: SIGKILL, its sidecar stays and answers 503 for it;
         kind: the Deployment is scaled to zero, since Kubernetes would restart a killed container)."""

@@ -138,7 +138,7 @@ class LocalBackend:
         be.network.create_underlay(topology)
         for c in topology.clusters.values():
             if c.is_primary:  # istiod's CA: the cacerts secret of the primary
-                be.pki.cacerts(c.name, root=be.root_ca(c.name))
+                be.pki.cacerts(c.name, root=be.ca_root(c.name))
         if len(topology.networks) > 1:  # multi-network: every cluster gets an east-west gateway
             from ...federation import expose_services_gateway
 
@@ -253,23 +253,24 @@ class LocalBackend:
         c = self.topology.clusters[w.cluster]
         return self.pki.workload(
             c.control_plane, w.namespace, w.service_account,
-            trust_domain=self.topology.meshes[c.mesh].trust_domain, root=self.root_ca(c.control_plane),
+            trust_domain=self.topology.meshes[c.mesh].trust_domain, root=self.ca_root(c.control_plane),
         )  # fmt: skip
 
-    def root_ca(self, control_plane: str) -> str:
-        """The root under which ``control_plane``'s CA signs: its mesh's, unless ``use_root_ca`` changed it."""
+    def ca_root(self, control_plane: str) -> str:
+        """The root CA that ``control_plane``'s cacerts chain to (the pattern's, unless set_ca_root changed it)."""
         c = self.topology.clusters[control_plane]
         return str(self.state.data.get("ca_roots", {}).get(control_plane, self.topology.meshes[c.mesh].root_ca))
 
-    def use_root_ca(self, cluster: str, root: str) -> None:
-        """Give ``cluster``'s control plane a CA under another root (as if its ``cacerts`` secret were
-        replaced and istiod and the workloads restarted): every proxy it serves gets a new certificate
-        and trusts only ``root``. Other control planes keep theirs, so mTLS between them now fails."""
-        cp = self.topology.cluster(cluster).control_plane
-        self.pki.cacerts(cp, root=root)
-        self.state.data.setdefault("ca_roots", {})[cp] = root
+    def set_ca_root(self, cluster: str, root: str) -> None:
+        """Plug-in CA: cut ``cluster``'s cacerts from the named ``root``; its control plane re-issues every
+        workload certificate (and trust bundle), as istiod and the workloads do once restarted."""
+        c = self.topology.cluster(cluster)
+        if not c.is_primary:
+            raise MeshlabError(f"{cluster} runs no control plane (it is a remote of {c.remote_of})", f"use {c.remote_of!r}")
+        self.pki.cacerts(cluster, root=root)
+        self.state.data.setdefault("ca_roots", {})[cluster] = root
         self.state.save()
-        self.sync(cp)
+        self.sync(cluster)
 
     def _start_app(self, w: Workload) -> None:
         argv = self.network.exec_prefix(w.netns) + [
