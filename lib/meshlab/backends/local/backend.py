@@ -243,8 +243,24 @@ class LocalBackend:
         c = self.topology.clusters[w.cluster]
         return self.pki.workload(
             c.control_plane, w.namespace, w.service_account,
-            trust_domain=self.topology.meshes[c.mesh].trust_domain, root=self.topology.meshes[c.mesh].root_ca,
+            trust_domain=self.topology.meshes[c.mesh].trust_domain, root=self.ca_root(c.control_plane),
         )  # fmt: skip
+
+    def ca_root(self, control_plane: str) -> str:
+        """The root CA that ``control_plane``'s cacerts chain to (the pattern's, unless set_ca_root changed it)."""
+        c = self.topology.clusters[control_plane]
+        return str(self.state.data.get("ca_roots", {}).get(control_plane, self.topology.meshes[c.mesh].root_ca))
+
+    def set_ca_root(self, cluster: str, root: str) -> None:
+        """Plug-in CA: cut ``cluster``'s cacerts from the named ``root``; its control plane re-issues every
+        workload certificate (and trust bundle), as istiod and the workloads do once restarted."""
+        c = self.topology.cluster(cluster)
+        if not c.is_primary:
+            raise MeshlabError(f"{cluster} runs no control plane (it is a remote of {c.remote_of})", f"use {c.remote_of!r}")
+        self.pki.cacerts(cluster, root=root)
+        self.state.data.setdefault("ca_roots", {})[cluster] = root
+        self.state.save()
+        self.sync(cluster)
 
     def _start_app(self, w: Workload) -> None:
         argv = self.network.exec_prefix(w.netns) + [
