@@ -7,11 +7,14 @@ another (or a fresh notebook kernel) act on the same lab.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from ...exec import run
 from . import client, net, procs
 from . import envoy as E
 from .policy import resolve_host
+from .telemetry import stats_config
 from .translate import GATEWAY_APP, OUTBOUND_PORT, Translator, Workload
 
 NAMESPACE = "sample"
@@ -66,6 +70,14 @@ def _lds_stats(admin: E.Admin) -> dict[str, Any]:
             if k in out:
                 out[k] = st.get("value")
     return out
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 def pod_name(cluster: str, deployment: str, replica: int) -> str:
@@ -252,6 +264,7 @@ class LocalBackend:
             f"{kind}~{w.ip}~{w.pod}.{w.namespace}~{w.namespace}.svc.cluster.local",
             f"{w.deployment}.{w.namespace}", (c.region, c.zone), Path(w.admin), xds,
         )  # fmt: skip
+        boot["stats_config"] = stats_config()  # Istio's labels from the stats filter's names (local/telemetry.py)
         Path(w.admin).parent.mkdir(parents=True, exist_ok=True)
         cfg = self.proxy_config(w)
         E.XdsWriter(xds).write(cfg)
@@ -270,13 +283,16 @@ class LocalBackend:
         if w.app == GATEWAY_APP:
             return Translator(self.topology, gateways, {}).gateway(w, registry, xds, self.resources_for(w.cluster))
         certs = {x.pod: self._cert(x) for x in registry if x.app != GATEWAY_APP}
-        return Translator(self.topology, gateways, certs, self.wasm_modules(w.cluster)).sidecar(w, registry, xds, self.resources_for(w.cluster))
+        return Translator(self.topology, gateways, certs, self.wasm_modules(w.cluster), self.state.data.get("telemetry")).sidecar(
+            w, registry, xds, self.resources_for(w.cluster))
 
     # ---- Istio resources and control planes ----------------------------------------------------
     def resources_for(self, cluster: str) -> list[dict[str, Any]]:
         """Resources held by the control plane that configures ``cluster``'s proxies."""
         cp = self.topology.clusters[cluster].control_plane
-        return [r["resource"] for r in self.state.data.get("resources", []) if r["control_plane"] == cp]
+        from ...mesh.controller import load_generated  # what the management plane generated (meshlab.mesh)
+
+        return [r["resource"] for r in self.state.data.get("resources", []) if r["control_plane"] == cp] + load_generated(self.run_dir).get(cp, [])
 
     def apply(self, docs: list[dict[str, Any]], cluster: str) -> list[str]:
         """Store validated resources with the control plane owning ``cluster`` and push the result.
@@ -387,7 +403,10 @@ class LocalBackend:
 
     def sync(self, control_plane: str | None = None) -> None:
         """Recompute and write the config of every proxy a running control plane serves; wait until applied."""
-        cps = [control_plane] if control_plane else list(self.state.data["control_planes"])
+        with _file_lock(self.run_dir / ".sync.lock"):  # one push at a time, also across processes (the mesh controller)
+            self._sync([control_plane] if control_plane else list(self.state.data["control_planes"]))
+
+    def _sync(self, cps: list[str]) -> None:
         configs = []  # all computed first: a resource the translator refuses changes no proxy
         for cp in cps:
             if self.state.data["control_planes"].get(cp) != "running":

@@ -25,6 +25,7 @@ from ...errors import ResourceError
 from ...pki import WorkloadCert
 from ...topology import Topology
 from . import envoy as E
+from . import telemetry as T
 from .policy import apply_traffic_policy, destination_rule, http_routes, matches, resolve_host, subsets, virtual_service
 
 OUTBOUND_PORT = 15001
@@ -107,9 +108,11 @@ class Translator:
     """Builds each proxy's ProxyConfig from the registry and resources as seen by its control plane."""
 
     def __init__(
-        self, topology: Topology, gateway_ip: dict[str, str], certs: dict[str, WorkloadCert], wasm: dict[str, dict[str, Any]] | None = None
+        self, topology: Topology, gateway_ip: dict[str, str], certs: dict[str, WorkloadCert], wasm: dict[str, dict[str, Any]] | None = None,
+        telemetry: dict[str, Any] | None = None,
     ) -> None:
         self.topology = topology
+        self.telemetry = telemetry  # the istio-stats module (path, sha256) when telemetry is on: meshlab.backends.local.telemetry
         self.gateway_ip = gateway_ip  # cluster -> east-west gateway address (multi-network patterns)
         self.certs = certs  # pod -> its certificate files
         self.wasm = wasm or {}  # "<ns>/<name>" of each WasmPlugin -> its fetched module (meshlab.wasm.deploy.Module)
@@ -290,7 +293,7 @@ class Translator:
                         "filters": [
                             E.hcm(
                                 f"outbound_{OUTBOUND_PORT}", {"name": "outbound", "virtual_hosts": vhosts}, w.access_log,
-                                http_filters=[*self.wasm_filters(w, resources, "outbound"), E.FAULT_FILTER],
+                                http_filters=[*self.wasm_filters(w, resources, "outbound"), E.FAULT_FILTER, *self.stats_filters(w, "source")],
                             )  # fmt: skip
                         ]
                     }
@@ -335,14 +338,24 @@ class Translator:
                                     w.access_log,
                                     # Istio passes the caller's identity to the app in XFCC
                                     {"forward_client_cert_details": "APPEND_FORWARD", "set_current_client_cert_details": {"uri": True}},
-                                    http_filters=self.wasm_filters(w, resources, "inbound", port),
+                                    http_filters=[*self.wasm_filters(w, resources, "inbound", port), *self.stats_filters(w, "destination")],
                                 )
                             ],
                         }
                     ],
                 }
             )
+        if self.telemetry:
+            listeners.append(T.stats_listener(w.ip))
+            clusters.append(T.stats_cluster(w.admin))
         return E.ProxyConfig(listeners, clusters, endpoints)
+
+    def stats_filters(self, w: Workload, reporter: str) -> list[dict[str, Any]]:
+        """Istio's stats filter, last before the router, when telemetry is on."""
+        if not self.telemetry:
+            return []
+        service = w.fqdn if reporter == "destination" else ""
+        return [T.stats_filter(self.telemetry, T.plugin_config(reporter, w, w.cluster, service))]
 
     def gateway(self, gw: Workload, registry: list[Workload], xds: Path, resources: list[dict[str, Any]] | None = None) -> E.ProxyConfig:
         """The east-west gateway: AUTO_PASSTHROUGH on 15443 — pick the local endpoints by SNI (one chain per
