@@ -30,6 +30,7 @@ from .traffic import CallResult
 if TYPE_CHECKING:
     from .backends.kind import KindBackend, Plan
     from .federation import VirtualMesh
+    from .mesh import ManagementPlane
 
 
 
@@ -229,6 +230,13 @@ class Lab:
     def delete(self, kind: str, name: str, cluster: str, namespace: str = "sample") -> None:
         """Remove a resource applied earlier; proxies fall back to their defaults."""
         self.backend.delete(kind, name, cluster, namespace)
+
+    @property
+    def mesh(self) -> "ManagementPlane":
+        """The management plane (Service Mesh Hub / Gloo Mesh style): discovery, VirtualMesh, policies, telemetry."""
+        from .mesh import ManagementPlane
+
+        return ManagementPlane(self)
 
     def discover(self) -> Table:
         """Meshes, clusters and the services each runs (Service Mesh Hub's discovery)."""

@@ -11,7 +11,7 @@ the ``istio-stats`` Wasm filter (:mod:`meshlab.backends.local.telemetry`). Every
 in the lab state, so ``meshlab down`` stops it.
 
 Kind backend: Istio's Prometheus addon (``samples/addons/prometheus.yaml``) in every cluster, and a
-global Prometheus in the first cluster federating them (:func:`kind_manifests`).
+global Prometheus in the first cluster federating them (:mod:`meshlab.mesh.kindsteps`).
 """
 
 from __future__ import annotations
@@ -202,11 +202,14 @@ class Telemetry:
         return changed
 
     def _enable_kind(self) -> Table:
-        be = self.lab.backend
-        for step in kind_steps(self.lab.topology):
-            be.executor.run_step(step)  # type: ignore[union-attr]
-        return Table([{"PROMETHEUS": s["name"], "CONTEXT": s["context"]} for s in kind_steps(self.lab.topology) if s["kind"] == "apply"],
-                     title="Prometheus (Istio addon per cluster + global federation)")
+        from .kindsteps import enable_telemetry
+
+        targets = enable_telemetry(self.lab)
+        first = next(iter(self.lab.topology.clusters))
+        rows = [{"PROMETHEUS": f"prometheus-{c}", "RUNS IN": f"kind-{c} (Istio addon)", "LISTENS": f"{ip}:9090", "SCRAPES": "pods of " + c}
+                for c, ip in targets.items()]
+        rows.append({"PROMETHEUS": "prometheus-global", "RUNS IN": f"kind-{first}", "LISTENS": "ClusterIP", "SCRAPES": "/federate of every cluster"})
+        return Table(rows, title="Prometheus instances")
 
     # ---- queries -------------------------------------------------------------------------------
     def _get(self, inst: Instance, path: str, timeout: float = 10.0) -> tuple[int, str]:
@@ -226,23 +229,28 @@ class Telemetry:
             raise OSError(a.get("error", "no answer"))
         return a["status"], a["body"]
 
-    def query(self, promql: str, instance: str = "global") -> list[dict[str, Any]]:
-        """An instant PromQL query; returns ``[{"metric": {labels}, "value": float}, ...]``."""
+    def _api(self, path: str, params: dict[str, str], instance: str = "global") -> list[dict[str, Any]]:
+        """A Prometheus HTTP API call; returns ``data.result`` (empty in a kind dry run)."""
+        if self.lab.backend.name == "kind":
+            from .kindsteps import query
+
+            doc = query(self.lab, path, params)
+            return [] if doc is None else list(doc["data"]["result"])
         inst = next(i for i in self.instances() if i.name == f"prometheus-{instance}")
-        status, body = self._get(inst, "/api/v1/query?" + urllib.parse.urlencode({"query": promql}))
+        status, body = self._get(inst, f"{path}?" + urllib.parse.urlencode(params))
         doc = json.loads(body)
         if status != 200 or doc.get("status") != "success":
-            raise MeshlabError(f"PromQL query failed ({status}): {doc.get('error', body[:200])}", "check the query syntax")
-        return [{"metric": r["metric"], "value": float(r["value"][1])} for r in doc["data"]["result"]]
+            raise MeshlabError(f"PromQL query {params.get('query')!r} failed ({status}): {doc.get('error', body[:200])}", "check the query syntax")
+        return list(doc["data"]["result"])
+
+    def query(self, promql: str, instance: str = "global") -> list[dict[str, Any]]:
+        """An instant PromQL query; returns ``[{"metric": {labels}, "value": float}, ...]``."""
+        return [{"metric": r["metric"], "value": float(r["value"][1])} for r in self._api("/api/v1/query", {"query": promql}, instance)]
 
     def query_range(self, promql: str, start: float, end: float, step: float = 1.0) -> list[dict[str, Any]]:
         """A range query; returns ``[{"metric": {labels}, "values": [(t, v), ...]}, ...]``."""
         params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step}"}
-        status, body = self._get(self.global_instance, "/api/v1/query_range?" + urllib.parse.urlencode(params))
-        doc = json.loads(body)
-        if status != 200 or doc.get("status") != "success":
-            raise MeshlabError(f"PromQL range query failed ({status}): {doc.get('error', body[:200])}", "check the query syntax")
-        return [{"metric": r["metric"], "values": [(float(t), float(v)) for t, v in r["values"]]} for r in doc["data"]["result"]]
+        return [{"metric": r["metric"], "values": [(float(t), float(v)) for t, v in r["values"]]} for r in self._api("/api/v1/query_range", params)]
 
     def total(self, promql: str, instance: str = "global") -> float:
         """The sum of an instant query's values (0 when no series matches yet)."""
@@ -302,46 +310,3 @@ class Telemetry:
         return Diagram("\n".join(lines))
 
 
-def kind_steps(topology: Any) -> list[dict[str, Any]]:
-    """The kind backend's telemetry plan: the addon in every cluster, then the global federation."""
-    clusters = list(topology.clusters)
-    steps: list[dict[str, Any]] = [
-        {"kind": "apply", "name": f"prometheus-{c}", "context": f"kind-{c}", "file": "samples/addons/prometheus.yaml"} for c in clusters
-    ]
-    steps.append({"kind": "apply", "name": "prometheus-global", "context": f"kind-{clusters[0]}", "manifests": kind_manifests(topology)})
-    return steps
-
-
-def kind_manifests(topology: Any) -> list[dict[str, Any]]:
-    """A global Prometheus in the first cluster federating every cluster's addon Prometheus.
-
-    Each cluster's addon is exposed as a LoadBalancer Service (MetalLB gives it an address on the
-    kind network, reachable from the other clusters); the global one scrapes their ``/federate``."""
-    clusters = list(topology.clusters)
-    out: list[dict[str, Any]] = []
-    config = {
-        "global": {"scrape_interval": "15s"},
-        "scrape_configs": [
-            {
-                "job_name": f"federate-{c}",
-                "honor_labels": True,
-                "metrics_path": "/federate",
-                "params": {"match[]": [FEDERATE_MATCH]},
-                "static_configs": [{"targets": [f"prometheus-federation.{c}.meshlab.internal:9090"], "labels": {"cluster": c}}],
-            }
-            for c in clusters
-        ],
-    }
-    out.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "prometheus-global", "namespace": "istio-system"},
-                "data": {"prometheus.yml": yaml.safe_dump(config, sort_keys=False)}})  # fmt: skip
-    out.append({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "prometheus-global", "namespace": "istio-system"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "prometheus-global"}},
-                 "template": {"metadata": {"labels": {"app": "prometheus-global"}}, "spec": {"containers": [{
-                     "name": "prometheus", "image": "prom/prometheus:v3.5.0",
-                     "args": ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.retention.time=6h"],
-                     "ports": [{"containerPort": 9090}],
-                     "volumeMounts": [{"name": "config", "mountPath": "/etc/prometheus"}]}],
-                     "volumes": [{"name": "config", "configMap": {"name": "prometheus-global"}}]}}},
-    })  # fmt: skip
-    return out

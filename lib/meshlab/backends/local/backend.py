@@ -226,13 +226,33 @@ class LocalBackend:
         self.sync(cp)
         return created
 
+    def mesh_root(self, mesh: str) -> str:
+        """The root CA a mesh's control plane signs under: the pattern's, unless a VirtualMesh replaced its cacerts."""
+        return str(self.state.data.get("mesh_roots", {}).get(mesh, self.topology.meshes[mesh].root_ca))
+
     def _cert(self, w: Workload) -> WorkloadCert:
-        """Issued by the CA of the control plane serving the pod's cluster, as istiod does."""
+        """Issued by the CA of the control plane serving the pod's cluster, as istiod does. A pod keeps the
+        certificate (and trust bundle) it started with until it restarts, even if its mesh's CA changed."""
         c = self.topology.clusters[w.cluster]
+        root = self.state.data.get("cert_roots", {}).get(w.pod) or self.mesh_root(c.mesh)
         return self.pki.workload(
-            c.control_plane, w.namespace, w.service_account,
-            trust_domain=self.topology.meshes[c.mesh].trust_domain, root=self.topology.meshes[c.mesh].root_ca,
+            c.control_plane, w.namespace, w.service_account, trust_domain=self.topology.meshes[c.mesh].trust_domain, root=root,
         )  # fmt: skip
+
+    def bounce(self, cluster: str) -> list[str]:
+        """Restart the sidecars of ``cluster``'s pods (Gloo Mesh's pod bounce): each starts again with a
+        certificate from its control plane's current CA. The apps keep running."""
+        bounced = []
+        for w in self.workloads:
+            if w.cluster != cluster or w.app == GATEWAY_APP:
+                continue
+            mine = [p for p in self.state.data["processes"] if p["name"] == f"{w.pod}/envoy"]
+            procs.terminate(mine)
+            self.state.data["processes"] = [p for p in self.state.data["processes"] if p not in mine]
+            Path(w.admin).unlink(missing_ok=True)
+            self._start_proxy(w)
+            bounced.append(w.pod)
+        return bounced
 
     def _start_app(self, w: Workload) -> None:
         argv = self.network.exec_prefix(w.netns) + [
@@ -259,6 +279,9 @@ class LocalBackend:
         d = self.proxy_dir(w)
         xds = d / "xds"
         c = self.topology.clusters[w.cluster]
+        if w.app != GATEWAY_APP:  # the certificate it starts with comes from its mesh's current CA
+            self.state.data.setdefault("cert_roots", {})[w.pod] = self.mesh_root(c.mesh)
+            self.state.save()
         kind = "router" if w.app == GATEWAY_APP else "sidecar"
         boot = E.bootstrap(
             f"{kind}~{w.ip}~{w.pod}.{w.namespace}~{w.namespace}.svc.cluster.local",

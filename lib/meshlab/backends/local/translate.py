@@ -366,6 +366,9 @@ class Translator:
         chains: list[dict[str, Any]] = []
         clusters: list[dict[str, Any]] = []
         endpoints: dict[str, list[E.Endpoint]] = {}
+        # a Gateway for *.global (a VirtualMesh's serving side) plus its tcp_cluster_rewrite EnvoyFilter:
+        # SNI outbound_.<port>_.<subset>_.<svc>.<ns>.svc.<cluster>.global reaches the local service too
+        global_names = any(r["kind"] == "Gateway" and any("*.global" in s.get("hosts", []) for s in r["spec"].get("servers", [])) for r in resources)
         for svc in self.services(visible):
             for port in svc.ports:
                 for subset, selector in [("", {}), *subsets(resources, svc.fqdn).items()]:
@@ -377,7 +380,8 @@ class Translator:
                     ]
                     chains.append(
                         {
-                            "filter_chain_match": {"server_names": [name]},
+                            "filter_chain_match": {"server_names": [name] + (
+                                [sni(port, f"{svc.name}.{svc.namespace}.svc.{gw.cluster}.global", subset)] if global_names else [])},
                             "filters": [
                                 {
                                     "name": "envoy.filters.network.tcp_proxy",
