@@ -175,6 +175,10 @@ class Lab:
         ws = self.backend.deploy(app, cluster, version=version, replicas=replicas, namespace=namespace)
         return Table([{"POD": w.pod, "CLUSTER": w.cluster, "IP": w.ip, "VERSION": w.version} for w in ws])
 
+    def undeploy(self, app: str, cluster: str, namespace: str = "sample") -> list[str]:
+        """Remove a deployed app's pods from ``cluster``: its endpoints disappear from every proxy."""
+        return self.backend.undeploy(app, cluster, namespace=namespace)  # type: ignore[union-attr]
+
     def deploy_samples(self) -> None:
         """Istio's verify step: helloworld v1 in the first cluster, v2 in the second, ...; curl in each."""
         for i, c in enumerate(self.topology.clusters):

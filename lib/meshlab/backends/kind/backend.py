@@ -341,6 +341,21 @@ class KindBackend:
             return self.pods(app, cluster, d["version"], namespace)
         return []
 
+    def undeploy(self, app: str, cluster: str, namespace: str = S.NAMESPACE) -> list[str]:
+        """Delete the sample's Deployments of ``app`` in ``cluster``/``namespace`` (the Service stays, as in Kubernetes)."""
+        gone = [x for x in self.deployments if x["cluster"] == cluster and x["namespace"] == namespace
+                and app in (x["app"], S.deployment_name(x["app"], x["version"] or "v1"))]  # fmt: skip
+        if not gone:
+            raise LabStateError(f"no deployment of {app!r} in {cluster}/{namespace}", "see lab.status() for what runs")
+        names = [S.deployment_name(x["app"], x["version"] or "v1") for x in gone]
+        self.executor.run(K.kubectl(cluster, "-n", namespace, "delete", "deployment", *names, "--wait=true"), cluster=cluster,
+                          title=f"delete {', '.join(names)}")
+        self.state.data["deployments"] = [x for x in self.deployments if x not in gone]
+        if not self.dry_run:
+            self.state.save()
+        self._wait_synced(f"the removal of {app}")
+        return names
+
     def pods(self, app: str, cluster: str, version: str = "", namespace: str = S.NAMESPACE) -> list[Pod]:
         from . import kube
 

@@ -207,8 +207,8 @@ class LocalBackend:
                 r += replicas
                 pod = pod_name(cluster, deployment, r)
             existing.add(pod)
-            index = len(self.state.data["workloads"])  # lab-wide: names the admin socket
-            in_cluster = sum(1 for x in self.workloads if x.cluster == cluster and x.app != GATEWAY_APP)
+            index = len(self.state.data["workloads"]) + len(self.state.data.get("removed", []))  # lab-wide: names the admin socket
+            in_cluster = self._free_pod_index(c)
             podnet = self.network.create_pod(self.topology, c, pod, in_cluster)  # 10.x.0.10, .11, ...
             w = Workload(
                 pod=pod, deployment=deployment, app=app, version=version if spec["ports"] else "", cluster=cluster,
@@ -229,6 +229,38 @@ class LocalBackend:
     def mesh_root(self, mesh: str) -> str:
         """The root CA a mesh's control plane signs under: the pattern's, unless a VirtualMesh replaced its cacerts."""
         return str(self.state.data.get("mesh_roots", {}).get(mesh, self.topology.meshes[mesh].root_ca))
+
+    def _free_pod_index(self, c: Any) -> int:
+        """The first pod address of the cluster no running pod uses (pods removed earlier free theirs)."""
+        used = {w.ip for w in self.workloads if w.cluster == c.name}
+        i = 0
+        while self.network.pod_addresses(self.topology, c, i).ip in used:
+            i += 1
+        return i
+
+    def undeploy(self, app: str, cluster: str, namespace: str = NAMESPACE) -> list[str]:
+        """Remove every pod of ``app`` (or a deployment) in ``cluster``/``namespace`` -- processes, network
+        namespace, registry record -- and push the change: its endpoints disappear everywhere."""
+        gone = [w for w in self.workloads
+                if w.cluster == cluster and w.namespace == namespace and app in (w.app, w.deployment) and w.app != GATEWAY_APP]  # fmt: skip
+        if not gone:
+            self.topology.cluster(cluster)
+            raise LabStateError(f"no workload {app!r} in {cluster}/{namespace}", "see lab.pods() for what runs")
+        d = self.state.data
+        for w in gone:
+            mine = [p for p in d["processes"] if str(p["name"]).startswith(f"{w.pod}/")]
+            procs.terminate(mine)
+            d["processes"] = [p for p in d["processes"] if p not in mine]
+            if w.netns:
+                net.delete_namespaces([w.netns])
+                d["namespaces"] = [n for n in d["namespaces"] if n != w.netns]
+            d["workloads"] = [x for x in d["workloads"] if x["pod"] != w.pod]
+            d.setdefault("removed", []).append(w.pod)  # keeps admin socket numbers unique
+            d.get("cert_roots", {}).pop(w.pod, None)
+            Path(w.admin).unlink(missing_ok=True)
+        self.state.save()
+        self.sync(self.topology.clusters[cluster].control_plane)
+        return [w.pod for w in gone]
 
     def _cert(self, w: Workload) -> WorkloadCert:
         """Issued by the CA of the control plane serving the pod's cluster, as istiod does. A pod keeps the
