@@ -12,6 +12,7 @@ setup: $(STAMP)
 $(STAMP): lib/pyproject.toml
 	@missing=""; command -v ip >/dev/null || missing="$$missing iproute2"; \
 	 command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \
+	 command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	 if [ -n "$$missing" ]; then echo "installing$$missing (Debian packages)"; \
 	   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -11,6 +11,7 @@ import importlib.util
 import os
 import platform
 import re
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +143,9 @@ def check_local() -> list[Check]:
                             "install iproute2: `sudo apt-get install -y iproute2` (or `make setup` as root)"
                             if needed else None, "local"))
     checks.append(envoy_check())
+    prom = shutil.which("prometheus")
+    checks.append(Check("prometheus", bool(prom), prom or "not found (lab 05's federated telemetry needs it)",
+                        None if prom else "`make setup` installs it (Debian package prometheus)", "local"))
     return checks
 
 
