@@ -91,3 +91,23 @@ def test_federate_on_kind_uses_the_gateway_addresses(tmp_path: Path) -> None:
     vm = Lab.attach(tmp_path).federate(apply=False)
     [se1] = [d for d in vm.resources["cluster1"] if d["kind"] == "ServiceEntry"]
     assert se1["spec"]["endpoints"][0]["address"] == "${CLUSTER2_EW_IP}"  # dry run: the placeholder, not an invented IP
+
+
+def test_a_labs_kind_step_is_recorded_in_a_dry_run_lab(tmp_path: Path) -> None:
+    """The recipe of lib/meshlab/backends/kind/README.md, as a lab's owner follows it."""
+    from meshlab.backends.kind import clusters as K
+    from meshlab.backends.kind import dry_run_lab
+
+    lab = dry_run_lab("separate-networks", tmp_path)
+    assert lab.backend.name == "kind" and lab.backend.dry_run
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "prometheus", "namespace": "istio-system"},
+          "data": {"prometheus.yml": "scrape_configs: []\n"}}
+    out = lab.backend.executor.run(K.kubectl("cluster1", "apply", "--validate=strict", "-f", "-"), manifests=[cm],
+                                   cluster="cluster1", title="install Prometheus", tags=("telemetry", "prometheus"))
+    assert out is None, "a dry run returns no output"
+    [step] = lab.backend.recorded.find(tag="prometheus")
+    assert step.argv[:3] == ["kubectl", "--context", "kind-cluster1"] and step.cluster == "cluster1"
+    assert "kind: ConfigMap" in step.command_text() and lab.backend.recorded.problems() == []
+    lab.deploy("helloworld", cluster="cluster2", version="v3")
+    assert lab.backend.recorded.find(tag="deploy-helloworld", cluster="cluster2")
+    assert not (tmp_path / "kind-clusters.json").exists(), "a dry run claims no cluster"

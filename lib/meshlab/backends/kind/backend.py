@@ -27,6 +27,7 @@ from ...topology import Topology
 from ...traffic import Answer, CallResult, parse_answer
 from ..local.translate import Workload
 from . import clusters as K
+from . import images, ownership
 from . import istio as I
 from . import samples as S
 from . import tools
@@ -118,8 +119,8 @@ def up_plan(t: Topology, state_dir: Path, samples: bool = True) -> Plan:
                      f"download {a.url} -> {a.program}; verify its sha256 against {a.checksum_source}",
                      args={"name": key}, tags=("tools",))
     K.add_registry(plan)
-    K.add_clusters(plan, t)
-    K.add_images(plan, t)
+    K.add_clusters(plan, t, state_dir)
+    images.add_images(plan, list(t.clusters))
     K.add_routes(plan, t)
     K.add_metallb(plan, t, str(mlb_a.program))
     I.add_trust(plan, t, _pki_dir(state_dir))
@@ -200,6 +201,11 @@ class KindBackend:
     def dry_run(self) -> bool:
         return self.executor.dry_run
 
+    @property
+    def recorded(self) -> Plan:
+        """In a dry run, every step recorded since the lab was attached (bring-up steps are in ``plan``)."""
+        return self.executor.recorded
+
     # ---- lifecycle -----------------------------------------------------------------------------
     @classmethod
     def create(cls, topology: Topology, state: State, *, samples: bool = True, dry_run: bool = False,
@@ -255,13 +261,22 @@ class KindBackend:
         ex.resolve = _installed_tool  # tearing down never downloads anything
         deleted = 0
         for step in plan:
+            is_cluster = step.argv[:3] == ["kind", "delete", "cluster"]
             try:
+                if is_cluster and not dry_run and not ownership.owned(state.dir, step.cluster or ""):
+                    if progress:
+                        progress(f"skipped: kind cluster {step.cluster} was not created by meshlab (not in "
+                                 f"{state.dir / ownership.LEDGER}); it is left as it is")
+                    continue
                 ex.step(step, len(plan))
             except ToolError as e:  # the tool was never installed, so nothing was created with it
                 if progress:
                     progress(f"skipped: {e.message}")
                 continue
-            deleted += "delete" in step.argv[:2] and step.argv[0] == "kind"
+            if is_cluster:
+                deleted += 1
+                if not dry_run:
+                    ownership.release(state.dir, step.cluster or "")
         if not dry_run and state.data.get("run_dir"):
             shutil.rmtree(state.data["run_dir"], ignore_errors=True)  # the lab's certificates
         return {"processes": 0, "namespaces": 0, "clusters": deleted}
@@ -685,6 +700,19 @@ def parse_proxy_status(output: str) -> dict[str, list[str]]:
                 configs = r.get("genericXdsConfigs", r.get("generic_xds_configs", []))
                 out[node] = [str(g.get("configStatus", g.get("config_status", ""))) for g in configs]
     return out
+
+
+def dry_run_lab(pattern: str | Path, home_dir: str | Path, samples: bool = True) -> Any:
+    """A :class:`meshlab.lab.Lab` on kind that runs nothing: bring-up is recorded in ``home_dir``'s state,
+    and every later call (``deploy``, ``apply``, a lab's own kind steps) lands in ``lab.backend.recorded``.
+    This is how a lab's kind branch is tested here, without Docker (see this package's README.md)."""
+    from ...lab import Lab
+    from ...topology import load_topology
+
+    state = State(Path(home_dir))
+    KindBackend.create(load_topology(pattern), state, samples=samples, dry_run=True, progress=None)
+    state.save()  # a dry run records the lab (never anything created), so Lab.attach finds it
+    return Lab.attach(home_dir)
 
 
 def kind_clusters() -> list[str]:
