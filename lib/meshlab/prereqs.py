@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
