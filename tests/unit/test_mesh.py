@@ -141,7 +141,8 @@ def test_traffic_policy_one_policy_many_meshes() -> None:
     vs1 = next(r for r in out["cluster1"] if r["kind"] == "VirtualService")
     assert vs1["spec"]["hosts"] == ["helloworld.sample.svc.cluster2.global"]  # the name cluster1 knows it by
     dr1 = next(r for r in out["cluster1"] if r["kind"] == "DestinationRule")
-    assert dr1["spec"]["trafficPolicy"]["outlierDetection"] == {"consecutive5xxErrors": 2, "interval": "1s", "baseEjectionTime": "30s"}
+    assert dr1["spec"]["trafficPolicy"]["outlierDetection"] == {"consecutive5xxErrors": 2, "interval": "1s", "baseEjectionTime": "30s",
+                                                                "maxEjectionPercent": 100}  # Gloo Mesh's default
     from meshlab.resources import validate
 
     for rs in out.values():
@@ -184,10 +185,11 @@ spec:
 
 
 def test_merge_keeps_one_destination_rule_per_host() -> None:
-    a = {"kind": "DestinationRule", "metadata": {"name": "a"}, "spec": {"host": "h", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}}
-    b = {"kind": "DestinationRule", "metadata": {"name": "b"}, "spec": {"host": "h", "trafficPolicy": {"outlierDetection": {"interval": "1s"}}}}
+    a = {"kind": "DestinationRule", "metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"host": "h", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}}
+    b = {"kind": "DestinationRule", "metadata": {"name": "b", "labels": {"y": "2"}}, "spec": {"host": "h", "trafficPolicy": {"outlierDetection": {"interval": "1s"}}}}
     [m] = merge([a, b])
     assert m["metadata"]["name"] == "a" and m["spec"]["trafficPolicy"] == {"tls": {"mode": "ISTIO_MUTUAL"}, "outlierDetection": {"interval": "1s"}}
+    assert m["metadata"]["labels"] == {"x": "1", "y": "2"}  # both contributors are named
 
 
 def test_controller_diff_names_each_change() -> None:
@@ -303,6 +305,6 @@ def test_kind_telemetry_installs_the_addon_and_a_global_prometheus(kind_lab: Any
     assert "wget" in " ".join(_recorded(kind_lab)[-1].argv)
 
 
-def test_kind_controller_is_not_a_local_process(kind_lab: Any) -> None:
-    with pytest.raises(ResourceError, match="runs in the cluster"):
+def test_kind_dry_run_has_no_controller_to_start(kind_lab: Any) -> None:
+    with pytest.raises(ResourceError, match="no clusters for the controller"):
         kind_lab.mesh.controller.start()

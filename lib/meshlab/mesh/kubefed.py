@@ -69,3 +69,36 @@ def place(lab: "Lab", deployment: dict[str, Any], service: dict[str, Any]) -> Ta
         for w in lab.backend.deploy(app, c, version=version, replicas=deployment["spec"]["template"]["spec"].get("replicas", 1), namespace=ns):
             rows.append({"CLUSTER": c, "POD": getattr(w, "pod", str(w)), "NAMESPACE": ns})
     return Table(rows, title=f"KubeFed placement of {app}: {', '.join(clusters) or 'no cluster'}")
+
+
+def endpoints(lab: "Lab", client: str, cluster: str, service: str, namespace: str) -> Table:
+    """The endpoints ``client``'s sidecar has for ``service.namespace``, with the cluster each sits in
+    (from its locality: the same rows on both backends)."""
+    where = {lab.topology.clusters[c].locality: c for c in lab.topology.clusters}
+    rows = [
+        {"ENDPOINT": r["ENDPOINT"], "IN CLUSTER": where.get(r["LOCALITY"], r["LOCALITY"])}
+        for r in lab.endpoints(client, cluster=cluster, service=service)
+        if r["CLUSTER"].endswith(f"|{service}.{namespace}.svc.cluster.local")
+    ]
+    return Table(rows, title=f"endpoints of {service}.{namespace} in {client}'s sidecar ({cluster})")
+
+
+def kill(lab: "Lab", app: str, cluster: str, namespace: str) -> str:
+    """Crash the placed copy's app in one cluster (the sidecar stays and answers 503)."""
+    if lab.backend.name == "kind":
+        from ..backends.kind.clusters import kubectl
+
+        lab.backend.executor.run(kubectl(cluster, "-n", namespace, "scale", "deployment", "-l", f"app={app}", "--replicas=0"),  # type: ignore[union-attr]
+                                 cluster=cluster, title=f"scale {app} in {namespace} to 0")
+        return f"{namespace}/{app}"
+    pod = next((w.pod for w in lab.backend.workloads if w.cluster == cluster and w.namespace == namespace and w.app == app), None)
+    if pod is None:
+        raise ResourceError(f"no {app} in {cluster}/{namespace}", "place it first: lab.mesh.kubefed_place(...)")
+    return lab.kill(pod, cluster)
+
+
+def remove(lab: "Lab", deployment: dict[str, Any]) -> list[str]:
+    """Undo a placement: remove the copy from every cluster it was placed in."""
+    ns = deployment["metadata"].get("namespace", "sample")
+    app = deployment["spec"]["template"].get("metadata", {}).get("labels", {}).get("app", "helloworld")
+    return [p for c in placement(lab.topology, deployment) for p in lab.undeploy(app, c, namespace=ns)]

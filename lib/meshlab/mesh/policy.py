@@ -43,6 +43,7 @@ ACCESS_POLICY = {
     "allowedMethods": [str],
     "allowedPorts": [int],
 }
+OUTLIER_DEFAULTS = {"consecutiveErrors": 5, "interval": "10s", "baseEjectionTime": "30s", "maxEjectionPercent": 100}
 WHY_NOT = {
     "sourceSelector": "routes per source workload need VirtualService sourceLabels, which the local backend does not implement",
     "corsPolicy": "CORS is not implemented by the local backend's translator",
@@ -74,8 +75,6 @@ def validate(doc: dict[str, Any]) -> None:
     for path, value in (("requestTimeout", spec.get("policy", {}).get("requestTimeout")), ("retries.perTryTimeout", spec.get("policy", {}).get("retries", {}).get("perTryTimeout"))):
         if value:
             duration_s(value)
-    if not spec.get("destinationSelector") and kind == "TrafficPolicy":
-        pass  # empty selector: every Destination, as in Gloo Mesh
 
 
 def selected(disc: Discovery, selectors: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -168,9 +167,10 @@ def traffic_policy(doc: dict[str, Any], disc: Discovery, topology: Any, global_c
                 )
             tp: dict[str, Any] = {}
             if "outlierDetection" in pol:
-                od = pol["outlierDetection"]
-                tp["outlierDetection"] = {k2: od[k1] for k1, k2 in (("consecutiveErrors", "consecutive5xxErrors"), ("interval", "interval"),
-                                                                   ("baseEjectionTime", "baseEjectionTime"), ("maxEjectionPercent", "maxEjectionPercent")) if k1 in od}  # fmt: skip
+                # Gloo Mesh's defaults (traffic_policy.proto): 5 errors, 10s, 30s, and up to 100% of hosts ejected
+                od = {**OUTLIER_DEFAULTS, **pol["outlierDetection"]}
+                tp["outlierDetection"] = {"consecutive5xxErrors": od["consecutiveErrors"], "interval": od["interval"],
+                                          "baseEjectionTime": od["baseEjectionTime"], "maxEjectionPercent": od["maxEjectionPercent"]}  # fmt: skip
             if "mtls" in pol:
                 tp["tls"] = {"mode": pol["mtls"]["istio"]["tlsMode"]}
             if tp or subsets:

@@ -243,18 +243,19 @@ class Telemetry:
             raise MeshlabError(f"PromQL query {params.get('query')!r} failed ({status}): {doc.get('error', body[:200])}", "check the query syntax")
         return list(doc["data"]["result"])
 
-    def query(self, promql: str, instance: str = "global") -> list[dict[str, Any]]:
-        """An instant PromQL query; returns ``[{"metric": {labels}, "value": float}, ...]``."""
-        return [{"metric": r["metric"], "value": float(r["value"][1])} for r in self._api("/api/v1/query", {"query": promql}, instance)]
+    def query(self, promql: str, instance: str = "global", at: float | None = None) -> list[dict[str, Any]]:
+        """An instant PromQL query (now, or at unix time ``at``); returns ``[{"metric": {labels}, "value": float}, ...]``."""
+        params = {"query": promql, **({"time": f"{at:.3f}"} if at is not None else {})}
+        return [{"metric": r["metric"], "value": float(r["value"][1])} for r in self._api("/api/v1/query", params, instance)]
 
     def query_range(self, promql: str, start: float, end: float, step: float = 1.0) -> list[dict[str, Any]]:
         """A range query; returns ``[{"metric": {labels}, "values": [(t, v), ...]}, ...]``."""
         params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step}"}
         return [{"metric": r["metric"], "values": [(float(t), float(v)) for t, v in r["values"]]} for r in self._api("/api/v1/query_range", params)]
 
-    def total(self, promql: str, instance: str = "global") -> float:
+    def total(self, promql: str, instance: str = "global", at: float | None = None) -> float:
         """The sum of an instant query's values (0 when no series matches yet)."""
-        return sum(r["value"] for r in self.query(promql, instance))
+        return sum(r["value"] for r in self.query(promql, instance, at))
 
     def wait_for(self, promql: str, done: Callable[[float], bool], timeout: float = 30.0, instance: str = "global") -> float:
         """Poll ``promql`` (summed) until ``done(value)``: scrapes and federation take a few seconds."""

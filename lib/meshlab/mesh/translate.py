@@ -70,6 +70,8 @@ def merge(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             by_host[key] = {**d, "spec": {**d["spec"]}}
             out.append(by_host[key])
             continue
+        labels = {**by_host[key]["metadata"].get("labels", {}), **d["metadata"].get("labels", {})}
+        by_host[key]["metadata"] = {**by_host[key]["metadata"], "labels": labels}  # who contributed to it
         have = by_host[key]["spec"]
         if d["kind"] == "VirtualService":
             have["http"] = have.get("http", []) + d["spec"].get("http", [])

@@ -230,7 +230,7 @@ def serving_side(vm_name: str, mesh: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # ---- shared trust ------------------------------------------------------------------------------
-@dataclass
+@dataclass(repr=False)
 class TrustReport:
     """What ``mtlsConfig.shared`` did, step by step, for the lab to show."""
 
@@ -252,6 +252,8 @@ class TrustReport:
 
     def __str__(self) -> str:
         return str(self.table())
+
+    __repr__ = __str__
 
     def _repr_html_(self) -> str:
         return self.table()._repr_html_()

@@ -256,6 +256,9 @@ class KindBackend:
         """Delete the recorded kind clusters and the registry container; idempotent."""
         if state.data.get("dry_run"):
             return {"processes": 0, "namespaces": 0, "clusters": 0}  # a dry run created nothing
+        from ..local import procs  # local processes a kind lab started (lab 05's mesh controller)
+
+        stopped = procs.terminate(state.data.get("processes", []))
         plan = KindBackend.down_plan(state)
         ex = Executor(dry_run, progress=progress)
         ex.resolve = _installed_tool  # tearing down never downloads anything
@@ -279,7 +282,7 @@ class KindBackend:
                     ownership.release(state.dir, step.cluster or "")
         if not dry_run and state.data.get("run_dir"):
             shutil.rmtree(state.data["run_dir"], ignore_errors=True)  # the lab's certificates
-        return {"processes": 0, "namespaces": 0, "clusters": deleted}
+        return {"processes": stopped, "namespaces": 0, "clusters": deleted}
 
     # ---- views -------------------------------------------------------------------------------------
     @property
