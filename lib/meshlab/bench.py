@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import socket
 import statistics
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -197,7 +196,14 @@ def run(requests: int = 2000) -> dict[str, Any]:
 
     if net.choose_mode()[0] == net.USERNS:
         raise MeshlabError("the benchmark's client enters pod namespaces from this process", "run it as root, or with MESHLAB_NET_MODE=loopback")
-    home = tempfile.mkdtemp(prefix="mlbench")
+    with Lab.scratch("bench") as scratch:  # `meshlab down` finds its labs even after Ctrl-C or a kill
+        return _run(str(scratch), requests)
+
+
+def _run(home: str, requests: int) -> dict[str, Any]:
+    from .lab import Lab
+    from .resources import parse
+
     ups = bring_up_times(home)
     lab = Lab.up("separate-networks", home_dir=home, quiet=True)
     try:

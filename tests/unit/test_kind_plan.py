@@ -545,3 +545,13 @@ def test_images_come_from_docker_hub_not_the_retired_istio_registries(all_plans:
         for s in plan.find(tag="istio-install"):
             assert iop(s)["spec"]["hub"] == "docker.io/istio"
     assert "@sha256:" in versions.KIND_NODE_IMAGE, "pinned by digest"
+
+
+def test_plan_states_its_time_as_an_estimate(all_plans: dict[str, Plan]) -> None:
+    from meshlab.backends.kind import bringup_estimate
+
+    for name, plan in all_plans.items():
+        est = bringup_estimate(load_topology(name))
+        assert "estimate, not yet measured" in est and "minutes" in est
+        assert f"time: {est}" in str(plan).splitlines()[:10]
+    assert bringup_estimate(load_topology("flat-network")).startswith("about 8-15 minutes")

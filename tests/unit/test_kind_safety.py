@@ -206,7 +206,8 @@ def test_images_pull_save_load_round_trip(world: Path, capsys: pytest.CaptureFix
     (world / "images").unlink()  # another laptop: an empty Docker
     (world / "argv.log").unlink()
     assert main(["kind", "images", "load", str(archive)]) == 0
-    assert argv_log(world) == [f"docker load -i {archive}"]
+    assert argv_log(world)[0] == f"docker load -i {archive}"
+    assert not [a for a in argv_log(world) if a.startswith(("docker pull", "docker save"))]
     assert sorted((world / "images").read_text().splitlines()) == sorted(images.host_images())
     assert "pulls nothing" in capsys.readouterr().out
 
@@ -249,3 +250,32 @@ def _sub(plan: object, steps: list) -> object:
     for s in steps:
         sub.add(replace(s, group=None))
     return sub
+
+
+def test_down_after_a_failed_create_puts_the_context_back(world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from meshlab.exec import run, which
+
+    kubeconfig = world / "config"
+    names = ("mine", "kind-cluster1")
+    kubeconfig.write_text(json.dumps({"apiVersion": "v1", "kind": "Config", "current-context": "kind-cluster1",
+                                      "contexts": [{"name": n, "context": {"cluster": n, "user": n}} for n in names],
+                                      "clusters": [{"name": n, "cluster": {"server": "https://127.0.0.1:1"}} for n in names],
+                                      "users": [{"name": n, "user": {}} for n in names]}))  # fmt: skip
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    home = world / "home"
+    (home / "kind").mkdir()
+    (home / "kind" / "kube-context").write_text("mine\n")  # saved before `kind create`, never restored: it failed
+    st = State(home)
+    st.data = {"backend": "kind", "clusters": [], "containers": [], "run_dir": str(home / "kind")}
+    KindBackend.destroy(st)
+    assert run([which("kubectl"), "config", "current-context"]).stdout.strip() == "mine"
+    assert not (home / "kind").exists()
+
+
+def test_images_load_says_what_the_archive_lacks(world: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    partial = world / "partial.tar"
+    partial.write_text("docker.io/istio/pilot:1.31.0\n")
+    assert main(["kind", "images", "load", str(partial)]) == 0
+    out = capsys.readouterr().out
+    assert f"the archive lacks {len(images.host_images()) - 1} pinned image(s), which `up` will pull" in out
+    assert "docker.io/istio/proxyv2" in out and "docker.io/istio/pilot:1.31.0," not in out

@@ -104,3 +104,11 @@ def test_script_runs_with_a_plain_python_before_the_venv_exists() -> None:
     p = subprocess.run([sys.executable, "-I", str(SCRIPT), "kind"], capture_output=True, text=True, timeout=30)
     assert p.returncode == 0 and p.stdout == ""
     assert "import meshlab" not in SCRIPT.read_text() and "from ." not in SCRIPT.read_text()
+
+
+def test_make_setup_goes_through_this_step() -> None:
+    """The Makefile never runs apt-get itself (it did, as whatever user ran make)."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert not [line for line in makefile.splitlines() if line.startswith("\t") and "apt-get" in line]
+    assert "lib/meshlab/system_packages.py $(BACKEND)" in makefile
+    assert "setup: system-packages $(STAMP)" in makefile

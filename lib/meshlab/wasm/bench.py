@@ -83,7 +83,7 @@ def hub_and_rollout() -> dict[str, Any]:
 
     rows: list[dict[str, Any]] = []
     rollout: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="mlbh") as tmp:
+    with Lab.scratch("wasm-bench") as tmp:  # `meshlab down` finds its lab and hub even after Ctrl-C or a kill
         hub = Hub.up(Path(tmp) / "hub")
         try:
             hub.add_user("bench", "bench-pw")

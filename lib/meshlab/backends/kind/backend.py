@@ -90,12 +90,24 @@ def workloads_of(deployments: list[dict[str, Any]]) -> list[Workload]:
         name = S.deployment_name(d["app"], d["version"] or "v1")
         for r in range(int(d.get("replicas", 1))):
             out.append(Workload(pod=f"{name}-{r}", deployment=name, app=d["app"], version=d["version"], cluster=d["cluster"],
-                                namespace=d["namespace"], service_account=spec["service_account"], ip="", netns=None,
-                                outbound="", app_host="", ports=list(spec["ports"])))  # fmt: skip
+                                namespace=d["namespace"], service_account=d.get("service_account") or spec["service_account"], ip="", netns=None,
+                                outbound="", app_host="", ports=list(spec["ports"]),
+                                sidecar=bool(d.get("sidecar", True))))  # fmt: skip
     return out
 
 
 # ---- the bring-up plan ----------------------------------------------------------------------------
+
+def bringup_estimate(t: Topology) -> str:
+    """How long ``up`` takes on kind, as an estimate (not yet measured: no Docker on the development
+    machines), for a 4-core 16 GB laptop with the images cached: clusters are created in parallel,
+    each cluster then adds its images, Istio install and samples. The kind workflow measures the real
+    numbers (``MESHLAB_TIMINGS``); replace these once measured."""
+    n = len(t.clusters)
+    low, high = 5 + 1.5 * n, 9 + 3 * n
+    return (f"about {low:.0f}-{high:.0f} minutes on kind for {n} clusters with the images cached (an estimate, not yet "
+            "measured); add 3-10 minutes the first time, for the image pulls")
+
 
 def up_plan(t: Topology, state_dir: Path, samples: bool = True) -> Plan:
     """Every step to bring ``t`` up on kind, in the order Istio's guides require."""
@@ -109,6 +121,7 @@ def up_plan(t: Topology, state_dir: Path, samples: bool = True) -> Plan:
             f"tools folder: {tools.tools_dir()} (set MESHLAB_TOOLS to change it); lab files: {state_dir / 'kind'}",
             "every kubectl/istioctl command names its context (kind-<cluster>): the current context is never used",
             "${NAME} is a value only known at run time; the step that sets it is named next to each use",
+            f"time: {bringup_estimate(t)}",
         ],
     )
     plan.phase = "prerequisites and tools"
@@ -148,12 +161,19 @@ def add_samples(plan: Plan, t: Topology, deployments: list[dict[str, Any]]) -> N
                      K.kubectl(c, "apply", "--validate=strict", "-f", "-"), manifests=S.helloworld_service(), cluster=c,
                      tags=("sample-service",))
     for d in deployments:
+        sidecar, account = d.get("sidecar", True), d.get("service_account") or S.APPS[d["app"]]["service_account"]
         if d["app"] == "helloworld":
-            docs = [S.helloworld_deployment(d["version"], d["replicas"], d["namespace"])]
+            docs = [S.helloworld_deployment(d["version"], d["replicas"], d["namespace"], sidecar, account)]
+            if account != S.APPS["helloworld"]["service_account"]:
+                docs.insert(0, S.service_account(account, d["namespace"]))
             what = f"helloworld {d['version']}"
         else:
-            docs = S.curl(d["replicas"], d["namespace"])
+            docs = S.curl(d["replicas"], d["namespace"], sidecar, account)
             what = "curl (the client pod for `lab.call`)"
+        if not sidecar:
+            what += " without a sidecar (label sidecar.istio.io/inject=false: plaintext, no identity)"
+        elif account != S.APPS[d["app"]]["service_account"]:
+            what += f" as service account {account} (its SPIFFE identity)"
         plan.run(f"deploy {what}", K.kubectl(d["cluster"], "apply", "--validate=strict", "-f", "-"), manifests=docs,
                  cluster=d["cluster"], tags=("deploy", f"deploy-{d['app']}"))
     for d in deployments:
@@ -280,6 +300,13 @@ class KindBackend:
                 deleted += 1
                 if not dry_run:
                     ownership.release(state.dir, step.cluster or "")
+        context_file = Path(state.data.get("run_dir") or state.dir / "kind") / "kube-context"
+        if not dry_run and context_file.exists():  # an `up` that failed between `kind create` and putting it back
+            try:
+                ownership.kube_context("restore", str(context_file))
+            except MeshlabError as e:
+                if progress:
+                    progress(f"could not put the kubectl context back ({e.message}); it was: {context_file.read_text().strip()}")
         if not dry_run and state.data.get("run_dir"):
             shutil.rmtree(state.data["run_dir"], ignore_errors=True)  # the lab's certificates
         return {"processes": stopped, "namespaces": 0, "clusters": deleted}
@@ -328,7 +355,8 @@ class KindBackend:
         return out
 
     # ---- workloads ---------------------------------------------------------------------------------
-    def deploy(self, app: str, cluster: str, version: str = "v1", replicas: int = 1, namespace: str = S.NAMESPACE) -> list[Pod]:
+    def deploy(self, app: str, cluster: str, version: str = "v1", replicas: int = 1, namespace: str = S.NAMESPACE,
+               sidecar: bool = True, service_account: str | None = None) -> list[Pod]:
         """Apply the sample's manifests in ``cluster`` (namespace labelled for injection first) and wait for the rollout."""
         if app not in S.APPS:
             raise MeshlabError(f"unknown app {app!r}", f"deployable apps: {', '.join(S.APPS)}")
@@ -340,14 +368,19 @@ class KindBackend:
                 f"cannot start a sidecar in {cluster}: its control plane ({cp}) is stopped, so the proxy would get "
                 "neither configuration nor a certificate (on kind: istiod's injection webhook does not answer, so "
                 "the API server rejects the pod)",
-                f"start it: lab.start_control_plane({cp!r}), or `meshlab control-plane start {cp}`",
+                f"start it: lab.start_control_plane({cp!r})",
+                f"start it: meshlab control-plane start {cp}",
             )
         version = version if S.APPS[app]["ports"] else ""
         same = [x for x in self.deployments if x["cluster"] == cluster and x["app"] == app and x["version"] == version
                 and x["namespace"] == namespace]
         # like the local backend, deploy adds ``replicas`` pods: deploying an existing version again scales it up
         total = replicas + sum(int(x.get("replicas", 1)) for x in same)
-        d = {"app": app, "version": version, "cluster": cluster, "namespace": namespace, "replicas": total}
+        d: dict[str, Any] = {"app": app, "version": version, "cluster": cluster, "namespace": namespace, "replicas": total}
+        if not sidecar:
+            d["sidecar"] = False
+        if service_account:
+            d["service_account"] = service_account
         plan = Plan(f"deploy {app} in {cluster}")
         add_samples(plan, self.topology, [d])
         self.executor.execute(plan)
@@ -393,7 +426,8 @@ class KindBackend:
         for p in kube.pods(cluster, namespace):
             if (p["name"] == app or p["labels"].get("app") == app) and p["phase"] == "Running" and not p["deleting"]:
                 return str(p["name"])
-        raise LabStateError(f"no running pod of {app!r} in {cluster}", f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})")
+        raise LabStateError(f"no running pod of {app!r} in {cluster}", f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})",
+            f"deploy it first: meshlab deploy {app} --cluster {cluster}")
 
     # ---- Istio resources --------------------------------------------------------------------------
     def apply(self, docs: list[dict[str, Any]], cluster: str) -> list[str]:
@@ -412,6 +446,29 @@ class KindBackend:
         if out is None:
             return [f"{d['kind'].lower()}/{d['metadata']['name']} not applied: dry run (recorded)" for d in docs]
         return [f"{line} (control plane {cp})" for line in out.splitlines() if line.strip()]
+
+    # ---- building blocks for a lab's own kind steps (see this package's README.md) --------------------
+    def apply_manifests(self, cluster: str, docs: list[dict[str, Any]], title: str, tags: tuple[str, ...] = (),
+                        hint: str | None = None, timeout: float = 120) -> str | None:
+        """Validate ``docs`` strictly, then ``kubectl --context kind-<cluster> apply`` them (any kind: a
+        Deployment, a ConfigMap, an Istio resource for that very cluster). Returns kubectl's output, or
+        None in a dry run (the step is recorded)."""
+        from .schema import validate
+
+        self.topology.cluster(cluster)
+        for d in docs:
+            validate(d)
+        return self.executor.run(K.kubectl(cluster, "apply", "--validate=strict", "-f", "-"), manifests=docs, cluster=cluster,
+                                 title=title, tags=tags, hint=hint, timeout=timeout)
+
+    def exec_in(self, workload: str, cluster: str, argv: list[str], title: str, container: str | None = None,
+                tags: tuple[str, ...] = (), timeout: float = 120) -> str | None:
+        """``kubectl exec`` ``argv`` in a running pod of ``workload`` (its app container unless ``container``,
+        e.g. ``istio-proxy``). Returns the output, or None in a dry run (the step is recorded)."""
+        pod = self.find(workload, cluster)
+        ns = namespace_of(workload)
+        return self.executor.run(K.kubectl(cluster, "-n", ns, "exec", pod, "-c", container or workload, "--", *argv),
+                                 cluster=cluster, title=title, tags=tags, timeout=timeout)
 
     def _ship_wasm(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """WasmPlugins: push each module to the registry the pods reach, point the url there (see .wasm)."""
@@ -482,7 +539,8 @@ class KindBackend:
         for d in self.deployments:
             if d["cluster"] == cluster and (d["app"] == app or S.deployment_name(d["app"], d["version"] or "v1") == app):
                 return d
-        raise LabStateError(f"no workload {app!r} in {cluster}", f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})")
+        raise LabStateError(f"no workload {app!r} in {cluster}", f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})",
+            f"deploy it first: meshlab deploy {app} --cluster {cluster}")
 
     # ---- waiting for istiod's push -------------------------------------------------------------------
     def _expected_proxies(self, control_plane: str) -> set[str]:

@@ -135,6 +135,12 @@ def load_plan(src: Path) -> Plan:
     return plan
 
 
+def _in_docker(docker: str, image: str) -> bool:
+    from ... import exec as mexec
+
+    return mexec.run([docker, "image", "inspect", "--format", "{{.Id}}", image], check=False, timeout=60).returncode == 0
+
+
 def run_images(action: str, file: str | None, dry_run: bool = False) -> int:
     """``meshlab kind images pull|save FILE|load FILE``: build the plan, then print it (dry run) or run it."""
     from ...errors import MeshlabError
@@ -149,9 +155,15 @@ def run_images(action: str, file: str | None, dry_run: bool = False) -> int:
     if dry_run:
         print(plan)
         return 0
-    Executor(False, progress=print).execute(plan)
+    ex = Executor(False, progress=print)
+    ex.execute(plan)
+    if action == "load":
+        missing = [img for img in host_images() if not _in_docker(ex.resolve("docker"), img)]
+        if missing:
+            print(f"the archive lacks {len(missing)} pinned image(s), which `up` will pull: {', '.join(missing)}")
     done = {"pull": f"the pinned images are in Docker, and the cluster archive is in {cache_dir()}",
-            "save": f"wrote {path}: hand it out, then `meshlab kind images load {path.name if path else ''}` on each laptop",
+            "save": f"wrote {path} (for linux/{ex.variables.get(ARCH_VAR, '?')} only: laptops of another CPU architecture need "
+                    f"their own): hand it out, then `meshlab kind images load {path.name if path else ''}` on each laptop",
             "load": "the images are in Docker: `meshlab up --backend kind` pulls nothing from Docker Hub"}[action]
     print(done)
     return 0
