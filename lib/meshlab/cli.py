@@ -125,8 +125,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="where `make labs` put the executed notebooks (default build/labs)")
     s.add_argument("--out", type=Path, default=Path("build/handout"), help="where the HTML goes (default build/handout)")
 
-    s = sub.add_parser("bench", help="bring-up time and sidecar latency/throughput against the direct path")
-    s.add_argument("--requests", type=int, default=2000, help="requests per measured path (default 2000)")
+    s = sub.add_parser("bench", help="bring-up, mesh paths with wrk against direct and a hand-written Envoy config, failover")
+    s.add_argument("--runs", type=int, default=5, help="rounds over every path (medians and spread)")
+    s.add_argument("--seconds", type=float, default=2.0, help="wrk duration per path, mode and round")
+    s.add_argument("--paths-only", action="store_true", help="only the path measurements (no bring-up, no failover)")
+    s.add_argument("--requests", type=int, default=2000, help="with --wasm: requests per measurement")
     s.add_argument("--json", action="store_true", help="print the results as JSON")
     s.add_argument("--wasm", action="store_true", help="Envoy with each wasm filter against without, and build times")
 
@@ -225,7 +228,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.cmd == "bench":
         from .bench import main as bench_main
 
-        return bench_main(requests=args.requests, as_json=args.json)
+        return bench_main(runs=args.runs, seconds=args.seconds, as_json=args.json, only_paths=args.paths_only)
     else:
         lab = Lab.attach()
         if args.cmd == "status":

@@ -36,6 +36,7 @@ from .traffic import CallResult
 if TYPE_CHECKING:
     from .backends.kind import KindBackend, Plan
     from .federation import VirtualMesh
+    from .loadgen import LoadResult
     from .mesh import ManagementPlane
 
 
@@ -268,6 +269,18 @@ class Lab:
         """Send ``n`` HTTP requests from ``workload``'s pod in ``cluster`` through its sidecar."""
         return self.backend.call(workload, url, cluster=cluster, n=n, headers=headers)
 
+    def load(
+        self, workload: str, url: str, cluster: str, connections: int = 16, seconds: float = 3.0, headers: dict[str, str] | None = None
+    ) -> "LoadResult":
+        """Drive ``url`` from ``workload``'s pod with a real load generator (wrk) for ``seconds``:
+        throughput, p50/p90/p99 and how many answers were not 2xx."""
+        if self.backend.name != "local":
+            raise MeshlabError(
+                "load runs wrk inside the pod's network namespace, which only the local backend has",
+                "on kind, use Istio's fortio sample (`kubectl exec deploy/fortio -- fortio load ...`), as Istio's circuit-breaking task does",
+            )
+        return self.backend.load(workload, url, cluster, connections=connections, seconds=seconds, headers=headers)  # type: ignore[union-attr]
+
     def connect(self, workload: str, cluster: str, address: str, port: int) -> str:
         """A raw TCP connect from the pod, bypassing its sidecar: ``connected`` or ``refused: ...``."""
         return self.backend.connect(workload, cluster, address, port)
@@ -275,6 +288,11 @@ class Lab:
     def endpoints(self, workload: str, cluster: str, service: str | None = None) -> Table:
         """The endpoints ``workload``'s sidecar knows, like ``istioctl proxy-config endpoints``."""
         return Table(self.backend.endpoints(workload, cluster, service), title=f"endpoints of {workload} in {cluster}")
+
+    def proxy_status(self) -> Table:
+        """Like ``istioctl proxy-status``: per proxy, is each xDS type SYNCED with its control plane, STALE
+        (sent, not acknowledged: pending or rejected) or NOT SENT; and which control plane serves it."""
+        return Table(self.backend.proxy_status(), title=f"proxy status of {self.topology.name}")
 
     def access_log(self, workload: str, cluster: str, last: int = 20) -> list[dict[str, Any]]:
         """The sidecar's access log entries (JSON), newest last: shows the peer's SPIFFE identity."""

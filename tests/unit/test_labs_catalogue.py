@@ -91,3 +91,12 @@ def test_closed_pipe_ends_quietly() -> None:
     os.close(w)
     assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
     assert proc.returncode == 141
+
+
+def test_plan_tags_are_documented() -> None:
+    """Every tag a kind bring-up plan uses is explained in the README (`plan.find(tag=...)`)."""
+    from meshlab.lab import Lab
+
+    tags = {t for p in builtin_patterns() for s in Lab.up(p, backend="kind", dry_run=True, samples=True).steps for t in s.tags}
+    documented = set(re.findall(r"`([a-z][a-z-]*)`", README[README.index("Step tags, by purpose"):]))
+    assert tags <= documented, f"README does not explain the plan tags {sorted(tags - documented)}"

@@ -17,6 +17,7 @@ from . import envoy as E
 
 DOMAIN_SUFFIX = "svc.cluster.local"
 FAULT = E.T + "envoy.extensions.filters.http.fault.v3.HTTPFault"
+UNLIMITED = 2**32 - 1  # Istio's "no limit" for Envoy's circuit breakers (math.MaxUint32)
 
 
 def resolve_host(host: str, namespace: str) -> str:
@@ -103,6 +104,8 @@ def apply_traffic_policy(
             "base_ejection_time": envoy_duration(od.get("baseEjectionTime", "30s")),
             "max_ejection_percent": od.get("maxEjectionPercent", 10),
         }
+        # Istio turns Envoy's panic threshold off (0) unless minHealthPercent asks for one
+        out["common_lb_config"] = {"locality_weighted_lb_config": {}, "healthy_panic_threshold": {"value": float(od.get("minHealthPercent", 0))}}
     loc = lb.get("localityLbSetting", {})
     if od is not None and loc.get("enabled", True):
         if loc.get("failoverPriority"):
@@ -119,20 +122,27 @@ def apply_traffic_policy(
                 e.locality_weight = next((w for pat, w in rule["to"].items() if _locality_match(pat, (e.region, e.zone))), 0)
             eps[:] = [e for e in eps if e.locality_weight]  # weight 0: Istio leaves the locality out
             break
-    pool = policy.get("connectionPool", {})
-    if pool:
-        tcp, http = pool.get("tcp", {}), pool.get("http", {})
-        th = {
-            "max_connections": tcp.get("maxConnections"),
-            "max_pending_requests": http.get("http1MaxPendingRequests"),
-            "max_requests": http.get("http2MaxRequests"),
-            "max_retries": http.get("maxRetries"),
+    # Istio always sets the circuit breakers: unlimited (2^32-1) unless connectionPool lowers a limit
+    # -- Envoy's own defaults (1024 requests, 3 concurrent retries) never apply to a sidecar.
+    pool, budget = policy.get("connectionPool", {}), policy.get("retryBudget")
+    tcp, http = pool.get("tcp", {}), pool.get("http", {})
+    th: dict[str, Any] = {
+        "max_connections": tcp.get("maxConnections") or UNLIMITED,
+        "max_pending_requests": http.get("http1MaxPendingRequests") or UNLIMITED,
+        "max_requests": http.get("http2MaxRequests") or UNLIMITED,
+        "max_retries": http.get("maxRetries") or UNLIMITED,
+    }
+    if budget is not None:  # Istio's defaults: 20 % of active requests, at least 3 concurrent retries
+        th["retry_budget"] = {
+            "budget_percent": {"value": float(budget.get("percent", 20.0))},
+            "min_retry_concurrency": budget.get("minRetryConcurrency") or 3,
+            **({"budget_interval": envoy_duration(budget["budgetInterval"])} if "budgetInterval" in budget else {}),
         }
-        out["circuit_breakers"] = {"thresholds": [{k: v for k, v in th.items() if v is not None}]}
-        if "connectTimeout" in tcp:
-            out["connect_timeout"] = envoy_duration(tcp["connectTimeout"])
-        if "maxRequestsPerConnection" in http:
-            out["max_requests_per_connection"] = http["maxRequestsPerConnection"]
+    out["circuit_breakers"] = {"thresholds": [th]}
+    if "connectTimeout" in tcp:
+        out["connect_timeout"] = envoy_duration(tcp["connectTimeout"])
+    if "maxRequestsPerConnection" in http:
+        out["max_requests_per_connection"] = http["maxRequestsPerConnection"]
     return out
 
 
