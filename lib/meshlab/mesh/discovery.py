@@ -115,7 +115,8 @@ def discover(topology: Topology, workloads: list[Any], gateways: dict[str, str],
     ``workloads``: the backend's records (``cluster``, ``deployment``, ``app``, ``version``,
     ``namespace``, ``service_account``, ``ports``); ``gateways``: cluster -> east-west gateway address
     (a Mesh lists it as its ingress gateway, as Gloo Mesh's Istio detector did for a Service with a
-    ``tls`` port); ``roots``: mesh -> the root CA it currently uses (after a VirtualMesh changed it).
+    ``tls`` port); ``roots``: control-plane cluster -> the root CA its cacerts chain to now (after a
+    VirtualMesh, or a plug-in CA change, replaced the pattern's).
     """
     roots = roots or {}
     out = Discovery()
@@ -132,7 +133,7 @@ def discover(topology: Topology, workloads: list[Any], gateways: dict[str, str],
                 "metadata": {
                     "name": mesh_name(c.name),
                     "namespace": NAMESPACE,
-                    "labels": {"meshlab.dev/mesh": mesh.name, "meshlab.dev/root-ca": roots.get(mesh.name, mesh.root_ca)},
+                    "labels": {"meshlab.dev/mesh": mesh.name, "meshlab.dev/root-ca": roots.get(c.name, mesh.root_ca)},
                 },
                 "spec": {
                     "istio": {

@@ -84,7 +84,7 @@ def shared_trust(lab: "Lab", root: str, members: dict[str, str], ttl: int, resta
         ex.run(kubectl(cp, "-n", "istio-system", "rollout", "status", "deployment/istiod", "--timeout=300s"), cluster=cp,
                timeout=330, title="wait for istiod")
         rep.steps.append({"STEP": "5 restart istiod", "WHERE": cp, "RESULT": "signs with the new intermediate"})
-        lab.state.data.setdefault("mesh_roots", {})[lab.topology.clusters[cp].mesh] = root
+        lab.state.data.setdefault("ca_roots", {})[cp] = root
     if restart_pods:
         for cp in members.values():
             for c in lab.topology.served_by(cp):

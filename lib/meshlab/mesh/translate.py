@@ -21,7 +21,7 @@ def gateways(lab: "Lab") -> dict[str, str]:
 
 
 def discover_lab(lab: "Lab") -> Discovery:
-    return discover(lab.topology, lab.backend.workloads, gateways(lab), lab.state.data.get("mesh_roots", {}))
+    return discover(lab.topology, lab.backend.workloads, gateways(lab), lab.state.data.get("ca_roots", {}))
 
 
 def objects(lab: "Lab", kind: str) -> list[dict[str, Any]]:

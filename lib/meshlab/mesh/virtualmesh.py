@@ -285,8 +285,7 @@ def shared_trust(lab: "Lab", doc: dict[str, Any], disc: Discovery) -> TrustRepor
         cacerts = pki.install_issued(cp, root, issued)
         rep.chains[cp] = (cacerts / "cert-chain.pem").read_bytes()
         rep.steps.append({"STEP": "4 write cacerts", "WHERE": cp, "RESULT": "ca-cert, ca-key, root-cert, cert-chain"})
-        be.state.data.setdefault("mesh_roots", {})[lab.topology.clusters[cp].mesh] = root  # type: ignore[union-attr]
-        be.state.save()  # type: ignore[union-attr]
+        be.set_ca_root(cp, root, reissue=False)  # type: ignore[union-attr]  # running pods keep their certificates
         be.set_control_plane(cp, running=False)  # type: ignore[union-attr]
         be.set_control_plane(cp, running=True)  # type: ignore[union-attr]
         rep.steps.append({"STEP": "5 restart istiod", "WHERE": cp, "RESULT": "new pods get certificates under the shared root"})

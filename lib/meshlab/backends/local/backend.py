@@ -250,10 +250,6 @@ class LocalBackend:
         self.sync(cp)
         return created
 
-    def mesh_root(self, mesh: str) -> str:
-        """The root CA a mesh's control plane signs under: the pattern's, unless a VirtualMesh replaced its cacerts."""
-        return str(self.state.data.get("mesh_roots", {}).get(mesh, self.topology.meshes[mesh].root_ca))
-
     def _free_pod_index(self, c: Any) -> int:
         """The first pod address of the cluster no running pod uses (pods removed earlier free theirs)."""
         used = {w.ip for w in self.workloads if w.cluster == c.name}
@@ -290,10 +286,33 @@ class LocalBackend:
         """Issued by the CA of the control plane serving the pod's cluster, as istiod does. A pod keeps the
         certificate (and trust bundle) it started with until it restarts, even if its mesh's CA changed."""
         c = self.topology.clusters[w.cluster]
-        root = self.state.data.get("cert_roots", {}).get(w.pod) or self.mesh_root(c.mesh)
+        root = self.state.data.get("cert_roots", {}).get(w.pod) or self.ca_root(c.control_plane)
         return self.pki.workload(
             c.control_plane, w.namespace, w.service_account, trust_domain=self.topology.meshes[c.mesh].trust_domain, root=root,
         )  # fmt: skip
+
+    def ca_root(self, control_plane: str) -> str:
+        """The root CA that ``control_plane``'s cacerts chain to (the pattern's, unless set_ca_root changed it)."""
+        c = self.topology.clusters[control_plane]
+        return str(self.state.data.get("ca_roots", {}).get(control_plane, self.topology.meshes[c.mesh].root_ca))
+
+    def set_ca_root(self, cluster: str, root: str, reissue: bool = True) -> None:
+        """Plug-in CA: cut ``cluster``'s cacerts from the named ``root`` (or use the ones already written for
+        it, e.g. by a VirtualMesh's CSR flow). ``reissue``: its control plane re-issues every workload
+        certificate (and trust bundle) at once, as istiod and the workloads do once all restarted; otherwise
+        running pods keep theirs until they restart (:meth:`bounce`)."""
+        c = self.topology.cluster(cluster)
+        if not c.is_primary:
+            raise MeshlabError(f"{cluster} runs no control plane (it is a remote of {c.remote_of})", f"use {c.remote_of!r}")
+        self.pki.cacerts(cluster, root=root)
+        self.state.data.setdefault("ca_roots", {})[cluster] = root
+        if reissue:
+            served = {x.name for x in self.topology.served_by(cluster)}
+            for w in self.workloads:
+                if w.cluster in served:
+                    self.state.data.get("cert_roots", {}).pop(w.pod, None)
+        self.state.save()
+        self.sync(cluster)
 
     def bounce(self, cluster: str) -> list[str]:
         """Restart the sidecars of ``cluster``'s pods (Gloo Mesh's pod bounce): each starts again with a
@@ -336,7 +355,7 @@ class LocalBackend:
         xds = d / "xds"
         c = self.topology.clusters[w.cluster]
         if w.app != GATEWAY_APP:  # the certificate it starts with comes from its mesh's current CA
-            self.state.data.setdefault("cert_roots", {})[w.pod] = self.mesh_root(c.mesh)
+            self.state.data.setdefault("cert_roots", {})[w.pod] = self.ca_root(c.control_plane)
             self.state.save()
         kind = "router" if w.app == GATEWAY_APP else "sidecar"
         boot = E.bootstrap(
