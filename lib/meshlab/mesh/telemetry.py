@@ -93,14 +93,15 @@ def global_config(clusters: dict[str, str]) -> dict[str, Any]:
 
 
 def targets(workloads: list[Any], cluster: str, stats_port: int) -> list[dict[str, Any]]:
-    """File-based discovery for one cluster: every sidecar, with the labels the addon's relabeling gives."""
+    """File-based discovery for one cluster: every sidecar (not the gateways, not pods without a sidecar),
+    with the labels the addon's relabeling gives."""
     return [
         {
             "targets": [f"{w.ip}:{stats_port}"],
             "labels": {"namespace": w.namespace, "pod": w.pod, "app": w.app, **({"version": w.version} if w.version else {})},
         }
         for w in workloads
-        if w.cluster == cluster and w.app != "istio-eastwestgateway"
+        if w.cluster == cluster and w.app not in ("istio-eastwestgateway", "istio-ingressgateway") and getattr(w, "sidecar", True)
     ]
 
 
