@@ -260,6 +260,8 @@ def signature(listeners: list[dict[str, Any]], ecds: dict[str, dict[str, Any]] |
     for lis in listeners:
         found: list[tuple[str, ...]] = []
         for hf in _http_filters(lis):
+            if not hf.get("name", "").startswith(RESOURCE_PREFIX):
+                continue  # not an extension (e.g. Istio's own stats filter, also Wasm)
             tc = hf.get("typed_config") or {}
             if "config_discovery" in hf:
                 tc = (ecds.get(hf["name"]) or {}).get("typed_config") or {"@type": "ecds?"}
