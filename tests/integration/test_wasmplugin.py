@@ -300,6 +300,9 @@ def test_kind_dry_run_ships_a_wasm_traffic_extension_and_applies_a_lua_one(tmp_p
     shipped, lua_doc = apply.manifests
     assert shipped["spec"]["wasm"]["url"] == f"oci://meshlab-registry:5000/wasm/ah:sha-{sha[:12]}" and shipped["spec"]["phase"] == "STATS"
     assert lua_doc == {**lua, "metadata": {"name": "lua", "namespace": "sample"}}  # inline code: nothing to ship
+    assert "not created in cluster2" in kind.create_pull_secret("alice", "cluster2", "127.0.0.1:5000", "alice", "pw")  # no accounts on kind's registry
+    assert kind.agent_log("helloworld", "cluster1") == []  # dry run: the command is recorded
+    assert recorded.steps[-1].argv[-4:] == ["logs", "$(kubectl --context kind-cluster1 -n sample get pod -l app=helloworld -o jsonpath='{.items[0].metadata.name}')", "-c", "istio-proxy"]
     for bad, field in (({"lua": {"inlineCode": "x", "file": "y"}}, "file"), ({"wasm": {"url": "oci://r:1/x:v1", "rootId": "x"}}, "rootId")):
         with pytest.raises(MeshlabError, match=f"TrafficExtension.*{field}"):  # strict CRD schema on kind
             kind.apply({**lua, "spec": bad}, cluster="cluster1")
