@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .backends.kind import KindBackend, Plan
     from .federation import VirtualMesh
     from .loadgen import LoadResult
+    from .mesh import ManagementPlane
 
 
 
@@ -254,6 +255,10 @@ class Lab:
         ws = self.backend.deploy(app, cluster, version=version, replicas=replicas, namespace=namespace, sidecar=sidecar, service_account=service_account)
         return Table([{"POD": w.pod, "CLUSTER": w.cluster, "IP": w.ip, "VERSION": w.version} for w in ws])
 
+    def undeploy(self, app: str, cluster: str, namespace: str = "sample") -> list[str]:
+        """Remove a deployed app's pods from ``cluster``: its endpoints disappear from every proxy."""
+        return self.backend.undeploy(app, cluster, namespace=namespace)  # type: ignore[union-attr]
+
     def deploy_samples(self) -> None:
         """Istio's verify step: helloworld v1 in the first cluster, v2 in the second, ...; curl in each."""
         for i, c in enumerate(self.topology.clusters):
@@ -341,6 +346,13 @@ class Lab:
     def delete(self, kind: str, name: str, cluster: str, namespace: str = "sample") -> None:
         """Remove a resource applied earlier; proxies fall back to their defaults."""
         self.backend.delete(kind, name, cluster, namespace)
+
+    @property
+    def mesh(self) -> "ManagementPlane":
+        """The management plane (Service Mesh Hub / Gloo Mesh style): discovery, VirtualMesh, policies, telemetry."""
+        from .mesh import ManagementPlane
+
+        return ManagementPlane(self)
 
     def discover(self) -> Table:
         """Meshes, clusters and the services each runs (Service Mesh Hub's discovery)."""
