@@ -23,6 +23,7 @@ _OUTLIER = {
     "interval": _DURATION,
     "baseEjectionTime": _DURATION,
     "maxEjectionPercent": int,
+    "minHealthPercent": int,
 }
 _LOCALITY_LB = {
     "enabled": bool,
@@ -47,7 +48,14 @@ _HTTP_ROUTE = {
     "name": str,
     "match": [{"uri": _STRING_MATCH, "headers": ("map", _STRING_MATCH)}],
     "route": [{"destination": _DESTINATION, "weight": int}],
-    "retries": {"attempts": int, "perTryTimeout": _DURATION, "retryOn": str},
+    "retries": {
+        "attempts": int,
+        "perTryTimeout": _DURATION,
+        "retryOn": str,
+        "retryRemoteLocalities": bool,
+        "retryIgnorePreviousHosts": bool,
+        "backoff": _DURATION,
+    },
     "timeout": _DURATION,
     "fault": {
         "delay": {"fixedDelay": _DURATION, "percentage": _PERCENT},

@@ -90,7 +90,7 @@ def workloads_of(deployments: list[dict[str, Any]]) -> list[Workload]:
         for r in range(int(d.get("replicas", 1))):
             out.append(Workload(pod=f"{name}-{r}", deployment=name, app=d["app"], version=d["version"], cluster=d["cluster"],
                                 namespace=d["namespace"], service_account=spec["service_account"], ip="", netns=None,
-                                outbound="", app_host="", ports=list(spec["ports"])))  # fmt: skip
+                                outbound="", app_host="", ports=list(spec["ports"]), port_names=list(spec.get("port_names", []))))  # fmt: skip
     return out
 
 
@@ -315,15 +315,7 @@ class KindBackend:
         if app not in S.APPS:
             raise MeshlabError(f"unknown app {app!r}", f"deployable apps: {', '.join(S.APPS)}")
         cp = self.topology.cluster(cluster).control_plane
-        if self.state.data.get("control_planes", {}).get(cp) == "stopped":
-            # what would happen: istiod's sidecar-injection webhook does not answer, so the API server
-            # rejects the new pods (and without istiod there would be no config and no certificate)
-            raise LabStateError(
-                f"cannot start a sidecar in {cluster}: its control plane ({cp}) is stopped, so the proxy would get "
-                "neither configuration nor a certificate (on kind: istiod's injection webhook does not answer, so "
-                "the API server rejects the pod)",
-                f"start it: lab.start_control_plane({cp!r}), or `meshlab control-plane start {cp}`",
-            )
+        stopped = self.state.data.get("control_planes", {}).get(cp) == "stopped"
         version = version if S.APPS[app]["ports"] else ""
         same = [x for x in self.deployments if x["cluster"] == cluster and x["app"] == app and x["version"] == version
                 and x["namespace"] == namespace]
@@ -332,10 +324,24 @@ class KindBackend:
         d = {"app": app, "version": version, "cluster": cluster, "namespace": namespace, "replicas": total}
         plan = Plan(f"deploy {app} in {cluster}")
         add_samples(plan, self.topology, [d])
+        if stopped:
+            # as on Istio: the Deployment is accepted, but istiod's sidecar-injection webhook (failurePolicy
+            # Fail) does not answer, so the API server refuses every pod: the ReplicaSet reports FailedCreate
+            # and retries until istiod is back. Nothing to roll out or to push meanwhile.
+            plan.steps = [st for st in plan.steps if "sample-rollout" not in st.tags]
+            name = S.deployment_name(app, version or "v1")
+            plan.run(
+                f"show why {name} has no pod: the injection webhook of the stopped istiod ({cp}) does not answer",
+                K.kubectl(cluster, "-n", namespace, "get", "events", "--field-selector", "reason=FailedCreate",
+                          "-o", "custom-columns=OBJECT:.involvedObject.name,MESSAGE:.message"),
+                cluster=cluster, poll=True, timeout=60, tags=("injection-refused",),
+            )  # fmt: skip
         self.executor.execute(plan)
         self.state.data["deployments"] = [x for x in self.deployments if x not in same] + [d]
         if not self.dry_run:
             self.state.save()
+        if stopped:
+            return []
         self._wait_synced(f"the new {app} endpoint")
         if not self.dry_run:
             return self.pods(app, cluster, d["version"], namespace)
@@ -415,6 +421,12 @@ class KindBackend:
         if not self.dry_run:
             self.state.save()
         if running:  # the proxies reconnect (with back-off) and get everything that changed meanwhile
+            served = {x.name for x in self.topology.served_by(cluster)}
+            for d in self.deployments:  # pods refused by the injection webhook meanwhile are created now
+                if d["cluster"] in served:
+                    name = S.deployment_name(d["app"], d["version"] or "v1")
+                    self.executor.run(K.kubectl(d["cluster"], "-n", d["namespace"], "rollout", "status", f"deployment/{name}", "--timeout=300s"),
+                                      cluster=d["cluster"], timeout=330, title=f"wait until {name} is rolled out (pods refused while istiod was down)")  # fmt: skip
             self._wait_synced("everything that changed while it was stopped")
 
     # ---- failure injection -------------------------------------------------------------------------

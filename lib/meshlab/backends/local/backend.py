@@ -23,14 +23,14 @@ from ...traffic import Answer, CallResult, parse_answer, split_url
 from ...exec import run
 from . import client, net, procs
 from . import envoy as E
-from .policy import resolve_host
+from .policy import refuse_unmergeable, resolve_host
 from .translate import GATEWAY_APP, OUTBOUND_PORT, Translator, Workload
 
 NAMESPACE = "sample"
 
 # What `deploy` knows how to run: service account and the ports its app serves.
 APPS: dict[str, dict[str, Any]] = {
-    "helloworld": {"service_account": "helloworld", "ports": [5000]},
+    "helloworld": {"service_account": "helloworld", "ports": [5000], "port_names": ["http"]},  # Istio's sample Service
     "curl": {"service_account": "curl", "ports": []},
 }
 
@@ -168,23 +168,30 @@ class LocalBackend:
             "control_planes": d.get("control_planes", {}),
             "gateways": {w.cluster: w.ip for w in self.workloads if w.app == GATEWAY_APP},
             "workloads": [
-                {"pod": w.pod, "cluster": w.cluster, "app": w.app, "version": w.version, "ip": w.ip} for w in self.workloads
+                {"pod": w.pod, "cluster": w.cluster, "app": w.app, "version": w.version, "ip": w.ip, "ready": self.proxy_ready(w)}
+                for w in self.workloads
             ],
         }
 
+    @staticmethod
+    def proxy_ready(w: Workload) -> bool:
+        """What the sidecar's readiness probe sees: Envoy initialised with its configuration (/ready 200)."""
+        try:
+            return E.Admin(w.admin).ready()
+        except OSError:
+            return False
+
     # ---- workloads -----------------------------------------------------------------------------
     def deploy(self, app: str, cluster: str, version: str = "v1", replicas: int = 1, namespace: str = NAMESPACE) -> list[Workload]:
-        """Start ``replicas`` pods of a sample app (its sidecar included) and push the new endpoints to every proxy."""
+        """Start ``replicas`` pods of a sample app (its sidecar included) and push the new endpoints to every proxy.
+
+        With the control plane stopped the pods start anyway, as on Kubernetes, but nothing is pushed: the
+        new sidecar gets no configuration (never ready, no listener) and no other proxy learns the new
+        endpoints, until the control plane runs again."""
         if app not in APPS:
             raise MeshlabError(f"unknown app {app!r}", f"deployable apps: {', '.join(APPS)}")
         c = self.topology.cluster(cluster)
         cp = c.control_plane
-        if self.state.data["control_planes"].get(cp) != "running":
-            raise LabStateError(
-                f"cannot start a sidecar in {cluster}: its control plane ({cp}) is stopped, so the proxy would get "
-                "neither configuration nor a certificate",
-                f"start it: lab.start_control_plane({cp!r}), or `meshlab control-plane start {cp}`",
-            )
         spec = APPS[app]
         deployment = app if not spec["ports"] else f"{app}-{version}"
         existing = {w.pod for w in self.workloads}
@@ -201,7 +208,7 @@ class LocalBackend:
             w = Workload(
                 pod=pod, deployment=deployment, app=app, version=version if spec["ports"] else "", cluster=cluster,
                 namespace=namespace, service_account=spec["service_account"], ip=podnet.ip, netns=podnet.netns,
-                outbound=podnet.outbound, app_host=podnet.app_host, ports=list(spec["ports"]),
+                outbound=podnet.outbound, app_host=podnet.app_host, ports=list(spec["ports"]), port_names=list(spec.get("port_names", [])),
                 admin=str(self.run_dir / "sock" / f"{index}.sock"),
                 access_log=str(self.run_dir / "logs" / f"{pod}.access.log"),
             )  # fmt: skip
@@ -253,14 +260,21 @@ class LocalBackend:
             f"{w.deployment}.{w.namespace}", (c.region, c.zone), Path(w.admin), xds,
         )  # fmt: skip
         Path(w.admin).parent.mkdir(parents=True, exist_ok=True)
-        cfg = self.proxy_config(w)
+        waiting = self.state.data["control_planes"].get(c.control_plane) != "running"
+        if waiting:  # nothing answers the sidecar: it starts, and waits for its first configuration
+            boot["static_resources"] = {"clusters": [E.xds_grpc_cluster("127.0.0.1" if w.netns else w.ip)]}
+        cfg = E.waiting_config() if waiting else self.proxy_config(w)
         E.XdsWriter(xds).write(cfg)
         write_atomic(d / "bootstrap.json", json.dumps(boot, indent=1))
         logs = self.run_dir / "logs"
         argv = self.network.exec_prefix(w.netns) + E.envoy_argv(d / "bootstrap.json", logs / f"{w.pod}.envoy.log")
         p = procs.spawn(f"{w.pod}/envoy", argv, logs / f"{w.pod}.envoy.stdout")
         self.state.record("processes", p.record())
-        procs.wait_until(E.Admin(w.admin).ready, p, "Envoy's /ready answered 200")
+        admin = E.Admin(w.admin)
+        if waiting:
+            procs.wait_until(lambda: admin.server_state() == "PRE_INITIALIZING", p, "Envoy's admin API answered (waiting for configuration)")
+            return
+        procs.wait_until(admin.ready, p, "Envoy's /ready answered 200")
         self._wait_applied(w, cfg)
 
     def proxy_config(self, w: Workload) -> E.ProxyConfig:
@@ -300,8 +314,12 @@ class LocalBackend:
                     modules[f"{cp}|{key[1]}/{key[2]}"] = m.record()
                     how = "from the cache" if m.cached else f"fetched from {m.source} in {m.seconds:.2f}s"
                     note = f", module sha256:{m.sha256[:12]}... {how}"
-                stored[:] = [r for r in stored if not (r["control_plane"] == cp and r["key"] == list(key))]
-                stored.append({"control_plane": cp, "key": list(key), "resource": doc})
+                entry = {"control_plane": cp, "key": list(key), "resource": doc}
+                at = next((i for i, r in enumerate(stored) if r["control_plane"] == cp and r["key"] == list(key)), None)
+                if at is None:
+                    stored.append(entry)
+                else:  # an update keeps the resource's creation order (the oldest rule wins merges)
+                    stored[at] = entry
                 names.append(f"{doc['kind'].lower()}/{doc['metadata']['name']} configured (control plane {cp}{note})")
             self.sync(cp)
         except ResourceError:
@@ -332,18 +350,17 @@ class LocalBackend:
 
     @staticmethod
     def _refuse_overlap(doc: dict[str, Any], others: list[dict[str, Any]]) -> None:
-        """One VirtualService and one DestinationRule per host: Istio does not merge them for sidecars."""
-        ns = doc["metadata"]["namespace"]
-        hosts = doc["spec"].get("hosts", []) if doc["kind"] == "VirtualService" else [doc["spec"].get("host", "")]
-        if doc["kind"] not in ("VirtualService", "DestinationRule"):
+        """One VirtualService per host (Istio does not merge them for sidecars); DestinationRules of one
+        host merge, unless their exportTo differ (:func:`policy.refuse_unmergeable`)."""
+        refuse_unmergeable(doc, others)
+        if doc["kind"] != "VirtualService":
             return
-        mine = {resolve_host(h, ns) for h in hosts}
+        ns = doc["metadata"]["namespace"]
+        mine = {resolve_host(h, ns) for h in doc["spec"].get("hosts", [])}
         for o in others:
             if o["kind"] != doc["kind"]:
                 continue
-            ons = o["metadata"]["namespace"]
-            theirs = o["spec"].get("hosts", []) if o["kind"] == "VirtualService" else [o["spec"].get("host", "")]
-            both = mine & {resolve_host(h, ons) for h in theirs}
+            both = mine & {resolve_host(h, o["metadata"]["namespace"]) for h in o["spec"].get("hosts", [])}
             if both:
                 raise ResourceError(
                     f"{doc['kind']} {doc['metadata']['name']!r}: host {sorted(both)[0]} already has {o['kind']} {o['metadata']['name']!r}",
