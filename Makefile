@@ -20,7 +20,7 @@ $(STAMP): lib/pyproject.toml
 	$(BIN)/meshlab version
 	@touch $@
 
-## Run every lab notebook headless on the local backend into build/labs/ and print a table.
+## Run every lab notebook headless on the local backend (exercise solutions on) into build/labs/; print a table.
 labs: setup
 	$(BIN)/python tests/labs/run_labs.py --backend local --out build/labs
 

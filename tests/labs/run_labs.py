@@ -3,7 +3,8 @@
 
     python tests/labs/run_labs.py --backend local --out build/labs [-p key=value ...] [NOTEBOOK ...]
 
-Without NOTEBOOK arguments it runs every ``labs/[0-9]*.ipynb`` in order. Each executed notebook is
+Without NOTEBOOK arguments it runs every ``labs/[0-9]*.ipynb`` in order, with ``solutions=True`` (every
+exercise's hidden solution runs and is checked; ``-p solutions=False`` runs them as a learner finds them). Each executed notebook is
 written to the out dir (on failure too: papermill marks the failing cell). A failure does not stop
 the run; the exit status is 1 if any notebook failed. Notebooks clean up after themselves.
 """
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=int, default=600, help="per-cell timeout in seconds")
     args = ap.parse_args(argv)
 
-    parameters: dict[str, Any] = {"backend": args.backend}
+    parameters: dict[str, Any] = {"backend": args.backend, "solutions": True}
     for item in args.parameter:
         key, sep, value = item.partition("=")
         if not sep or not key.isidentifier():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -11,11 +12,17 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from meshlab.exercises import ENV
+
 ROOT = Path(__file__).resolve().parents[2]
 LABS = ROOT / "labs"
 ALL_NOTEBOOKS = sorted(LABS.glob("*.ipynb"))
 LAB_NOTEBOOKS = sorted(LABS.glob("[0-9]*.ipynb"))  # the ones `make labs` runs
 CELL_TIMEOUT = 600
+
+# Labs whose exercises the hygiene test enforces (a lab's owner adds it here with its exercises). A lab
+# not listed is enforced as soon as it constructs `Exercises(` — half-done exercises never pass.
+EXERCISES_ENFORCED: set[str] = set()
 
 
 def ids(paths: list[Path]) -> list[str]:
@@ -56,6 +63,93 @@ def test_hygiene(path: Path) -> None:
     assert any("cleanup" in h.lower() for h in headings), "the notebook must end with a '## Cleanup' section"
 
 
+def assigned_names(tree: ast.AST) -> dict[str, ast.expr]:
+    """Simple `name = value` assignments anywhere in ``tree``: name -> value."""
+    return {
+        t.id: node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    }
+
+
+def calls(tree: ast.AST, obj: str, method: str) -> list[ast.Call]:
+    return [
+        n for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == method
+        and isinstance(n.func.value, ast.Name) and n.func.value.id == obj
+    ]
+
+
+def exercise_problems(nb: nbformat.NotebookNode, lab: str) -> list[str]:
+    """What keeps notebook ``lab`` (its number, e.g. "02") from meeting the exercise rules of TEAM.md."""
+    problems: list[str] = []
+    cells = nb.cells
+    trees = [ast.parse(c.source) if c.cell_type == "code" else None for c in cells]
+    params = next((i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])), None)
+    if params is None or assigned_names(trees[params]).get("solutions") is None:
+        problems.append("the parameters cell must assign `solutions = False`")
+    elif not (isinstance(v := assigned_names(trees[params])["solutions"], ast.Constant) and v.value is False):
+        problems.append("`solutions` must default to False in the parameters cell")
+    else:
+        first = next((i for i in range(params + 1, len(cells)) if cells[i].cell_type == "code"), None)
+        if first is None or "Exercises(solutions)" not in cells[first].source:
+            problems.append("the first code cell after the parameters cell must create `ex = Exercises(solutions)`")
+
+    ids: list[str] = []
+    for i, c in enumerate(cells):
+        if "solution" not in c.metadata.get("tags", []):
+            continue
+        where = f"solution cell {i}"
+        if c.metadata.get("jupyter", {}).get("source_hidden") is not True:
+            problems.append(f"{where}: hide it with metadata jupyter.source_hidden = true")
+        body = trees[i].body if trees[i] else []
+        if not (len(body) == 1 and isinstance(body[0], ast.If) and ast.unparse(body[0].test) == "ex.solutions"):
+            problems.append(f"{where}: it must be one `if ex.solutions:` block")
+            continue
+        prev = trees[i - 1] if i > 0 else None
+        todo = {n for n, v in assigned_names(prev).items()
+                if isinstance(v, ast.Constant) and v.value is Ellipsis} if prev else set()
+        if not todo:
+            problems.append(f"{where}: the cell before it must be the exercise, assigning `...` to the answer")
+            continue
+        if missing := todo - set(assigned_names(body[0])):
+            problems.append(f"{where}: it does not assign {sorted(missing)}")
+        checks = calls(trees[i + 1], "ex", "check") if i + 1 < len(cells) and trees[i + 1] else []
+        if len(checks) != 1:
+            problems.append(f"{where}: the cell after it must call ex.check(...) once")
+            continue
+        args = checks[0].args
+        ex_id = args[0].value if args and isinstance(args[0], ast.Constant) else None
+        if not (isinstance(ex_id, str) and re.fullmatch(rf"{lab}\.\d+", ex_id)):
+            problems.append(f"{where}: its check needs a literal id like \"{lab}.1\", got {ast.unparse(args[0]) if args else 'none'}")
+        if len(args) < 2 or not (isinstance(args[1], ast.Name) and args[1].id in todo):
+            problems.append(f"{where}: its check must grade the exercise's answer ({', '.join(sorted(todo))})")
+        ids.append(str(ex_id))
+    if len(ids) < 2:
+        problems.append(f"{len(ids)} exercises: each lab needs 2 or more (exercise, hidden solution, check)")
+    if len(set(ids)) != len(ids):
+        problems.append(f"exercise ids repeat: {ids}")
+    quizzes = [q for t in trees if t for q in calls(t, "ex", "quiz")]
+    if not any(q.args and isinstance(q.args[0], ast.Constant) and q.args[0].value == lab for q in quizzes):
+        problems.append(f'no quiz: call ex.quiz("{lab}", [...]) once')
+    return problems
+
+
+@pytest.mark.parametrize("path", LAB_NOTEBOOKS, ids=ids(LAB_NOTEBOOKS))
+def test_exercises(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    if path.name not in EXERCISES_ENFORCED and "Exercises(" not in "".join(c.source for c in nb.cells):
+        return  # transition: its owner has not added exercises yet (see EXERCISES_ENFORCED)
+    problems = exercise_problems(nb, path.name[:2])
+    assert not problems, f"{path.name}:\n  " + "\n  ".join(problems)
+
+
+def test_enforced_labs_exist() -> None:
+    assert EXERCISES_ENFORCED <= {p.name for p in LAB_NOTEBOOKS}, "EXERCISES_ENFORCED names a lab that does not exist"
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", LAB_NOTEBOOKS, ids=ids(LAB_NOTEBOOKS))
 def test_runs_with_papermill(path: Path, tmp_path: Path) -> None:
@@ -65,7 +159,7 @@ def test_runs_with_papermill(path: Path, tmp_path: Path) -> None:
     papermill.execute_notebook(
         str(path),
         str(out),
-        parameters={"backend": "local"},
+        parameters={"backend": "local", "solutions": True},  # CI runs every exercise's solution
         kernel_name="python3",
         cwd=str(LABS),
         execution_timeout=CELL_TIMEOUT,
@@ -87,6 +181,66 @@ def test_nbval(path: Path) -> None:
         f"--nbval-cell-timeout={CELL_TIMEOUT}", "-p", "no:cacheprovider", "-q",
         str(path.relative_to(ROOT)),
     ]
-    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=3 * CELL_TIMEOUT)
+    env = os.environ | {ENV: "1"}  # nbval cannot pass parameters: Exercises reads the solutions switch here
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3 * CELL_TIMEOUT)
     tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-40:])
     assert proc.returncode == 0, f"nbval failed (exit {proc.returncode}): {' '.join(argv)}\n{tail}"
+
+
+def fixture_lab(**overrides: str) -> nbformat.NotebookNode:
+    """A minimal notebook that meets the exercise rules; ``overrides`` replace cells' sources by name."""
+    v4 = nbformat.v4
+    src = {
+        "params": 'backend = "local"\nsolutions = False',
+        "setup": "from meshlab.exercises import Exercises\nex = Exercises(solutions)\nobserved = 2",
+        "ex1": "answer = ...", "sol1": "if ex.solutions:\n    answer = 2",
+        "check1": 'ex.check("05.1", answer, lambda a: a == observed, hint="count")',
+        "ex2": "rule = ...", "sol2": "if ex.solutions:\n    rule = 'x'",
+        "check2": 'ex.check("05.2", rule, lambda r: r == "x", hint="write it")',
+        "quiz": 'ex.quiz("05", [("q?", ["a", "b"], 0, "why")])',
+    } | overrides
+    hidden = {"tags": ["solution"], "jupyter": {"source_hidden": True}}
+    nb = v4.new_notebook()
+    nb.cells = [v4.new_code_cell(s, metadata={"tags": ["parameters"]} if k == "params" else
+                                 dict(hidden) if k.startswith("sol") else {}) for k, s in src.items()]
+    return nb
+
+
+def test_exercise_rules_accept_a_complete_lab_and_name_each_defect() -> None:
+    assert exercise_problems(fixture_lab(), "05") == []
+    for overrides, problem in [
+        ({"params": 'backend = "local"'}, "must assign `solutions = False`"),
+        ({"params": "solutions = True"}, "must default to False"),
+        ({"setup": "ex = object()"}, "must create `ex = Exercises(solutions)`"),
+        ({"ex1": "answer = 3"}, "assigning `...` to the answer"),
+        ({"sol1": "answer = 2"}, "one `if ex.solutions:` block"),
+        ({"sol1": "if ex.solutions:\n    other = 2"}, "does not assign ['answer']"),
+        ({"check1": "print(answer)"}, "must call ex.check(...) once"),
+        ({"check1": 'ex.check("5.1", answer, bool, hint="h")'}, 'literal id like "05.1"'),
+        ({"check1": 'ex.check("05.1", 2, bool, hint="h")'}, "must grade the exercise's answer"),
+        ({"check2": 'ex.check("05.1", rule, bool, hint="h")'}, "ids repeat"),
+        ({"quiz": "pass"}, "no quiz"),
+    ]:
+        problems = exercise_problems(fixture_lab(**overrides), "05")
+        assert any(problem in p for p in problems), f"{overrides}: expected {problem!r} in {problems}"
+    nb = fixture_lab()
+    del nb.cells[3].metadata["jupyter"]
+    assert any("source_hidden" in p for p in exercise_problems(nb, "05"))
+    nb.cells = nb.cells[:3] + nb.cells[6:]  # one exercise left
+    assert any("2 or more" in p for p in exercise_problems(nb, "05"))
+
+
+@pytest.mark.notebook
+def test_quiz_in_a_kernel_is_a_widget_with_its_text_behind_it() -> None:
+    """In a kernel the quiz is an ipywidgets form; an executed notebook (no widget state) still shows its text."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}})
+    nb.cells = [nbformat.v4.new_code_cell(
+        "from meshlab.exercises import Exercises\n"
+        'Exercises(False).quiz("05", [("Which port?", ["15443", "15012"], 0, "the gateway\'s mTLS port")])'
+    )]
+    NotebookClient(nb, timeout=60, kernel_name="python3").execute()
+    (out,) = nb.cells[0].outputs
+    assert "application/vnd.jupyter.widget-view+json" in out.data
+    assert "1. Which port?" in out.data["text/plain"] and "a) 15443" in out.data["text/plain"]
