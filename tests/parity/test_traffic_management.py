@@ -17,6 +17,7 @@ from meshlab.backends.local import envoy as E
 from meshlab.backends.local.policy import refuse_unmergeable
 from meshlab.errors import ResourceError
 from meshlab.federation import virtual_mesh
+from meshlab.resources import parse
 from meshlab.lab import Lab
 from meshlab.topology import load_topology
 
@@ -386,3 +387,10 @@ def test_destination_rules_with_different_export_to_are_refused_by_name() -> Non
     b = {"kind": "DestinationRule", "metadata": {"name": "b", "namespace": "sample"}, "spec": {"host": "helloworld"}}
     with pytest.raises(ResourceError, match="different exportTo"):
         refuse_unmergeable(b, [a])
+
+
+@pytest.mark.istio("pilot/pkg/networking/core/loadbalancer/loadbalancer.go")
+def test_service_traffic_distribution_is_refused_by_name() -> None:
+    # Istio turns trafficDistribution into a forced failoverPriority; the local backend has no Service objects
+    with pytest.raises(ResourceError, match="spec.trafficDistribution"):
+        parse({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "helloworld"}, "spec": {"trafficDistribution": "PreferClose"}})

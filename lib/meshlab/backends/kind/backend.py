@@ -306,8 +306,19 @@ class KindBackend:
                     continue  # terminating (scaled down, killed): no longer part of the lab
                 out["workloads"].append({"pod": p["name"], "cluster": c, "app": p["labels"].get("app", ""),
                                          "version": p["labels"].get("version", "") if p["labels"].get("app") == "helloworld" else "",
-                                         "ip": p["ip"]})  # fmt: skip
+                                         "ip": p["ip"], "ready": p["ready"]})  # fmt: skip
         return out
+
+    def sidecars(self) -> list[dict[str, Any]]:
+        """Pods and their readiness (app + istio-proxy); a Deployment with fewer pods than replicas shows the
+        missing ones: the API server refused them (the injection webhook of a stopped istiod)."""
+        rows = [{"POD": w["pod"], "CLUSTER": w["cluster"], "APP": w["app"], "READY": w.get("ready", False)}
+                for w in self.status()["workloads"]]  # fmt: skip
+        for d in [] if self.dry_run else self.deployments:
+            have = sum(1 for w in rows if w["CLUSTER"] == d["cluster"] and w["POD"].startswith(S.deployment_name(d["app"], d["version"] or "v1") + "-"))
+            rows += [{"POD": f"(no pod: {S.deployment_name(d['app'], d['version'] or 'v1')} refused by the injection webhook)",
+                      "CLUSTER": d["cluster"], "APP": d["app"], "READY": False}] * max(0, int(d.get("replicas", 1)) - have)  # fmt: skip
+        return rows
 
     # ---- workloads ---------------------------------------------------------------------------------
     def deploy(self, app: str, cluster: str, version: str = "v1", replicas: int = 1, namespace: str = S.NAMESPACE) -> list[Pod]:

@@ -173,6 +173,10 @@ class LocalBackend:
             ],
         }
 
+    def sidecars(self) -> list[dict[str, Any]]:
+        return [{"POD": w.pod, "CLUSTER": w.cluster, "APP": w.app, "READY": self.proxy_ready(w),
+                 "ENVOY STATE": E.Admin(w.admin).server_state() or "not running"} for w in self.workloads]  # fmt: skip
+
     @staticmethod
     def proxy_ready(w: Workload) -> bool:
         """What the sidecar's readiness probe sees: Envoy initialised with its configuration (/ready 200)."""
