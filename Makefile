@@ -5,15 +5,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.meshlab-setup
 
-.PHONY: setup labs test lab unit integration bench filters down clean
+# `make setup BACKEND=kind` installs only what the kind backend needs (no Debian packages at all).
+BACKEND ?= all
 
-setup: $(STAMP)
+.PHONY: setup system-packages labs test lab unit integration bench filters down clean
+
+setup: system-packages $(STAMP)
+
+## Debian packages (the one list: lib/meshlab/system_packages.py): installed as root, else with `sudo -n`,
+## else print the exact command and stop. Instant when everything is present.
+system-packages:
+	@$(PYTHON) lib/meshlab/system_packages.py $(BACKEND)
 
 $(STAMP): lib/pyproject.toml
-	@missing=""; command -v ip >/dev/null || missing="$$missing iproute2"; \
-	 command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \
-	 if [ -n "$$missing" ]; then echo "installing$$missing (Debian packages)"; \
-	   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e './lib[lab]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (meshlab)" >/dev/null

@@ -73,12 +73,22 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("validate", help="envoy --mode validate on every proxy's full config")
     sub.add_parser("down", help="remove everything the lab created (processes, namespaces, files)")
-    sub.add_parser("doctor", help="check prerequisites for both backends")
+    s = sub.add_parser("doctor", help="check prerequisites; exit status 1 unless every backend asked for is ready")
+    s.add_argument("--backend", choices=["local", "kind", "both"], default="both", help="which backend to check (default: both)")
 
     s = sub.add_parser("bench", help="bring-up time and sidecar latency/throughput against the direct path")
     s.add_argument("--requests", type=int, default=2000)
     s.add_argument("--json", action="store_true")
     s.add_argument("--wasm", action="store_true", help="Envoy with each wasm filter against without, and build times")
+
+    s = sub.add_parser("kind", help="kind backend tools: the image cache (meshlab kind images pull|save FILE|load FILE)")
+    ks = s.add_subparsers(dest="kind_cmd", required=True, metavar="WHAT")
+    s = ks.add_parser("images", help="pull every pinned image once; save them into one archive; load that archive")
+    s.add_argument("action", choices=["pull", "save", "load"],
+                   help="pull: every pinned image, for this Docker engine's platform; save FILE: one archive to hand out; "
+                   "load FILE: that archive into Docker (then `up` pulls nothing)")
+    s.add_argument("file", nargs="?", help="the archive (save, load)")
+    s.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
 
     sub.add_parser("wasm", help="WebAssembly filters: build, inspect, the module hub, push/pull ... (meshlab wasm -h)")
     sub.add_parser("version", help="print versions")
@@ -124,12 +134,18 @@ def _run(args: argparse.Namespace) -> int:
         if stopped:
             print(f"wasm hub stopped ({stopped} processes)")
     elif args.cmd == "doctor":
-        from .prereqs import check_kind, check_local
+        from .prereqs import doctor, readiness
         from .prereqs import report as checks_report
 
-        checks = check_local() + check_kind()
+        checks, ready = doctor(args.backend)
         print(checks_report(checks))
-        return 0 if all(c.ok for c in checks if c.backend != "kind") else 1
+        print()
+        print(readiness(ready, checks))
+        return 0 if all(ready.values()) else 1
+    elif args.cmd == "kind":
+        from .backends.kind.images import run_images
+
+        return run_images(args.action, args.file, dry_run=args.dry_run)
     elif args.cmd == "bench" and args.wasm:
         from .wasm.bench import main as wasm_bench
 

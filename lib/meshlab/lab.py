@@ -169,9 +169,13 @@ class Lab:
             pass  # not in the main thread: atexit still covers a normal exit
 
     # ---- workloads and traffic -----------------------------------------------------------------
-    def deploy(self, app: str, cluster: str, version: str = "v1", replicas: int = 1, namespace: str = "sample") -> Table:
-        """Run a sample app (``helloworld`` or ``curl``) with its sidecar in ``cluster``."""
-        ws = self.backend.deploy(app, cluster, version=version, replicas=replicas, namespace=namespace)
+    def deploy(
+        self, app: str, cluster: str, version: str = "v1", replicas: int = 1, namespace: str = "sample",
+        sidecar: bool = True, service_account: str | None = None,
+    ) -> Table:  # fmt: skip
+        """Run a sample app (``helloworld`` or ``curl``) with its sidecar in ``cluster``; ``sidecar=False``
+        runs it without one (plaintext, no identity), ``service_account`` overrides the app's own."""
+        ws = self.backend.deploy(app, cluster, version=version, replicas=replicas, namespace=namespace, sidecar=sidecar, service_account=service_account)
         return Table([{"POD": w.pod, "CLUSTER": w.cluster, "IP": w.ip, "VERSION": w.version} for w in ws])
 
     def deploy_samples(self) -> None:

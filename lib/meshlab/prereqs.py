@@ -8,11 +8,12 @@ namespaces (``unshare ... true``).
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import platform
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +25,7 @@ Backend = Literal["local", "kind", "both"]
 NetworkMode = Literal["netns", "userns", "loopback"]
 
 GIB = 1024**3
+DOCKER_MIN_MAJOR = 28  # `docker save --platform` needs API 1.48 (Docker 28)
 DOCKER_MEMORY_MIN = 8 * GIB  # kind + Istio for 2-3 clusters
 INOTIFY_WATCHES_MIN = 524288  # kind known issues: "Pod errors due to too many open files"
 INOTIFY_INSTANCES_MIN = 512
@@ -42,6 +44,7 @@ class Check:
     detail: str
     fix: str | None = None
     backend: Backend = "both"
+    required: bool = True  # a failed required check makes its backend "not ready"; others are warnings
 
 
 def _ok(cmd: list[str], timeout: float = 20) -> tuple[bool, str]:
@@ -105,7 +108,7 @@ def inotify_check(watches: int | None, instances: int | None) -> Check:
     ok = (watches or 0) >= INOTIFY_WATCHES_MIN and (instances or 0) >= INOTIFY_INSTANCES_MIN
     detail = (f"max_user_watches={watches} (need {INOTIFY_WATCHES_MIN}), "
               f"max_user_instances={instances} (need {INOTIFY_INSTANCES_MIN})")
-    return Check("inotify limits", ok, detail, None if ok else INOTIFY_FIX, "kind")
+    return Check("inotify limits", ok, detail, None if ok else INOTIFY_FIX, "kind", required=False)
 
 
 def docker_memory_check(mem_bytes: int | None) -> Check:
@@ -114,11 +117,56 @@ def docker_memory_check(mem_bytes: int | None) -> Check:
     if mem_bytes is None:
         return Check(name, False, "unknown: the Docker engine is not reachable",
                      "start Docker first; then give it at least 8 GiB of memory "
-                     "(Docker Desktop: Settings > Resources > Memory)", "kind")
+                     "(Docker Desktop: Settings > Resources > Memory)", "kind", required=False)
     ok = mem_bytes >= DOCKER_MEMORY_MIN
     return Check(name, ok, f"{mem_bytes / GIB:.1f} GiB (need 8 GiB for 2-3 clusters)",
                  None if ok else "give Docker at least 8 GiB (Docker Desktop: Settings > Resources > Memory; "
-                 "on Linux, free memory or use a bigger machine)", "kind")
+                 "on Linux, free memory or use a bigger machine)", "kind", required=False)
+
+
+def docker_version_check(server_version: str) -> Check:
+    """The engine must be Docker 28 or newer: ``docker save --platform`` (API 1.48) is how meshlab loads images."""
+    m = re.match(r"(\d+)\.", server_version)
+    ok = bool(m) and int(m.group(1)) >= DOCKER_MIN_MAJOR  # type: ignore[union-attr]
+    return Check("docker engine", ok, f"server {server_version}" + ("" if ok else f" (need {DOCKER_MIN_MAJOR} or newer)"),
+                 None if ok else f"upgrade Docker to {DOCKER_MIN_MAJOR} or newer: meshlab saves images with "
+                 "`docker save --platform` (API 1.48) for `kind load image-archive`; https://docs.docker.com/engine/install/",
+                 "kind")
+
+
+def image_store_check(driver_status: list[list[str]] | None) -> Check:
+    """Which image store the Docker engine uses (``docker info`` DriverStatus), and what meshlab does about it.
+
+    Docker's containerd image store (the default on new Docker 29 installs) keeps multi-platform
+    images, and ``kind load docker-image`` then fails (kind issue 3795); meshlab never uses it: it
+    saves one platform (``docker save --platform linux/<arch>``) and loads that archive with
+    ``kind load image-archive``, which works with either store."""
+    name = "docker image store"
+    how = ("meshlab loads images with `docker save --platform linux/<arch>` + `kind load image-archive`, "
+           "which works with it")
+    if driver_status is None:
+        return Check(name, False, "unknown: the Docker engine is not reachable", "start Docker first", "kind", required=False)
+    status = {str(k): str(v) for k, v in (tuple(kv) for kv in driver_status if len(kv) == 2)}
+    if status.get("driver-type") == "io.containerd.snapshotter.v1":
+        return Check(name, True, f"containerd image store (multi-platform images; `kind load docker-image` "
+                     f"breaks on them, kind issue 3795): {how}", None, "kind", required=False)
+    return Check(name, True, f"classic image store: {how}", None, "kind", required=False)
+
+
+def package_checks(backend: Backend = "both") -> list[Check]:
+    """The Debian packages of :mod:`meshlab.system_packages` (the one list ``make setup`` installs)."""
+    from .system_packages import PACKAGES, find_command, manual_command
+
+    out = []
+    for p in PACKAGES:
+        if backend != "both" and backend not in p.backends:
+            continue
+        path = find_command(p.command)
+        where: Backend = p.backends[0] if len(p.backends) == 1 else "both"  # type: ignore[assignment]
+        out.append(Check(p.command if p.command == p.name else f"{p.command} ({p.name})", path is not None, f"{path}: {p.why}" if path else f"not found: {p.why}",
+                         None if path else f"`make setup` installs it on Debian/Ubuntu (or: `{manual_command([p.name])}`)",
+                         where, required=False))
+    return out
 
 
 def check_local() -> list[Check]:
@@ -132,58 +180,101 @@ def check_local() -> list[Check]:
     ]
     mode = network_mode() if linux else "loopback"
     checks.append(network_check(mode))
-    try:
-        ip = which("ip")
-        checks.append(Check("iproute2 (ip)", True, ip, None, "local"))
-    except MeshlabError:
-        needed = mode != "loopback"
-        checks.append(Check("iproute2 (ip)", not needed,
-                            "`ip` not found" + ("" if needed else " (not needed in loopback mode)"),
-                            "install iproute2: `sudo apt-get install -y iproute2` (or `make setup` as root)"
-                            if needed else None, "local"))
+    for c in package_checks("local"):
+        if c.name.startswith("ip ("):  # the network namespaces need it, except in loopback mode
+            c = replace(c, required=mode != "loopback", detail=c.detail + (" (not needed in loopback mode)" if mode == "loopback" and not c.ok else ""))
+        checks.append(c)
     checks.append(envoy_check())
     return checks
 
 
 def check_kind() -> list[Check]:
-    """Checks for the kind backend: Docker engine, its memory, inotify limits, kubectl."""
+    """Checks for the kind backend: Docker engine, its memory and image store, inotify limits, kubectl."""
     checks = [python_check()]
+    info: dict | None = None
     try:
         docker = which("docker", "install Docker: https://docs.docker.com/engine/install/")
         checks.append(Check("docker cli", True, docker, None, "kind"))
-        ok, out = _ok([docker, "info", "--format", "{{.ServerVersion}}"])
+        ok, out = _ok([docker, "info", "--format", "{{json .}}"])
+        try:
+            info = json.loads(out.splitlines()[-1]) if ok and out else None
+        except ValueError:
+            info = None
         last = out.splitlines()[-1] if out else "no output"
-        checks.append(Check("docker engine", ok, f"server {out}" if ok else f"not reachable: {last}",
-                            None if ok else "start the Docker engine (`sudo systemctl start docker`, or open "
-                            "Docker Desktop) and make sure `docker info` works for your user "
-                            "(`sudo usermod -aG docker $USER`, then log in again); without Docker, use the local backend", "kind"))
-        mem = None
-        if ok:
-            mok, mout = _ok([docker, "info", "--format", "{{.MemTotal}}"])
-            mem = int(mout) if mok and mout.strip().isdigit() else None
-        checks.append(docker_memory_check(mem))
+        if info and info.get("ServerVersion"):
+            checks.append(docker_version_check(str(info["ServerVersion"])))
+        else:
+            checks.append(Check("docker engine", False, f"not reachable: {last}",
+                                "start the Docker engine (`sudo systemctl start docker`, or open Docker Desktop) and make "
+                                "sure `docker info` works for your user (`sudo usermod -aG docker $USER`, then log in "
+                                "again); without Docker, use the local backend", "kind"))
     except MeshlabError as e:
         checks.append(Check("docker cli", False, e.message, e.hint, "kind"))
-        checks.append(docker_memory_check(None))
+    mem = (info or {}).get("MemTotal")
+    checks.append(docker_memory_check(int(mem) if isinstance(mem, int) else None))
+    checks.append(image_store_check((info or {}).get("DriverStatus") if info else None))
     checks.append(inotify_check(_read_int("/proc/sys/fs/inotify/max_user_watches"),
                                 _read_int("/proc/sys/fs/inotify/max_user_instances")))
-    try:
-        kubectl = which("kubectl")
-        ok, out = _ok([kubectl, "version", "--client"])
-        first = out.splitlines()[0] if out else "no output"
-        checks.append(Check("kubectl", ok, f"{first} at {kubectl}", None if ok else SETUP_FIX, "kind"))
-    except MeshlabError:
-        checks.append(Check("kubectl", False, "kubectl not found next to Python or on PATH", SETUP_FIX, "kind"))
+    checks.append(kubectl_check())
     from .backends.kind.tools import tool_checks
 
     checks += tool_checks()  # kind and istioctl in the tools folder, at the pinned versions, checksum-verified
+    checks += package_checks("kind")  # none today: the kind backend runs its registry as a container
     return checks
+
+
+def kubectl_check() -> Check:
+    """kubectl from the wheel, within one minor version of the kind node image (kubectl's supported skew)."""
+    from .versions import KIND_NODE_IMAGE
+
+    node = re.search(r":v(\d+)\.(\d+)\.", KIND_NODE_IMAGE)
+    try:
+        kubectl = which("kubectl")
+    except MeshlabError:
+        return Check("kubectl", False, "kubectl not found next to Python or on PATH", SETUP_FIX, "kind")
+    ok, out = _ok([kubectl, "version", "--client"])
+    first = out.splitlines()[0] if out else "no output"
+    m = re.search(r"v(\d+)\.(\d+)\.", out)
+    if not ok or not m or not node:
+        return Check("kubectl", False, f"`kubectl version --client` said {first!r} ({kubectl})", SETUP_FIX, "kind")
+    skew = abs(int(m.group(2)) - int(node.group(2))) if m.group(1) == node.group(1) else 99
+    detail = f"{first} at {kubectl}; node image Kubernetes {node.group(1)}.{node.group(2)}"
+    return Check("kubectl", skew <= 1, detail, None if skew <= 1 else
+                 "kubectl supports one minor version of skew: reinstall the pinned wheel with `make clean setup`", "kind")
+
+
+def doctor(backend: Backend = "both") -> tuple[list[Check], dict[str, bool]]:
+    """Every check for ``backend`` once (a check both backends share is listed once, as ``both``) and,
+    per backend, whether it is ready: all of its required checks pass."""
+    lists = {"local": check_local() if backend in ("local", "both") else [],
+             "kind": check_kind() if backend in ("kind", "both") else []}
+    merged: dict[str, Check] = {}
+    for name, checks in lists.items():
+        for c in checks:
+            seen = merged.get(c.name)
+            merged[c.name] = c if seen is None else replace(seen, backend="both")
+    ready = {name: all(c.ok for c in checks if c.required) for name, checks in lists.items() if backend in (name, "both")}
+    return list(merged.values()), ready
+
+
+def readiness(ready: dict[str, bool], checks: list[Check]) -> str:
+    """One line per backend: ``ready`` or ``not ready``, naming the failed checks (required first)."""
+    lines = []
+    for name, ok in ready.items():
+        mine = [c for c in checks if c.backend in (name, "both")]
+        hard = [c.name for c in mine if c.required and not c.ok]
+        soft = [c.name for c in mine if not c.required and not c.ok]
+        line = f"{name} backend: " + ("ready" if ok else f"NOT READY ({', '.join(hard)})")
+        if soft:
+            line += f"; warnings: {', '.join(soft)}"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def report(checks: list[Check]) -> str:
     """A plain-text table (one line per check) followed by the fixes for the failed ones."""
     width = max((len(c.name) for c in checks), default=0)
-    lines = [f"{'✓' if c.ok else '✗'} {c.name:<{width}}  [{c.backend}]  {c.detail}" for c in checks]
+    lines = [f"{'✓' if c.ok else ('✗' if c.required else '!')} {c.name:<{width}}  [{c.backend}]  {c.detail}" for c in checks]
     failed = [c for c in checks if not c.ok]
     lines.append("")
     if failed:

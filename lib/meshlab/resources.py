@@ -2,12 +2,15 @@
 
 The local backend implements a subset of Istio's API. Anything outside that subset is refused with
 a message that names the field, so a learner never believes a setting took effect when it did not.
-Each shape below mirrors Istio's field names (networking.istio.io v1; WasmPlugin:
-extensions.istio.io v1alpha1).
+Each shape below mirrors Istio's field names (networking.istio.io v1; security.istio.io v1;
+WasmPlugin: extensions.istio.io v1alpha1).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import re
 from typing import Any
 
 import yaml
@@ -65,6 +68,14 @@ _HTTP_ROUTE = {
     "mirrorPercentage": _PERCENT,
 }
 
+_SELECTOR = {"matchLabels": ("map", str)}
+_MTLS = {"mode": str}
+_SOURCE = {k: [str] for k in (
+    "principals", "notPrincipals", "requestPrincipals", "notRequestPrincipals", "namespaces", "notNamespaces",
+    "ipBlocks", "notIpBlocks", "remoteIpBlocks", "notRemoteIpBlocks")}  # fmt: skip
+_OPERATION = {k: [str] for k in ("hosts", "notHosts", "ports", "notPorts", "methods", "notMethods", "paths", "notPaths")}
+_SERVER_TLS = {"mode": str, "credentialName": str, "serverCertificate": str, "privateKey": str, "minProtocolVersion": str}
+
 SHAPES: dict[str, dict[str, Any]] = {
     "DestinationRule": {
         "host": str,
@@ -72,7 +83,29 @@ SHAPES: dict[str, dict[str, Any]] = {
         "subsets": [{"name": str, "labels": ("map", str)}],
         "exportTo": [str],
     },
-    "VirtualService": {"hosts": [str], "http": [_HTTP_ROUTE], "exportTo": [str]},
+    "VirtualService": {"hosts": [str], "gateways": [str], "http": [_HTTP_ROUTE], "exportTo": [str]},
+    # networking.istio.io: an ingress gateway's servers (meshlab.backends.local.edge builds its listeners)
+    "Gateway": {
+        "selector": ("map", str),
+        "servers": [{"port": {"number": int, "name": str, "protocol": str}, "hosts": [str], "tls": _SERVER_TLS, "name": str}],
+    },
+    # security.istio.io/v1 (meshlab.backends.local.security translates them)
+    "PeerAuthentication": {"selector": _SELECTOR, "mtls": _MTLS, "portLevelMtls": ("map", _MTLS)},
+    "AuthorizationPolicy": {
+        "selector": _SELECTOR,
+        "action": str,
+        "provider": {"name": str},
+        "rules": [{"from": [{"source": _SOURCE}], "to": [{"operation": _OPERATION}], "when": [{"key": str, "values": [str], "notValues": [str]}]}],
+    },
+    "RequestAuthentication": {
+        "selector": _SELECTOR,
+        "jwtRules": [
+            {
+                "issuer": str, "audiences": [str], "jwks": str, "jwksUri": str, "fromHeaders": [{"name": str, "prefix": str}],
+                "fromParams": [str], "forwardOriginalToken": bool, "outputPayloadToHeader": str,
+            }  # fmt: skip
+        ],
+    },
     # extensions.istio.io/v1alpha1; meshlab.wasm.deploy fetches the module and builds the filter
     "WasmPlugin": {
         "selector": {"matchLabels": ("map", str)},
@@ -102,7 +135,12 @@ SHAPES: dict[str, dict[str, Any]] = {
     },
 }
 ENUMS = {
-    "spec.trafficPolicy.tls.mode": {"ISTIO_MUTUAL", "DISABLE"},
+    "spec.trafficPolicy.tls.mode": {"ISTIO_MUTUAL", "DISABLE", "SIMPLE"},
+    "spec.mtls.mode": {"UNSET", "STRICT", "PERMISSIVE", "DISABLE"},
+    "spec.portLevelMtls.*.mode": {"UNSET", "STRICT", "PERMISSIVE", "DISABLE"},
+    "spec.action": {"ALLOW", "DENY", "AUDIT", "CUSTOM"},
+    "spec.servers[].port.protocol": {"HTTP", "HTTPS"},
+    "spec.servers[].tls.mode": {"SIMPLE"},
     "spec.trafficPolicy.loadBalancer.simple": {"ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"},
     "spec.location": {"MESH_INTERNAL", "MESH_EXTERNAL"},
     "spec.resolution": {"STATIC"},
@@ -113,7 +151,11 @@ ENUMS = {
 }
 MATCH_MODES = {"UNDEFINED", "CLIENT", "SERVER", "CLIENT_AND_SERVER"}  # WasmPlugin spec.match[i].mode
 API_VERSIONS = {"networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"}
-API_VERSIONS_BY_KIND = {"WasmPlugin": {"extensions.istio.io/v1alpha1"}}
+_SECURITY_VERSIONS = {"security.istio.io/v1", "security.istio.io/v1beta1"}
+API_VERSIONS_BY_KIND = {
+    "WasmPlugin": {"extensions.istio.io/v1alpha1"},
+    **{k: _SECURITY_VERSIONS for k in ("PeerAuthentication", "AuthorizationPolicy", "RequestAuthentication")},
+}
 
 
 def parse(source: str | dict[str, Any] | list[Any]) -> list[dict[str, Any]]:
@@ -153,7 +195,7 @@ def validate(doc: Any) -> None:
     where = f"{kind} {name!r}"
     versions = API_VERSIONS_BY_KIND.get(kind, API_VERSIONS)
     if doc.get("apiVersion") not in versions:
-        group = "Istio extensions" if kind in API_VERSIONS_BY_KIND else "Istio networking"
+        group = {"WasmPlugin": "Istio extensions"}.get(kind, "Istio security" if kind in API_VERSIONS_BY_KIND else "Istio networking")
         raise ResourceError(f"{where}: apiVersion {doc.get('apiVersion')!r} is not {group}", f"use one of: {', '.join(sorted(versions))}")
     extra = set(doc) - {"apiVersion", "kind", "metadata", "spec"}
     if extra:
@@ -162,6 +204,8 @@ def validate(doc: Any) -> None:
     if not (doc.get("metadata") or {}).get("name"):
         raise ResourceError(f"{kind}: metadata.name is required", "add metadata: {name: ...}")
     _check(doc.get("spec") or {}, SHAPES[kind], "spec", where)
+    if kind in _SEMANTIC:
+        _SEMANTIC[kind](doc.get("spec") or {}, where)
 
 
 def _check(value: Any, shape: Any, path: str, where: str) -> None:
@@ -189,7 +233,7 @@ def _check(value: Any, shape: Any, path: str, where: str) -> None:
         ok = isinstance(value, (int, float)) if shape is float else isinstance(value, shape)
         if not ok or (shape in (int, float) and isinstance(value, bool)):
             raise ResourceError(f"{where}: {path} must be {shape.__name__}, got {value!r}", "fix the value's type")
-        allowed = ENUMS.get(path)
+        allowed = ENUMS.get(re.sub(r"\.portLevelMtls\.[^.]+\.", ".portLevelMtls.*.", re.sub(r"\[\d+\]", "[]", path)))
         if allowed is None and path.startswith("spec.match[") and path.endswith(".mode"):
             allowed = MATCH_MODES
         if allowed and value not in allowed:
@@ -197,6 +241,108 @@ def _check(value: Any, shape: Any, path: str, where: str) -> None:
                 f"{where}: {path}={value!r} is not supported by the local backend",
                 f"use one of: {', '.join(sorted(allowed))}",
             )
+
+
+# ---- security.istio.io: what a shape cannot say -----------------------------------------------------
+# AuthorizationPolicy ``when`` keys the local backend translates (Istio's list: pilot/pkg/security/authz/model/model.go)
+WHEN_KEYS = {
+    "source.ip", "remote.ip", "source.namespace", "source.principal", "request.auth.principal",
+    "request.auth.audiences", "request.auth.presenter", "destination.ip", "destination.port", "connection.sni",
+}  # fmt: skip
+WHEN_PREFIXES = ("request.headers[", "request.auth.claims[")
+_PRINCIPAL = re.compile(r"^[^/*]+/ns/[^/]+/sa/[^/]+$")
+
+
+def _cidr(value: str, field: str, where: str) -> None:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ResourceError(f"{where}: {field} {value!r} is not an IP address or CIDR", "write it like 10.10.0.12 or 10.10.0.0/16") from None
+
+
+def _principal(value: str, field: str, where: str) -> None:
+    """Istio principals are ``<trust domain>/ns/<ns>/sa/<sa>`` without ``spiffe://`` (or use a ``*``)."""
+    if value.startswith("spiffe://"):
+        raise ResourceError(
+            f"{where}: {field} {value!r} starts with spiffe://", f"Istio adds it itself: write {value[len('spiffe://'):]!r}"
+        )
+    if "*" not in value and not _PRINCIPAL.match(value):
+        raise ResourceError(f"{where}: {field} {value!r} is not a principal", "write <trust domain>/ns/<namespace>/sa/<service account>, e.g. cluster.local/ns/sample/sa/curl, or use * at one end")
+
+
+def _port(value: str, field: str, where: str) -> None:
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise ResourceError(f"{where}: {field} {value!r} is not a port number", "ports are strings of digits, e.g. \"5000\"")
+
+
+_VALUE_CHECKS = {
+    "principals": _principal, "notPrincipals": _principal, "source.principal": _principal,
+    "ipBlocks": _cidr, "notIpBlocks": _cidr, "remoteIpBlocks": _cidr, "notRemoteIpBlocks": _cidr,
+    "source.ip": _cidr, "remote.ip": _cidr, "destination.ip": _cidr,
+    "ports": _port, "notPorts": _port, "destination.port": _port,
+}  # fmt: skip
+
+
+def _check_authorization_policy(spec: dict[str, Any], where: str) -> None:
+    if spec.get("action") == "CUSTOM" or "provider" in spec:
+        raise ResourceError(
+            f"{where}: action CUSTOM (an ext_authz provider) is not supported by the local backend",
+            "use ALLOW, DENY or AUDIT here, or the kind backend with an extensionProvider in the mesh config",
+        )
+    for i, rule in enumerate(spec.get("rules", [])):
+        for j, f in enumerate(rule.get("from", [])):
+            for k, values in f.get("source", {}).items():
+                for v in values:
+                    if k in _VALUE_CHECKS:
+                        _VALUE_CHECKS[k](v, f"spec.rules[{i}].from[{j}].source.{k}", where)
+        for j, t in enumerate(rule.get("to", [])):
+            for k, values in t.get("operation", {}).items():
+                for v in values:
+                    if k in _VALUE_CHECKS:
+                        _VALUE_CHECKS[k](v, f"spec.rules[{i}].to[{j}].operation.{k}", where)
+                    if k in ("paths", "notPaths") and "{" in v:
+                        raise ResourceError(f"{where}: spec.rules[{i}].to[{j}].operation.{k} {v!r}: path templates are not supported by the local backend", "use an exact path, a prefix (/api/*) or a suffix (*/info)")
+        for j, w in enumerate(rule.get("when", [])):
+            key = w.get("key", "")
+            if key not in WHEN_KEYS and not (key.startswith(WHEN_PREFIXES) and key.endswith("]")):
+                raise ResourceError(
+                    f"{where}: spec.rules[{i}].when[{j}].key {key!r} is not supported by the local backend",
+                    f"use one of: {', '.join(sorted(WHEN_KEYS))}, request.headers[<name>], request.auth.claims[<name>]",
+                )
+            if not w.get("values") and not w.get("notValues"):
+                raise ResourceError(f"{where}: spec.rules[{i}].when[{j}] has neither values nor notValues", "give at least one of them")
+            for field in ("values", "notValues"):
+                for v in w.get(field, []):
+                    if key in _VALUE_CHECKS:
+                        _VALUE_CHECKS[key](v, f"spec.rules[{i}].when[{j}].{field}", where)
+
+
+def _check_peer_authentication(spec: dict[str, Any], where: str) -> None:
+    for port in spec.get("portLevelMtls", {}):
+        _port(str(port), "spec.portLevelMtls key", where)
+    if spec.get("portLevelMtls") and not spec.get("selector", {}).get("matchLabels"):
+        raise ResourceError(f"{where}: portLevelMtls needs a workload selector", "Istio ignores port-level settings without one: add selector.matchLabels")
+
+
+def _check_request_authentication(spec: dict[str, Any], where: str) -> None:
+    for i, rule in enumerate(spec.get("jwtRules", [])):
+        at = f"{where}: spec.jwtRules[{i}]"
+        if "jwksUri" in rule:
+            raise ResourceError(f"{at}.jwksUri: the local backend fetches nothing from the internet", "inline the key set: jwks: '{\"keys\": [...]}'")
+        if not rule.get("issuer"):
+            raise ResourceError(f"{at}.issuer is required", "set the issuer (the token's iss claim)")
+        try:
+            keys = json.loads(rule.get("jwks", ""))["keys"]
+            assert isinstance(keys, list) and keys
+        except (ValueError, KeyError, TypeError, AssertionError):
+            raise ResourceError(f"{at}.jwks is not a JSON Web Key Set", 'give a JSON object with a non-empty "keys" list') from None
+
+
+_SEMANTIC = {
+    "AuthorizationPolicy": _check_authorization_policy,
+    "PeerAuthentication": _check_peer_authentication,
+    "RequestAuthentication": _check_request_authentication,
+}
 
 
 def duration_s(value: str) -> float:

@@ -23,7 +23,7 @@ from .errors import TopologyError
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 _TOP_KEYS = {"name", "title", "description", "meshes", "networks", "clusters"}
-_MESH_KEYS = {"trustDomain", "rootCA"}
+_MESH_KEYS = {"trustDomain", "rootCA", "trustDomainAliases"}
 _NETWORK_KEYS: set[str] = set()
 _CLUSTER_KEYS = {"mesh", "network", "region", "zone", "podCIDR", "serviceCIDR", "controlPlane"}
 
@@ -46,6 +46,7 @@ class Mesh:
     name: str
     trust_domain: str
     root_ca: str
+    trust_domain_aliases: tuple[str, ...] = ()  # meshConfig.trustDomainAliases of its control planes
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,12 @@ class Topology:
 
     def trust_domain(self, cluster: str) -> str:
         return self.meshes[self.clusters[cluster].mesh].trust_domain
+
+    def trust_domains(self, cluster: str) -> list[str]:
+        """The trust domain of ``cluster``'s mesh, then its aliases: the identities its proxies accept
+        and that its authorization policies treat as one (Istio's trust domain bundle)."""
+        m = self.meshes[self.clusters[cluster].mesh]
+        return list(dict.fromkeys([m.trust_domain, *m.trust_domain_aliases]))
 
 
 def load_topology(pattern: str | os.PathLike[str]) -> Topology:
@@ -181,7 +188,10 @@ def parse_topology(doc: Any, source: Path = Path("<memory>")) -> Topology:
         label(mname, field)
         m = mapping(m, field)
         no_unknown(m, _MESH_KEYS, field)
-        meshes[mname] = Mesh(mname, text(m, "trustDomain", field, "cluster.local"), text(m, "rootCA", field, "root"))
+        aliases = m.get("trustDomainAliases", [])
+        if not isinstance(aliases, list) or not all(isinstance(a, str) and a and "/" not in a for a in aliases):
+            raise fail(f"{field}.trustDomainAliases", f"{aliases!r} is not a list of trust domains", "write it like [cluster1.local, cluster2.local]")
+        meshes[mname] = Mesh(mname, text(m, "trustDomain", field, "cluster.local"), text(m, "rootCA", field, "root"), tuple(aliases))
     if not meshes:
         raise fail("meshes", "at least one mesh is required", "add `meshes: {mesh1: {trustDomain: cluster.local}}`")
 

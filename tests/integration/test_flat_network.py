@@ -59,7 +59,10 @@ def test_mtls_identity_in_the_serving_sidecars_access_log(flat_lab: Lab) -> None
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
-def test_inbound_requires_mtls_plain_http_is_refused(flat_lab: Lab) -> None:
+def test_inbound_strict_mtls_plain_http_is_refused(flat_lab: Lab) -> None:
+    # Istio's default is PERMISSIVE (plaintext served too): STRICT comes from a mesh-wide PeerAuthentication
+    flat_lab.apply({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+                    "metadata": {"name": "default", "namespace": "istio-system"}, "spec": {"mtls": {"mode": "STRICT"}}}, "cluster1")  # fmt: skip
     curl = flat_lab.backend.find("curl", "cluster1")
     hw2 = flat_lab.backend.find("helloworld", "cluster2")
     with net.in_netns(curl.netns):

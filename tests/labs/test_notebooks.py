@@ -1,4 +1,5 @@
-"""The lab notebooks as tests: hygiene (what is committed), papermill (runs top to bottom), nbval (per cell)."""
+"""The lab notebooks as tests: hygiene (what is committed), exercises (rules, solutions run), papermill (every
+lab runs top to bottom with solutions=True), nbval (reference outputs: where nbval compares something)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,11 @@ def test_hygiene(path: Path) -> None:
         if re.match(r"^#{1,6}\s", line)
     ]
     assert any("cleanup" in h.lower() for h in headings), "the notebook must end with a '## Cleanup' section"
+    marked = [i for i, c in enumerate(code) if "NBVAL_CHECK_OUTPUT" in c.source]
+    assert not marked, (
+        f"code cells {marked} carry # NBVAL_CHECK_OUTPUT, but labs commit no outputs, so nbval would compare nothing: "
+        "make the cell assert what it shows instead"
+    )
 
 
 def assigned_names(tree: ast.AST) -> dict[str, ast.expr]:
@@ -98,6 +104,8 @@ def exercise_problems(nb: nbformat.NotebookNode, lab: str) -> list[str]:
             problems.append("the first code cell after the parameters cell must create `ex = Exercises(solutions)`")
 
     ids: list[str] = []
+    answers: set[str] = set()  # names the learner assigns in exercise cells
+    exercise_cells: set[int] = set()
     for i, c in enumerate(cells):
         if "solution" not in c.metadata.get("tags", []):
             continue
@@ -127,6 +135,15 @@ def exercise_problems(nb: nbformat.NotebookNode, lab: str) -> list[str]:
         if len(args) < 2 or not (isinstance(args[1], ast.Name) and args[1].id in todo):
             problems.append(f"{where}: its check must grade the exercise's answer ({', '.join(sorted(todo))})")
         ids.append(str(ex_id))
+        answers |= todo
+        exercise_cells |= {i - 1, i, i + 1}
+    for i, tree in enumerate(trees):
+        if tree is None or i in exercise_cells:
+            continue
+        names = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id in answers]
+        if used := sorted({n.id for n in names if isinstance(n.ctx, ast.Load)} - {n.id for n in names if isinstance(n.ctx, ast.Store)}):
+            problems.append(f"code cell {i} uses {used}, which is `...` for a learner who skips the exercise: "
+                            "read what the lab observed instead")
     if len(ids) < 2:
         problems.append(f"{len(ids)} exercises: each lab needs 2 or more (exercise, hidden solution, check)")
     if len(set(ids)) != len(ids):
@@ -173,18 +190,40 @@ def test_runs_with_papermill(path: Path, tmp_path: Path) -> None:
     assert not any(o.get("output_type") == "error" for c in code for o in c.outputs)
 
 
-@pytest.mark.notebook
-@pytest.mark.parametrize("path", LAB_NOTEBOOKS, ids=ids(LAB_NOTEBOOKS))
-def test_nbval(path: Path) -> None:
+def run_nbval(path: Path, solutions: bool = True) -> subprocess.CompletedProcess[str]:
+    """nbval in lax mode on ``path``: every cell must run; cells marked ``# NBVAL_CHECK_OUTPUT`` must
+    reproduce their stored output. nbval cannot pass parameters: ``Exercises`` reads the solutions switch
+    from the environment."""
     argv = [
         sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env",
-        f"--nbval-cell-timeout={CELL_TIMEOUT}", "-p", "no:cacheprovider", "-q",
-        str(path.relative_to(ROOT)),
+        f"--nbval-cell-timeout={CELL_TIMEOUT}", "-p", "no:cacheprovider", "-q", path.name,
     ]
-    env = os.environ | {ENV: "1"}  # nbval cannot pass parameters: Exercises reads the solutions switch here
-    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3 * CELL_TIMEOUT)
-    tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-40:])
-    assert proc.returncode == 0, f"nbval failed (exit {proc.returncode}): {' '.join(argv)}\n{tail}"
+    env = {k: v for k, v in os.environ.items() if k != ENV} | ({ENV: "1"} if solutions else {})
+    return subprocess.run(argv, cwd=path.parent, env=env, capture_output=True, text=True, timeout=3 * CELL_TIMEOUT)
+
+
+@pytest.mark.notebook
+def test_nbval_compares_reference_outputs(tmp_path: Path) -> None:
+    """Where nbval checks something: committed reference outputs. The labs commit none (their check cells
+    assert instead), so nbval runs here, on a fixture, rather than re-running every lab papermill ran."""
+    fixture = Path(__file__).parent / "fixtures" / "nbval-reference.ipynb"
+    nb = nbformat.read(fixture, as_version=4)
+    nbformat.write(nb, tmp_path / "same.ipynb")
+    ok = run_nbval(tmp_path / "same.ipynb")
+    assert ok.returncode == 0, f"nbval should accept the outputs as stored:\n{ok.stdout[-3000:]}"
+
+    assert "NBVAL_CHECK_OUTPUT" in nb.cells[1].source
+    nb.cells[1].outputs[0].text = "[('cluster1', 'v1')]\n"  # a changed output of a marked cell
+    nbformat.write(nb, tmp_path / "changed.ipynb")
+    changed = run_nbval(tmp_path / "changed.ipynb")
+    assert changed.returncode != 0 and "[('cluster1', 'v1'), ('cluster2', 'v2')]" in changed.stdout, (
+        f"nbval must fail on a changed output and show the new one:\n{changed.stdout[-3000:]}"
+    )
+
+    off = run_nbval(tmp_path / "same.ipynb", solutions=False)
+    assert off.returncode != 0 and "solutions: False" in off.stdout, (
+        f"without {ENV}=1 the solutions cell must print False and fail its comparison:\n{off.stdout[-3000:]}"
+    )
 
 
 def fixture_lab(**overrides: str) -> nbformat.NotebookNode:
@@ -220,6 +259,7 @@ def test_exercise_rules_accept_a_complete_lab_and_name_each_defect() -> None:
         ({"check1": 'ex.check("05.1", 2, bool, hint="h")'}, "must grade the exercise's answer"),
         ({"check2": 'ex.check("05.1", rule, bool, hint="h")'}, "ids repeat"),
         ({"quiz": "pass"}, "no quiz"),
+        ({"quiz": 'ex.quiz("05", [])\nprint(answer + 1)'}, "which is `...` for a learner who skips"),
     ]:
         problems = exercise_problems(fixture_lab(**overrides), "05")
         assert any(problem in p for p in problems), f"{overrides}: expected {problem!r} in {problems}"

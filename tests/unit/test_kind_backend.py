@@ -201,6 +201,7 @@ def test_destroy_without_tools_downloads_nothing_and_removes_lab_files(tmp_path:
     run_dir = tmp_path / "home" / "kind"
     (run_dir / "pki").mkdir(parents=True)
     st.data = {"backend": "kind", "clusters": ["cluster1"], "containers": [], "run_dir": str(run_dir)}
+    (tmp_path / "home" / "kind-clusters.json").write_text('{"cluster1": null}')  # claimed, never created
     lines: list[str] = []
     assert KindBackend.destroy(st, progress=lines.append)["clusters"] == 0
     assert any("not installed" in line for line in lines)

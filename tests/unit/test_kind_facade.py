@@ -91,3 +91,49 @@ def test_federate_on_kind_uses_the_gateway_addresses(tmp_path: Path) -> None:
     vm = Lab.attach(tmp_path).federate(apply=False)
     [se1] = [d for d in vm.resources["cluster1"] if d["kind"] == "ServiceEntry"]
     assert se1["spec"]["endpoints"][0]["address"] == "${CLUSTER2_EW_IP}"  # dry run: the placeholder, not an invented IP
+
+
+def test_a_labs_kind_step_is_recorded_in_a_dry_run_lab(tmp_path: Path) -> None:
+    """The recipe of lib/meshlab/backends/kind/README.md, as a lab's owner follows it."""
+    from meshlab.backends.kind import dry_run_lab
+    from meshlab.errors import MeshlabError
+
+    lab = dry_run_lab("separate-networks", tmp_path)
+    assert lab.backend.name == "kind" and lab.backend.dry_run
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "prometheus", "namespace": "istio-system"},
+          "data": {"prometheus.yml": "scrape_configs: []\n"}}
+    out = lab.backend.apply_manifests("cluster2", [cm], title="install Prometheus", tags=("telemetry", "prometheus"))
+    assert out is None, "a dry run returns no output"
+    [step] = lab.backend.recorded.find(tag="prometheus")
+    assert step.argv[:3] == ["kubectl", "--context", "kind-cluster2"] and step.cluster == "cluster2"
+    assert "kind: ConfigMap" in step.command_text() and lab.backend.recorded.problems() == []
+    with pytest.raises(MeshlabError, match="dataa"):
+        lab.backend.apply_manifests("cluster1", [{**cm, "dataa": {}}], title="a typo is refused before anything runs")
+    assert lab.backend.exec_in("curl", "cluster1", ["curl", "-s", "localhost:15000/ready"], title="sidecar ready?",
+                               container="istio-proxy", tags=("probe",)) is None
+    [probe] = lab.backend.recorded.find(tag="probe")
+    assert probe.argv[:3] == ["kubectl", "--context", "kind-cluster1"] and probe.argv[probe.argv.index("-c") + 1] == "istio-proxy"
+    assert probe.argv[-4:] == ["--", "curl", "-s", "localhost:15000/ready"]
+    lab.deploy("helloworld", cluster="cluster2", version="v3")
+    assert lab.backend.recorded.find(tag="deploy-helloworld", cluster="cluster2")
+    assert not (tmp_path / "kind-clusters.json").exists(), "a dry run claims no cluster"
+
+
+def test_deploy_without_a_sidecar_and_as_another_service_account(tmp_path: Path) -> None:
+    """Lab.deploy(sidecar=False, service_account=...) on kind: the injector skips the pod; the identity is the account."""
+    from meshlab.backends.kind import dry_run_lab
+
+    lab = dry_run_lab("flat-network", tmp_path, samples=False)
+    lab.deploy("curl", cluster="cluster1", namespace="legacy", sidecar=False)
+    lab.deploy("helloworld", cluster="cluster2", version="v1", service_account="intruder")
+    [plain] = [d for s in lab.backend.recorded.find(tag="deploy-curl") for d in s.manifests if d["kind"] == "Deployment"]
+    assert plain["metadata"]["namespace"] == "legacy"
+    assert plain["spec"]["template"]["metadata"]["labels"] == {"app": "curl", "sidecar.istio.io/inject": "false"}
+    [step] = lab.backend.recorded.find(tag="deploy-helloworld")
+    kinds = {d["kind"]: d for d in step.manifests}
+    assert kinds["ServiceAccount"]["metadata"]["name"] == "intruder"
+    assert kinds["Deployment"]["spec"]["template"]["spec"]["serviceAccountName"] == "intruder"
+    assert "sidecar.istio.io/inject" not in kinds["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert lab.backend.recorded.problems() == []
+    ws = {(w.app, w.cluster): w for w in lab.backend.workloads}
+    assert not ws[("curl", "cluster1")].sidecar and ws[("helloworld", "cluster2")].service_account == "intruder"

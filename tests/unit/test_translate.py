@@ -106,13 +106,16 @@ def test_upstream_tls_sni_and_sans() -> None:
     c, v1, v2 = base_registry()
     reg = [c, v1, v2]
     cfg = translator(load_topology("flat-network"), reg).sidecar(c, reg, XDS)
-    ts = cluster_named(cfg, CLUSTER)["transport_socket"]
+    # auto-mTLS: TLS to endpoints marked tlsMode=istio, plaintext to the others
+    mtls, plain = cluster_named(cfg, CLUSTER)["transport_socket_matches"]
+    assert (mtls["name"], mtls["match"], plain["name"], plain["match"]) == ("tlsMode-istio", {"tlsMode": "istio"}, "tlsMode-disabled", {})
+    ts = mtls["transport_socket"]
     assert ts["name"] == "envoy.transport_sockets.tls"
     tls = ts["typed_config"]
     assert tls["@type"] == E.UPSTREAM_TLS
     assert tls["sni"] == SNI
     ctx = tls["common_tls_context"]
-    assert ctx["alpn_protocols"] == ["h2"]
+    assert ctx["alpn_protocols"] == ["istio-peer-exchange", "istio", "h2"]  # "istio" selects the mTLS chain of a PERMISSIVE server
     # the client presents curl's own certificate ...
     assert ctx["tls_certificates"] == [
         {
@@ -192,7 +195,7 @@ def test_curl_has_no_inbound_listener() -> None:
     assert cfg.listeners[0]["address"] == {"socket_address": {"address": "127.0.0.1", "port_value": 15001}}
 
 
-def test_helloworld_inbound_listener_requires_mesh_client_cert() -> None:
+def test_helloworld_inbound_listener_permissive_by_default() -> None:
     c, v1, v2 = base_registry()
     reg = [c, v1, v2]
     cfg = translator(load_topology("flat-network"), reg).sidecar(v1, reg, XDS)
@@ -200,7 +203,9 @@ def test_helloworld_inbound_listener_requires_mesh_client_cert() -> None:
     assert names == ["virtualOutbound", "10.10.0.10_5000"]
     inbound = cfg.listeners[1]
     assert inbound["address"] == {"socket_address": {"address": "10.10.0.10", "port_value": 5000}}
-    (chain,) = inbound["filter_chains"]
+    chain, plain = inbound["filter_chains"]  # no PeerAuthentication: PERMISSIVE, mTLS and plaintext
+    assert chain["filter_chain_match"]["transport_protocol"] == "tls"
+    assert plain["filter_chain_match"] == {"transport_protocol": "raw_buffer"} and "transport_socket" not in plain
     tls = chain["transport_socket"]["typed_config"]
     assert tls["@type"] == E.DOWNSTREAM_TLS
     assert tls["require_client_certificate"] is True
@@ -263,7 +268,7 @@ def test_separate_control_planes_no_cross_mesh_endpoints() -> None:
     cfg = translator(load_topology("separate-control-planes"), reg).sidecar(c, reg, XDS)
     assert addrs(cfg) == [("10.10.0.10", 5000, "region1", "zone1", 1)]  # v1 only: no gateway, no v2
     assert not any(e.port == 15443 for eps in cfg.endpoints.values() for e in eps)
-    tls = cluster_named(cfg, CLUSTER)["transport_socket"]["typed_config"]
+    tls = cluster_named(cfg, CLUSTER)["transport_socket_matches"][0]["transport_socket"]["typed_config"]
     sans = tls["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"]
     assert sans == [{"san_type": "URI", "matcher": {"exact": HELLO_SA}}]
 

@@ -27,6 +27,7 @@ from ...topology import Topology
 from ...traffic import Answer, CallResult, parse_answer
 from ..local.translate import Workload
 from . import clusters as K
+from . import images, ownership
 from . import istio as I
 from . import samples as S
 from . import tools
@@ -89,12 +90,24 @@ def workloads_of(deployments: list[dict[str, Any]]) -> list[Workload]:
         name = S.deployment_name(d["app"], d["version"] or "v1")
         for r in range(int(d.get("replicas", 1))):
             out.append(Workload(pod=f"{name}-{r}", deployment=name, app=d["app"], version=d["version"], cluster=d["cluster"],
-                                namespace=d["namespace"], service_account=spec["service_account"], ip="", netns=None,
-                                outbound="", app_host="", ports=list(spec["ports"]), port_names=list(spec.get("port_names", []))))  # fmt: skip
+                                namespace=d["namespace"], service_account=d.get("service_account") or spec["service_account"], ip="", netns=None,
+                                outbound="", app_host="", ports=list(spec["ports"]), port_names=list(spec.get("port_names", [])),
+                                sidecar=bool(d.get("sidecar", True))))  # fmt: skip
     return out
 
 
 # ---- the bring-up plan ----------------------------------------------------------------------------
+
+def bringup_estimate(t: Topology) -> str:
+    """How long ``up`` takes on kind, as an estimate (not yet measured: no Docker on the development
+    machines), for a 4-core 16 GB laptop with the images cached: clusters are created in parallel,
+    each cluster then adds its images, Istio install and samples. The kind workflow measures the real
+    numbers (``MESHLAB_TIMINGS``); replace these once measured."""
+    n = len(t.clusters)
+    low, high = 5 + 1.5 * n, 9 + 3 * n
+    return (f"about {low:.0f}-{high:.0f} minutes on kind for {n} clusters with the images cached (an estimate, not yet "
+            "measured); add 3-10 minutes the first time, for the image pulls")
+
 
 def up_plan(t: Topology, state_dir: Path, samples: bool = True) -> Plan:
     """Every step to bring ``t`` up on kind, in the order Istio's guides require."""
@@ -108,6 +121,7 @@ def up_plan(t: Topology, state_dir: Path, samples: bool = True) -> Plan:
             f"tools folder: {tools.tools_dir()} (set MESHLAB_TOOLS to change it); lab files: {state_dir / 'kind'}",
             "every kubectl/istioctl command names its context (kind-<cluster>): the current context is never used",
             "${NAME} is a value only known at run time; the step that sets it is named next to each use",
+            f"time: {bringup_estimate(t)}",
         ],
     )
     plan.phase = "prerequisites and tools"
@@ -118,8 +132,8 @@ def up_plan(t: Topology, state_dir: Path, samples: bool = True) -> Plan:
                      f"download {a.url} -> {a.program}; verify its sha256 against {a.checksum_source}",
                      args={"name": key}, tags=("tools",))
     K.add_registry(plan)
-    K.add_clusters(plan, t)
-    K.add_images(plan, t)
+    K.add_clusters(plan, t, state_dir)
+    images.add_images(plan, list(t.clusters))
     K.add_routes(plan, t)
     K.add_metallb(plan, t, str(mlb_a.program))
     I.add_trust(plan, t, _pki_dir(state_dir))
@@ -147,12 +161,19 @@ def add_samples(plan: Plan, t: Topology, deployments: list[dict[str, Any]]) -> N
                      K.kubectl(c, "apply", "--validate=strict", "-f", "-"), manifests=S.helloworld_service(), cluster=c,
                      tags=("sample-service",))
     for d in deployments:
+        sidecar, account = d.get("sidecar", True), d.get("service_account") or S.APPS[d["app"]]["service_account"]
         if d["app"] == "helloworld":
-            docs = [S.helloworld_deployment(d["version"], d["replicas"], d["namespace"])]
+            docs = [S.helloworld_deployment(d["version"], d["replicas"], d["namespace"], sidecar, account)]
+            if account != S.APPS["helloworld"]["service_account"]:
+                docs.insert(0, S.service_account(account, d["namespace"]))
             what = f"helloworld {d['version']}"
         else:
-            docs = S.curl(d["replicas"], d["namespace"])
+            docs = S.curl(d["replicas"], d["namespace"], sidecar, account)
             what = "curl (the client pod for `lab.call`)"
+        if not sidecar:
+            what += " without a sidecar (label sidecar.istio.io/inject=false: plaintext, no identity)"
+        elif account != S.APPS[d["app"]]["service_account"]:
+            what += f" as service account {account} (its SPIFFE identity)"
         plan.run(f"deploy {what}", K.kubectl(d["cluster"], "apply", "--validate=strict", "-f", "-"), manifests=docs,
                  cluster=d["cluster"], tags=("deploy", f"deploy-{d['app']}"))
     for d in deployments:
@@ -199,6 +220,11 @@ class KindBackend:
     @property
     def dry_run(self) -> bool:
         return self.executor.dry_run
+
+    @property
+    def recorded(self) -> Plan:
+        """In a dry run, every step recorded since the lab was attached (bring-up steps are in ``plan``)."""
+        return self.executor.recorded
 
     # ---- lifecycle -----------------------------------------------------------------------------
     @classmethod
@@ -255,13 +281,29 @@ class KindBackend:
         ex.resolve = _installed_tool  # tearing down never downloads anything
         deleted = 0
         for step in plan:
+            is_cluster = step.argv[:3] == ["kind", "delete", "cluster"]
             try:
+                if is_cluster and not dry_run and not ownership.owned(state.dir, step.cluster or ""):
+                    if progress:
+                        progress(f"skipped: kind cluster {step.cluster} was not created by meshlab (not in "
+                                 f"{state.dir / ownership.LEDGER}); it is left as it is")
+                    continue
                 ex.step(step, len(plan))
             except ToolError as e:  # the tool was never installed, so nothing was created with it
                 if progress:
                     progress(f"skipped: {e.message}")
                 continue
-            deleted += "delete" in step.argv[:2] and step.argv[0] == "kind"
+            if is_cluster:
+                deleted += 1
+                if not dry_run:
+                    ownership.release(state.dir, step.cluster or "")
+        context_file = Path(state.data.get("run_dir") or state.dir / "kind") / "kube-context"
+        if not dry_run and context_file.exists():  # an `up` that failed between `kind create` and putting it back
+            try:
+                ownership.kube_context("restore", str(context_file))
+            except MeshlabError as e:
+                if progress:
+                    progress(f"could not put the kubectl context back ({e.message}); it was: {context_file.read_text().strip()}")
         if not dry_run and state.data.get("run_dir"):
             shutil.rmtree(state.data["run_dir"], ignore_errors=True)  # the lab's certificates
         return {"processes": 0, "namespaces": 0, "clusters": deleted}
@@ -321,18 +363,23 @@ class KindBackend:
         return rows
 
     # ---- workloads ---------------------------------------------------------------------------------
-    def deploy(self, app: str, cluster: str, version: str = "v1", replicas: int = 1, namespace: str = S.NAMESPACE) -> list[Pod]:
+    def deploy(self, app: str, cluster: str, version: str = "v1", replicas: int = 1, namespace: str = S.NAMESPACE,
+               sidecar: bool = True, service_account: str | None = None) -> list[Pod]:
         """Apply the sample's manifests in ``cluster`` (namespace labelled for injection first) and wait for the rollout."""
         if app not in S.APPS:
             raise MeshlabError(f"unknown app {app!r}", f"deployable apps: {', '.join(S.APPS)}")
         cp = self.topology.cluster(cluster).control_plane
-        stopped = self.state.data.get("control_planes", {}).get(cp) == "stopped"
+        stopped = sidecar and self.state.data.get("control_planes", {}).get(cp) == "stopped"  # no sidecar: no webhook call
         version = version if S.APPS[app]["ports"] else ""
         same = [x for x in self.deployments if x["cluster"] == cluster and x["app"] == app and x["version"] == version
                 and x["namespace"] == namespace]
         # like the local backend, deploy adds ``replicas`` pods: deploying an existing version again scales it up
         total = replicas + sum(int(x.get("replicas", 1)) for x in same)
-        d = {"app": app, "version": version, "cluster": cluster, "namespace": namespace, "replicas": total}
+        d: dict[str, Any] = {"app": app, "version": version, "cluster": cluster, "namespace": namespace, "replicas": total}
+        if not sidecar:
+            d["sidecar"] = False
+        if service_account:
+            d["service_account"] = service_account
         plan = Plan(f"deploy {app} in {cluster}")
         add_samples(plan, self.topology, [d])
         if stopped:
@@ -396,6 +443,29 @@ class KindBackend:
         if out is None:
             return [f"{d['kind'].lower()}/{d['metadata']['name']} not applied: dry run (recorded)" for d in docs]
         return [f"{line} (control plane {cp})" for line in out.splitlines() if line.strip()]
+
+    # ---- building blocks for a lab's own kind steps (see this package's README.md) --------------------
+    def apply_manifests(self, cluster: str, docs: list[dict[str, Any]], title: str, tags: tuple[str, ...] = (),
+                        hint: str | None = None, timeout: float = 120) -> str | None:
+        """Validate ``docs`` strictly, then ``kubectl --context kind-<cluster> apply`` them (any kind: a
+        Deployment, a ConfigMap, an Istio resource for that very cluster). Returns kubectl's output, or
+        None in a dry run (the step is recorded)."""
+        from .schema import validate
+
+        self.topology.cluster(cluster)
+        for d in docs:
+            validate(d)
+        return self.executor.run(K.kubectl(cluster, "apply", "--validate=strict", "-f", "-"), manifests=docs, cluster=cluster,
+                                 title=title, tags=tags, hint=hint, timeout=timeout)
+
+    def exec_in(self, workload: str, cluster: str, argv: list[str], title: str, container: str | None = None,
+                tags: tuple[str, ...] = (), timeout: float = 120) -> str | None:
+        """``kubectl exec`` ``argv`` in a running pod of ``workload`` (its app container unless ``container``,
+        e.g. ``istio-proxy``). Returns the output, or None in a dry run (the step is recorded)."""
+        pod = self.find(workload, cluster)
+        ns = namespace_of(workload)
+        return self.executor.run(K.kubectl(cluster, "-n", ns, "exec", pod, "-c", container or workload, "--", *argv),
+                                 cluster=cluster, title=title, tags=tags, timeout=timeout)
 
     def _ship_wasm(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """WasmPlugins: push each module to the registry the pods reach, point the url there (see .wasm)."""
@@ -693,6 +763,19 @@ def parse_proxy_status(output: str) -> dict[str, list[str]]:
                 configs = r.get("genericXdsConfigs", r.get("generic_xds_configs", []))
                 out[node] = [str(g.get("configStatus", g.get("config_status", ""))) for g in configs]
     return out
+
+
+def dry_run_lab(pattern: str | Path, home_dir: str | Path, samples: bool = True) -> Any:
+    """A :class:`meshlab.lab.Lab` on kind that runs nothing: bring-up is recorded in ``home_dir``'s state,
+    and every later call (``deploy``, ``apply``, a lab's own kind steps) lands in ``lab.backend.recorded``.
+    This is how a lab's kind branch is tested here, without Docker (see this package's README.md)."""
+    from ...lab import Lab
+    from ...topology import load_topology
+
+    state = State(Path(home_dir))
+    KindBackend.create(load_topology(pattern), state, samples=samples, dry_run=True, progress=None)
+    state.save()  # a dry run records the lab (never anything created), so Lab.attach finds it
+    return Lab.attach(home_dir)
 
 
 def kind_clusters() -> list[str]:

@@ -9,16 +9,20 @@ sections A.3, C.3–C.7, F and G.
 from __future__ import annotations
 
 import ipaddress
+import os
+from pathlib import Path
 from typing import Any
 
 from ... import versions
 from ...errors import MeshlabError
 from ...topology import Cluster, Topology
-from . import tools
+from . import ownership, tools
 from .plan import Plan, var_name
 
-REGISTRY_NAME = "meshlab-registry"  # not `kind-registry`: `meshlab down` must only remove what meshlab started
-REGISTRY_HOST_PORT = 5001  # localhost:5001 on the host and, through containerd's hosts.toml, on every node
+# not `kind-registry`: `meshlab down` must only remove what meshlab started; both can be changed when
+# something else on the laptop already uses them (`up` checks before it starts the container)
+REGISTRY_NAME = os.environ.get("MESHLAB_REGISTRY_NAME", "meshlab-registry")
+REGISTRY_HOST_PORT = int(os.environ.get("MESHLAB_REGISTRY_PORT", "5001"))  # localhost:<it> on the host and on every node
 KIND_NETWORK = "kind"
 LB_POOL_SIZE = 16  # addresses per cluster: the east-west gateway needs one, the rest is headroom
 CREATE_WAIT = "180s"  # kind create cluster --wait (control plane Ready)
@@ -121,11 +125,17 @@ def registry_hosting_configmap() -> dict[str, Any]:
 
 def add_registry(plan: Plan) -> None:
     plan.phase = "local registry (wasm modules, image cache)"
+    plan.meshlab(
+        f"check that the name {REGISTRY_NAME} is free or meshlab's, and (to start it) that 127.0.0.1:{REGISTRY_HOST_PORT} is free",
+        "check_registry", f"refuse a container named {REGISTRY_NAME} without the label {ownership.OWNER_LABEL}, or a taken "
+        f"port {REGISTRY_HOST_PORT}, saying how to choose another (MESHLAB_REGISTRY_NAME, MESHLAB_REGISTRY_PORT)",
+        args={"name": REGISTRY_NAME, "port": REGISTRY_HOST_PORT}, tags=("registry", "safety"),
+    )  # fmt: skip
     plan.run(
         f"start the local registry container {REGISTRY_NAME} ({tools.REGISTRY_IMAGE}) on 127.0.0.1:{REGISTRY_HOST_PORT}, "
         "unless it exists (kind's local-registry recipe; it joins the kind network after the first cluster exists)",
         ["docker", "run", "-d", "--restart=always", "-p", f"127.0.0.1:{REGISTRY_HOST_PORT}:5000", "--network", "bridge",
-         "--name", REGISTRY_NAME, tools.REGISTRY_IMAGE],
+         "--label", ownership.OWNER_LABEL, "--name", REGISTRY_NAME, tools.REGISTRY_IMAGE],
         unless=["docker", "ps", "-aq", "--filter", f"name=^{REGISTRY_NAME}$"],
         timeout=300, tags=("registry",),
         hint=f"is port {REGISTRY_HOST_PORT} free? `docker ps -a --filter name={REGISTRY_NAME}`; can Docker pull {tools.REGISTRY_IMAGE}?",
@@ -133,11 +143,22 @@ def add_registry(plan: Plan) -> None:
     plan.run(f"make sure {REGISTRY_NAME} is running (a no-op if it already is)", ["docker", "start", REGISTRY_NAME], tags=("registry",))
 
 
-def add_clusters(plan: Plan, topology: Topology) -> None:
+def add_clusters(plan: Plan, topology: Topology, state_dir: Path) -> None:
     plan.phase = "kind clusters"
+    names = list(topology.clusters)
+    plan.meshlab(
+        f"make sure no kind cluster named {', '.join(names)} exists that meshlab did not create (it is never deleted)",
+        "claim_clusters", f"`kind get clusters`; refuse any of these names that is not in meshlab's ledger "
+        f"{state_dir / ownership.LEDGER}; then record them there before creating them",
+        args={"state_dir": str(state_dir), "clusters": names}, tags=("safety", "claim"),
+    )  # fmt: skip
     for c in topology.clusters.values():
-        plan.run(f"remove a leftover kind cluster named {c.name} from an earlier run (a no-op if there is none)",
+        plan.run(f"remove meshlab's leftover kind cluster {c.name} from an earlier run (a no-op if there is none)",
                  ["kind", "delete", "cluster", "--name", c.name], cluster=c.name, timeout=300, tags=("cleanup",))
+    context_file = str(state_dir / "kind" / "kube-context")
+    plan.meshlab("remember the current kubectl context (`kind create cluster` switches it to the new cluster)",
+                 "kube_context", f"`kubectl config current-context` -> {context_file}", args={"op": "save", "file": context_file},
+                 tags=("safety", "context"))
     with plan.parallel("create-clusters"):
         for c in topology.clusters.values():
             plan.run(
@@ -148,6 +169,12 @@ def add_clusters(plan: Plan, topology: Topology) -> None:
                 hint="check Docker's memory (`meshlab doctor`) and inotify limits; `kind export logs --name "
                 f"{c.name}` shows why the node did not become Ready",
             )  # fmt: skip
+    plan.meshlab("put the kubectl context back as it was: meshlab names --context on every command instead",
+                 "kube_context", f"`kubectl config use-context` <the context in {context_file}> (or unset it if there was none)",
+                 args={"op": "restore", "file": context_file}, tags=("safety", "context"))
+    plan.meshlab("record the new clusters' node containers in meshlab's ledger (what `meshlab down` may delete)",
+                 "record_clusters", f"docker inspect <cluster>-control-plane -> {state_dir / ownership.LEDGER}",
+                 args={"state_dir": str(state_dir), "clusters": names}, tags=("safety", "claim"))
     for c in topology.clusters.values():
         plan.run(
             f"read {node(c.name)}'s IP on the kind network: its API server is https://${{{node_ip_var(c.name)}}}:6443 "
@@ -174,22 +201,6 @@ def add_clusters(plan: Plan, topology: Topology) -> None:
         plan.run("document the local registry in the cluster (ConfigMap kube-public/local-registry-hosting, KEP-1755)",
                  kubectl(c.name, "apply", "--validate=strict", "-f", "-"), manifests=[registry_hosting_configmap()],
                  cluster=c.name, tags=("registry",))
-
-
-def add_images(plan: Plan, topology: Topology) -> None:
-    plan.phase = "images: pulled once on the host, loaded into every cluster"
-    images = tools.preload_images()
-    with plan.parallel("pull-images"):
-        for img in images:
-            plan.run(f"pull {img} on the host", ["docker", "pull", img], timeout=900, tags=("pull",),
-                     hint="Docker Hub rate limits? `docker login`, or retry later")
-    for c in topology.clusters.values():
-        plan.run(
-            f"load the images into {c.name}'s node, so no pod pulls from a registry (imagePullPolicy IfNotPresent)",
-            ["kind", "load", "docker-image", *images, "--name", c.name], cluster=c.name, timeout=900, tags=("load",),
-            hint="with Docker's containerd image store, `kind load` can fail on multi-platform images: "
-            "pull with `--platform linux/<arch>` and retry",
-        )  # fmt: skip
 
 
 def add_routes(plan: Plan, topology: Topology) -> None:
@@ -252,6 +263,7 @@ def add_delete(plan: Plan, clusters: list[str], registry: bool = True) -> None:
         plan.run(f"delete kind cluster {name} (its node, routes and MetalLB go with it; kubeconfig entry removed)",
                  ["kind", "delete", "cluster", "--name", name], cluster=name, timeout=300, tags=("delete",))
     if registry:
-        plan.run(f"remove the local registry container {REGISTRY_NAME}, if it exists",
-                 ["docker", "rm", "-f", REGISTRY_NAME], only_if=["docker", "ps", "-aq", "--filter", f"name=^{REGISTRY_NAME}$"],
+        plan.run(f"remove the local registry container {REGISTRY_NAME}, if it exists and meshlab started it",
+                 ["docker", "rm", "-f", REGISTRY_NAME],
+                 only_if=["docker", "ps", "-aq", "--filter", f"name=^{REGISTRY_NAME}$", "--filter", f"label={ownership.OWNER_LABEL}"],
                  tags=("delete",))

@@ -8,6 +8,8 @@ placeholder nobody set stops the run instead of being guessed. Tool names in ``a
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +21,7 @@ from . import tools
 from .plan import Plan, Step, UnsetPlaceholder, manifests_yaml, substitute
 
 Progress = Callable[[str], None]
+TIMINGS_ENV = "MESHLAB_TIMINGS"  # a file: each executed step's duration is appended as a JSON line
 
 
 def _resolve_tool(name: str) -> str:
@@ -37,12 +40,13 @@ def _action_check(**_: Any) -> None:
     from ...prereqs import check_kind, report
 
     checks = check_kind()
-    hard = [c for c in checks if not c.ok and c.name in ("docker cli", "docker engine", "kubectl", "python >= 3.11")]
+    hard = [c for c in checks if not c.ok and c.required]
     if hard:
         raise MeshlabError("the kind backend cannot run on this machine:\n" + report(checks),
                            "fix the failed checks above (or use backend='local')")
-    soft = [c for c in checks if not c.ok]
-    for c in soft:
+    for c in checks:
+        if c.ok or c.required:
+            continue
         print(f"warning: {c.name}: {c.detail}\n  fix: {c.fix}")
 
 
@@ -73,7 +77,17 @@ def _action_wasm_push(**kw: Any) -> str:
     return push(**kw)
 
 
+def _ownership(name: str) -> Callable[..., Any]:
+    def call(**kw: Any) -> Any:
+        from . import ownership
+
+        return getattr(ownership, name)(**kw)
+
+    return call
+
+
 ACTIONS: dict[str, Callable[..., Any]] = {
+    **{name: _ownership(name) for name in ("claim_clusters", "record_clusters", "check_registry", "kube_context")},
     "check": _action_check,
     "tool": _action_tool,
     "pki": _action_pki,
@@ -142,6 +156,7 @@ class Executor:
                                    "this is a meshlab bug: report it with the plan (meshlab up --dry-run)") from None
         except BaseException:
             self._say(f"{label} ... FAILED")
+            _record_duration(s, time.perf_counter() - t0, "failed")
             raise
         if s.capture:
             if not out:
@@ -149,7 +164,9 @@ class Executor:
             self.variables[s.capture] = out
             if self.on_capture:
                 self.on_capture(s.capture, out)
-        self._say(f"{label} ... ok ({time.perf_counter() - t0:.1f}s)" + (f"  {s.capture}={out}" if s.capture else ""))
+        seconds = time.perf_counter() - t0
+        self._say(f"{label} ... ok ({seconds:.1f}s)" + (f"  {s.capture}={out}" if s.capture else ""))
+        _record_duration(s, seconds, "ok")
         return out
 
     def _say(self, line: str) -> None:
@@ -216,6 +233,18 @@ class Executor:
             self.recorded.add(s)
             return None
         return self._do(s)
+
+
+def _record_duration(s: Step, seconds: float, status: str) -> None:
+    """With ``$MESHLAB_TIMINGS`` set, append one JSON line per executed step: the measured durations the
+    kind workflow uploads (the README's kind timings are estimates until measured this way)."""
+    path = os.environ.get(TIMINGS_ENV)
+    if not path:
+        return
+    row = {"title": s.title, "phase": s.phase, "cluster": s.cluster, "tags": list(s.tags), "status": status,
+           "seconds": round(seconds, 2), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def _copy(s: Step) -> Step:

@@ -41,7 +41,14 @@ def helloworld_service(ns: str = NAMESPACE) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def helloworld_deployment(version: str, replicas: int = 1, ns: str = NAMESPACE) -> dict[str, Any]:
+def pod_labels(labels: dict[str, str], sidecar: bool) -> dict[str, str]:
+    """``sidecar.istio.io/inject: "false"`` keeps the injector away from this pod in a namespace labelled
+    ``istio-injection=enabled`` (a workload outside the mesh: plaintext, no identity)."""
+    return {**labels, "sidecar.istio.io/inject": "false"} if not sidecar else dict(labels)
+
+
+def helloworld_deployment(version: str, replicas: int = 1, ns: str = NAMESPACE, sidecar: bool = True,
+                          service_account: str = "helloworld") -> dict[str, Any]:
     labels = {"app": "helloworld", "version": version}
     return {
         "apiVersion": "apps/v1",
@@ -51,9 +58,9 @@ def helloworld_deployment(version: str, replicas: int = 1, ns: str = NAMESPACE) 
             "replicas": replicas,
             "selector": {"matchLabels": dict(labels)},
             "template": {
-                "metadata": {"labels": dict(labels)},
+                "metadata": {"labels": pod_labels(labels, sidecar)},
                 "spec": {
-                    "serviceAccountName": "helloworld",
+                    "serviceAccountName": service_account,
                     "containers": [
                         {
                             "name": "helloworld",
@@ -70,16 +77,16 @@ def helloworld_deployment(version: str, replicas: int = 1, ns: str = NAMESPACE) 
     }
 
 
-def curl(replicas: int = 1, ns: str = NAMESPACE) -> list[dict[str, Any]]:
+def curl(replicas: int = 1, ns: str = NAMESPACE, sidecar: bool = True, account: str = "curl") -> list[dict[str, Any]]:
     return [
-        service_account("curl", ns),
+        service_account(account, ns),
         {"apiVersion": "v1", "kind": "Service",
          "metadata": {"name": "curl", "namespace": ns, "labels": {"app": "curl", "service": "curl"}},
          "spec": {"ports": [{"port": 80, "name": "http"}], "selector": {"app": "curl"}}},
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "curl", "namespace": ns},
          "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "curl"}},
-                  "template": {"metadata": {"labels": {"app": "curl"}},
-                               "spec": {"terminationGracePeriodSeconds": 0, "serviceAccountName": "curl",
+                  "template": {"metadata": {"labels": pod_labels({"app": "curl"}, sidecar)},
+                               "spec": {"terminationGracePeriodSeconds": 0, "serviceAccountName": account,
                                         "containers": [{"name": "curl", "image": tools.CURL_IMAGE,
                                                         "command": ["/bin/sleep", "infinity"],
                                                         "imagePullPolicy": "IfNotPresent"}]}}}},

@@ -24,6 +24,8 @@ from ...exec import run
 from . import client, net, procs
 from . import envoy as E
 from .policy import refuse_unmergeable, resolve_host
+from .security import signature as security_signature
+from .security import unmatched_selectors
 from .translate import GATEWAY_APP, OUTBOUND_PORT, Translator, Workload
 
 NAMESPACE = "sample"
@@ -44,11 +46,13 @@ def _file_version(path: Path) -> str | None:
 
 
 def _wasm_signature(lds: Path) -> Any:
-    """The Wasm filters in a listener file (meshlab.wasm.deploy.signature), or None without a file."""
+    """The Wasm and security filters and chain matches in a listener file (meshlab.wasm.deploy.signature,
+    security.signature), or None without a file: when they change, old connections must drain first."""
     from ...wasm.deploy import signature
 
     try:
-        return signature(json.loads(lds.read_text())["resources"])
+        listeners = json.loads(lds.read_text())["resources"]
+        return signature(listeners), security_signature(listeners)
     except (OSError, ValueError, KeyError):
         return None
 
@@ -168,14 +172,14 @@ class LocalBackend:
             "control_planes": d.get("control_planes", {}),
             "gateways": {w.cluster: w.ip for w in self.workloads if w.app == GATEWAY_APP},
             "workloads": [
-                {"pod": w.pod, "cluster": w.cluster, "app": w.app, "version": w.version, "ip": w.ip, "ready": self.proxy_ready(w)}
+                {"pod": w.pod, "cluster": w.cluster, "app": w.app, "version": w.version, "ip": w.ip, "ready": not w.sidecar or self.proxy_ready(w)}
                 for w in self.workloads
             ],
         }
 
     def sidecars(self) -> list[dict[str, Any]]:
         return [{"POD": w.pod, "CLUSTER": w.cluster, "APP": w.app, "READY": self.proxy_ready(w),
-                 "ENVOY STATE": E.Admin(w.admin).server_state() or "not running"} for w in self.workloads]  # fmt: skip
+                 "ENVOY STATE": E.Admin(w.admin).server_state() or "not running"} for w in self.workloads if w.sidecar]  # fmt: skip
 
     @staticmethod
     def proxy_ready(w: Workload) -> bool:
@@ -186,8 +190,12 @@ class LocalBackend:
             return False
 
     # ---- workloads -----------------------------------------------------------------------------
-    def deploy(self, app: str, cluster: str, version: str = "v1", replicas: int = 1, namespace: str = NAMESPACE) -> list[Workload]:
-        """Start ``replicas`` pods of a sample app (its sidecar included) and push the new endpoints to every proxy.
+    def deploy(
+        self, app: str, cluster: str, version: str = "v1", replicas: int = 1, namespace: str = NAMESPACE,
+        sidecar: bool = True, service_account: str | None = None,
+    ) -> list[Workload]:  # fmt: skip
+        """Start ``replicas`` pods of a sample app (its sidecar included, unless ``sidecar=False``: then the
+        app listens on the pod address itself and has no identity) and push the new endpoints to every proxy.
 
         With the control plane stopped the pods start anyway, as on Kubernetes, but nothing is pushed: the
         new sidecar gets no configuration (never ready, no listener) and no other proxy learns the new
@@ -211,16 +219,18 @@ class LocalBackend:
             podnet = self.network.create_pod(self.topology, c, pod, in_cluster)  # 10.x.0.10, .11, ...
             w = Workload(
                 pod=pod, deployment=deployment, app=app, version=version if spec["ports"] else "", cluster=cluster,
-                namespace=namespace, service_account=spec["service_account"], ip=podnet.ip, netns=podnet.netns,
-                outbound=podnet.outbound, app_host=podnet.app_host, ports=list(spec["ports"]), port_names=list(spec.get("port_names", [])),
-                admin=str(self.run_dir / "sock" / f"{index}.sock"),
-                access_log=str(self.run_dir / "logs" / f"{pod}.access.log"),
+                namespace=namespace, service_account=service_account or spec["service_account"], ip=podnet.ip, netns=podnet.netns,
+                outbound=podnet.outbound, app_host=podnet.app_host if sidecar else podnet.ip, ports=list(spec["ports"]),
+                port_names=list(spec.get("port_names", [])),
+                admin=str(self.run_dir / "sock" / f"{index}.sock") if sidecar else "",
+                access_log=str(self.run_dir / "logs" / f"{pod}.access.log") if sidecar else "", sidecar=sidecar,
             )  # fmt: skip
             self.state.data["workloads"].append(w.record())
             self.state.save()
             if w.ports:
                 self._start_app(w)
-            self._start_proxy(w)
+            if sidecar:
+                self._start_proxy(w)
             created.append(w)
         self.sync(cp)
         return created
@@ -287,7 +297,7 @@ class LocalBackend:
         xds = self.proxy_dir(w) / "xds"
         if w.app == GATEWAY_APP:
             return Translator(self.topology, gateways, {}).gateway(w, registry, xds, self.resources_for(w.cluster))
-        certs = {x.pod: self._cert(x) for x in registry if x.app != GATEWAY_APP}
+        certs = {x.pod: self._cert(x) for x in registry if x.app != GATEWAY_APP and x.sidecar}
         return Translator(self.topology, gateways, certs, self.wasm_modules(w.cluster)).sidecar(w, registry, xds, self.resources_for(w.cluster))
 
     # ---- Istio resources and control planes ----------------------------------------------------
@@ -306,10 +316,12 @@ class LocalBackend:
         stored = self.state.data.setdefault("resources", [])
         modules = self.state.data.setdefault("wasm_modules", {})
         before, modules_before = list(stored), dict(modules)
-        names = []
+        names: list[str] = []
+        applied: list[dict[str, Any]] = []
         try:
             for doc in docs:
                 doc = {**doc, "metadata": {"namespace": NAMESPACE, **doc.get("metadata", {})}}
+                applied.append(doc)
                 key = (doc["kind"], doc["metadata"]["namespace"], doc["metadata"]["name"])
                 self._refuse_overlap(doc, [r["resource"] for r in stored if r["control_plane"] == cp and r["key"] != list(key)])
                 note = ""
@@ -322,10 +334,13 @@ class LocalBackend:
                 at = next((i for i, r in enumerate(stored) if r["control_plane"] == cp and r["key"] == list(key)), None)
                 if at is None:
                     stored.append(entry)
-                else:  # an update keeps the resource's creation order (the oldest rule wins merges)
+                else:  # an update keeps its place: Istio's "oldest policy wins" goes by creation time
                     stored[at] = entry
                 names.append(f"{doc['kind'].lower()}/{doc['metadata']['name']} configured (control plane {cp}{note})")
             self.sync(cp)
+            served = {c.name for c in self.topology.served_by(cp)}
+            seen = [(w.labels, w.namespace) for w in self.workloads if w.cluster in served]
+            names += [f"warning: {m}" for m in unmatched_selectors(applied, seen)]
         except ResourceError:
             # refused as a whole: the translator refuses before any proxy is written; a proxy that
             # rejected its new config (e.g. a module failing to start) gets the previous one back
@@ -512,8 +527,9 @@ class LocalBackend:
         w = self.find(workload, cluster)
         host, port, path = split_url(url)
         where = {x.pod: x.cluster for x in self.workloads}
+        target, target_port = (w.outbound, OUTBOUND_PORT) if w.sidecar else (self._service_pod(host, port, w), port)
         raw = self._in_pod(
-            w, "calls", host=w.outbound, port=OUTBOUND_PORT, authority=f"{host}:{port}", path=path, n=n,
+            w, "calls", host=target, port=target_port, authority=f"{host}:{port}", path=path, n=n,
             headers=headers or {}, timeout=timeout,
         )  # fmt: skip
         result = CallResult(url, f"{w.pod} ({cluster})")
@@ -523,6 +539,18 @@ class LocalBackend:
             else:
                 result.answers.append(Answer(0, "", error=a["error"], seconds=a["seconds"]))
         return result
+
+    def _service_pod(self, host: str, port: int, client: Workload) -> str:
+        """Without a sidecar a client has only Kubernetes: the Service of its own cluster, whose kube-proxy
+        sends one keep-alive connection to one of its pods (here the first), in plaintext."""
+        fqdn = resolve_host(host, client.namespace)
+        pods = [x for x in self.workloads if x.fqdn == fqdn and port in x.ports and x.cluster == client.cluster]
+        if not pods:
+            raise LabStateError(
+                f"{client.pod} has no sidecar, so it only reaches Services of its own cluster: {fqdn}:{port} has no pod in {client.cluster}",
+                "deploy the service in that cluster, or call from a workload with a sidecar",
+            )
+        return pods[0].ip
 
     def connect(self, workload: str, cluster: str, address: str, port: int, timeout: float = 1.0) -> str:
         """Open a plain TCP connection from the pod (no sidecar): shows what the network allows."""
@@ -579,6 +607,8 @@ class LocalBackend:
         """``envoy --mode validate`` on every proxy's full config (bootstrap + all xDS inlined)."""
         count = 0
         for w in self.workloads:
+            if not w.sidecar:
+                continue  # a pod without a sidecar runs no Envoy
             boot = json.loads((self.proxy_dir(w) / "bootstrap.json").read_text())
             E.validate(E.static_equivalent(boot, self.proxy_config(w)), self.run_dir)
             count += 1

@@ -46,6 +46,7 @@ ACCESS_LOG_FORMAT = {
     "downstream_remote": "%DOWNSTREAM_REMOTE_ADDRESS%",
     "downstream_peer": "%DOWNSTREAM_PEER_URI_SAN%",
     "downstream_peer_issuer": "%DOWNSTREAM_PEER_ISSUER%",
+    "response_code_details": "%RESPONSE_CODE_DETAILS%",
     "sni": "%REQUESTED_SERVER_NAME%",
     "tls": "%DOWNSTREAM_TLS_VERSION%",
     "duration_ms": "%DURATION%",
@@ -255,6 +256,16 @@ class Endpoint:
     priority: int = 0
     labels: dict[str, str] = field(default_factory=dict)
     locality_weight: int | None = None  # from a DestinationRule's localityLbSetting.distribute
+    tls_mode: bool = False  # auto-mTLS: the endpoint is marked tlsMode=istio (a sidecar that accepts mTLS)
+
+
+def _endpoint_metadata(e: Endpoint) -> dict[str, Any]:
+    md: dict[str, Any] = {}
+    if e.labels:
+        md["istio"] = e.labels
+    if e.tls_mode:
+        md["envoy.transport_socket_match"] = {"tlsMode": "istio"}
+    return {"filter_metadata": md} if md else {}
 
 
 def load_assignment(cluster: str, endpoints: list[Endpoint]) -> dict[str, Any]:
@@ -274,7 +285,7 @@ def load_assignment(cluster: str, endpoints: list[Endpoint]) -> dict[str, Any]:
                     {
                         "endpoint": {"address": sock(e.address, e.port)},
                         "load_balancing_weight": e.weight,
-                        "metadata": {"filter_metadata": {"istio": e.labels}} if e.labels else {},
+                        "metadata": _endpoint_metadata(e),
                     }
                     for e in eps
                 ],

@@ -8,8 +8,10 @@ It follows what istiod does for the same inputs:
 - endpoints on the proxy's own network are pod addresses with their locality ("flat" EDS);
   endpoints on another network are that cluster's east-west gateway on 15443, weighted by how many
   endpoints sit behind it (split-horizon EDS);
-- inbound, the sidecar terminates ISTIO_MUTUAL on ``<podIP>:<port>``, requires a client
-  certificate from the mesh's trust domain and forwards to the app on the pod's loopback;
+- inbound, the sidecar listens on ``<podIP>:<port>`` with the filter chains of the port's
+  PeerAuthentication mode (mTLS with a client certificate from the mesh's trust domains, plaintext, or
+  both), its AuthorizationPolicies and RequestAuthentications as RBAC and jwt_authn filters
+  (:mod:`.security`), and forwards to the app on the pod's loopback; clients use auto-mTLS;
 - WasmPlugins (their modules fetched by the backend, as istio-agent does) become wasm filters in the
   HTTP connection managers of the workloads they select, ordered by phase and priority
   (:mod:`meshlab.wasm.deploy`).
@@ -27,6 +29,7 @@ from ...errors import ResourceError
 from ...pki import WorkloadCert
 from ...topology import Topology
 from . import envoy as E
+from . import security as S
 from .policy import apply_traffic_policy, destination_rule, http_routes, matches, resolve_host, subsets, virtual_service
 
 OUTBOUND_PORT = 15001
@@ -61,6 +64,7 @@ class Workload:
     port_names: list[str] = field(default_factory=list)  # the Kubernetes Service's port names, as ``ports``
     admin: str = ""
     access_log: str = ""
+    sidecar: bool = True  # False: a plain process in the pod (plaintext, no identity)
 
     def record(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,24 +171,33 @@ class Translator:
         per_network = Counter(c.network for c in served)
         return math.lcm(1, *per_network.values())
 
-    def endpoints(self, client_cluster: str, pods: list[Workload], port: int) -> list[E.Endpoint]:
+    def endpoints(
+        self, client_cluster: str, pods: list[Workload], port: int, resources: list[dict[str, Any]] | None = None, dr_tls: str | None = None
+    ) -> list[E.Endpoint]:
         """Split-horizon (``EndpointsByNetworkFilter``): every weight scaled by :meth:`weight_scale`;
         local-network pods directly; the pods of each remote-network cluster as that cluster's gateway
         on 15443, in their locality, weighted by the sum of their scaled weights, labelled with cluster
-        and network only."""
+        and network only.
+
+        An endpoint is marked for mTLS (``tlsMode: istio``) as mtls_checker.go decides: the
+        DestinationRule's mode if it sets one, else "has a sidecar and its PeerAuthentication does
+        not DISABLE mTLS on the port". Cross-network traffic needs mTLS (the gateway routes by SNI),
+        so remote pods without it are left out.
+        """
         scale = self.weight_scale(client_cluster)
         out: list[E.Endpoint] = []
         behind_gateway: dict[str, int] = {}
         for w in pods:
             c = self.topology.clusters[w.cluster]
+            mtls = dr_tls == "ISTIO_MUTUAL" if dr_tls else w.sidecar and S.mtls_mode(resources or [], w.labels, w.namespace, port) != "DISABLE"
             if self.topology.same_network(client_cluster, w.cluster):
-                out.append(E.Endpoint(w.ip, port, c.region, c.zone, weight=scale, labels={**w.labels, **self.topology_labels(w.cluster)}))
-            else:
+                out.append(E.Endpoint(w.ip, port, c.region, c.zone, weight=scale, labels={**w.labels, **self.topology_labels(w.cluster)}, tls_mode=mtls))
+            elif mtls:
                 behind_gateway[w.cluster] = behind_gateway.get(w.cluster, 0) + scale
         for cluster, weight in behind_gateway.items():
             c = self.topology.clusters[cluster]
             labels = {"topology.istio.io/cluster": c.name, "topology.istio.io/network": c.network}
-            out.append(E.Endpoint(self.gateway_ip[cluster], GATEWAY_PORT, c.region, c.zone, weight=weight, labels=labels))
+            out.append(E.Endpoint(self.gateway_ip[cluster], GATEWAY_PORT, c.region, c.zone, weight=weight, labels=labels, tls_mode=True))
         return out
 
     def outbound_services(self, w: Workload, registry: list[Workload], resources: list[dict[str, Any]]) -> list[Outbound]:
@@ -238,7 +251,7 @@ class Translator:
     def sidecar(self, w: Workload, registry: list[Workload], xds: Path, resources: list[dict[str, Any]] | None = None) -> E.ProxyConfig:
         resources = resources or []
         cert = self.certs[w.pod]
-        trust_domain = self.topology.trust_domain(w.cluster)
+        trust_domains = self.topology.trust_domains(w.cluster)
         me = self.topology.clusters[w.cluster]
         client_labels = {**w.labels, **self.topology_labels(w.cluster)}
         listeners: list[dict[str, Any]] = []
@@ -255,26 +268,30 @@ class Translator:
                 for subset, selector in [("", {}), *subsets(resources, svc.fqdn).items()]:
                     name = outbound_cluster_name(port, svc.fqdn, subset)
                     pods = [p for p in svc.pods if port in p.ports and matches(p.labels, selector)]
-                    eps = self.endpoints(w.cluster, pods, port) + [e for e in svc.entries.get(port, []) if matches(e.labels, selector)]
-                    tls = None
-                    if policy.get("tls", {}).get("mode", "ISTIO_MUTUAL") == "ISTIO_MUTUAL":
-                        tls = {
+                    dr_tls = policy.get("tls", {}).get("mode")
+                    entries = [e for e in svc.entries.get(port, []) if matches(e.labels, selector)]
+                    for e in entries:  # a ServiceEntry endpoint speaks mTLS if labelled so (or the DestinationRule says so)
+                        e.tls_mode = dr_tls == "ISTIO_MUTUAL" if dr_tls else e.labels.get("security.istio.io/tlsMode") == "istio"
+                    eps = self.endpoints(w.cluster, pods, port, resources, dr_tls) + entries
+                    extra: dict[str, Any] = {}
+                    if dr_tls in (None, "ISTIO_MUTUAL"):
+                        mtls = {
                             "sni": sni(port, svc.fqdn, subset),
                             "common_tls_context": {
-                                **E.tls_context(str(cert.cert_chain), str(cert.key), str(cert.root_cert), ["h2"]),
+                                **E.tls_context(str(cert.cert_chain), str(cert.key), str(cert.root_cert), S.CLIENT_MTLS_ALPNS),
                                 "validation_context": {
                                     "trusted_ca": {"filename": str(cert.root_cert)},
                                     "match_typed_subject_alt_names": [{"san_type": "URI", "matcher": {"exact": s}} for s in sorted(svc.sans)],
                                 },
                             },
                         }
-                    extra: dict[str, Any] = {}
+                        extra.update(S.client_transport(mtls, auto=dr_tls is None))
                     if w.netns is None:  # loopback mode: connect from the pod's own address so the callee sees who called
                         extra["upstream_bind_config"] = {"source_address": {"address": w.ip, "port_value": 0}}
                     extra.update(apply_traffic_policy(policy, eps, (me.region, me.zone), client_labels))
                     clusters.append(
                         E.eds_cluster(
-                            name, E.eds_path(xds, name), tls=tls, lb_policy=extra.pop("lb_policy", "LEAST_REQUEST"),
+                            name, E.eds_path(xds, name), tls=None, lb_policy=extra.pop("lb_policy", "LEAST_REQUEST"),
                             max_requests_per_connection=extra.pop("max_requests_per_connection", None), extra=extra,
                         )  # fmt: skip
                     )
@@ -349,45 +366,27 @@ class Translator:
         for port in w.ports:
             inbound = f"inbound|{port}||"
             clusters.append(E.static_cluster(inbound, w.app_host, port))
+            hcm = E.hcm(
+                f"inbound_{port}",
+                {
+                    "name": f"inbound|{port}||",
+                    "virtual_hosts": [{"name": "inbound", "domains": ["*"], "routes": [{"name": "default", "match": {"prefix": "/"}, "route": INBOUND_ROUTE | {"cluster": inbound}}]}],
+                },
+                w.access_log,
+                # Istio passes the caller's identity to the app in XFCC
+                {"forward_client_cert_details": "APPEND_FORWARD", "set_current_client_cert_details": {"uri": True}},
+                http_filters=S.inbound_http_filters(
+                    resources, w.labels, w.namespace, trust_domains,
+                    lambda phase, port=port: self.wasm_filters(w, [r for r in resources if r["kind"] != "WasmPlugin" or (r["spec"].get("phase") or "UNSPECIFIED_PHASE") == phase], "inbound", port),
+                ),
+            )  # fmt: skip
+            tls = S.downstream_mtls(str(cert.cert_chain), str(cert.key), str(cert.root_cert), trust_domains)
+            mode = S.mtls_mode(resources, w.labels, w.namespace, port)
             listeners.append(
                 {
                     **E.listener(f"{w.ip}_{port}", w.ip, port),
                     "listener_filters": [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {"@type": E.TLS_INSPECTOR}}],
-                    "filter_chains": [
-                        {
-                            "transport_socket": {
-                                "name": "envoy.transport_sockets.tls",
-                                "typed_config": {
-                                    "@type": E.DOWNSTREAM_TLS,
-                                    "require_client_certificate": True,
-                                    "common_tls_context": {
-                                        **E.tls_context(str(cert.cert_chain), str(cert.key), str(cert.root_cert), ["h2", "http/1.1"]),
-                                        "validation_context": {
-                                            "trusted_ca": {"filename": str(cert.root_cert)},
-                                            "match_typed_subject_alt_names": [
-                                                {"san_type": "URI", "matcher": {"prefix": f"spiffe://{trust_domain}/"}}
-                                            ],
-                                        },
-                                    },
-                                },
-                            },
-                            "filters": [
-                                E.hcm(
-                                    f"inbound_{port}",
-                                    {
-                                        "name": f"inbound|{port}||",
-                                        "virtual_hosts": [
-                                            {"name": "inbound", "domains": ["*"], "routes": [{"name": "default", "match": {"prefix": "/"}, "route": INBOUND_ROUTE | {"cluster": inbound}}]}
-                                        ],
-                                    },
-                                    w.access_log,
-                                    # Istio passes the caller's identity to the app in XFCC
-                                    {"forward_client_cert_details": "APPEND_FORWARD", "set_current_client_cert_details": {"uri": True}},
-                                    http_filters=self.wasm_filters(w, resources, "inbound", port),
-                                )
-                            ],
-                        }
-                    ],
+                    "filter_chains": S.inbound_filter_chains(mode, tls, [hcm]),
                 }
             )
         return E.ProxyConfig(listeners, clusters, endpoints)
@@ -401,6 +400,8 @@ class Translator:
         chains: list[dict[str, Any]] = []
         clusters: list[dict[str, Any]] = []
         endpoints: dict[str, list[E.Endpoint]] = {}
+        # AuthorizationPolicies selecting the gateway: network RBAC before tcp_proxy (TLS is not terminated here)
+        rbac = S.rbac_filters(resources, gw.labels, gw.namespace, self.topology.trust_domains(gw.cluster), for_tcp=True)
         for svc in self.services(visible):
             for port in svc.ports:
                 for subset, selector in [("", {}), *subsets(resources, svc.fqdn).items()]:
@@ -414,6 +415,7 @@ class Translator:
                         {
                             "filter_chain_match": {"server_names": [name]},
                             "filters": [
+                                *rbac,
                                 {
                                     "name": "envoy.filters.network.tcp_proxy",
                                     "typed_config": {
