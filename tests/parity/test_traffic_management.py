@@ -253,14 +253,15 @@ def test_auto_mtls_sni_and_sans() -> None:
     client, reg = registry_two_clusters()
     cfg = sidecar(SEP, client, reg, dr("hw", "  subsets: [{name: v2, labels: {version: v2}}]"))
     for name, sni in ((CLUSTER, f"outbound_.5000_._.{HOST}"), (f"outbound|5000|v2|{HOST}", f"outbound_.5000_.v2_.{HOST}")):
-        tls = cluster(cfg, name)["transport_socket"]["typed_config"]
+        (match,) = [m for m in cluster(cfg, name)["transport_socket_matches"] if m["name"] == "tlsMode-istio"]
+        tls = match["transport_socket"]["typed_config"]
         assert tls["sni"] == sni
-        assert tls["common_tls_context"]["alpn_protocols"] == ["h2"]
+        assert tls["common_tls_context"]["alpn_protocols"] == ["istio-peer-exchange", "istio", "h2"]
         sans = tls["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"]
         assert sans == [{"san_type": "URI", "matcher": {"exact": "spiffe://cluster.local/ns/sample/sa/helloworld"}}]
     # tls mode DISABLE: plain text
-    cfg = sidecar(SEP, client, reg, dr("hw", "  trafficPolicy: {tls: {mode: DISABLE}}"))
-    assert "transport_socket" not in cluster(cfg)
+    c = cluster(sidecar(SEP, client, reg, dr("hw", "  trafficPolicy: {tls: {mode: DISABLE}}")))
+    assert "transport_socket" not in c and "transport_socket_matches" not in c
 
 
 # ---- Service and ServiceEntry for one host ------------------------------------------------------
