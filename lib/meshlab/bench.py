@@ -1,35 +1,36 @@
-"""`meshlab bench`: what the mesh costs, measured as ratios against a baseline from the same run.
+"""`meshlab bench`: what the mesh costs, measured with a real load generator (wrk) as ratios against
+baselines from the same run.
 
 - bring-up and teardown time of each pattern (samples included), median of 3;
-- latency (p50/p99, one keep-alive connection, sequential) and throughput (4 client threads) for:
-  the app called directly inside its pod (baseline); curl's sidecar -> helloworld's sidecar (mTLS,
-  HTTP/2) -> app in the same cluster; and the same across networks: sidecar -> east-west gateway
-  (SNI passthrough) -> sidecar -> app;
+- throughput (16 connections) and latency (p50/p99 on one connection) for four paths, in rounds
+  (each round measures every path once, so a busy moment hits all of them), median and spread:
+  the app called directly inside its pod (no mesh); curl's sidecar -> helloworld's sidecar (mTLS,
+  HTTP/2) -> app; sidecar -> east-west gateway (SNI passthrough) -> sidecar -> app across networks;
+  and the same cross-network path built from a hand-written static Envoy config
+  (``baseline/envoy-path.yaml``). meshlab's cross-network throughput is reported as a ratio to the
+  hand-written one (the goal: >= 0.9x), and the generator's headroom as the direct path's rate over
+  the mesh's (wrk must drive far more than the mesh can take, or it would be measuring itself);
 - failover: client-visible errors and time from killing the local instance to the first answer
   from the other cluster (locality failover with outlier detection), median of 3.
-
-The load generator is Python, so absolute numbers are modest and the ratios understate the
-sidecars' cost; comparing runs on one machine is what they are for.
 """
 
 from __future__ import annotations
 
 import json
-import socket
 import statistics
-import tempfile
-import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from .backends.local import net
 from .errors import MeshlabError
-from .backends.local.translate import OUTBOUND_PORT
+from .loadgen import LoadResult, Repeated, wrk
 
 
 @dataclass
 class PathResult:
+    """One path measured with wrk: latency on one connection, throughput on one and on 16."""
+
     path: str
     requests: int
     p50_ms: float
@@ -38,82 +39,18 @@ class PathResult:
     rps_concurrent: float
 
 
-class _Client:
-    """A minimal HTTP/1.1 keep-alive client: the less the client costs, the more we see of the path."""
-
-    def __init__(self, netns: str | None, host: str, port: int, authority: str, headers: dict[str, str] | None = None) -> None:
-        with net.in_netns(netns):
-            self.s = socket.create_connection((host, port), timeout=5)
-        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-        self.req = f"GET /hello HTTP/1.1\r\nHost: {authority}\r\n{extra}\r\n".encode()
-        self.buf = b""
-
-    def get(self) -> None:
-        self.s.sendall(self.req)
-        while b"\r\n\r\n" not in self.buf:
-            self.buf += self._recv()
-        head, _, rest = self.buf.partition(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 200"):
-            raise RuntimeError(f"unexpected answer: {head[:60]!r}")
-        length = int(next(h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")))
-        while len(rest) < length:
-            rest += self._recv()
-        self.buf = rest[length:]
-
-    def _recv(self) -> bytes:
-        data = self.s.recv(65536)
-        if not data:
-            raise ConnectionError("connection closed")
-        return data
-
-    def close(self) -> None:
-        self.s.close()
-
-
 def measure(
-    label: str, netns: str | None, host: str, port: int, authority: str, requests: int, headers: dict[str, str] | None = None
+    label: str, host: str, port: int, authority: str, seconds: float = 2.0,
+    headers: dict[str, str] | None = None, exec_prefix: list[str] | None = None,
 ) -> PathResult:
-    """Sequential latency on one keep-alive connection, then throughput with 4 client threads."""
-    c = _Client(netns, host, port, authority, headers)
-    for _ in range(min(200, requests)):  # warm up connections and Envoy's pools
-        c.get()
-    lat = []
-    t0 = time.perf_counter()
-    for _ in range(requests):
-        t = time.perf_counter()
-        c.get()
-        lat.append(time.perf_counter() - t)
-    seq = requests / (time.perf_counter() - t0)
-    c.close()
-
-    threads, per = 4, max(1, requests // 4)
-    clients = [_Client(netns, host, port, authority, headers) for _ in range(threads)]
-    start = threading.Barrier(threads + 1)
-    errors: list[BaseException] = []
-
-    def worker(cl: _Client) -> None:
-        start.wait()
-        try:
-            for _ in range(per):
-                cl.get()
-        except BaseException as e:  # re-raised below: a failed request must not look like a fast one
-            errors.append(e)
-
-    ts = [threading.Thread(target=worker, args=(cl,)) for cl in clients]
-    for t in ts:
-        t.start()
-    start.wait()
-    t0 = time.perf_counter()
-    for t in ts:
-        t.join()
-    conc = threads * per / (time.perf_counter() - t0)
-    for cl in clients:
-        cl.close()
-    if errors:
-        raise errors[0]
-    lat.sort()
-    return PathResult(label, requests, lat[len(lat) // 2] * 1e3, lat[int(len(lat) * 0.99)] * 1e3, seq, conc)
+    """wrk on one connection (latency, sequential rate), then on 16 (throughput), ``seconds`` each."""
+    kw: dict[str, Any] = {"host": authority, "headers": headers, "seconds": seconds, "label": label, "exec_prefix": exec_prefix or []}
+    one = wrk(f"http://{host}:{port}/hello", connections=1, **kw)
+    many = wrk(f"http://{host}:{port}/hello", connections=16, **kw)
+    for r in (one, many):
+        if r.non_2xx or r.socket_errors:
+            raise MeshlabError(f"{label}: {r}", "a benchmark path must answer 200: look at the proxies' access logs")
+    return PathResult(label, one.requests + many.requests, one.p50_ms, one.p99_ms, one.rps, many.rps)
 
 
 # local subset v1 by default, the remote one (through both gateways' network) when asked by header
@@ -191,70 +128,118 @@ def failover(home: str, runs: int = 3) -> dict[str, float]:
     return {"errors_median": statistics.median(errors), "first_remote_answer_ms_median": statistics.median(times) * 1e3 if times else float("nan")}
 
 
-def run(requests: int = 2000) -> dict[str, Any]:
+PATHS = ("direct", "sidecar", "gateway", "hand-written")
+LABELS = {
+    "direct": "direct: client -> app (no mesh)",
+    "sidecar": "sidecar -> sidecar (mTLS, h2) -> app",
+    "gateway": "sidecar -> e/w gateway -> sidecar -> app",
+    "hand-written": "same path, hand-written static Envoy config",
+}
+
+
+def paths(runs: int, seconds: float, home: str) -> dict[str, Any]:
+    """Every path once per round (throughput at 16 connections, latency at 1), ``runs`` rounds."""
+    from . import baseline
     from .lab import Lab
     from .resources import parse
 
-    if net.choose_mode()[0] == net.USERNS:
-        raise MeshlabError("the benchmark's client enters pod namespaces from this process", "run it as root, or with MESHLAB_NET_MODE=loopback")
-    home = tempfile.mkdtemp(prefix="mlbench")
-    ups = bring_up_times(home)
     lab = Lab.up("separate-networks", home_dir=home, quiet=True)
     try:
         be = lab.backend
         (hw,) = be.deploy("helloworld", "cluster1", version="v1")
-        be.deploy("helloworld", "cluster2", version="v2")
+        (hw2,) = be.deploy("helloworld", "cluster2", version="v2")
         (curl,) = be.deploy("curl", "cluster1")
         be.apply(parse(ROUTING), "cluster1")
-        authority = "helloworld.sample:5000"
-        paths = [
-            measure("direct: client -> app (no mesh)", hw.netns, hw.app_host, 5000, "helloworld", requests),
-            measure("sidecar -> sidecar (mTLS, h2) -> app", curl.netns, curl.outbound, OUTBOUND_PORT, authority, requests),
-            measure(
-                "sidecar -> e/w gateway -> sidecar -> app", curl.netns, curl.outbound, OUTBOUND_PORT, authority, requests,
-                headers={"x-bench-path": "remote"},
-            ),  # fmt: skip
-        ]
+        hand = baseline.start(be, curl, hw2)
+        url = "http://helloworld.sample:5000/hello"
+        remote = {"x-bench-path": "remote"}
+        curl_ns = be.network.exec_prefix(curl.netns)
+
+        def one(name: str, connections: int) -> LoadResult:
+            kw: dict[str, Any] = {"connections": connections, "seconds": seconds, "label": LABELS[name]}
+            if name == "direct":
+                return wrk(f"http://{hw.app_host}:5000/hello", host="helloworld", exec_prefix=be.network.exec_prefix(hw.netns), **kw)
+            if name == "hand-written":
+                return wrk(hand, host="helloworld.sample:5000", exec_prefix=curl_ns, **kw)
+            return be.load("curl", url, "cluster1", headers=remote if name == "gateway" else None, **kw)
+
+        thr = {p: Repeated(LABELS[p]) for p in PATHS}
+        lat = {p: Repeated(LABELS[p]) for p in PATHS}
+        for _ in range(runs):
+            for p in PATHS:
+                for store, conns in ((thr, 16), (lat, 1)):
+                    r = one(p, conns)
+                    if r.non_2xx or r.socket_errors:
+                        raise MeshlabError(f"{r}", "a benchmark path must answer 200: look at the proxies' access logs")
+                    store[p].runs.append(r)
     finally:
         lab.down(quiet=True)
-    direct, local, remote = paths
 
-    def ratios(a: PathResult, b: PathResult) -> dict[str, float]:
-        return {
-            "p50_latency": a.p50_ms / b.p50_ms,
-            "p99_latency": a.p99_ms / b.p99_ms,
-            "rps_sequential": a.rps_sequential / b.rps_sequential,
-            "rps_concurrent": a.rps_concurrent / b.rps_concurrent,
-        }
+    def per_round(a: str, b: str, store: dict[str, Repeated] = thr, metric: str = "rps") -> dict[str, float]:
+        v = [x / y for x, y in zip(store[a].values(metric), store[b].values(metric))]
+        return {"median": statistics.median(v), "min": min(v), "max": max(v)}
 
     return {
-        "network_mode": net.choose_mode()[0],
-        "bring_up": ups,
-        "paths": [asdict(p) for p in paths],
-        "ratios": {
-            "sidecar_over_direct": ratios(local, direct),
-            "gateway_over_sidecar": ratios(remote, local),
-            "gateway_over_direct": ratios(remote, direct),
+        "paths": {
+            p: {
+                "label": LABELS[p],
+                "rps_c16": {"median": thr[p].median("rps"), "spread": thr[p].spread("rps"), "runs": thr[p].values("rps")},
+                "p50_ms_c1": {"median": lat[p].median("p50_ms"), "spread": lat[p].spread("p50_ms")},
+                "p99_ms_c1": {"median": lat[p].median("p99_ms"), "spread": lat[p].spread("p99_ms")},
+                "p99_ms_c16": {"median": thr[p].median("p99_ms"), "spread": thr[p].spread("p99_ms")},
+            }
+            for p in PATHS
         },
-        "failover": failover(home),
+        "ratios": {
+            "meshlab_over_hand_written_rps": per_round("gateway", "hand-written"),
+            "sidecar_over_direct_rps": per_round("sidecar", "direct"),
+            "gateway_over_sidecar_rps": per_round("gateway", "sidecar"),
+            "generator_headroom": per_round("direct", "gateway"),
+            "sidecar_over_direct_p50": per_round("sidecar", "direct", lat, "p50_ms"),
+        },
+        "runs": runs,
+        "seconds": seconds,
     }
 
 
-def main(requests: int = 2000, as_json: bool = False) -> int:
-    r = run(requests)
+def run(runs: int = 5, seconds: float = 2.0, only_paths: bool = False) -> dict[str, Any]:
+    if net.choose_mode()[0] == net.USERNS:
+        raise MeshlabError("the benchmark's client enters pod namespaces from this process", "run it as root, or with MESHLAB_NET_MODE=loopback")
+    from .lab import Lab
+
+    out: dict[str, Any] = {"network_mode": net.choose_mode()[0]}
+    with Lab.scratch("bench") as scratch:  # `meshlab down` finds its labs even after Ctrl-C or a kill
+        home = str(scratch)
+        if not only_paths:
+            out["bring_up"] = bring_up_times(home)
+        out.update(paths(runs, seconds, home))
+        if not only_paths:
+            out["failover"] = failover(home)
+    return out
+
+
+def main(runs: int = 5, seconds: float = 2.0, as_json: bool = False, only_paths: bool = False) -> int:
+    r = run(runs, seconds, only_paths)
     if as_json:
         print(json.dumps(r, indent=1))
         return 0
-    print(f"network mode: {r['network_mode']}\n")
-    print("bring-up with samples (median of 3):")
-    for pattern, t in r["bring_up"].items():
-        print(f"  {pattern:26} up {t['up_s']:.2f}s   down {t['down_s']:.2f}s")
-    print(f"\n{'path':44} {'p50 ms':>8} {'p99 ms':>8} {'rps seq':>9} {'rps x4':>9}")
-    for p in r["paths"]:
-        print(f"{p['path']:44} {p['p50_ms']:8.3f} {p['p99_ms']:8.3f} {p['rps_sequential']:9.0f} {p['rps_concurrent']:9.0f}")
-    print("\nratios (same run):")
-    for name, rs in r["ratios"].items():
-        print(f"  {name:22} " + "  ".join(f"{k} {v:5.2f}x" for k, v in rs.items()))
-    f = r["failover"]
-    print(f"\nfailover to the other network: {f['errors_median']:.0f} client errors, first remote answer after {f['first_remote_answer_ms_median']:.1f} ms (median of 3)")
+    print(f"network mode: {r['network_mode']}; load generator: wrk, {r['runs']} rounds of {r['seconds']:g}s per path and mode\n")
+    if "bring_up" in r:
+        print("bring-up with samples (median of 3):")
+        for pattern, t in r["bring_up"].items():
+            print(f"  {pattern:26} up {t['up_s']:.2f}s   down {t['down_s']:.2f}s")
+        print()
+    print(f"{'path':46} {'req/s, 16 conns (spread)':>26} {'p50 ms, 1 conn':>16} {'p99 ms, 1 conn':>16}")
+    for p in r["paths"].values():
+        t, l50, l99 = p["rps_c16"], p["p50_ms_c1"], p["p99_ms_c1"]
+        print(f"{p['label']:46} {t['median']:>16,.0f} ({t['spread']:4.0%}) {l50['median']:9.3f} ({l50['spread']:3.0%}) {l99['median']:9.3f} ({l99['spread']:3.0%})")
+    print("\nratios, per round (median, min-max):")
+    for name, q in r["ratios"].items():
+        print(f"  {name:32} {q['median']:6.2f}x  ({q['min']:.2f}-{q['max']:.2f})")
+    m = r["ratios"]["meshlab_over_hand_written_rps"]["median"]
+    print(f"\nmeshlab's cross-network path runs at {m:.2f}x the hand-written Envoy config's throughput "
+          f"({'meets' if m >= 0.9 else 'misses'} the 0.9x goal)")
+    if "failover" in r:
+        f = r["failover"]
+        print(f"failover to the other network: {f['errors_median']:.0f} client errors, first remote answer after {f['first_remote_answer_ms_median']:.1f} ms (median of 3)")
     return 0

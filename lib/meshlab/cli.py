@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
 from . import __version__
 from .errors import MeshlabError, report
@@ -14,48 +16,51 @@ from .errors import MeshlabError, report
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="meshlab", description="Multi-cluster service mesh lab on real Envoy.")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    cluster_help = "the cluster it runs in (cluster1, cluster2, ...: see `meshlab status`)"
 
     s = sub.add_parser("up", help="bring up a pattern (and the sample apps)")
     s.add_argument("pattern", help="built-in pattern name (flat-network, ...) or a path to a pattern YAML")
-    s.add_argument("--backend", choices=["local", "kind"], default="local")
+    s.add_argument("--backend", choices=["local", "kind"], default="local",
+                   help="local: Envoy processes in network namespaces (default); kind: kind clusters with Istio")
     s.add_argument("--no-samples", action="store_true", help="do not deploy helloworld and curl")
     s.add_argument("--dry-run", action="store_true",
                    help="kind backend: print every command and manifest it would run, in order; run nothing")
 
-    sub.add_parser("status", help="what is running")
+    s = sub.add_parser("status", help="what is running: pattern, network mode, control planes, workloads")
+    s.add_argument("--json", action="store_true", help="print lab.status() as JSON instead of a table")
 
     s = sub.add_parser("deploy", help="run a sample app with its sidecar")
-    s.add_argument("app", choices=["helloworld", "curl"])
-    s.add_argument("--cluster", required=True)
-    s.add_argument("--version", default="v1")
-    s.add_argument("--replicas", type=int, default=1)
+    s.add_argument("app", choices=["helloworld", "curl"], help="the sample app")
+    s.add_argument("--cluster", required=True, help=cluster_help)
+    s.add_argument("--version", default="v1", help="helloworld's version label (v1, v2, ...); default v1")
+    s.add_argument("--replicas", type=int, default=1, help="how many pods (default 1)")
 
     s = sub.add_parser("call", help="send requests from a workload through its sidecar")
-    s.add_argument("workload")
-    s.add_argument("url")
-    s.add_argument("--cluster", required=True)
-    s.add_argument("-n", type=int, default=1, help="number of requests")
+    s.add_argument("workload", help="the calling workload, e.g. curl")
+    s.add_argument("url", help="e.g. http://helloworld.sample:5000/hello")
+    s.add_argument("--cluster", required=True, help=cluster_help)
+    s.add_argument("-n", type=int, default=1, help="number of requests (default 1)")
     s.add_argument("-v", "--verbose", action="store_true", help="print every answer")
 
     s = sub.add_parser("endpoints", help="endpoints a sidecar knows (like istioctl proxy-config endpoints)")
-    s.add_argument("workload")
-    s.add_argument("--cluster", required=True)
-    s.add_argument("--service")
+    s.add_argument("workload", help="whose sidecar, e.g. curl")
+    s.add_argument("--cluster", required=True, help=cluster_help)
+    s.add_argument("--service", help="only this service's endpoints, e.g. helloworld")
 
-    s = sub.add_parser("logs", help="a sidecar's access log")
-    s.add_argument("workload")
-    s.add_argument("--cluster", required=True)
-    s.add_argument("-n", type=int, default=10)
+    s = sub.add_parser("logs", help="a sidecar's access log (JSON lines, newest last)")
+    s.add_argument("workload", help="whose sidecar, e.g. helloworld")
+    s.add_argument("--cluster", required=True, help=cluster_help)
+    s.add_argument("-n", type=int, default=10, help="how many of the newest entries (default 10)")
 
     s = sub.add_parser("apply", help="apply Istio resources (YAML) to a cluster's control plane")
     s.add_argument("-f", "--filename", required=True, help="YAML file with one or more resources ('-' for stdin)")
-    s.add_argument("--cluster", required=True)
+    s.add_argument("--cluster", required=True, help="the cluster whose control plane gets them")
 
     s = sub.add_parser("delete", help="delete an applied Istio resource")
     s.add_argument("kind", help="DestinationRule, ServiceEntry or VirtualService (any Istio kind on the kind backend)")
-    s.add_argument("name")
-    s.add_argument("--cluster", required=True)
-    s.add_argument("--namespace", default="sample")
+    s.add_argument("name", help="metadata.name of the resource")
+    s.add_argument("--cluster", required=True, help="the cluster it was applied to")
+    s.add_argument("--namespace", default="sample", help="metadata.namespace (default sample)")
 
     s = sub.add_parser("federate", help="form a VirtualMesh: publish each mesh's services to the others")
     s.add_argument("--dry-run", action="store_true", help="print the generated resources, apply nothing")
@@ -64,25 +69,42 @@ def _parser() -> argparse.ArgumentParser:
 
     for verb, text in (("kill", "crash a workload's app (its sidecar stays)"), ("restore", "restart a killed app")):
         s = sub.add_parser(verb, help=text)
-        s.add_argument("workload")
-        s.add_argument("--cluster", required=True)
+        s.add_argument("workload", help="e.g. helloworld")
+        s.add_argument("--cluster", required=True, help=cluster_help)
 
     s = sub.add_parser("control-plane", help="stop or start the control plane running in a cluster")
-    s.add_argument("action", choices=["stop", "start"])
-    s.add_argument("cluster")
+    s.add_argument("action", choices=["stop", "start"], help="stop: proxies keep their last config; start: push again")
+    s.add_argument("cluster", help="a cluster that runs a control plane (a primary)")
 
     sub.add_parser("validate", help="envoy --mode validate on every proxy's full config")
     sub.add_parser("down", help="remove everything the lab created (processes, namespaces, files)")
     s = sub.add_parser("doctor", help="check prerequisites; exit status 1 unless every backend asked for is ready")
     s.add_argument("--backend", choices=["local", "kind", "both"], default="both", help="which backend to check (default: both)")
 
-    s = sub.add_parser("bench", help="bring-up time and sidecar latency/throughput against the direct path")
-    s.add_argument("--requests", type=int, default=2000)
-    s.add_argument("--json", action="store_true")
+    # ---- instructor tools: the course catalogue (meshlab.labs) -----------------------------------
+    s = sub.add_parser("labs", help="the labs: time per backend, and the state each starts from")
+    s.add_argument("--backend", choices=["local", "kind"], help="show the times of one backend only")
+    s = sub.add_parser("goto", help="bring the environment to the state lab N starts from (reset first)")
+    s.add_argument("lab", help="lab number (6, 06) or notebook name")
+    s.add_argument("--backend", choices=["local", "kind"], default="local", help="where the lab will run (default local)")
+    sub.add_parser("reset", help="back to a fresh clone: stop everything, remove every lab, scratch lab and hub data")
+    s = sub.add_parser("export", help="render executed notebooks to HTML for a handout (after `make labs`)")
+    s.add_argument("notebooks", nargs="*", type=Path,
+                   help="executed notebooks (default: every lab in --from)")
+    s.add_argument("--from", dest="source", type=Path, default=Path("build/labs"),
+                   help="where `make labs` put the executed notebooks (default build/labs)")
+    s.add_argument("--out", type=Path, default=Path("build/handout"), help="where the HTML goes (default build/handout)")
+
+    s = sub.add_parser("bench", help="bring-up, mesh paths with wrk against direct and a hand-written Envoy config, failover")
+    s.add_argument("--runs", type=int, default=5, help="rounds over every path (medians and spread)")
+    s.add_argument("--seconds", type=float, default=2.0, help="wrk duration per path, mode and round")
+    s.add_argument("--paths-only", action="store_true", help="only the path measurements (no bring-up, no failover)")
+    s.add_argument("--requests", type=int, default=2000, help="with --wasm: requests per measurement")
+    s.add_argument("--json", action="store_true", help="print the results as JSON")
     s.add_argument("--wasm", action="store_true", help="Envoy with each wasm filter against without, and build times")
 
     s = sub.add_parser("kind", help="kind backend tools: the image cache (meshlab kind images pull|save FILE|load FILE)")
-    ks = s.add_subparsers(dest="kind_cmd", required=True, metavar="WHAT")
+    ks = s.add_subparsers(dest="kind_cmd", required=True, metavar="WHAT", help="images: the image cache")
     s = ks.add_parser("images", help="pull every pinned image once; save them into one archive; load that archive")
     s.add_argument("action", choices=["pull", "save", "load"],
                    help="pull: every pinned image, for this Docker engine's platform; save FILE: one archive to hand out; "
@@ -97,18 +119,22 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["wasm"]:  # its own parser: build, inspect, ... (`meshlab wasm -h`)
-        from .wasm.cli import main as wasm_main
-
-        return wasm_main(argv[1:])
-    args = _parser().parse_args(argv)
     try:
-        return _run(args)
-    except MeshlabError as e:
-        return report(e)
-    except KeyboardInterrupt:
-        print("interrupted; `meshlab down` removes whatever was started", file=sys.stderr)
-        return 130
+        if argv[:1] == ["wasm"]:  # its own parser: build, inspect, ... (`meshlab wasm -h`)
+            from .wasm.cli import main as wasm_main
+
+            return wasm_main(argv[1:])
+        args = _parser().parse_args(argv)
+        try:
+            return _run(args)
+        except MeshlabError as e:
+            return report(e)
+        except KeyboardInterrupt:
+            print("interrupted; `meshlab down` removes whatever was started", file=sys.stderr)
+            return 130
+    except BrokenPipeError:  # `meshlab logs ... | head`: the reader is gone, stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 141  # 128 + SIGPIPE, as a shell command killed by it
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -129,6 +155,9 @@ def _run(args: argparse.Namespace) -> int:
         from .wasm.standalone import down_all as wasm_down
 
         Lab.down_all()
+        scratch = Lab.down_scratch()  # labs of an interrupted `meshlab bench`
+        if scratch:
+            print(f"removed {scratch} scratch labs (e.g. of an interrupted meshlab bench)")
         wasm_down()  # standalone Envoys from the wasm labs
         stopped = Hub.down_all()  # the wasm module hub (registry)
         if stopped:
@@ -146,6 +175,22 @@ def _run(args: argparse.Namespace) -> int:
         from .backends.kind.images import run_images
 
         return run_images(args.action, args.file, dry_run=args.dry_run)
+    elif args.cmd in ("labs", "goto", "reset", "export"):
+        from . import labs
+
+        if args.cmd == "labs":
+            print(labs.table(args.backend))
+        elif args.cmd == "goto":
+            info = labs.goto(args.lab, backend=args.backend)
+            print(f"next: open labs/{info.notebook} and run it from the top"
+                  + (f" (its Lab.up uses this {info.start.pattern} lab)" if info.start.pattern else ""))
+        elif args.cmd == "reset":
+            labs.reset()
+        else:
+            from .handout import export
+
+            for line in export(args.notebooks, source=args.source, out=args.out):
+                print(line)
     elif args.cmd == "bench" and args.wasm:
         from .wasm.bench import main as wasm_bench
 
@@ -153,11 +198,13 @@ def _run(args: argparse.Namespace) -> int:
     elif args.cmd == "bench":
         from .bench import main as bench_main
 
-        return bench_main(requests=args.requests, as_json=args.json)
+        return bench_main(runs=args.runs, seconds=args.seconds, as_json=args.json, only_paths=args.paths_only)
     else:
         lab = Lab.attach()
         if args.cmd == "status":
-            print(json.dumps(lab.status(), indent=1))
+            from .display import status_table
+
+            print(json.dumps(lab.status(), indent=1) if args.json else status_table(lab.status()))
         elif args.cmd == "deploy":
             print(lab.deploy(args.app, args.cluster, version=args.version, replicas=args.replicas))
         elif args.cmd == "call":

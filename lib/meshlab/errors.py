@@ -4,21 +4,27 @@ from __future__ import annotations
 
 
 class MeshlabError(Exception):
-    """Base error. ``hint`` says what to do about it; it is printed after the message."""
+    """Base error. ``hint`` says what to do about it; it is printed after the message.
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    A fix that reads differently from a shell gives ``cli`` too: the ``meshlab`` command prints that
+    one (``meshlab deploy curl --cluster cluster1``), Python shows ``hint`` (``lab.deploy(...)``), so
+    each user reads the interface they typed into.
+    """
+
+    def __init__(self, message: str, hint: str | None = None, cli: str | None = None) -> None:
         self.message = message
         self.hint = hint
+        self.cli = cli
         super().__init__(message if not hint else f"{message}\n  fix: {hint}")
 
 
 def report(e: MeshlabError) -> int:
-    """Print ``e`` for a terminal (problem, then the fix) and return the CLI's exit status."""
+    """Print ``e`` for a terminal (problem, then the fix in command form) and return the CLI's exit status."""
     import sys
 
     print(f"error: {e.message}", file=sys.stderr)
-    if e.hint:
-        print(f"  fix: {e.hint}", file=sys.stderr)
+    if e.cli or e.hint:
+        print(f"  fix: {e.cli or e.hint}", file=sys.stderr)
     return 1
 
 

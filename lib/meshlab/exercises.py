@@ -90,7 +90,7 @@ class Quiz:
         return "\n".join(lines)
 
     def answer(self, number: int, choice: str) -> bool:
-        """Grade one answer given as a letter; prints the feedback."""
+        """Grade one answer given as a letter; prints the feedback and returns whether it was right."""
         if not 1 <= number <= len(self.questions):
             raise MeshlabError(f"quiz {self.lab} has questions 1..{len(self.questions)}, not {number}")
         q = self.questions[number - 1]
@@ -152,15 +152,16 @@ class Exercises:
         self.solutions = bool(solutions) or solutions_from_env()
         self.quizzes: dict[str, Quiz] = {}
 
-    def check(self, id: str, answer: Any, predicate: Callable[[Any], bool], hint: str) -> bool:
-        """Grade ``answer``: ``...`` means not attempted (an error when solutions are on)."""
+    def check(self, id: str, answer: Any, predicate: Callable[[Any], bool], hint: str) -> None:
+        """Grade ``answer``: ``...`` means not attempted (an error when solutions are on). Prints the verdict
+        (returns nothing, so a check cell shows only that)."""
         if answer is Ellipsis:
             if self.solutions:
                 raise AssertionError(f"exercise {id} has no answer although solutions are on: "
                                      "its solution cell must assign it under `if ex.solutions:`")
             print(f"exercise {id} not attempted yet: replace the ... in the exercise cell above with your answer, "
                   "run it, then run this cell again")
-            return False
+            return
         who = "the solution's answer" if self.solutions else "your answer"
         try:
             ok = predicate(answer)
@@ -170,7 +171,6 @@ class Exercises:
         if not ok:
             raise AssertionError(f"exercise {id}: {who} {answer!r} does not match what the lab observed\n  hint: {hint}")
         print(f"✓ exercise {id}: {answer!r} is right")
-        return True
 
     def quiz(self, lab: str, questions: Sequence[tuple[str, Sequence[str], int, str]]) -> None:
         """Show a quiz: a widget when a frontend can render one (with the text behind it), else text.
@@ -190,8 +190,8 @@ class Exercises:
         if self.solutions:
             print(q.text(answers=True))
 
-    def answer(self, lab: str, number: int, choice: str) -> bool:
-        """Answer quiz question ``number`` of ``lab`` with a letter (the plain-text way)."""
+    def answer(self, lab: str, number: int, choice: str) -> None:
+        """Answer quiz question ``number`` of ``lab`` with a letter (the plain-text way); prints the feedback."""
         if lab not in self.quizzes:
             raise MeshlabError(f"no quiz {lab!r} has been shown", "run the quiz cell first")
-        return self.quizzes[lab].answer(number, choice)
+        self.quizzes[lab].answer(number, choice)

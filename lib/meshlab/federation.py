@@ -6,8 +6,8 @@ For every client mesh and every service of the *other* meshes, the client's prim
   east-west gateway on 15443 (with network, locality, and a weight = number of pods behind it);
 - a ``DestinationRule`` with ``ISTIO_MUTUAL``, so the client's sidecar originates mTLS end to end.
 The serving side needs its east-west gateway in AUTO_PASSTHROUGH mode for ``*.local`` (Istio's
-``expose-services.yaml``): the ``Gateway`` generated here. The local backend's gateways always run
-that way; the kind backend applies it.
+``expose-services.yaml``): the ``Gateway`` generated here, which both backends apply in every primary
+at bring-up (lab 10 removes it to show what breaks).
 
 Trust is the point of a VirtualMesh: the generated objects are the same with or without a shared
 root, but calls only succeed when both meshes' certificates chain to one root CA.

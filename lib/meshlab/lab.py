@@ -14,14 +14,20 @@ A lab is recorded in a state file (``$MESHLAB_HOME/state.json``) from its first 
 from __future__ import annotations
 
 import atexit
+import hashlib
+import json
 import os
+import shutil
 import signal
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .backends.local.backend import LocalBackend
-from .display import Diagram, Table, mermaid
+from .display import Diagram, Progress, Table, mermaid
 from .errors import LabStateError, MeshlabError
 from .state import State
 from .topology import Topology, load_topology
@@ -30,6 +36,7 @@ from .traffic import CallResult
 if TYPE_CHECKING:
     from .backends.kind import KindBackend, Plan
     from .federation import VirtualMesh
+    from .loadgen import LoadResult
 
 
 
@@ -51,6 +58,7 @@ class Lab:
         home_dir: str | os.PathLike[str] | None = None,
         quiet: bool = False,
         dry_run: bool = False,
+        prepared_for: str | None = None,
     ) -> "Lab | Plan":
         """Bring up ``pattern`` (a built-in name or a YAML path) on ``backend``.
 
@@ -61,10 +69,13 @@ class Lab:
 
         ``backend="kind", dry_run=True`` runs nothing and returns the :class:`Plan`: every command and
         manifest the kind backend would run, in order (``print(plan)`` shows it).
+
+        A lab that ``meshlab goto N`` prepared (``prepared_for``) for the same pattern, backend and
+        samples is adopted instead of rebuilt, as long as nothing changed it since and it still runs.
         """
         topology = load_topology(pattern)
         if backend not in ("local", "kind"):
-            raise MeshlabError(f"unknown backend {backend!r}", "use backend='local' or backend='kind'")
+            raise MeshlabError(f"unknown backend {backend!r}", "use backend='local' or backend='kind'", "use --backend local or --backend kind")
         if dry_run:
             if backend != "kind":
                 raise MeshlabError("dry_run is for the kind backend", "the local backend starts in well under a second: run it")
@@ -74,6 +85,17 @@ class Lab:
             preview.data = {}  # never saved: a dry run records no lab and leaves the current one alone
             return KindBackend.create(topology, preview, samples=samples, dry_run=True, progress=None).plan  # type: ignore[return-value]
         state = State(Path(home_dir) if home_dir else None)
+        adopted = cls._adopt(state, topology, backend, samples) if state.exists and not prepared_for else None
+        if adopted:
+            if not keep:
+                adopted._cleanup_at_exit()
+            if not quiet:
+                print(f"{topology.name} is up on the {backend} backend: using the lab `meshlab goto "
+                      f"{state.data.get('prepared_for')}` prepared (nothing deployed or applied since)")
+            state.data.pop("prepared", None)
+            state.data.pop("prepared_for", None)
+            state.save()
+            return adopted
         if state.exists:
             removed = cls.down_all(state.dir, quiet=True)
             if not quiet and any(removed.values()):
@@ -84,7 +106,12 @@ class Lab:
                 from .backends.kind import KindBackend
 
                 # the kind plan deploys the samples itself, in the order Istio's verify guide uses
-                kbe = KindBackend.create(topology, state, samples=samples, progress=None if quiet else print)
+                if quiet:
+                    kbe = KindBackend.create(topology, state, samples=samples, progress=None)
+                else:
+                    with Progress(f"kind bring-up of {topology.name}") as progress:
+                        kbe = KindBackend.create(topology, state, samples=samples, progress=progress)
+                    kbe.executor.progress = print  # later steps (deploy, apply) print one line each
                 lab = cls(topology, kbe, state)
             else:
                 be = LocalBackend.create(topology, state)
@@ -94,6 +121,10 @@ class Lab:
         except BaseException:
             cls.down_all(state.dir, quiet=True)  # a half-built lab is never left behind
             raise
+        if prepared_for:
+            state.data["prepared_for"] = prepared_for
+            state.data["prepared"] = _fingerprint(state.data, backend, samples)
+            state.save()
         if not keep:
             lab._cleanup_at_exit()
         if not quiet:
@@ -106,11 +137,30 @@ class Lab:
         return lab
 
     @classmethod
+    def _adopt(cls, state: State, topology: Topology, backend: str, samples: bool) -> "Lab | None":
+        """The lab ``goto`` prepared, if it is exactly what ``up`` would build and still runs; else None."""
+        mark = state.data.get("prepared")
+        if not mark or state.data.get("pattern") not in (str(topology.source.resolve()), topology.name):
+            return None
+        if mark != _fingerprint(state.data, backend, samples):
+            return None  # something was deployed, applied, stopped ... since: build afresh
+        lab = cls.attach(state.dir)
+        if backend == "kind":
+            from .backends.kind import kind_clusters
+
+            alive = set(topology.clusters) <= set(kind_clusters())
+        else:
+            from .backends.local import procs
+
+            alive = all(procs.is_alive(p) for p in state.data.get("processes", []))
+        return lab if alive else None
+
+    @classmethod
     def attach(cls, home_dir: str | os.PathLike[str] | None = None) -> "Lab":
         """The lab recorded in the state directory (e.g. one started by ``meshlab up`` in a shell)."""
         state = State(Path(home_dir) if home_dir else None)
         if not state.exists or "pattern" not in state.data:
-            raise LabStateError(f"no lab is running (no state in {state.dir})", "start one: meshlab up flat-network")
+            raise LabStateError(f"no lab is running (no state in {state.dir})", "start one: Lab.up('flat-network')", "start one: meshlab up flat-network")
         topology = load_topology(state.data["pattern"])
         if state.data.get("backend") == "kind":
             from .backends.kind import KindBackend
@@ -147,6 +197,32 @@ class Lab:
                    f"{removed['processes']} processes stopped, {removed['namespaces']} namespaces deleted")
             )
         return removed
+
+    @staticmethod
+    @contextmanager
+    def scratch(purpose: str) -> Iterator[Path]:
+        """A throwaway state directory for labs a tool builds and removes itself (``meshlab bench``).
+
+        It lives under ``$MESHLAB_HOME/scratch/``, where ``meshlab down`` looks too, so an interrupted
+        or killed run leaves nothing it cannot remove; on exit (Ctrl-C included) its labs are torn
+        down and the directory is deleted.
+        """
+        base = State().dir / "scratch"
+        base.mkdir(parents=True, exist_ok=True)
+        d = Path(tempfile.mkdtemp(prefix=f"{purpose}-", dir=base))
+        try:
+            yield d
+        finally:
+            _remove_scratch(d)
+
+    @staticmethod
+    def down_scratch(home_dir: str | os.PathLike[str] | None = None) -> int:
+        """Tear down every scratch lab under the state directory (``meshlab down``); returns how many."""
+        base = State(Path(home_dir) if home_dir else None).dir / "scratch"
+        dirs = sorted(p for p in base.glob("*") if p.is_dir()) if base.is_dir() else []
+        for d in dirs:
+            _remove_scratch(d)
+        return len(dirs)
 
     def _cleanup_at_exit(self) -> None:
         created = self.state.data.get("created")
@@ -188,6 +264,18 @@ class Lab:
         """Send ``n`` HTTP requests from ``workload``'s pod in ``cluster`` through its sidecar."""
         return self.backend.call(workload, url, cluster=cluster, n=n, headers=headers)
 
+    def load(
+        self, workload: str, url: str, cluster: str, connections: int = 16, seconds: float = 3.0, headers: dict[str, str] | None = None
+    ) -> "LoadResult":
+        """Drive ``url`` from ``workload``'s pod with a real load generator (wrk) for ``seconds``:
+        throughput, p50/p90/p99 and how many answers were not 2xx."""
+        if self.backend.name != "local":
+            raise MeshlabError(
+                "load runs wrk inside the pod's network namespace, which only the local backend has",
+                "on kind, use Istio's fortio sample (`kubectl exec deploy/fortio -- fortio load ...`), as Istio's circuit-breaking task does",
+            )
+        return self.backend.load(workload, url, cluster, connections=connections, seconds=seconds, headers=headers)  # type: ignore[union-attr]
+
     def connect(self, workload: str, cluster: str, address: str, port: int) -> str:
         """A raw TCP connect from the pod, bypassing its sidecar: ``connected`` or ``refused: ...``."""
         return self.backend.connect(workload, cluster, address, port)
@@ -195,6 +283,11 @@ class Lab:
     def endpoints(self, workload: str, cluster: str, service: str | None = None) -> Table:
         """The endpoints ``workload``'s sidecar knows, like ``istioctl proxy-config endpoints``."""
         return Table(self.backend.endpoints(workload, cluster, service), title=f"endpoints of {workload} in {cluster}")
+
+    def proxy_status(self) -> Table:
+        """Like ``istioctl proxy-status``: per proxy, is each xDS type SYNCED with its control plane, STALE
+        (sent, not acknowledged: pending or rejected) or NOT SENT; and which control plane serves it."""
+        return Table(self.backend.proxy_status(), title=f"proxy status of {self.topology.name}")
 
     def access_log(self, workload: str, cluster: str, last: int = 20) -> list[dict[str, Any]]:
         """The sidecar's access log entries (JSON), newest last: shows the peer's SPIFFE identity."""
@@ -277,7 +370,7 @@ class Lab:
     # ---- views ---------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         if not self.state.data:
-            raise LabStateError("this lab is down", "bring one up: Lab.up(pattern)")
+            raise LabStateError("this lab is down", "bring one up: Lab.up(pattern)", "bring one up: meshlab up PATTERN")
         return self.backend.status()
 
     def pods(self) -> Table:
@@ -293,3 +386,20 @@ class Lab:
 
     def __repr__(self) -> str:
         return f"<Lab {self.topology.name} backend={self.backend.name} mode={self.backend.mode} at {self.state.dir}>"
+
+
+def _remove_scratch(d: Path) -> None:
+    """A scratch directory's lab, then whatever else recorded processes below it (e.g. a hub), then the files."""
+    from .backends.local import procs
+
+    Lab.down_all(d, quiet=True)
+    for f in sorted(d.rglob("state.json")):
+        procs.terminate(State(f.parent).data.get("processes", []))
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _fingerprint(data: dict[str, Any], backend: str, samples: bool) -> str:
+    """What a lab looked like when ``goto`` prepared it: any later change (a deploy, an apply) alters it."""
+    rest = {k: v for k, v in data.items() if k not in ("prepared", "prepared_for")}
+    blob = json.dumps([backend, samples, rest], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()

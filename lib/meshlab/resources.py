@@ -42,6 +42,7 @@ _TRAFFIC_POLICY = {
         "tcp": {"maxConnections": int, "connectTimeout": _DURATION},
         "http": {"http1MaxPendingRequests": int, "http2MaxRequests": int, "maxRequestsPerConnection": int, "maxRetries": int},
     },
+    "retryBudget": {"percent": float, "minRetryConcurrency": int, "budgetInterval": _DURATION},
 }
 _META = {"name": str, "namespace": str, "labels": ("map", str), "annotations": ("map", str)}
 _STRING_MATCH = {"exact": str, "prefix": str, "regex": str}
@@ -121,6 +122,11 @@ SHAPES: dict[str, dict[str, Any]] = {
         "type": str,
         "match": [{"mode": str, "ports": [{"number": int}]}],
     },
+    # only what expose-services.yaml needs: SNI passthrough on an east-west gateway (lab 10 deletes it)
+    "Gateway": {
+        "selector": ("map", str),
+        "servers": [{"port": {"number": int, "name": str, "protocol": str}, "tls": {"mode": str}, "hosts": [str], "name": str}],
+    },
     "ServiceEntry": {
         "hosts": [str],
         "addresses": [str],
@@ -148,6 +154,8 @@ ENUMS = {
     "spec.failStrategy": {"FAIL_CLOSE", "FAIL_OPEN", "FAIL_RELOAD"},
     "spec.imagePullPolicy": {"UNSPECIFIED_POLICY", "IfNotPresent", "Always"},
     "spec.type": {"UNSPECIFIED_PLUGIN_TYPE", "HTTP"},  # NETWORK plugins: not on the local backend
+    "spec.servers[].port.protocol": {"TLS"},  # Gateway: east-west passthrough only
+    "spec.servers[].tls.mode": {"AUTO_PASSTHROUGH"},
 }
 MATCH_MODES = {"UNDEFINED", "CLIENT", "SERVER", "CLIENT_AND_SERVER"}  # WasmPlugin spec.match[i].mode
 API_VERSIONS = {"networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"}

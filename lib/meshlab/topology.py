@@ -27,6 +27,21 @@ _MESH_KEYS = {"trustDomain", "rootCA", "trustDomainAliases"}
 _NETWORK_KEYS: set[str] = set()
 _CLUSTER_KEYS = {"mesh", "network", "region", "zone", "podCIDR", "serviceCIDR", "controlPlane"}
 
+# The network the local backend plugs every cluster node into (the stand-in for kind's Docker network).
+UNDERLAY = ipaddress.IPv4Network("10.250.0.0/24")
+# Ranges no pod or service may use: packets to them never reach a pod (RFC 6890 special-purpose blocks).
+RESERVED: dict[str, ipaddress.IPv4Network] = {
+    "'this network' (0.0.0.0/8)": ipaddress.IPv4Network("0.0.0.0/8"),
+    "loopback (127.0.0.0/8)": ipaddress.IPv4Network("127.0.0.0/8"),
+    "link-local (169.254.0.0/16)": ipaddress.IPv4Network("169.254.0.0/16"),
+    "multicast (224.0.0.0/4)": ipaddress.IPv4Network("224.0.0.0/4"),
+    "reserved (240.0.0.0/4)": ipaddress.IPv4Network("240.0.0.0/4"),
+    f"meshlab's underlay ({UNDERLAY})": UNDERLAY,
+}
+# Kubernetes gives each node a /24 of the pod range (kube-controller-manager --node-cidr-mask-size,
+# 24 for IPv4), and the local backend numbers pods from .10 of it: a smaller pod range cannot hold them.
+MIN_POD_PREFIX = 24
+
 
 def patterns_dir() -> Path:
     """Where the built-in patterns live: ``clusters/patterns`` in the repository (or $MESHLAB_PATTERNS)."""
@@ -228,6 +243,15 @@ def parse_topology(doc: Any, source: Path = Path("<memory>")) -> Topology:
                 cidrs[key] = ipaddress.IPv4Network(raw, strict=True)
             except ValueError as e:
                 raise fail(f"{field}.{key}", f"{raw!r} is not an IPv4 CIDR ({e})", "write it like 10.10.0.0/16 (host bits zero)") from e
+            for what, reserved in RESERVED.items():
+                if cidrs[key].overlaps(reserved):
+                    raise fail(f"{field}.{key}", f"{raw} overlaps the {what} range, where no pod or service can live",
+                               "use private addresses, e.g. 10.10.0.0/16 for pods and 10.255.10.0/24 for services")
+        if cidrs["podCIDR"].prefixlen > MIN_POD_PREFIX:
+            raise fail(f"{field}.podCIDR", f"{cidrs['podCIDR']} is too small for the cluster's pods "
+                       f"({cidrs['podCIDR'].num_addresses} addresses)",
+                       f"use a /{MIN_POD_PREFIX} or larger (e.g. 10.10.0.0/16): Kubernetes gives every node a /24 "
+                       "of the pod range, and meshlab numbers pods from .10")
         if cidrs["podCIDR"].overlaps(cidrs["serviceCIDR"]):
             raise fail(f"{field}.serviceCIDR", "overlaps the cluster's own podCIDR", "pick disjoint pod and service ranges")
         cp = c.get("controlPlane")

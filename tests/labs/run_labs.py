@@ -41,14 +41,35 @@ def parse_value(raw: str) -> Any:
     return raw
 
 
-def first_line(exc: BaseException) -> str:
+MAX_REASON_LINES = 25
+
+
+def failure(exc: BaseException) -> tuple[str, str]:
+    """(short status for the table, the whole reason): an assertion's message is the lesson, keep it."""
     ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
-    text = f"{ename}: {evalue}" if ename else (str(exc) or type(exc).__name__)
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+    text = str(evalue) if ename else str(exc)
+    lines = [line.rstrip() for line in text.strip().splitlines() if line.strip()]
+    if len(lines) > MAX_REASON_LINES:
+        lines = lines[:MAX_REASON_LINES] + [f"... ({len(lines) - MAX_REASON_LINES} more lines in the executed notebook)"]
+    cell = getattr(exc, "exec_count", None)
+    name = ename or type(exc).__name__
+    where = f" in cell [{cell}]" if cell is not None else ""
+    return f"FAILED {name}{where}", "\n".join(["  " + line for line in lines] or ["  (no message)"])
 
 
-def run_one(nb: Path, out_dir: Path, parameters: dict[str, Any], timeout: int) -> tuple[bool, str, float]:
+def kernel_manager() -> type:
+    """Kernels on IPC sockets: over TCP ipykernel warns, for every notebook, that it runs unencrypted."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kw: Any) -> None:
+            super().__init__(transport="ipc", **kw)
+
+    return IPCKernelManager
+
+
+def run_one(nb: Path, out_dir: Path, parameters: dict[str, Any], timeout: int) -> tuple[bool, str, str, float]:
+    """Run one notebook: (ok, status, the failure's whole reason or "", seconds)."""
     import papermill
 
     start = time.monotonic()
@@ -58,14 +79,16 @@ def run_one(nb: Path, out_dir: Path, parameters: dict[str, Any], timeout: int) -
             str(out_dir / nb.name),
             parameters=parameters,
             kernel_name="python3",
+            kernel_manager_class=kernel_manager(),
             cwd=str(LABS),
             execution_timeout=timeout,
             log_output=False,
             progress_bar=False,
         )
-        return True, "ok", time.monotonic() - start
+        return True, "ok", "", time.monotonic() - start
     except Exception as e:  # keep going: one broken lab must not hide the others
-        return False, f"FAILED {first_line(e)}", time.monotonic() - start
+        status, reason = failure(e)
+        return False, status, reason, time.monotonic() - start
 
 
 def table(rows: list[tuple[str, str, str]]) -> str:
@@ -104,15 +127,19 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     rows: list[tuple[str, str, str]] = []
-    failed = 0
+    reasons: list[str] = []
     for nb in notebooks:
         print(f"running {nb.name} (backend={args.backend}) ...", flush=True)
-        ok, status, seconds = run_one(nb, out_dir, parameters, args.timeout)
-        failed += not ok
+        ok, status, reason, seconds = run_one(nb, out_dir, parameters, args.timeout)
+        if not ok:
+            reasons.append(f"{nb.stem} {status.removeprefix('FAILED ')}:\n{reason}")
         rows.append((nb.stem, status, f"{seconds:.1f}"))
+    failed = len(reasons)
 
     print()
     print(table(rows))
+    if reasons:
+        print("\nwhy:\n" + "\n\n".join(reasons))
     print(f"\n{len(rows) - failed}/{len(rows)} labs ok; executed notebooks in {out_dir}")
     return 1 if failed else 0
 

@@ -218,26 +218,22 @@ def test_jwt_filter_one_provider_per_rule_sorted_by_issuer() -> None:
 def lab() -> Iterator[Lab]:
     home = Path(tempfile.mkdtemp(prefix="mlsec"))
     lab = Lab.up("flat-network", samples=True, home_dir=home, quiet=True)
-    lab.deploy("curl", "cluster1", sidecar=False, service_account="legacy")
+    lab.deploy("curl", "cluster1", namespace="legacy", sidecar=False)
     yield lab
     lab.down(quiet=True)
     assert not net.existing_namespaces(prefix_for(home))
 
 
-def _legacy(lab: Lab) -> str:
-    return next(w.pod for w in lab.backend.workloads if not w.sidecar)
-
-
 @pytest.mark.istio("pilot/pkg/networking/core/listener_inbound.go")
 def test_plaintext_client_served_under_permissive_refused_under_strict(lab: Lab) -> None:
-    r = lab.call(_legacy(lab), URL, cluster="cluster1", n=2)
+    r = lab.call("curl.legacy", URL, cluster="cluster1", n=2)
     assert [a.status for a in r.answers] == [200, 200], r.answers  # default PERMISSIVE: the raw_buffer chain serves it
     entry = lab.access_log("helloworld", "cluster1")[-1]
     assert entry["downstream_peer"] is None and entry["tls"] is None  # plaintext: no peer identity
     strict = pa("default", "istio-system", "STRICT")
     lab.apply(strict, "cluster1")
     try:
-        r = lab.call(_legacy(lab), URL, cluster="cluster1", n=1)
+        r = lab.call("curl.legacy", URL, cluster="cluster1", n=1)
         assert r.answers[0].status == 0, r.answers  # no filter chain matches plaintext: the connection is closed
         assert lab.stats("helloworld", "cluster1", "no_filter_chain_match"), "the refusal should count as no_filter_chain_match"
         assert lab.call("curl", URL, cluster="cluster1", n=4).errors == 0  # sidecars still talk mTLS

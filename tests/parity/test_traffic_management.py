@@ -144,7 +144,7 @@ def test_outlier_detection_translation_and_panic_threshold() -> None:
 def test_connection_pool_defaults_and_translation() -> None:
     client, reg = registry_two_clusters()
     unlimited = {"max_connections": 4294967295, "max_pending_requests": 4294967295, "max_requests": 4294967295,
-                 "max_retries": 4294967295, "track_remaining": True}  # fmt: skip
+                 "max_retries": 4294967295}  # fmt: skip
     c = cluster(sidecar(FLAT, client, reg))
     assert c["circuit_breakers"] == {"thresholds": [unlimited]}
     assert c["connect_timeout"] == "10s"

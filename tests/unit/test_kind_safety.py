@@ -27,6 +27,7 @@ DOCKER = r"""#!/bin/sh
 echo "docker $*" >> "$WORLD/argv.log"
 case "$1" in
   version) echo amd64 ;;
+  info) echo '{"ServerVersion": "29.1.2", "MemTotal": 17179869184, "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]]}' ;;
   pull) echo "$4" >> "$WORLD/images" ;;
   image) grep -qxF "$5" "$WORLD/images" 2>/dev/null && echo "sha256:1d" ;;
   save) out="$5"; shift 5
@@ -87,6 +88,7 @@ def test_up_refuses_to_replace_a_cluster_meshlab_did_not_create(world: Path) -> 
     claim = plan.first(tag="claim")
     cleanup = plan.find(tag="cleanup")
     assert n_of(claim) < min(n_of(s) for s in cleanup) < n_of(plan.first(tag="create-cluster")), "claim before any delete"
+    assert n_of(claim) < n_of(plan.first(tag="registry")), "and before anything is created"
     with pytest.raises(MeshlabError, match="cluster1 already exists and meshlab did not create it") as e:
         live().execute(_sub(plan, [claim, *cleanup]))
     assert "kind delete cluster --name cluster1" in (e.value.hint or "")
@@ -279,3 +281,24 @@ def test_images_load_says_what_the_archive_lacks(world: Path, capsys: pytest.Cap
     out = capsys.readouterr().out
     assert f"the archive lacks {len(images.host_images()) - 1} pinned image(s), which `up` will pull" in out
     assert "docker.io/istio/proxyv2" in out and "docker.io/istio/pilot:1.31.0," not in out
+
+
+def test_lab_up_on_kind_refuses_and_leaves_the_laptop_as_it_was(world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Lab.up(..., backend="kind")` for real (stand-in docker and kind): the learner's own `cluster2` stops it
+    before anything is created or deleted, and the failed up's cleanup deletes nothing either."""
+    from meshlab.backends.kind import clusters
+    from meshlab.lab import Lab
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(clusters, "REGISTRY_HOST_PORT", port)
+    (world / "clusters").write_text("cluster2\n")
+    (world / "node-cluster2").write_text("the-learners-node\n")
+    with pytest.raises(MeshlabError, match="cluster2 already exists and meshlab did not create it"):
+        Lab.up("flat-network", backend="kind", home_dir=world / "home", quiet=True)
+    log = argv_log(world)
+    assert "docker info --format {{json .}}" in log, "the prerequisites were checked"
+    assert not [a for a in log if a.startswith(("kind delete", "kind create", "docker rm", "docker run"))], log
+    assert (world / "clusters").read_text() == "cluster2\n"
+    assert not (world / "home" / "state.json").exists()

@@ -282,6 +282,32 @@ def test_invalid_cidr(cidr: str) -> None:
     assert "10.10.0.0/16" in (err.hint or "")
 
 
+@pytest.mark.parametrize("key", ["podCIDR", "serviceCIDR"])
+@pytest.mark.parametrize(("cidr", "what"), [
+    ("127.10.0.0/16", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("224.1.0.0/16", "multicast"),
+    ("240.0.0.0/16", "reserved"),
+    ("0.0.0.0/8", "this network"),
+    ("10.250.0.0/24", "underlay"),
+    ("10.250.0.0/16", "underlay"),  # a range that contains the underlay overlaps it too
+])  # fmt: skip
+def test_reserved_ranges_refused(key: str, cidr: str, what: str) -> None:
+    err = fails(mutated(**{f"clusters__cluster2__{key}": cidr}), f"clusters.cluster2.{key}", cidr, what)
+    assert "10.10.0.0/16" in (err.hint or "")
+
+
+@pytest.mark.parametrize("cidr", ["10.20.0.0/30", "10.20.0.0/25"])
+def test_pod_cidr_too_small(cidr: str) -> None:
+    err = fails(mutated(clusters__cluster2__podCIDR=cidr), "clusters.cluster2.podCIDR", cidr, "too small")
+    assert "/24" in (err.hint or "")
+
+
+def test_smallest_pod_cidr_accepted() -> None:
+    t = parse_topology(mutated(clusters__cluster2__podCIDR="10.20.0.0/24"), source=SOURCE)
+    assert t.clusters["cluster2"].pod_cidr.prefixlen == 24
+
+
 def test_cidr_not_a_string() -> None:
     fails(mutated(clusters__cluster2__serviceCIDR=10), "clusters.cluster2.serviceCIDR")
 

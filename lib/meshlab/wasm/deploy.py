@@ -307,7 +307,7 @@ def http_filters(
         for r in group:
             key = f"{namespace_of(r)}/{r['metadata']['name']}"
             if key not in modules:
-                raise ResourceError(f"{_where(r)} has no fetched module", "apply it again: lab.apply(...) fetches the module")
+                raise ResourceError(f"{_where(r)} has no fetched module", "apply it again: lab.apply(...) fetches the module", "apply it again: meshlab apply -f FILE --cluster C fetches the module")
             out.append(envoy_filter(r, modules[key]))
     return out
 

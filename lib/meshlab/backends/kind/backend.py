@@ -131,6 +131,7 @@ def up_plan(t: Topology, state_dir: Path, samples: bool = True) -> Plan:
         plan.meshlab(f"get {a.name} {a.version} into the tools folder, checksum-verified (skipped if already there)", "tool",
                      f"download {a.url} -> {a.program}; verify its sha256 against {a.checksum_source}",
                      args={"name": key}, tags=("tools",))
+    K.add_claim(plan, t, state_dir)
     K.add_registry(plan)
     K.add_clusters(plan, t, state_dir)
     images.add_images(plan, list(t.clusters))
@@ -414,8 +415,11 @@ class KindBackend:
 
     def find(self, app: str, cluster: str, namespace: str = S.NAMESPACE) -> str:
         """The name of a running pod of ``app`` (or the pod name itself) in ``cluster``; the east-west
-        gateway (``istio-eastwestgateway``) is looked up in istio-system."""
+        gateway (``istio-eastwestgateway``) is looked up in istio-system; ``curl.legacy`` means the
+        ``curl`` of namespace ``legacy``."""
         self.topology.cluster(cluster)
+        if "." in app:
+            app, namespace = app.split(".", 1)
         namespace = namespace_of(app, namespace)
         if self.dry_run:
             return f"$(kubectl --context {K.context(cluster)} -n {namespace} get pod -l app={app} -o jsonpath='{{.items[0].metadata.name}}')"
@@ -424,7 +428,8 @@ class KindBackend:
         for p in kube.pods(cluster, namespace):
             if (p["name"] == app or p["labels"].get("app") == app) and p["phase"] == "Running" and not p["deleting"]:
                 return str(p["name"])
-        raise LabStateError(f"no running pod of {app!r} in {cluster}", f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})")
+        raise LabStateError(f"no running pod of {app!r} in {cluster}", f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})",
+            f"deploy it first: meshlab deploy {app} --cluster {cluster}")
 
     # ---- Istio resources --------------------------------------------------------------------------
     def apply(self, docs: list[dict[str, Any]], cluster: str) -> list[str]:
@@ -510,6 +515,26 @@ class KindBackend:
                                       cluster=d["cluster"], timeout=330, title=f"wait until {name} is rolled out (pods refused while istiod was down)")  # fmt: skip
             self._wait_synced("everything that changed while it was stopped")
 
+    def set_network_label(self, cluster: str, network: str | None) -> None:
+        """Label (or, with None, unlabel) ``cluster``'s istio-system with ``topology.istio.io/network``, as the
+        guides do before installing; istiod recomputes the network of that cluster's endpoints and pushes."""
+        self.topology.cluster(cluster)
+        label = f"topology.istio.io/network={network}" if network else "topology.istio.io/network-"
+        self.executor.run(K.kubectl(cluster, "label", "namespace", "istio-system", label, "--overwrite"), cluster=cluster,
+                          title=f"{'label' if network else 'unlabel'} namespace istio-system: {label}", tags=("network-label",))
+        self._wait_synced(f"the network of {cluster}'s endpoints")
+
+    def proxy_status(self) -> list[dict[str, str]]:
+        """``istioctl proxy-status`` of every running control plane: per proxy, each xDS type's sync state."""
+        rows: list[dict[str, str]] = []
+        for cp, st in self.state.data.get("control_planes", {}).items():
+            if st != "running":
+                continue
+            out = self.executor.run(["istioctl", "proxy-status", "--context", K.context(cp), "-o", "json"], cluster=cp,
+                                    title=f"proxy-status of istiod in {cp}", timeout=60)
+            rows += [{**r, "ISTIOD": cp} for r in parse_sync_rows(out or "")]
+        return rows
+
     # ---- failure injection -------------------------------------------------------------------------
     def kill(self, app: str, cluster: str) -> str:
         """Take ``app``'s pods in ``cluster`` away: scale its deployment to 0 and wait until they are gone.
@@ -542,7 +567,8 @@ class KindBackend:
         for d in self.deployments:
             if d["cluster"] == cluster and (d["app"] == app or S.deployment_name(d["app"], d["version"] or "v1") == app):
                 return d
-        raise LabStateError(f"no workload {app!r} in {cluster}", f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})")
+        raise LabStateError(f"no workload {app!r} in {cluster}", f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})",
+            f"deploy it first: meshlab deploy {app} --cluster {cluster}")
 
     # ---- waiting for istiod's push -------------------------------------------------------------------
     def _expected_proxies(self, control_plane: str) -> set[str]:
@@ -763,6 +789,29 @@ def parse_proxy_status(output: str) -> dict[str, list[str]]:
                 configs = r.get("genericXdsConfigs", r.get("generic_xds_configs", []))
                 out[node] = [str(g.get("configStatus", g.get("config_status", ""))) for g in configs]
     return out
+
+
+XDS_TYPES = {"Cluster": "CDS", "Listener": "LDS", "ClusterLoadAssignment": "EDS", "RouteConfiguration": "RDS",
+             "TypedExtensionConfig": "ECDS"}
+
+
+def parse_sync_rows(output: str) -> list[dict[str, str]]:
+    """``istioctl proxy-status -o json`` -> one row per proxy: NAME, CLUSTER, then CDS/LDS/EDS/RDS/ECDS states."""
+    rows = []
+    dec, text, i = json.JSONDecoder(), output.strip(), 0
+    while i < len(text):
+        doc, i = dec.raw_decode(text, i)
+        while i < len(text) and text[i].isspace():
+            i += 1
+        for r in doc.get("resources", []) if isinstance(doc, dict) else []:
+            node = r.get("node") or {}
+            row = {"NAME": node.get("id", ""), "CLUSTER": str((node.get("metadata") or {}).get("CLUSTER_ID", ""))}
+            for g in r.get("genericXdsConfigs", r.get("generic_xds_configs", [])):
+                short = XDS_TYPES.get(str(g.get("typeUrl", g.get("type_url", ""))).rsplit(".", 1)[-1])
+                if short:
+                    row[short] = str(g.get("configStatus", g.get("config_status", ""))).replace("NOT_SENT", "NOT SENT")
+            rows.append({**row, **{t: row.get(t, "NOT SENT") for t in XDS_TYPES.values()}})
+    return rows
 
 
 def dry_run_lab(pattern: str | Path, home_dir: str | Path, samples: bool = True) -> Any:

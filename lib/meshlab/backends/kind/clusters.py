@@ -138,13 +138,14 @@ def add_registry(plan: Plan) -> None:
          "--label", ownership.OWNER_LABEL, "--name", REGISTRY_NAME, tools.REGISTRY_IMAGE],
         unless=["docker", "ps", "-aq", "--filter", f"name=^{REGISTRY_NAME}$"],
         timeout=300, tags=("registry",),
-        hint=f"is port {REGISTRY_HOST_PORT} free? `docker ps -a --filter name={REGISTRY_NAME}`; can Docker pull {tools.REGISTRY_IMAGE}?",
+        hint=f"can Docker pull {tools.REGISTRY_IMAGE}? Port {REGISTRY_HOST_PORT} taken since the check? Choose another "
+        "with MESHLAB_REGISTRY_PORT (and MESHLAB_REGISTRY_NAME for another container name)",
     )  # fmt: skip
     plan.run(f"make sure {REGISTRY_NAME} is running (a no-op if it already is)", ["docker", "start", REGISTRY_NAME], tags=("registry",))
 
 
-def add_clusters(plan: Plan, topology: Topology, state_dir: Path) -> None:
-    plan.phase = "kind clusters"
+def add_claim(plan: Plan, topology: Topology, state_dir: Path) -> None:
+    """Before anything is created: the pattern's cluster names are free, or meshlab's own."""
     names = list(topology.clusters)
     plan.meshlab(
         f"make sure no kind cluster named {', '.join(names)} exists that meshlab did not create (it is never deleted)",
@@ -152,6 +153,11 @@ def add_clusters(plan: Plan, topology: Topology, state_dir: Path) -> None:
         f"{state_dir / ownership.LEDGER}; then record them there before creating them",
         args={"state_dir": str(state_dir), "clusters": names}, tags=("safety", "claim"),
     )  # fmt: skip
+
+
+def add_clusters(plan: Plan, topology: Topology, state_dir: Path) -> None:
+    plan.phase = "kind clusters"
+    names = list(topology.clusters)
     for c in topology.clusters.values():
         plan.run(f"remove meshlab's leftover kind cluster {c.name} from an earlier run (a no-op if there is none)",
                  ["kind", "delete", "cluster", "--name", c.name], cluster=c.name, timeout=300, tags=("cleanup",))

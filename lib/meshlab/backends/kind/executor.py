@@ -43,7 +43,8 @@ def _action_check(**_: Any) -> None:
     hard = [c for c in checks if not c.ok and c.required]
     if hard:
         raise MeshlabError("the kind backend cannot run on this machine:\n" + report(checks),
-                           "fix the failed checks above (or use backend='local')")
+                           "fix the failed checks above (or use backend='local')",
+                           "fix the failed checks above (or use --backend local)")
     for c in checks:
         if c.ok or c.required:
             continue

@@ -124,7 +124,7 @@ def check_registry(name: str, port: int, **_: object) -> None:
         raise MeshlabError(
             f"port {port} on 127.0.0.1 is in use, and meshlab's registry container would publish its port there",
             f"choose another port: `export MESHLAB_REGISTRY_PORT={int(port) + 1}` (and keep it set for every meshlab "
-            f"command), or stop what listens on {port} (`ss -ltnp 'sport = :{port}'`)",
+            f"command), or stop what listens on {port} (`lsof -i :{port}` or `ss -ltnp` shows it)",
         )
 
 

@@ -1,9 +1,16 @@
 """Sample applications run as plain processes inside pod namespaces.
 
 ``helloworld`` answers ``GET /hello`` like Istio's sample:
-``Hello version: v1, instance: helloworld-v1-...``; ``/hello?sleep=0.5`` answers half a second
-later (a slow backend, to show timeouts). It is a small asyncio HTTP/1.1 server with
-keep-alive, so it is never the bottleneck when the benchmark measures the sidecars.
+``Hello version: v1, instance: helloworld-v1-...``. Query parameters make it misbehave, for the
+data-plane experiments of lab 01:
+
+- ``sleep=0.5``: answer half a second later (a slow backend, for timeouts);
+- ``tail=0.1`` (with ``sleep``): only one request in ten is slow (a long tail, for hedging);
+- ``fail=0.3``: answer 503 to 30 % of requests (for retries and outlier detection);
+- ``only=v2``: the above apply only on instances of version v2 (e.g. a slow shadow).
+
+It is a small asyncio HTTP/1.1 server with keep-alive, so it is never the bottleneck when the
+benchmark measures the sidecars.
 
 Run: ``python -m meshlab.backends.local.apps helloworld --listen 127.0.0.1:5000 --version v1 --instance NAME``
 """
@@ -12,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import signal
 
 
@@ -31,9 +39,12 @@ async def _serve(host: str, port: int, version: str, instance: str) -> None:
                 route, _, query = path.partition("?")
                 if route in ("/hello", "/"):
                     status, body = "200 OK", hello
-                    delay = dict(q.partition("=")[::2] for q in query.split("&") if q).get("sleep")
-                    if delay:  # ?sleep=SECONDS: a slow backend, for timeouts
-                        await asyncio.sleep(min(float(delay), 30.0))
+                    q = dict(p.partition("=")[::2] for p in query.split("&") if p)
+                    if q.get("only", version) == version:
+                        if q.get("sleep") and random.random() < float(q.get("tail", 1)):
+                            await asyncio.sleep(min(float(q["sleep"]), 30.0))
+                        if q.get("fail") and random.random() < float(q["fail"]):
+                            status, body = "503 Service Unavailable", f"failing on purpose ({instance})\n".encode()
                 elif path == "/healthz":
                     status, body = "200 OK", b"ok\n"
                 else:

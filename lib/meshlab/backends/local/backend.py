@@ -13,7 +13,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import LabStateError, MeshlabError, ResourceError
 from ...pki import PKI, WorkloadCert
@@ -27,6 +27,9 @@ from .policy import refuse_unmergeable, resolve_host
 from .security import signature as security_signature
 from .security import unmatched_selectors
 from .translate import GATEWAY_APP, OUTBOUND_PORT, Translator, Workload
+
+if TYPE_CHECKING:
+    from ...loadgen import LoadResult
 
 NAMESPACE = "sample"
 
@@ -116,6 +119,8 @@ class LocalBackend:
                 "processes": [],
                 "workloads": [],
                 "control_planes": {cp: "running" for cp in topology.control_planes},
+                # each cluster's istio-system label topology.istio.io/network (Istio's guides set it before install)
+                "network_labels": {name: c.network for name, c in topology.clusters.items()},
                 "created": time.time(),
             }
         )
@@ -133,6 +138,15 @@ class LocalBackend:
             if c.is_primary:  # istiod's CA: the cacerts secret of the primary
                 be.pki.cacerts(c.name, root=topology.meshes[c.mesh].root_ca)
         if len(topology.networks) > 1:  # multi-network: every cluster gets an east-west gateway
+            from ...federation import expose_services_gateway
+
+            # as the kind plan does: expose-services in every primary, which configures its clusters' gateways
+            doc = expose_services_gateway()
+            state.data["resources"] = [
+                {"control_plane": cp, "key": [doc["kind"], doc["metadata"]["namespace"], doc["metadata"]["name"]], "resource": doc}
+                for cp in topology.control_planes
+            ]
+            state.save()
             for c in topology.clusters.values():
                 be._start_gateway(c.name)
         return be
@@ -295,10 +309,12 @@ class LocalBackend:
         registry = self.workloads
         gateways = {c: self.network.gateway_ip(self.topology, c) for c in self.topology.clusters}
         xds = self.proxy_dir(w) / "xds"
+        labels = self.state.data.get("network_labels")
         if w.app == GATEWAY_APP:
-            return Translator(self.topology, gateways, {}).gateway(w, registry, xds, self.resources_for(w.cluster))
+            return Translator(self.topology, gateways, {}, network_labels=labels).gateway(w, registry, xds, self.resources_for(w.cluster))
         certs = {x.pod: self._cert(x) for x in registry if x.app != GATEWAY_APP and x.sidecar}
-        return Translator(self.topology, gateways, certs, self.wasm_modules(w.cluster)).sidecar(w, registry, xds, self.resources_for(w.cluster))
+        return Translator(self.topology, gateways, certs, self.wasm_modules(w.cluster), labels).sidecar(
+            w, registry, xds, self.resources_for(w.cluster))
 
     # ---- Istio resources and control planes ----------------------------------------------------
     def resources_for(self, cluster: str) -> list[dict[str, Any]]:
@@ -405,6 +421,14 @@ class LocalBackend:
         if running:
             self.sync(cluster)  # catch up on everything that changed while it was down
 
+    def set_network_label(self, cluster: str, network: str | None) -> None:
+        """Set (or, with None, remove) the ``topology.istio.io/network`` label of ``cluster``'s istio-system
+        namespace; the control planes recompute the network of its endpoints and push."""
+        self.topology.cluster(cluster)
+        self.state.data.setdefault("network_labels", {})[cluster] = network or ""
+        self.state.save()
+        self.sync()
+
     # ---- failure injection ---------------------------------------------------------------------
     def kill(self, app: str, cluster: str) -> str:
         """SIGKILL the app of a workload (its sidecar stays up and answers 503, as in a crashed container)."""
@@ -504,13 +528,17 @@ class LocalBackend:
         )
 
     def find(self, app: str, cluster: str) -> Workload:
+        """A workload of ``app`` (or a deployment or pod name) in ``cluster``; ``curl.legacy`` means the
+        ``curl`` of namespace ``legacy``, as Kubernetes names it."""
+        name, _, namespace = app.partition(".")
         for w in self.workloads:
-            if w.cluster == cluster and (w.app == app or w.deployment == app or w.pod == app):
+            if w.cluster == cluster and name in (w.app, w.deployment, w.pod) and namespace in ("", w.namespace):
                 return w
         self.topology.cluster(cluster)
         raise LabStateError(
             f"no workload {app!r} in {cluster}",
             f"deploy it first: lab.deploy({app!r}, cluster={cluster!r})",
+            f"deploy it first: meshlab deploy {app} --cluster {cluster}",
         )
 
     # ---- traffic -------------------------------------------------------------------------------
@@ -539,6 +567,26 @@ class LocalBackend:
             else:
                 result.answers.append(Answer(0, "", error=a["error"], seconds=a["seconds"]))
         return result
+
+    def load(
+        self, workload: str, url: str, cluster: str, connections: int = 16, seconds: float = 3.0,
+        headers: dict[str, str] | None = None, label: str = "",
+    ) -> "LoadResult":
+        """Drive ``url`` with wrk from inside the workload's pod through its sidecar (recorded while it runs)."""
+        from ...loadgen import wrk
+
+        w = self.find(workload, cluster)
+        host, port, path = split_url(url)
+
+        def forget(rec: dict[str, object]) -> None:
+            self.state.data["processes"] = [p for p in self.state.data.get("processes", []) if p != rec]
+            self.state.save()
+
+        return wrk(
+            f"http://{w.outbound}:{OUTBOUND_PORT}{path}", host=f"{host}:{port}", headers=headers, connections=connections,
+            seconds=seconds, label=label or f"{url} from {w.pod}", exec_prefix=self.network.exec_prefix(w.netns),
+            record=lambda rec: self.state.record("processes", rec), forget=forget, workdir=self.run_dir / "load",
+        )  # fmt: skip
 
     def _service_pod(self, host: str, port: int, client: Workload) -> str:
         """Without a sidecar a client has only Kubernetes: the Service of its own cluster, whose kube-proxy
@@ -583,6 +631,40 @@ class LocalBackend:
                         "WEIGHT": str(h.get("weight", 1)),
                     }
                 )
+        return rows
+
+    def proxy_status(self) -> list[dict[str, str]]:
+        """Like ``istioctl proxy-status``: per proxy, whether Envoy runs what its control plane last wrote
+        (SYNCED), has not taken it (yet, or rejected it: STALE), or was never sent any (NOT SENT)."""
+        rows = []
+        for w in self.workloads:
+            xds = self.proxy_dir(w) / "xds"
+            admin = E.Admin(w.admin)
+            try:
+                _, body = admin.get("/stats?format=json&filter=^(cluster_manager\\.cds|listener_manager\\.lds)\\.version_text$", timeout=2.0)
+                acked = {st["name"].split(".")[1]: str(st.get("value")) for st in json.loads(body).get("stats", [])}
+                hosts = {cs["name"]: sorted(f"{h['address']['socket_address']['address']}:{h['address']['socket_address']['port_value']}"
+                                            for h in cs.get("host_statuses", [])) for cs in admin.clusters().get("cluster_statuses", [])}
+            except (OSError, ValueError, MeshlabError):
+                acked, hosts = {}, None  # the proxy does not answer: it has acknowledged nothing
+            row = {"NAME": f"{w.pod}.{w.namespace}", "CLUSTER": w.cluster}
+            for t in ("cds", "lds"):
+                sent = _file_version(xds / f"{t}.json")
+                row[t.upper()] = "NOT SENT" if sent is None else "SYNCED" if acked.get(t) == sent else "STALE"
+            try:
+                names = {r["name"] for r in json.loads((xds / "cds.json").read_text())["resources"] if r.get("type") == "EDS"}
+            except (OSError, ValueError):
+                names = set()
+            eds = {}
+            for name in sorted(names):
+                la = json.loads(E.eds_path(xds, name).read_text())["resources"][0]
+                eds[name] = sorted(f"{e['endpoint']['address']['socket_address']['address']}:"
+                                                 f"{e['endpoint']['address']['socket_address']['port_value']}"
+                                                 for loc in la.get("endpoints", []) for e in loc.get("lb_endpoints", []))
+            row["EDS"] = "NOT SENT" if not eds else "SYNCED" if hosts is not None and all(hosts.get(k) == v for k, v in eds.items()) else "STALE"
+            cp = self.topology.clusters[w.cluster].control_plane
+            row["ISTIOD"] = f"{cp} ({self.state.data['control_planes'].get(cp, '?')})"
+            rows.append(row)
         return rows
 
     def access_log(self, workload: str, cluster: str, last: int = 20) -> list[dict[str, Any]]:

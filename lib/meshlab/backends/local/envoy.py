@@ -76,15 +76,10 @@ ISTIO_DEFAULT_RETRY = {
 # request only when the connection to the app was reset before the request was sent.
 ISTIO_INBOUND_RETRY = {"retry_on": "reset-before-request", "num_retries": 2}
 # Istio's default circuit-breaker thresholds (cluster_traffic_policy.go ``getDefaultCircuitBreakerThresholds``),
-# on every cluster: effectively unlimited, so Envoy's own defaults (e.g. 3 parallel retries) never apply.
-MAX_UINT32 = 4294967295
-ISTIO_DEFAULT_THRESHOLDS = {
-    "max_connections": MAX_UINT32,
-    "max_pending_requests": MAX_UINT32,
-    "max_requests": MAX_UINT32,
-    "max_retries": MAX_UINT32,
-    "track_remaining": True,
-}
+# on every cluster: effectively unlimited, so Envoy's own defaults (e.g. 3 parallel retries) never apply;
+# no ``track_remaining`` (DISABLE_TRACK_REMAINING_CB_METRICS defaults to true).
+UNLIMITED = 2**32 - 1  # math.MaxUint32
+ISTIO_DEFAULT_THRESHOLDS = {"max_connections": UNLIMITED, "max_pending_requests": UNLIMITED, "max_requests": UNLIMITED, "max_retries": UNLIMITED}
 
 
 def envoy_binary() -> str:

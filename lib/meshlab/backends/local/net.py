@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ipaddress
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -32,14 +31,13 @@ from dataclasses import dataclass
 
 from ...errors import MeshlabError
 from ...exec import run
-from ...topology import Cluster, Topology
+from ...topology import UNDERLAY, Cluster, Topology
 
 NETNS = "netns"
 USERNS = "userns"
 LOOPBACK = "loopback"
 MODES = (NETNS, USERNS, LOOPBACK)
 
-UNDERLAY = ipaddress.IPv4Network("10.250.0.0/24")
 _CLONE_NEWNET = 0x40000000
 
 
@@ -127,20 +125,17 @@ class Network:
             c = 1 + list(topology.clusters).index(cluster.name)
             ip = f"127.{c}.{index // 200}.{10 + index % 200}"
             return PodNet(None, ip, ip, f"127.{c}.{128 + index // 200}.{10 + index % 200}")
-        ip = str(cluster.pod_cidr.network_address + 10 + index)
-        return PodNet(None, ip, "127.0.0.1", "127.0.0.1")
+        ip = cluster.pod_cidr.network_address + 10 + index
+        if ip >= cluster.pod_cidr.broadcast_address:
+            raise MeshlabError(f"cluster {cluster.name} has no address left for another pod in {cluster.pod_cidr}",
+                               "give the cluster a larger podCIDR in the pattern file")
+        return PodNet(None, str(ip), "127.0.0.1", "127.0.0.1")
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     def create_underlay(self, topology: Topology) -> None:
         """The wan bridge and one routed node per cluster."""
         if self.mode == LOOPBACK:
             return
-        overlap = [c.name for c in topology.clusters.values() if c.pod_cidr.overlaps(UNDERLAY) or c.service_cidr.overlaps(UNDERLAY)]
-        if overlap:
-            raise MeshlabError(
-                f"clusters {', '.join(overlap)} use addresses inside {UNDERLAY}, which the local backend reserves for its underlay",
-                "pick pod and service CIDRs outside 10.250.0.0/24",
-            )
         wan = f"{self.prefix}-wan"
         self._add_ns(wan)
         # bridges get fixed MACs: a bridge otherwise takes its lowest port's MAC, which changes as pods

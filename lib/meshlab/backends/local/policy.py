@@ -187,7 +187,7 @@ def apply_traffic_policy(
     od = policy.get("outlierDetection")
     if od is not None:
         out["outlier_detection"] = outlier_detection(od)
-        common["healthy_panic_threshold"] = {"value": od.get("minHealthPercent", 0)}
+        common["healthy_panic_threshold"] = {"value": float(od.get("minHealthPercent", 0))}
     loc = lb.get("localityLbSetting", MESH_LOCALITY_LB)
     if loc.get("enabled", True):
         failover_on = od is not None
@@ -206,8 +206,10 @@ def apply_traffic_policy(
         if loc.get("distribute") or (failover_on and (loc.get("failover") or loc.get("failoverPriority"))):
             common["locality_weighted_lb_config"] = {}
     out["common_lb_config"] = common
-    thresholds = dict(E.ISTIO_DEFAULT_THRESHOLDS)
-    pool = policy.get("connectionPool", {})
+    # Istio always sets the circuit breakers: unlimited (2^32-1) unless connectionPool lowers a limit
+    # -- Envoy's own defaults (1024 requests, 3 concurrent retries) never apply to a sidecar.
+    thresholds: dict[str, Any] = dict(E.ISTIO_DEFAULT_THRESHOLDS)
+    pool, budget = policy.get("connectionPool", {}), policy.get("retryBudget")
     tcp, http = pool.get("tcp", {}), pool.get("http", {})
     for field, value in (
         ("max_connections", tcp.get("maxConnections", 0)),
@@ -217,6 +219,12 @@ def apply_traffic_policy(
     ):
         if value > 0:  # Istio cannot tell 0 from unset: 0 keeps the default
             thresholds[field] = value
+    if budget is not None:  # Istio's defaults: 20 % of active requests, at least 3 concurrent retries
+        thresholds["retry_budget"] = {
+            "budget_percent": {"value": float(budget.get("percent", 20.0))},
+            "min_retry_concurrency": budget.get("minRetryConcurrency") or 3,
+            **({"budget_interval": envoy_duration(budget["budgetInterval"])} if "budgetInterval" in budget else {}),
+        }
     out["circuit_breakers"] = {"thresholds": [thresholds]}
     if "connectTimeout" in tcp:
         out["connect_timeout"] = envoy_duration(tcp["connectTimeout"])

@@ -75,6 +75,8 @@ class Workload:
 
     @property
     def labels(self) -> dict[str, str]:
+        if self.app == GATEWAY_APP:  # gen-eastwest-gateway.sh's labels; expose-services selects istio=eastwestgateway
+            return {"app": self.app, "istio": "eastwestgateway"}
         return {"app": self.app, "version": self.version}
 
 
@@ -91,6 +93,26 @@ def host_aliases(name: str, namespace: str, client_namespace: str) -> list[str]:
     (the bare name only resolves from the service's own namespace)."""
     aliases = [f"{name}.{namespace}.{DOMAIN_SUFFIX}", f"{name}.{namespace}.svc", f"{name}.{namespace}"]
     return aliases + [name] if namespace == client_namespace else aliases
+
+
+def passthrough_hosts(resources: list[dict[str, Any]], labels: dict[str, str]) -> list[str]:
+    """Hosts of the AUTO_PASSTHROUGH servers on 15443 of the Gateways selecting a gateway with ``labels``."""
+    return [
+        h
+        for r in resources
+        if r["kind"] == "Gateway" and matches(labels, r["spec"].get("selector", {}))
+        for server in r["spec"].get("servers", [])
+        if server["port"]["number"] == GATEWAY_PORT and server.get("tls", {}).get("mode") == "AUTO_PASSTHROUGH"
+        for h in server.get("hosts", [])
+    ]
+
+
+def host_matches(pattern: str, fqdn: str) -> bool:
+    """A Gateway host (``*``, ``*.local``, an exact name; an optional ``namespace/`` prefix) against a service."""
+    namespace, _, host = pattern.rpartition("/")
+    if namespace not in ("", "*", fqdn.split(".")[1]):
+        return False
+    return host == "*" or host == fqdn or (host.startswith("*.") and fqdn.endswith(host[1:]))
 
 
 @dataclass(frozen=True)
@@ -126,12 +148,25 @@ class Translator:
     """Builds each proxy's ProxyConfig from the registry and resources as seen by its control plane."""
 
     def __init__(
-        self, topology: Topology, gateway_ip: dict[str, str], certs: dict[str, WorkloadCert], wasm: dict[str, dict[str, Any]] | None = None
+        self, topology: Topology, gateway_ip: dict[str, str], certs: dict[str, WorkloadCert], wasm: dict[str, dict[str, Any]] | None = None,
+        network_labels: dict[str, str] | None = None,
     ) -> None:
         self.topology = topology
         self.gateway_ip = gateway_ip  # cluster -> east-west gateway address (multi-network patterns)
         self.certs = certs  # pod -> its certificate files
         self.wasm = wasm or {}  # "<ns>/<name>" of each WasmPlugin -> its fetched module (meshlab.wasm.deploy.Module)
+        # cluster -> the topology.istio.io/network label of its istio-system namespace ("" = unlabelled)
+        self.network_labels = network_labels if network_labels is not None else {n: c.network for n, c in topology.clusters.items()}
+
+    def endpoint_network(self, cluster: str) -> str:
+        """The network istiod gives a pod of ``cluster``: its istio-system namespace's label ("" without one;
+        pods carry no network label of their own). The proxies' own network comes from the install values."""
+        return self.network_labels.get(cluster, "")
+
+    def direct(self, client_cluster: str, cluster: str) -> bool:
+        """Istio's EndpointsByNetworkFilter: an endpoint on the proxy's network, or on an unknown ("") one,
+        is used at its own address; any other goes through its network's gateway."""
+        return self.endpoint_network(cluster) in ("", self.topology.clusters[client_cluster].network)
 
     def wasm_filters(self, w: Workload, resources: list[dict[str, Any]], direction: str, port: int | None = None) -> list[dict[str, Any]]:
         """WasmPlugins selecting ``w``, as Envoy wasm filters for one HTTP connection manager, in phase order."""
@@ -190,13 +225,13 @@ class Translator:
         for w in pods:
             c = self.topology.clusters[w.cluster]
             mtls = dr_tls == "ISTIO_MUTUAL" if dr_tls else w.sidecar and S.mtls_mode(resources or [], w.labels, w.namespace, port) != "DISABLE"
-            if self.topology.same_network(client_cluster, w.cluster):
+            if self.direct(client_cluster, w.cluster):
                 out.append(E.Endpoint(w.ip, port, c.region, c.zone, weight=scale, labels={**w.labels, **self.topology_labels(w.cluster)}, tls_mode=mtls))
             elif mtls:
                 behind_gateway[w.cluster] = behind_gateway.get(w.cluster, 0) + scale
         for cluster, weight in behind_gateway.items():
             c = self.topology.clusters[cluster]
-            labels = {"topology.istio.io/cluster": c.name, "topology.istio.io/network": c.network}
+            labels = {"topology.istio.io/cluster": c.name, "topology.istio.io/network": self.endpoint_network(cluster)}
             out.append(E.Endpoint(self.gateway_ip[cluster], GATEWAY_PORT, c.region, c.zone, weight=weight, labels=labels, tls_mode=True))
         return out
 
@@ -394,9 +429,16 @@ class Translator:
     def gateway(self, gw: Workload, registry: list[Workload], xds: Path, resources: list[dict[str, Any]] | None = None) -> E.ProxyConfig:
         """The east-west gateway: AUTO_PASSTHROUGH on 15443 — pick the local endpoints by SNI (one chain per
         service, port and subset), never terminate TLS: the client's sidecar and the serving sidecar do
-        mTLS end to end through it. A connection whose SNI names no exported service matches no chain."""
+        mTLS end to end through it. A connection whose SNI names no exported service matches no chain.
+
+        As in Istio, the listener exists only while a ``Gateway`` (``expose-services.yaml``) selects this
+        gateway with an AUTO_PASSTHROUGH server on 15443, for the services its hosts match; the gateway
+        sees the endpoints of its own network (``ISTIO_META_REQUESTED_NETWORK_VIEW``) and unlabelled ones."""
         resources = resources or []
-        visible = [w for w in self.visible(gw.cluster, registry) if self.topology.same_network(gw.cluster, w.cluster)]
+        hosts = passthrough_hosts(resources, gw.labels)
+        view = ("", self.topology.clusters[gw.cluster].network)
+        visible = [w for w in self.visible(gw.cluster, registry) if self.endpoint_network(w.cluster) in view]
+        visible = [w for w in visible if any(host_matches(h, w.fqdn) for h in hosts)]
         chains: list[dict[str, Any]] = []
         clusters: list[dict[str, Any]] = []
         endpoints: dict[str, list[E.Endpoint]] = {}

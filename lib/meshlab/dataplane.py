@@ -1,0 +1,86 @@
+"""Helpers of lab 01 (Envoy's data plane): read a sidecar's counters for one service, and tally what the
+access log says, so each check cell reads as the sentence it teaches.
+
+The same helpers work on both backends (``lab.stats`` and ``lab.access_log`` are backend-neutral).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .lab import Lab
+
+
+def outbound_cluster(service: str = "helloworld", port: int = 5000, namespace: str = "sample", subset: str = "") -> str:
+    """Istio's name for the client-side Envoy cluster of a service (``outbound|5000||helloworld.sample.svc.cluster.local``)."""
+    return f"outbound|{port}|{subset}|{service}.{namespace}.svc.cluster.local"
+
+
+class Counters:
+    """A sidecar's counters for one upstream cluster, by their short names (``upstream_rq_retry``, ...).
+
+    ``c = Counters(lab, "curl", "cluster1")`` takes a snapshot; ``c.since()`` returns what grew since.
+    """
+
+    def __init__(self, lab: "Lab", workload: str, cluster: str, upstream: str | None = None) -> None:
+        self.lab, self.workload, self.cluster = lab, workload, cluster
+        self.prefix = f"cluster.{upstream or outbound_cluster()}."
+        self.start = self.read()
+
+    def read(self) -> dict[str, int]:
+        stats = self.lab.stats(self.workload, self.cluster, contains=self.prefix)
+        return {k[len(self.prefix) :]: v for k, v in stats.items() if k.startswith(self.prefix)}
+
+    def since(self) -> Counter[str]:
+        now = self.read()
+        return Counter({k: v - self.start.get(k, 0) for k, v in now.items() if v - self.start.get(k, 0)})
+
+
+def downstream_requests(lab: "Lab", workload: str, cluster: str) -> int:
+    """Requests the sidecar accepted from its app (the outbound listener's HTTP connection manager)."""
+    return sum(v for k, v in lab.stats(workload, cluster, contains="downstream_rq_total").items() if k.startswith("http.outbound_"))
+
+
+def flags(lab: "Lab", workload: str, cluster: str, last: int = 50) -> Counter[str]:
+    """Envoy's response flags in the last ``last`` access-log entries (``UT`` timeout, ``UO`` overflow, ...)."""
+    return Counter(str(e.get("flags", "-")) for e in lab.access_log(workload, cluster, last=last))
+
+
+def share(tally: dict[Any, int], keys: set[Any]) -> float:
+    """The fraction of a tally (e.g. answers per instance) that falls on ``keys``."""
+    total = sum(tally.values())
+    return sum(v for k, v in tally.items() if k in keys) / total if total else 0.0
+
+
+def _walk(node: Any) -> Any:
+    if isinstance(node, dict):
+        yield node
+        for v in node.values():
+            yield from _walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _walk(v)
+
+
+def route(lab: "Lab", workload: str, cluster: str, host: str = "helloworld.sample.svc.cluster.local:5000") -> dict[str, Any]:
+    """The first route of the sidecar's virtual host for ``host``, from its live config (inline or RDS)."""
+    dump = lab.envoy_config(workload, cluster)
+    for d in _walk(dump):
+        if isinstance(d.get("virtual_hosts"), list):
+            for vh in d["virtual_hosts"]:
+                if vh.get("name") == host and vh.get("routes"):
+                    return dict(vh["routes"][0])
+    raise KeyError(f"no virtual host {host} in the config of {workload} ({cluster})")
+
+
+def envoy_cluster(lab: "Lab", workload: str, cluster: str, name: str | None = None, fields: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The sidecar's live Envoy cluster ``name`` (default: helloworld's), optionally only some fields."""
+    name = name or outbound_cluster()
+    dump = lab.envoy_config(workload, cluster, "dynamic_active_clusters")
+    for d in _walk(dump):
+        c = d.get("cluster")
+        if isinstance(c, dict) and c.get("name") == name:
+            return {k: c[k] for k in fields if k in c} if fields else dict(c)
+    raise KeyError(f"no cluster {name} in the config of {workload} ({cluster})")

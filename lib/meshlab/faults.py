@@ -1,0 +1,202 @@
+"""Seeded faults for lab 10 (break and fix): each undoes one step of Istio's multi-cluster guides or
+applies one plausible mistake, on either backend, through the same operations the course teaches.
+
+    from meshlab import faults
+    faults.inject(lab, "network-label")       # prints what was done, not what it breaks
+    ...                                       # the learner diagnoses with endpoints, proxy status, logs, stats
+    faults.repair(lab, "network-label")       # the operator's fix (lab 10's hidden solutions show it)
+
+Faults that are Istio resources (a DestinationRule with a typo, a too-small ``maxEjectionPercent``) are
+applied with ``lab.apply``; the others are install steps: the ``topology.istio.io/network`` label of a
+cluster's ``istio-system`` namespace and the ``expose-services`` Gateway. On kind every one of them is a
+``kubectl`` command through the kind executor (a dry run records it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import MeshlabError
+from .federation import expose_services_gateway
+
+if TYPE_CHECKING:
+    from .lab import Lab
+
+FQDN = "helloworld.sample.svc.cluster.local"
+GATEWAY = "cross-network-gateway"
+
+
+def _remote(lab: "Lab") -> str:
+    """The cluster a fault breaks: the last one on a network other than the first cluster's."""
+    first, *others = lab.topology.clusters.values()
+    away = [c.name for c in others if c.network != first.network]
+    if not away:
+        raise MeshlabError(f"pattern {lab.topology.name!r} has one network: this fault needs two",
+                           "use a multi-network pattern, e.g. separate-networks")
+    return away[-1]
+
+
+# ---- install steps -----------------------------------------------------------------------------
+
+def _unlabel(lab: "Lab") -> str:
+    c = _remote(lab)
+    lab.backend.set_network_label(c, None)
+    return f"kubectl --context {c} label namespace istio-system topology.istio.io/network-"
+
+
+def _relabel(lab: "Lab") -> str:
+    c = _remote(lab)
+    net = lab.topology.clusters[c].network
+    lab.backend.set_network_label(c, net)
+    return f"kubectl --context {c} label namespace istio-system topology.istio.io/network={net} --overwrite"
+
+
+def _unexpose(lab: "Lab") -> str:
+    _remote(lab)
+    for cp in lab.topology.control_planes:
+        lab.delete("Gateway", GATEWAY, cp, namespace="istio-system")
+    if lab.backend.name == "local":
+        _wait_drained(lab)
+    return "; ".join(f"kubectl --context {cp} -n istio-system delete gateway {GATEWAY}" for cp in lab.topology.control_planes)
+
+
+def _expose(lab: "Lab") -> str:
+    for cp in lab.topology.control_planes:
+        lab.apply(expose_services_gateway(), cp)
+    return "; ".join(f"kubectl --context {cp} apply -f samples/multicluster/expose-services.yaml" for cp in lab.topology.control_planes)
+
+
+def _wait_drained(lab: "Lab", timeout: float = 10.0) -> None:
+    """A removed listener drains (``--drain-time-s``) before its connections close: wait for that, so pooled
+    connections through the gateway no longer hide the change."""
+    deadline = time.monotonic() + timeout
+    gateways = list(lab.topology.clusters)  # a multi-network pattern: one east-west gateway per cluster
+    while time.monotonic() < deadline:
+        draining = sum(lab.stats("istio-eastwestgateway", c, "listener_manager.total_listeners_draining").get(
+            "listener_manager.total_listeners_draining", 0) for c in gateways)
+        if not draining:
+            return
+        time.sleep(0.1)
+    raise MeshlabError(f"the east-west gateways still drain a listener after {timeout:.0f}s", "run `meshlab status`")
+
+
+# ---- resources ---------------------------------------------------------------------------------
+
+def subsets_rule(v2_label: str) -> str:
+    """A DestinationRule with subsets v1 and v2 and a VirtualService splitting 50/50 between them."""
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: helloworld, namespace: sample}}
+spec:
+  host: {FQDN}
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: {v2_label}}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: helloworld, namespace: sample}}
+spec:
+  hosts: [{FQDN}]
+  http:
+  - route:
+    - {{destination: {{host: {FQDN}, subset: v1}}, weight: 50}}
+    - {{destination: {{host: {FQDN}, subset: v2}}, weight: 50}}
+"""
+
+
+def failover_rule(max_ejection_percent: int) -> str:
+    """Locality failover (lab 06's rule) with a given ``maxEjectionPercent``."""
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: helloworld, namespace: sample}}
+spec:
+  host: {FQDN}
+  trafficPolicy:
+    loadBalancer:
+      simple: ROUND_ROBIN
+      localityLbSetting:
+        enabled: true
+        failover: [{{from: region1, to: region2}}]
+    outlierDetection: {{consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 30s, maxEjectionPercent: {max_ejection_percent}}}
+"""
+
+
+def _typo_subset(lab: "Lab") -> str:
+    lab.apply(subsets_rule('"2"'), lab.topology.control_planes[0])
+    return "apply a DestinationRule with subsets v1 and v2, and a VirtualService splitting 50/50"
+
+
+def _fix_subset(lab: "Lab") -> str:
+    lab.apply(subsets_rule("v2"), lab.topology.control_planes[0])
+    return "subset v2 selects version: v2"
+
+
+def _crash_with_low_max_ejection(lab: "Lab") -> str:
+    first = next(iter(lab.topology.clusters))
+    lab.apply(failover_rule(10), lab.topology.control_planes[0])
+    lab.kill("helloworld", first)
+    return f"apply lab 06's failover rule with maxEjectionPercent: 10, then crash helloworld v1 in {first}"
+
+
+def _fix_max_ejection(lab: "Lab") -> str:
+    lab.apply(failover_rule(100), lab.topology.control_planes[0])
+    return "maxEjectionPercent: 100"
+
+
+def fails_over(lab: "Lab", max_ejection_percent: int) -> bool:
+    """Apply the failover rule with ``max_ejection_percent`` and tell whether calls from the first cluster
+    are all answered by the second once outlier detection has had its first failures to count."""
+    first, second = list(lab.topology.clusters)[:2]
+    lab.apply(failover_rule(max_ejection_percent), lab.topology.control_planes[0])
+    url = f"http://{FQDN.split('.svc')[0]}:5000/hello"
+    lab.call("curl", url, cluster=first, n=3)  # the first requests meet the crashed pod: its 5xx count
+    r = lab.call("curl", url, cluster=first, n=10)
+    return r.errors == 0 and r.clusters == {second}
+
+
+def crash_leaves_endpoint(lab: "Lab") -> bool:
+    """Whether a crashed app keeps its endpoint, so only outlier detection can take it out: on the local
+    backend the sidecar stays and answers 503; on kind ``lab.kill`` scales to zero and EDS drops the pod."""
+    return lab.backend.name != "kind"
+
+
+def restore_v1(lab: "Lab") -> str:
+    """Restart the helloworld v1 app the max-ejection fault crashed."""
+    return lab.restore("helloworld", next(iter(lab.topology.clusters)))
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    inject: Callable[["Lab"], str]  # returns what it did, as an operator's command or action
+    repair: Callable[["Lab"], str]
+
+
+FAULTS = {f.name: f for f in (
+    Fault("network-label", _unlabel, _relabel),
+    Fault("expose-services", _unexpose, _expose),
+    Fault("subset-typo", _typo_subset, _fix_subset),
+    Fault("max-ejection", _crash_with_low_max_ejection, _fix_max_ejection),
+)}
+
+
+def _get(name: str) -> Fault:
+    if name not in FAULTS:
+        raise MeshlabError(f"no fault named {name!r}", f"faults: {', '.join(FAULTS)}")
+    return FAULTS[name]
+
+
+def inject(lab: "Lab", name: str) -> None:
+    """Break the lab in one seeded way; prints what was done (a command), not what it breaks."""
+    print(f"fault {name!r} injected: {_get(name).inject(lab)}")
+
+
+def repair(lab: "Lab", name: str) -> None:
+    """The operator's fix for fault ``name``."""
+    print(f"fault {name!r} repaired: {_get(name).repair(lab)}")

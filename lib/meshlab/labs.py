@@ -1,0 +1,209 @@
+"""The course catalogue: one table of labs (what each teaches, how long it takes, where it starts).
+
+It is the single source for ``meshlab labs``, ``meshlab goto N`` and the README's lab table
+(``tests/unit/test_labs_catalogue.py`` checks that the README agrees and that every notebook in
+``labs/`` is listed). A lab's owner edits its entry here.
+
+**Starting state.** ``start`` says what the environment must hold when the lab's first cell runs:
+a pattern that is up (``pattern``, with Istio's sample apps if ``samples``) and named prerequisites
+(``prepare``: e.g. the Wasm filters built, the module hub running). ``meshlab goto N`` resets the
+machine and builds that state. A notebook that calls ``Lab.up(pattern, backend=...)`` itself does not
+need to change: ``Lab.up`` *adopts* a lab that ``goto`` prepared for exactly that pattern, backend and
+samples, while it is still untouched (nothing deployed, applied or stopped since) -- on kind that
+saves the minutes a bring-up takes; anything else is torn down and built afresh, as always.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .display import Table
+from .errors import MeshlabError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def labs_dir() -> Path:
+    """The notebooks: ``labs/`` in the repository (or $MESHLAB_LABS)."""
+    return Path(os.environ.get("MESHLAB_LABS") or ROOT / "labs")
+
+
+@dataclass(frozen=True)
+class Start:
+    """What the environment holds when a lab's first cell runs."""
+
+    pattern: str | None = None  # brought up with Lab.up; None: no mesh (the lab starts from nothing)
+    samples: bool = False  # helloworld v1, v2, ... and curl in every cluster (Lab.up(samples=True))
+    prepare: tuple[str, ...] = ()  # names in PREREQUISITES, run in order after the pattern is up
+
+    def describe(self) -> str:
+        parts = []
+        if self.pattern:
+            parts.append(f"{self.pattern} up" + (" with the sample apps" if self.samples else ""))
+        parts += [PREREQUISITES[p][0] for p in self.prepare]
+        return "; ".join(parts) or "nothing running"
+
+
+@dataclass(frozen=True)
+class LabInfo:
+    number: str  # "06"
+    notebook: str  # file name in labs/
+    teaches: str  # one line, for the README and `meshlab labs`
+    minutes: dict[str, int]  # a learner's time per backend (kind: including the bring-up)
+    start: Start = field(default_factory=Start)
+
+    @property
+    def path(self) -> Path:
+        return labs_dir() / self.notebook
+
+    @property
+    def backends(self) -> list[str]:
+        return list(self.minutes)
+
+
+LABS: list[LabInfo] = [
+    LabInfo("00", "00-setup.ipynb",
+            "can this machine run the labs? prerequisite checks for both backends, with fixes",
+            {"local": 10, "kind": 15}),
+    LabInfo("01", "01-envoy-data-plane.ipynb",
+            "Envoy is the data plane: load balancing, circuit breaking, outlier detection, retries, timeouts, "
+            "shadowing, rate limiting, measured on a real Envoy",
+            {"local": 45, "kind": 45}),
+    LabInfo("02", "02-shared-control-plane-flat-network.ipynb",
+            "pattern 1: one control plane, two clusters on one flat network; endpoints, mTLS identity, "
+            "the shared failure domain",
+            {"local": 30, "kind": 50}, Start("flat-network")),
+    LabInfo("03", "03-shared-control-plane-separate-networks.ipynb",
+            "pattern 2: east-west gateways (SNI passthrough on 15443), split-horizon EDS, real network isolation",
+            {"local": 30, "kind": 50}, Start("separate-networks")),
+    LabInfo("04", "04-separate-control-planes.ipynb",
+            "pattern 3: two control planes, federation (Service Mesh Hub style VirtualMesh → ServiceEntry + "
+            "DestinationRule), the lesson of a shared root of trust",
+            {"local": 35, "kind": 60}, Start("separate-control-planes")),
+    LabInfo("05", "05-management-plane-and-telemetry.ipynb",
+            "the management plane: discovery across meshes, one policy for all, federated telemetry "
+            "(a Prometheus per cluster, one global view)",
+            {"local": 35, "kind": 60}, Start("separate-control-planes")),
+    LabInfo("06", "06-locality-failover.ipynb",
+            "locality load balancing, outlier detection, failover across networks and fail-back, plotted over time",
+            {"local": 25, "kind": 45}, Start("separate-networks")),
+    LabInfo("07", "07-wasm-abi-and-first-filter.ipynb",
+            "WebAssembly in Envoy: the proxy-wasm ABI of real modules, filters in C and AssemblyScript, hot "
+            "loading, fail open/closed",
+            {"local": 40, "kind": 40}, Start(prepare=("filters",))),
+    LabInfo("08", "08-wasm-hub-and-mesh-deploy.ipynb",
+            "modules as OCI images in a hub with user accounts, declarative deployment with Istio's `WasmPlugin`",
+            {"local": 35, "kind": 55}, Start("separate-networks", samples=True, prepare=("filters", "hub"))),
+    LabInfo("09", "09-security-across-clusters.ipynb",
+            "security across clusters: mTLS modes, authorization by identity, trust domains, TLS at the "
+            "ingress and egress edges",
+            {"local": 35, "kind": 55}, Start("separate-networks")),
+    LabInfo("10", "10-troubleshooting.ipynb",
+            "break and fix: seeded faults diagnosed with an operator's views (endpoints, sync status, "
+            "access-log flags, stats)",
+            {"local": 40, "kind": 60}, Start("separate-networks", samples=True)),
+]  # fmt: skip
+
+
+def _build_filters() -> str:
+    from .wasm.build import build_all
+
+    built = build_all()
+    return f"{len(built)} Wasm filters built"
+
+
+def _start_hub() -> str:
+    from .wasm.hub import Hub
+
+    hub = Hub.up(keep=True)
+    return f"Wasm module hub up at {hub.address}"
+
+
+# name -> (what it gives the learner, how to get it; returns a one-line summary)
+PREREQUISITES: dict[str, tuple[str, Callable[[], str]]] = {
+    "filters": ("the Wasm filters built (make filters)", _build_filters),
+    "hub": ("the Wasm module hub running (meshlab wasm hub up)", _start_hub),
+}
+
+
+def find(number: str | int) -> LabInfo:
+    """A lab by number: ``6``, ``"06"`` or a notebook name such as ``06-locality-failover``."""
+    key = str(number).strip()
+    key = key.split("-", 1)[0].removesuffix(".ipynb").zfill(2) if key[:1].isdigit() else key
+    for info in LABS:
+        if info.number == key:
+            return info
+    raise MeshlabError(f"no lab {number!r}", f"labs: {', '.join(i.number for i in LABS)} (see `meshlab labs`)")
+
+
+def table(backend: str | None = None) -> Table:
+    """The catalogue as a table: number, notebook, time per backend, starting state."""
+    rows = []
+    for i in LABS:
+        row: dict[str, object] = {"LAB": i.number, "NOTEBOOK": i.notebook}
+        for b in ("local", "kind"):
+            if backend in (None, b):
+                row[f"{b.upper()} (min)"] = i.minutes.get(b, "-")
+        row["STARTS FROM"] = i.start.describe()
+        if not i.path.exists():
+            row["NOTEBOOK"] += " (not written yet)"
+        rows.append(row)
+    total = {b: sum(i.minutes.get(b, 0) for i in LABS) for b in ("local", "kind")}
+    return Table(rows, title=f"{len(LABS)} labs, about {total['local'] / 60:.1f} h on local, {total['kind'] / 60:.1f} h on kind")
+
+
+def readme_table() -> str:
+    """The Markdown table the README shows (checked against the README by a unit test)."""
+    lines = ["| lab | notebook | what it teaches | local | kind |", "|---|---|---|---|---|"]
+    for i in LABS:
+        lines.append(f"| {i.number} | `{i.notebook}` | {i.teaches} | {i.minutes['local']} min | {i.minutes['kind']} min |")
+    return "\n".join(lines)
+
+
+def reset(quiet: bool = False) -> dict[str, int]:
+    """Back to a fresh clone: stop every lab, standalone Envoy and hub; remove scratch labs and hub data.
+
+    Built filters, downloaded tools and ``.venv`` stay (they are caches, not state).
+    """
+    from .lab import Lab
+    from .state import home
+    from .wasm.hub import Hub, hub_home
+    from .wasm.standalone import down_all as standalone_down
+
+    removed = Lab.down_all(quiet=True)
+    removed["scratch labs"] = Lab.down_scratch()
+    removed["standalone envoys"] = standalone_down()
+    removed["hub processes"] = Hub.down_all()
+    if hub_home().exists():
+        shutil.rmtree(hub_home(), ignore_errors=True)
+    if not quiet:
+        print(f"reset: {removed['processes']} processes stopped, {removed['namespaces']} namespaces deleted, "
+              f"{removed['scratch labs']} scratch labs, {removed['standalone envoys']} standalone Envoys, "
+              f"{removed['hub processes']} hub processes; state in {home()} cleared")
+    return removed
+
+
+def goto(number: str | int, backend: str = "local", quiet: bool = False) -> "LabInfo":
+    """Bring the environment to the state lab ``number`` starts from: reset, pattern up, prerequisites."""
+    from .lab import Lab
+
+    info = find(number)
+    if backend not in info.backends:
+        raise MeshlabError(f"lab {info.number} does not run on the {backend} backend",
+                           f"use one of: {', '.join(info.backends)}")
+    say = (lambda s: None) if quiet else (lambda s: print(s, flush=True))
+    reset(quiet=True)
+    t0 = time.perf_counter()
+    if info.start.pattern:
+        Lab.up(info.start.pattern, backend=backend, samples=info.start.samples, keep=True, quiet=quiet,
+               prepared_for=info.number)
+    for name in info.start.prepare:
+        say(PREREQUISITES[name][1]())
+    say(f"ready for lab {info.number} in {time.perf_counter() - t0:.1f}s: {info.start.describe()}")
+    return info
+

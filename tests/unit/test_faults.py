@@ -1,0 +1,100 @@
+"""meshlab.faults on the kind backend (dry run: every command recorded, manifests strictly valid), the
+proxy-status parser, and the Gateway shape the local backend accepts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from meshlab import faults
+from meshlab.backends.kind import dry_run_lab
+from meshlab.backends.kind.backend import parse_sync_rows
+from meshlab.errors import MeshlabError, ResourceError
+from meshlab.federation import expose_services_gateway
+from meshlab.resources import parse
+
+
+@pytest.fixture
+def kind_lab(tmp_path: Path):  # type: ignore[no-untyped-def]
+    return dry_run_lab("separate-networks", tmp_path)
+
+
+def commands(lab, tag: str | None = None) -> list[str]:  # type: ignore[no-untyped-def]
+    return [" ".join(s.argv) for s in lab.backend.recorded if s.argv and (tag is None or tag in s.tags)]
+
+
+def new_steps(lab, before: int) -> list:  # type: ignore[no-untyped-def]
+    return list(lab.backend.recorded)[before:]
+
+
+def test_network_label_fault_unlabels_the_remote_network_and_the_repair_puts_it_back(kind_lab) -> None:  # type: ignore[no-untyped-def]
+    n = len(list(kind_lab.backend.recorded))
+    faults.inject(kind_lab, "network-label")
+    faults.repair(kind_lab, "network-label")
+    argvs = [s.argv for s in new_steps(kind_lab, n) if "network-label" in s.tags]
+    assert argvs == [
+        ["kubectl", "--context", "kind-cluster2", "label", "namespace", "istio-system", "topology.istio.io/network-", "--overwrite"],
+        ["kubectl", "--context", "kind-cluster2", "label", "namespace", "istio-system", "topology.istio.io/network=network2", "--overwrite"],
+    ]
+    assert kind_lab.backend.recorded.problems() == []
+
+
+def test_expose_services_fault_deletes_the_gateway_in_the_primary_and_the_repair_applies_it(kind_lab) -> None:  # type: ignore[no-untyped-def]
+    n = len(list(kind_lab.backend.recorded))
+    faults.inject(kind_lab, "expose-services")
+    faults.repair(kind_lab, "expose-services")
+    steps = [s for s in new_steps(kind_lab, n) if s.argv and s.argv[0] == "kubectl"]
+    assert steps[0].argv == ["kubectl", "--context", "kind-cluster1", "-n", "istio-system", "delete", "gateway",
+                             "cross-network-gateway", "--ignore-not-found"]
+    [apply] = [s for s in steps if "apply" in s.argv]
+    assert apply.argv[:3] == ["kubectl", "--context", "kind-cluster1"] and apply.manifests == [expose_services_gateway()]
+    assert kind_lab.backend.recorded.problems() == []
+
+
+@pytest.mark.parametrize("name, wrong, right", [
+    ("subset-typo", "version: '2'", "version: v2"),
+    ("max-ejection", "maxEjectionPercent: 10", "maxEjectionPercent: 100"),
+])
+def test_resource_faults_apply_the_mistake_and_the_repair_applies_the_fix(kind_lab, name: str, wrong: str, right: str) -> None:  # type: ignore[no-untyped-def]
+    n = len(list(kind_lab.backend.recorded))
+    faults.inject(kind_lab, name)
+    faults.repair(kind_lab, name)
+    applied = [s.command_text() for s in new_steps(kind_lab, n) if "apply" in s.tags]
+    assert len(applied) == 2 and wrong in applied[0] and right in applied[1], applied
+    assert kind_lab.backend.recorded.problems() == []
+
+
+def test_unknown_fault_and_single_network_pattern_are_refused(tmp_path: Path) -> None:
+    lab = dry_run_lab("flat-network", tmp_path)
+    with pytest.raises(MeshlabError, match="no fault named 'nope'"):
+        faults.inject(lab, "nope")
+    with pytest.raises(MeshlabError, match="has one network"):
+        faults.inject(lab, "network-label")
+
+
+def test_proxy_status_rows_name_each_xds_type() -> None:
+    syncz = {"resources": [{
+        "node": {"id": "curl-1.sample", "metadata": {"CLUSTER_ID": "cluster1"}},
+        "genericXdsConfigs": [
+            {"typeUrl": "type.googleapis.com/envoy.config.cluster.v3.Cluster", "configStatus": "SYNCED"},
+            {"typeUrl": "type.googleapis.com/envoy.config.listener.v3.Listener", "configStatus": "STALE"},
+            {"typeUrl": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment", "configStatus": "NOT_SENT"},
+        ],
+    }]}
+    out = json.dumps(syncz) + "\n" + json.dumps({"resources": []})  # one document per istiod replica
+    assert parse_sync_rows(out) == [{"NAME": "curl-1.sample", "CLUSTER": "cluster1", "CDS": "SYNCED", "LDS": "STALE",
+                                     "EDS": "NOT SENT", "RDS": "NOT SENT", "ECDS": "NOT SENT"}]
+
+
+def test_the_local_backend_accepts_expose_services_and_refuses_other_gateways() -> None:
+    assert parse(expose_services_gateway())[0]["kind"] == "Gateway"
+    http = expose_services_gateway()
+    http["spec"]["servers"][0]["port"]["protocol"] = "HTTP"
+    with pytest.raises(ResourceError, match=r"spec.servers\[0\].port.protocol='HTTP' is not supported"):
+        parse(http)
+    simple = expose_services_gateway()
+    simple["spec"]["servers"][0]["tls"]["mode"] = "SIMPLE"
+    with pytest.raises(ResourceError, match="AUTO_PASSTHROUGH"):
+        parse(simple)

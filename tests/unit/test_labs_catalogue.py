@@ -1,0 +1,93 @@
+"""The course catalogue (meshlab.labs) is the one source of lab metadata: README, `meshlab labs` and the
+notebooks agree with it; the CLI's commands are all documented and all explained."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+
+from meshlab import labs
+from meshlab.cli import _parser
+from meshlab.errors import MeshlabError
+from meshlab.topology import builtin_patterns
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def test_readme_lab_table_comes_from_the_catalogue() -> None:
+    assert labs.readme_table() in README, "README's lab table differs from meshlab.labs: paste labs.readme_table()"
+
+
+def test_every_notebook_is_in_the_catalogue() -> None:
+    on_disk = {p.name for p in (ROOT / "labs").glob("[0-9]*.ipynb")}
+    listed = {i.notebook for i in labs.LABS}
+    assert on_disk <= listed, f"notebooks missing from meshlab.labs.LABS (add an entry): {sorted(on_disk - listed)}"
+    numbers = [i.number for i in labs.LABS]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+    for i in labs.LABS:
+        assert i.notebook.startswith(i.number + "-"), i.notebook
+
+
+def test_catalogue_entries_are_complete() -> None:
+    for i in labs.LABS:
+        assert set(i.minutes) == {"local", "kind"}, f"lab {i.number}: every lab runs on both backends"
+        assert all(m > 0 for m in i.minutes.values())
+        assert i.start.pattern is None or i.start.pattern in builtin_patterns(), f"lab {i.number}: unknown pattern"
+        assert set(i.start.prepare) <= set(labs.PREREQUISITES), f"lab {i.number}: unknown prerequisite"
+
+
+def test_meshlab_labs_table() -> None:
+    t = labs.table()
+    assert [r["LAB"] for r in t] == [i.number for i in labs.LABS]
+    assert {"LOCAL (min)", "KIND (min)", "STARTS FROM"} <= set(t.columns)
+    assert "separate-networks up" in next(r for r in t if r["LAB"] == "06")["STARTS FROM"]
+    assert "KIND (min)" not in labs.table("local").columns
+
+
+@pytest.mark.parametrize("key", [6, "6", "06", "06-locality-failover", "06-locality-failover.ipynb"])
+def test_find(key: object) -> None:
+    assert labs.find(key).number == "06"  # type: ignore[arg-type]
+
+
+def test_find_unknown() -> None:
+    with pytest.raises(MeshlabError) as e:
+        labs.find("42")
+    assert "meshlab labs" in (e.value.hint or "")
+
+
+def _subparsers() -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_every_command_is_in_the_readme() -> None:
+    blocks = "\n".join(re.findall(r"```bash\n(.*?)```", README, re.S))
+    documented = {w for m in re.findall(r"\bmeshlab ([a-z][a-z|-]*)", blocks) for w in m.split("|")}
+    missing = set(_subparsers()) - documented
+    assert not missing, f"README's command list misses: {sorted(missing)}"
+
+
+def test_every_option_has_help() -> None:
+    for name, sub in _subparsers().items():
+        for a in sub._actions:
+            if isinstance(a, argparse._HelpAction):
+                continue
+            assert a.help, f"`meshlab {name}`: {a.dest} has no help text"
+
+
+def test_closed_pipe_ends_quietly() -> None:
+    """`meshlab logs ... | head`: when the reader has gone, no BrokenPipeError traceback."""
+    import os
+    import subprocess
+    import sys
+
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before the first write
+    proc = subprocess.run([sys.executable, "-m", "meshlab.cli", "labs"], stdout=w, stderr=subprocess.PIPE, text=True, timeout=60)
+    os.close(w)
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
+    assert proc.returncode == 141
