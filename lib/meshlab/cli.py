@@ -15,7 +15,7 @@ from .errors import MeshlabError, report
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="meshlab", description="Multi-cluster service mesh lab on real Envoy.")
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND", help="`meshlab COMMAND -h` explains one")
     cluster_help = "the cluster it runs in (cluster1, cluster2, ...: see `meshlab status`)"
 
     s = sub.add_parser("up", help="bring up a pattern (and the sample apps)")

@@ -84,3 +84,15 @@ def envoy_cluster(lab: "Lab", workload: str, cluster: str, name: str | None = No
         if isinstance(c, dict) and c.get("name") == name:
             return {k: c[k] for k in fields if k in c} if fields else dict(c)
     raise KeyError(f"no cluster {name} in the config of {workload} ({cluster})")
+
+
+def prometheus(lab: "Lab", workload: str, cluster: str) -> str:
+    """The sidecar's stats in Prometheus text format (Envoy admin ``/stats/prometheus``), what a scraper reads."""
+    if lab.backend.name == "kind":
+        return str(lab.backend._admin(workload, cluster, "stats/prometheus"))  # type: ignore[union-attr]
+    from .backends.local.envoy import Admin
+
+    status, body = Admin(lab.backend.find(workload, cluster).admin).get("/stats/prometheus")  # type: ignore[union-attr]
+    if status != 200:
+        raise KeyError(f"/stats/prometheus of {workload} ({cluster}) answered {status}")
+    return body

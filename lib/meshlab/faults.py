@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .lab import Lab
 
 FQDN = "helloworld.sample.svc.cluster.local"
+OTHER_ROOT = "other-root"
 GATEWAY = "cross-network-gateway"
 
 
@@ -83,6 +84,28 @@ def _wait_drained(lab: "Lab", timeout: float = 10.0) -> None:
     raise MeshlabError(f"the east-west gateways still drain a listener after {timeout:.0f}s", "run `meshlab status`")
 
 
+def _second_primary(lab: "Lab") -> str:
+    primaries = lab.topology.control_planes
+    if len(primaries) < 2:
+        raise MeshlabError(f"pattern {lab.topology.name!r} has one control plane: this fault needs two",
+                           "use a pattern with two primaries, e.g. separate-control-planes")
+    return primaries[-1]
+
+
+def _second_root(lab: "Lab") -> str:
+    c = _second_primary(lab)
+    lab.backend.set_ca_root(c, OTHER_ROOT)
+    return f"istiod in {c} re-installed with a self-signed CA: cacerts from root {OTHER_ROOT!r}, workloads restarted"
+
+
+def _shared_root(lab: "Lab") -> str:
+    c = _second_primary(lab)
+    root = lab.topology.meshes[lab.topology.clusters[c].mesh].root_ca
+    lab.backend.set_ca_root(c, root)
+    return f"kubectl --context {c} -n istio-system create secret generic cacerts ... (from root {root!r}); " \
+           f"rollout restart istiod and the workloads"
+
+
 # ---- resources ---------------------------------------------------------------------------------
 
 def subsets_rule(v2_label: str) -> str:
@@ -125,6 +148,33 @@ spec:
         failover: [{{from: region1, to: region2}}]
     outlierDetection: {{consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 30s, maxEjectionPercent: {max_ejection_percent}}}
 """
+
+
+def allow_rule(principal: str) -> str:
+    """An AuthorizationPolicy that lets only ``principal`` call helloworld (and so denies everyone else)."""
+    return f"""
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: helloworld-callers, namespace: sample}}
+spec:
+  selector: {{matchLabels: {{app: helloworld}}}}
+  action: ALLOW
+  rules:
+  - from:
+    - source: {{principals: ["{principal}"]}}
+"""
+
+
+def _deny_by_accident(lab: "Lab") -> str:
+    td = lab.topology.trust_domain(next(iter(lab.topology.clusters)))
+    lab.apply(allow_rule(f"{td}/ns/default/sa/curl"), lab.topology.control_planes[0])  # Istio's examples use ns/default
+    return "apply an AuthorizationPolicy that allows only curl to call helloworld"
+
+
+def _fix_authz(lab: "Lab") -> str:
+    td = lab.topology.trust_domain(next(iter(lab.topology.clusters)))
+    lab.apply(allow_rule(f"{td}/ns/sample/sa/curl"), lab.topology.control_planes[0])
+    return f"principals: [{td}/ns/sample/sa/curl] (curl runs in namespace sample)"
 
 
 def _typo_subset(lab: "Lab") -> str:
@@ -183,6 +233,8 @@ FAULTS = {f.name: f for f in (
     Fault("expose-services", _unexpose, _expose),
     Fault("subset-typo", _typo_subset, _fix_subset),
     Fault("max-ejection", _crash_with_low_max_ejection, _fix_max_ejection),
+    Fault("authz-deny", _deny_by_accident, _fix_authz),
+    Fault("two-roots", _second_root, _shared_root),
 )}
 
 

@@ -264,6 +264,21 @@ class Lab:
         """Send ``n`` HTTP requests from ``workload``'s pod in ``cluster`` through its sidecar."""
         return self.backend.call(workload, url, cluster=cluster, n=n, headers=headers)
 
+    def call_from_outside(self, url: str, cluster: str, n: int = 1, headers: dict[str, str] | None = None, ca: str | None = None) -> CallResult:
+        """Send ``n`` requests from outside the mesh to ``cluster``'s ingress gateway (``https://`` with SNI =
+        the URL's host, verified against ``ca``), like ``curl --resolve host:443:<gateway IP> --cacert ca``."""
+        return self.backend.call_from_outside(url, cluster, n=n, headers=headers, ca=ca)
+
+    def create_tls_secret(self, name: str, hosts: list[str], cluster: str) -> dict[str, str]:
+        """A TLS secret (server certificate for ``hosts``, from an "ingress-ca") for a Gateway's
+        ``credentialName`` in ``cluster``; returns its files: cert, key and the ca to verify it."""
+        return self.backend.create_tls_secret(name, hosts, cluster)
+
+    def external_https(self, hostname: str = "external.meshlab.test") -> dict[str, Any]:
+        """Start (once) a real HTTPS server outside the mesh, named ``hostname``; returns its address,
+        port and CA file (for a ServiceEntry and a DestinationRule that originates TLS to it)."""
+        return self.backend.external_https(hostname)
+
     def load(
         self, workload: str, url: str, cluster: str, connections: int = 16, seconds: float = 3.0, headers: dict[str, str] | None = None
     ) -> "LoadResult":

@@ -6,7 +6,7 @@ To add a package, add one line to :data:`PACKAGES`: setup installs it and doctor
 
 How it installs: ``apt-get`` directly when running as root; otherwise ``sudo -n`` (never a password
 prompt); otherwise it prints the exact command to run and stops. On a system without ``apt-get`` it
-says what is missing and goes on: the kind backend needs none of these packages.
+says what is missing and goes on: a kind bring-up needs none of these packages.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ class Package:
 PACKAGES: tuple[Package, ...] = (
     Package("iproute2", "ip", ("local",), "network namespaces, veth pairs and routes of the local backend"),
     Package("docker-registry", "docker-registry", ("local",),
-            "the wasm module hub (lab 08) on the local backend; kind runs registry:2 as a container instead"),
+            "lab 08's wasm module hub, which runs next to the notebook (with either backend); "
+            "a kind bring-up never needs it: the clusters pull from a registry:2 container"),
     Package("wrk", "wrk", ("local",), "HTTP load generator (lab 01)"),
     Package("prometheus", "prometheus", ("local",), "a Prometheus per cluster for federated telemetry (lab 05)"),
 )
@@ -76,7 +77,7 @@ def ensure(backend: str = "all") -> int:
     what = ", ".join(f"{p.command} ({p.name})" for p in todo)
     if not sys.platform.startswith("linux") or shutil.which("apt-get") is None:
         print(f"meshlab: no apt-get here (not Debian/Ubuntu): install {what} with your system's package manager "
-              "for the local backend; the kind backend needs none of them. Going on.")
+              "for the local backend and lab 08; a kind bring-up needs none of them. Going on.")
         return 0
     if os.geteuid() == 0:
         prefix: list[str] = []
@@ -84,7 +85,7 @@ def ensure(backend: str = "all") -> int:
         prefix = ["sudo", "-n"]
     else:
         print(f"meshlab: missing Debian packages {' '.join(names)}: run `{manual_command(names)}`, then `make setup` "
-              "again (or `make setup BACKEND=kind`: the kind backend needs none of them).")
+              "again (or `make setup BACKEND=kind`: a kind bring-up needs none of them).")
         return 2
     print(f"installing Debian packages {' '.join(names)}" + (" (with sudo)" if prefix else ""), flush=True)
     for argv in install_argv(names):

@@ -56,6 +56,7 @@ def test_expose_services_fault_deletes_the_gateway_in_the_primary_and_the_repair
 @pytest.mark.parametrize("name, wrong, right", [
     ("subset-typo", "version: '2'", "version: v2"),
     ("max-ejection", "maxEjectionPercent: 10", "maxEjectionPercent: 100"),
+    ("authz-deny", "cluster.local/ns/default/sa/curl", "cluster.local/ns/sample/sa/curl"),
 ])
 def test_resource_faults_apply_the_mistake_and_the_repair_applies_the_fix(kind_lab, name: str, wrong: str, right: str) -> None:  # type: ignore[no-untyped-def]
     n = len(list(kind_lab.backend.recorded))
@@ -64,6 +65,26 @@ def test_resource_faults_apply_the_mistake_and_the_repair_applies_the_fix(kind_l
     applied = [s.command_text() for s in new_steps(kind_lab, n) if "apply" in s.tags]
     assert len(applied) == 2 and wrong in applied[0] and right in applied[1], applied
     assert kind_lab.backend.recorded.problems() == []
+
+
+def test_two_roots_recuts_cacerts_restarts_istiod_then_the_workloads(tmp_path: Path) -> None:
+    lab = dry_run_lab("separate-control-planes", tmp_path)
+    n = len(list(lab.backend.recorded))
+    faults.inject(lab, "two-roots")
+    steps = new_steps(lab, n)
+    [pki] = [s for s in steps if "pki" in s.tags]
+    assert pki.args["clusters"] == {"cluster2": "other-root"}
+    argvs = [s.argv for s in steps if s.argv]
+    create = next(a for a in argvs if a[3:6] == ["create", "secret", "generic"])
+    assert create[:3] == ["kubectl", "--context", "kind-cluster2"] and any("/other-root/cluster2/cacerts/" in a for a in create)
+    order = [" ".join(a[3:6]) for a in argvs if "rollout" in a or "create" in a]
+    assert order.index("create secret generic") < order.index("-n istio-system rollout") < order.index("-n sample rollout"), order
+    faults.repair(lab, "two-roots")
+    [_, back] = [s for s in lab.backend.recorded if "pki" in s.tags][-2:]
+    assert back.args["clusters"] == {"cluster2": lab.topology.meshes["mesh2"].root_ca}
+    assert lab.backend.recorded.problems() == []
+    with pytest.raises(MeshlabError, match="one control plane"):
+        faults.inject(dry_run_lab("separate-networks", tmp_path / "other"), "two-roots")
 
 
 def test_unknown_fault_and_single_network_pattern_are_refused(tmp_path: Path) -> None:
@@ -90,11 +111,11 @@ def test_proxy_status_rows_name_each_xds_type() -> None:
 
 def test_the_local_backend_accepts_expose_services_and_refuses_other_gateways() -> None:
     assert parse(expose_services_gateway())[0]["kind"] == "Gateway"
-    http = expose_services_gateway()
-    http["spec"]["servers"][0]["port"]["protocol"] = "HTTP"
-    with pytest.raises(ResourceError, match=r"spec.servers\[0\].port.protocol='HTTP' is not supported"):
-        parse(http)
-    simple = expose_services_gateway()
-    simple["spec"]["servers"][0]["tls"]["mode"] = "SIMPLE"
+    tcp = expose_services_gateway()  # (HTTP and HTTPS servers are an ingress gateway's: tests/parity/test_edges.py)
+    tcp["spec"]["servers"][0]["port"]["protocol"] = "TCP"
+    with pytest.raises(ResourceError, match=r"spec.servers\[0\].port.protocol='TCP' is not supported"):
+        parse(tcp)
+    mutual = expose_services_gateway()
+    mutual["spec"]["servers"][0]["tls"]["mode"] = "MUTUAL"
     with pytest.raises(ResourceError, match="AUTO_PASSTHROUGH"):
-        parse(simple)
+        parse(mutual)

@@ -555,3 +555,11 @@ def test_plan_states_its_time_as_an_estimate(all_plans: dict[str, Plan]) -> None
         assert "estimate, not yet measured" in est and "minutes" in est
         assert f"time: {est}" in str(plan).splitlines()[:10]
     assert bringup_estimate(load_topology("flat-network")).startswith("about 8-15 minutes")
+
+
+def test_separate_control_planes_says_it_is_meshlabs_design(all_plans: dict[str, Plan]) -> None:
+    head = "\n".join(str(all_plans["separate-control-planes"]).splitlines()[:12])
+    assert "not an Istio guide" in head and "meshlab's design" in head
+    assert "https://istio.io/latest/docs/setup/install/multicluster/multi-primary_multi-network/" in head
+    for name in ("flat-network", "separate-networks"):  # these follow Istio's guides step for step
+        assert "not an Istio guide" not in str(all_plans[name])

@@ -71,12 +71,24 @@ def test_every_command_is_in_the_readme() -> None:
     assert not missing, f"README's command list misses: {sorted(missing)}"
 
 
+def _undocumented(parser: argparse.ArgumentParser, prefix: str) -> list[str]:
+    out = []
+    for a in parser._actions:
+        if isinstance(a, argparse._HelpAction):
+            continue
+        if not a.help:
+            out.append(f"`{prefix}`: {a.dest}")
+        if isinstance(a, argparse._SubParsersAction):
+            for name, sub in a.choices.items():
+                out += _undocumented(sub, f"{prefix} {name}")
+    return out
+
+
 def test_every_option_has_help() -> None:
-    for name, sub in _subparsers().items():
-        for a in sub._actions:
-            if isinstance(a, argparse._HelpAction):
-                continue
-            assert a.help, f"`meshlab {name}`: {a.dest} has no help text"
+    from meshlab.wasm.cli import _parser as wasm_parser
+
+    missing = _undocumented(_parser(), "meshlab") + _undocumented(wasm_parser(), "meshlab wasm")
+    assert not missing, "options without help text: " + ", ".join(missing)
 
 
 def test_closed_pipe_ends_quietly() -> None:
@@ -91,3 +103,12 @@ def test_closed_pipe_ends_quietly() -> None:
     os.close(w)
     assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
     assert proc.returncode == 141
+
+
+def test_plan_tags_are_documented() -> None:
+    """Every tag a kind bring-up plan uses is explained in the README (`plan.find(tag=...)`)."""
+    from meshlab.lab import Lab
+
+    tags = {t for p in builtin_patterns() for s in Lab.up(p, backend="kind", dry_run=True, samples=True).steps for t in s.tags}
+    documented = set(re.findall(r"`([a-z][a-z-]*)`", README[README.index("Step tags, by purpose"):]))
+    assert tags <= documented, f"README does not explain the plan tags {sorted(tags - documented)}"

@@ -94,7 +94,7 @@ def test_kind_backend_never_needs_a_debian_package(world: tuple[Path, Path], mon
 def test_without_apt_get_it_says_what_is_missing_and_goes_on(world: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     assert sp.ensure() == 0
     out = capsys.readouterr().out
-    assert "no apt-get here" in out and "wrk (wrk)" in out and "kind backend needs none" in out
+    assert "no apt-get here" in out and "wrk (wrk)" in out and "kind bring-up needs none" in out
 
 
 def test_script_runs_with_a_plain_python_before_the_venv_exists() -> None:

@@ -35,6 +35,7 @@ from .executor import Executor, Progress
 from .plan import Plan
 
 CALL_MARK = "@@meshlab-status="
+MULTI_PRIMARY_MULTI_NETWORK_GUIDE = "https://istio.io/latest/docs/setup/install/multicluster/multi-primary_multi-network/"
 GATEWAY_NAMESPACE = "istio-system"  # where the east-west gateway (app=istio-eastwestgateway) runs
 PUSH_SETTLE = 1.5  # seconds: istiod debounces a change (100 ms quiet period, up to 10 s) before it pushes
 SYNC_TIMEOUT = 180.0  # seconds to wait until every proxy has acknowledged the latest push
@@ -124,6 +125,11 @@ def up_plan(t: Topology, state_dir: Path, samples: bool = True) -> Plan:
             f"time: {bringup_estimate(t)}",
         ],
     )
+    if I.federated(t):
+        plan.notes.append(
+            "not an Istio guide: separate control planes federated by ServiceEntries is meshlab's design (two meshes, "
+            "no remote secrets, see meshlab/federation.py); Istio's closest guide is multi-primary on different networks, "
+            f"which exchanges remote secrets: {MULTI_PRIMARY_MULTI_NETWORK_GUIDE}")
     plan.phase = "prerequisites and tools"
     plan.meshlab("check the prerequisites: Docker engine and its memory, inotify limits, kubectl (as `meshlab doctor`)",
                  "check", "meshlab.prereqs.check_kind(); stop on a failed Docker/kubectl check and print its fix", tags=("doctor",))
@@ -523,6 +529,37 @@ class KindBackend:
         self.executor.run(K.kubectl(cluster, "label", "namespace", "istio-system", label, "--overwrite"), cluster=cluster,
                           title=f"{'label' if network else 'unlabel'} namespace istio-system: {label}", tags=("network-label",))
         self._wait_synced(f"the network of {cluster}'s endpoints")
+
+    def set_ca_root(self, cluster: str, root: str) -> None:
+        """Plug-in CA: cut ``cluster``'s ``cacerts`` from the named ``root``, restart istiod, then every workload
+        it serves, so each gets a certificate (and trust bundle) of that root (Istio's plug-in CA guide)."""
+        c = self.topology.cluster(cluster)
+        if not c.is_primary:
+            raise MeshlabError(f"{cluster} runs no control plane (it is a remote of {c.remote_of})", f"use {c.remote_of!r}")
+        pki = _pki_dir(self.state.dir)
+        d = pki / root / cluster / "cacerts"
+        plan = Plan(f"cacerts of {cluster} from root {root!r}")
+        plan.meshlab(f"cut an intermediate CA for {cluster} from root CA {root!r}", "pki",
+                     f"meshlab.pki.PKI({str(pki)!r}).cacerts({cluster!r}, {root!r})",
+                     args={"pki_dir": str(pki), "clusters": {cluster: root}}, tags=("pki",))
+        plan.run("replace secret cacerts in istio-system: delete the old one",
+                 K.kubectl(cluster, "-n", "istio-system", "delete", "secret", "cacerts", "--ignore-not-found"), cluster=cluster, tags=("cacerts",))
+        plan.run(f"create secret cacerts (root CA {root!r})",
+                 K.kubectl(cluster, "create", "secret", "generic", "cacerts", "-n", "istio-system",
+                           *(f"--from-file={d / f}" for f in ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem"))),
+                 cluster=cluster, tags=("cacerts",))
+        plan.run("restart istiod: it reads cacerts at start", K.kubectl(cluster, "-n", "istio-system", "rollout", "restart", "deployment/istiod"),
+                 cluster=cluster, tags=("restart",))
+        plan.run("wait for istiod", K.kubectl(cluster, "-n", "istio-system", "rollout", "status", "deployment/istiod", "--timeout=300s"),
+                 cluster=cluster, timeout=330, tags=("wait",))
+        for served in self.topology.served_by(cluster):
+            plan.run(f"restart the workloads of {served.name}: new pods get certificates of the new chain",
+                     K.kubectl(served.name, "-n", S.NAMESPACE, "rollout", "restart", "deployment"), cluster=served.name, tags=("restart",))
+            plan.run(f"wait for the workloads of {served.name}",
+                     K.kubectl(served.name, "-n", S.NAMESPACE, "wait", "--for=condition=Available", "deployment", "--all", "--timeout=300s"),
+                     cluster=served.name, timeout=330, tags=("wait",))
+        self.executor.execute(plan)
+        self._wait_synced(f"the workloads of {cluster} with certificates of root {root!r}")
 
     def proxy_status(self) -> list[dict[str, str]]:
         """``istioctl proxy-status`` of every running control plane: per proxy, each xDS type's sync state."""

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ...errors import LabStateError, MeshlabError, ResourceError
 from ...pki import PKI, WorkloadCert
@@ -26,6 +27,7 @@ from . import envoy as E
 from .policy import refuse_unmergeable, resolve_host
 from .security import signature as security_signature
 from .security import unmatched_selectors
+from .edge import INGRESS_APP
 from .translate import GATEWAY_APP, OUTBOUND_PORT, Translator, Workload
 
 if TYPE_CHECKING:
@@ -136,7 +138,7 @@ class LocalBackend:
         be.network.create_underlay(topology)
         for c in topology.clusters.values():
             if c.is_primary:  # istiod's CA: the cacerts secret of the primary
-                be.pki.cacerts(c.name, root=topology.meshes[c.mesh].root_ca)
+                be.pki.cacerts(c.name, root=be.ca_root(c.name))
         if len(topology.networks) > 1:  # multi-network: every cluster gets an east-west gateway
             from ...federation import expose_services_gateway
 
@@ -151,20 +153,25 @@ class LocalBackend:
                 be._start_gateway(c.name)
         return be
 
-    def _start_gateway(self, cluster: str) -> None:
-        """The cluster's east-west gateway: an Envoy in the node namespace, listening on the underlay."""
+    def _start_gateway(self, cluster: str, app: str = GATEWAY_APP) -> Workload:
+        """A gateway of the cluster (east-west, or ingress): an Envoy in the node namespace, listening on the
+        underlay. Deploying one that runs already returns it."""
+        for w in self.workloads:
+            if w.cluster == cluster and w.app == app:
+                return w
         index = len(self.state.data["workloads"])
-        pod = pod_name(cluster, GATEWAY_APP, 0)
+        pod = pod_name(cluster, app, 0)
         ip = self.network.gateway_ip(self.topology, cluster)
         node = None if self.mode == net.LOOPBACK else self.network.node_ns(cluster)
         gw = Workload(
-            pod=pod, deployment=GATEWAY_APP, app=GATEWAY_APP, version="", cluster=cluster, namespace="istio-system",
-            service_account="istio-eastwestgateway-service-account", ip=ip, netns=node, outbound=ip, app_host=ip,
+            pod=pod, deployment=app, app=app, version="", cluster=cluster, namespace="istio-system",
+            service_account=f"{app}-service-account", ip=ip, netns=node, outbound=ip, app_host=ip,
             admin=str(self.run_dir / "sock" / f"{index}.sock"), access_log=str(self.run_dir / "logs" / f"{pod}.access.log"),
         )  # fmt: skip
         self.state.data["workloads"].append(gw.record())
         self.state.save()
         self._start_proxy(gw)
+        return gw
 
     @property
     def mode(self) -> str:
@@ -214,8 +221,11 @@ class LocalBackend:
         With the control plane stopped the pods start anyway, as on Kubernetes, but nothing is pushed: the
         new sidecar gets no configuration (never ready, no listener) and no other proxy learns the new
         endpoints, until the control plane runs again."""
+        if app == INGRESS_APP:  # and the "outside" it serves: an address on the underlay for outside clients
+            self.network.add_external_host(self.topology)
+            return [self._start_gateway(cluster, INGRESS_APP)]
         if app not in APPS:
-            raise MeshlabError(f"unknown app {app!r}", f"deployable apps: {', '.join(APPS)}")
+            raise MeshlabError(f"unknown app {app!r}", f"deployable apps: {', '.join([*APPS, INGRESS_APP])}")
         c = self.topology.cluster(cluster)
         cp = c.control_plane
         spec = APPS[app]
@@ -229,7 +239,7 @@ class LocalBackend:
                 pod = pod_name(cluster, deployment, r)
             existing.add(pod)
             index = len(self.state.data["workloads"])  # lab-wide: names the admin socket
-            in_cluster = sum(1 for x in self.workloads if x.cluster == cluster and x.app != GATEWAY_APP)
+            in_cluster = sum(1 for x in self.workloads if x.cluster == cluster and x.app not in (GATEWAY_APP, INGRESS_APP))
             podnet = self.network.create_pod(self.topology, c, pod, in_cluster)  # 10.x.0.10, .11, ...
             w = Workload(
                 pod=pod, deployment=deployment, app=app, version=version if spec["ports"] else "", cluster=cluster,
@@ -254,8 +264,24 @@ class LocalBackend:
         c = self.topology.clusters[w.cluster]
         return self.pki.workload(
             c.control_plane, w.namespace, w.service_account,
-            trust_domain=self.topology.meshes[c.mesh].trust_domain, root=self.topology.meshes[c.mesh].root_ca,
+            trust_domain=self.topology.meshes[c.mesh].trust_domain, root=self.ca_root(c.control_plane),
         )  # fmt: skip
+
+    def ca_root(self, control_plane: str) -> str:
+        """The root CA that ``control_plane``'s cacerts chain to (the pattern's, unless set_ca_root changed it)."""
+        c = self.topology.clusters[control_plane]
+        return str(self.state.data.get("ca_roots", {}).get(control_plane, self.topology.meshes[c.mesh].root_ca))
+
+    def set_ca_root(self, cluster: str, root: str) -> None:
+        """Plug-in CA: cut ``cluster``'s cacerts from the named ``root``; its control plane re-issues every
+        workload certificate (and trust bundle), as istiod and the workloads do once restarted."""
+        c = self.topology.cluster(cluster)
+        if not c.is_primary:
+            raise MeshlabError(f"{cluster} runs no control plane (it is a remote of {c.remote_of})", f"use {c.remote_of!r}")
+        self.pki.cacerts(cluster, root=root)
+        self.state.data.setdefault("ca_roots", {})[cluster] = root
+        self.state.save()
+        self.sync(cluster)
 
     def _start_app(self, w: Workload) -> None:
         argv = self.network.exec_prefix(w.netns) + [
@@ -282,7 +308,7 @@ class LocalBackend:
         d = self.proxy_dir(w)
         xds = d / "xds"
         c = self.topology.clusters[w.cluster]
-        kind = "router" if w.app == GATEWAY_APP else "sidecar"
+        kind = "router" if w.app in (GATEWAY_APP, INGRESS_APP) else "sidecar"
         boot = E.bootstrap(
             f"{kind}~{w.ip}~{w.pod}.{w.namespace}~{w.namespace}.svc.cluster.local",
             f"{w.deployment}.{w.namespace}", (c.region, c.zone), Path(w.admin), xds,
@@ -313,8 +339,10 @@ class LocalBackend:
         if w.app == GATEWAY_APP:
             return Translator(self.topology, gateways, {}, network_labels=labels).gateway(w, registry, xds, self.resources_for(w.cluster))
         certs = {x.pod: self._cert(x) for x in registry if x.app != GATEWAY_APP and x.sidecar}
-        return Translator(self.topology, gateways, certs, self.wasm_modules(w.cluster), labels).sidecar(
-            w, registry, xds, self.resources_for(w.cluster))
+        t = Translator(self.topology, gateways, certs, self.wasm_modules(w.cluster), labels)
+        if w.app == INGRESS_APP:
+            return t.ingress(w, [x for x in registry if x.app != INGRESS_APP], xds, self.resources_for(w.cluster), self.tls_secrets(w.cluster))
+        return t.sidecar(w, [x for x in registry if x.app != INGRESS_APP], xds, self.resources_for(w.cluster))
 
     # ---- Istio resources and control planes ----------------------------------------------------
     def resources_for(self, cluster: str) -> list[dict[str, Any]]:
@@ -543,12 +571,78 @@ class LocalBackend:
 
     # ---- traffic -------------------------------------------------------------------------------
     def _in_pod(self, w: Workload, op: str, **kw: Any) -> Any:
-        """Run a client operation inside ``w``'s pod: in this thread, or as a subprocess in userns mode."""
+        return self._in_netns(w.netns, op, **kw)
+
+    def _in_netns(self, netns: str | None, op: str, **kw: Any) -> Any:
+        """Run a client operation inside a namespace: in this thread, or as a subprocess in userns mode."""
         if self.mode != net.USERNS:
-            with net.in_netns(w.netns):
+            with net.in_netns(netns):
                 return client.calls(**kw) if op == "calls" else client.connect(**kw)
-        argv = self.network.exec_prefix(w.netns) + [sys.executable, "-m", "meshlab.backends.local.client", json.dumps({"op": op, **kw})]
+        argv = self.network.exec_prefix(netns) + [sys.executable, "-m", "meshlab.backends.local.client", json.dumps({"op": op, **kw})]
         return json.loads(run(argv, timeout=60).stdout)
+
+    # ---- the edges: outside clients, external services, TLS secrets -----------------------------
+    def create_tls_secret(self, name: str, hosts: list[str], cluster: str) -> dict[str, str]:
+        """A TLS secret for an ingress gateway's ``credentialName``: a server certificate for ``hosts``
+        from meshlab's "ingress-ca" (not the mesh root), kept as files; returns cert, key and ca paths."""
+        self.topology.cluster(cluster)
+        cert, key, ca = self.pki.server(name, hosts, root="ingress-ca")
+        secret = {"cert": str(cert), "key": str(key), "ca": str(ca)}
+        self.state.data.setdefault("tls_secrets", {})[f"{cluster}/{name}"] = secret
+        self.state.save()
+        for w in self.workloads:
+            if w.app == INGRESS_APP and w.cluster == cluster:
+                self.sync(self.topology.clusters[cluster].control_plane)
+        return secret
+
+    def tls_secrets(self, cluster: str) -> dict[str, dict[str, str]]:
+        return {k.split("/", 1)[1]: v for k, v in self.state.data.get("tls_secrets", {}).items() if k.split("/", 1)[0] == cluster}
+
+    def external_https(self, hostname: str) -> dict[str, Any]:
+        """A real HTTPS server outside every cluster, on the underlay, with a certificate for ``hostname``
+        from its own CA ("external-ca"): the target of TLS origination. Started once; returns its
+        address, port and the CA file a DestinationRule's ``caCertificates`` needs."""
+        known = self.state.data.setdefault("external", {})
+        if hostname in known:
+            return dict(known[hostname])
+        self.network.add_external_host(self.topology)
+        ip = self.network.external_ip()
+        cert, key, ca = self.pki.server(hostname.split(".")[0], [hostname, ip], root="external-ca")
+        argv = self.network.exec_prefix(self.network.external_ns()) + [
+            sys.executable, "-m", "meshlab.backends.local.apps", "helloworld", "--listen", f"{ip}:443",
+            "--version", "external", "--instance", hostname, "--tls-cert", str(cert), "--tls-key", str(key),
+        ]  # fmt: skip
+        log = self.run_dir / "logs" / f"external-{hostname}.log"
+        p = procs.spawn(f"external/{hostname}", argv, log)
+        self.state.record("processes", p.record())
+        procs.wait_until(lambda: b"listening on" in log.read_bytes(), p, f"the external server listens on {ip}:443")
+        known[hostname] = {"hostname": hostname, "address": ip, "port": 443, "ca": str(ca)}
+        self.state.save()
+        return dict(known[hostname])
+
+    def call_from_outside(
+        self, url: str, cluster: str, n: int = 1, headers: dict[str, str] | None = None, ca: str | None = None, timeout: float = 5.0
+    ) -> CallResult:
+        """``n`` requests from a client outside the mesh (on the underlay) to ``cluster``'s ingress gateway:
+        ``https://`` URLs use TLS with SNI = the URL's host, checked against ``ca``."""
+        gw = next((w for w in self.workloads if w.app == INGRESS_APP and w.cluster == cluster), None)
+        if gw is None:
+            raise LabStateError(f"{cluster} has no ingress gateway", f"deploy it: lab.deploy({INGRESS_APP!r}, cluster={cluster!r})")
+        u = urlsplit(url)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise MeshlabError(f"cannot call {url!r} from outside", "write it like https://hello.example.com/hello")
+        host, port, path = u.hostname, u.port or (443 if u.scheme == "https" else 80), (u.path or "/") + (f"?{u.query}" if u.query else "")
+        tls = {"sni": host, "ca": ca} if u.scheme == "https" else None
+        raw = self._in_netns(
+            self.network.external_ns(), "calls", host=gw.ip, port=port, authority=host, path=path, n=n,
+            headers=headers or {}, timeout=timeout, tls=tls,
+        )  # fmt: skip
+        where = {x.pod: x.cluster for x in self.workloads}
+        result = CallResult(url, f"outside ({cluster}'s ingress gateway {gw.ip})")
+        for a in raw:
+            result.answers.append(parse_answer(a["status"], a["body"], a["seconds"], where, a.get("headers")) if a["status"]
+                                  else Answer(0, "", error=a["error"], seconds=a["seconds"]))  # fmt: skip
+        return result
 
     def call(self, workload: str, url: str, cluster: str, n: int = 1, timeout: float = 5.0, headers: dict[str, str] | None = None) -> CallResult:
         """Send ``n`` requests from inside the workload's pod through its sidecar (like ``kubectl exec curl``)."""

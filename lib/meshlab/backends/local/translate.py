@@ -30,11 +30,13 @@ from ...pki import WorkloadCert
 from ...topology import Topology
 from . import envoy as E
 from . import security as S
+from .edge import gateway_listeners, origination
 from .policy import apply_traffic_policy, destination_rule, http_routes, matches, resolve_host, subsets, virtual_service
 
 OUTBOUND_PORT = 15001
 GATEWAY_PORT = 15443
 GATEWAY_APP = "istio-eastwestgateway"
+GATEWAY_LABELS = {GATEWAY_APP: {"istio": "eastwestgateway"}, "istio-ingressgateway": {"istio": "ingressgateway"}}  # as installed
 TCP_PROXY = E.T + "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 DOMAIN_SUFFIX = "svc.cluster.local"
 # route.go ``BuildDefaultHTTPInboundRoute``: no timeout, and Istio's inbound retry policy
@@ -75,8 +77,8 @@ class Workload:
 
     @property
     def labels(self) -> dict[str, str]:
-        if self.app == GATEWAY_APP:  # gen-eastwest-gateway.sh's labels; expose-services selects istio=eastwestgateway
-            return {"app": self.app, "istio": "eastwestgateway"}
+        if self.app in GATEWAY_LABELS:  # as installed; expose-services selects istio=eastwestgateway
+            return {"app": self.app, **GATEWAY_LABELS[self.app]}
         return {"app": self.app, "version": self.version}
 
 
@@ -142,6 +144,7 @@ class Outbound:
     sans: set[str] = field(default_factory=set)
     pods: list[Workload] = field(default_factory=list)  # Kubernetes endpoints (split-horizon applies)
     entries: dict[int, list[E.Endpoint]] = field(default_factory=dict)  # ServiceEntry endpoints, as written
+    external: bool = False  # a MESH_EXTERNAL ServiceEntry: plain HTTP/1.1 upstream, no mesh identity
 
 
 class Translator:
@@ -263,6 +266,7 @@ class Translator:
                         host, tuple(sorted(p["number"] for p in spec.get("ports", []))), aliases, ns,
                         owner=f"ServiceEntry {ns}/{r['metadata']['name']}",
                         port_names={p["number"]: p.get("name", "") for p in spec.get("ports", [])},
+                        external=spec.get("location") == "MESH_EXTERNAL",
                     )  # fmt: skip
                 elif o.namespace != ns:
                     continue  # services of one host in two namespaces stay apart (meshlab does not pick between them)
@@ -321,12 +325,14 @@ class Translator:
                             },
                         }
                         extra.update(S.client_transport(mtls, auto=dr_tls is None))
+                    elif dr_tls == "SIMPLE":  # TLS origination: the sidecar speaks TLS to a server outside the mesh
+                        extra["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {"@type": E.UPSTREAM_TLS, **origination(policy["tls"], svc.fqdn)}}
                     if w.netns is None:  # loopback mode: connect from the pod's own address so the callee sees who called
                         extra["upstream_bind_config"] = {"source_address": {"address": w.ip, "port_value": 0}}
                     extra.update(apply_traffic_policy(policy, eps, (me.region, me.zone), client_labels))
                     clusters.append(
                         E.eds_cluster(
-                            name, E.eds_path(xds, name), tls=None, lb_policy=extra.pop("lb_policy", "LEAST_REQUEST"),
+                            name, E.eds_path(xds, name), tls=None, http2=not svc.external, lb_policy=extra.pop("lb_policy", "LEAST_REQUEST"),
                             max_requests_per_connection=extra.pop("max_requests_per_connection", None), extra=extra,
                         )  # fmt: skip
                     )
@@ -425,6 +431,16 @@ class Translator:
                 }
             )
         return E.ProxyConfig(listeners, clusters, endpoints)
+
+    def ingress(
+        self, gw: Workload, registry: list[Workload], xds: Path, resources: list[dict[str, Any]], secrets: dict[str, dict[str, str]]
+    ) -> E.ProxyConfig:
+        """An ingress gateway: a sidecar's outbound clusters, and listeners from the Gateways selecting it."""
+        base = self.sidecar(gw, registry, xds, resources)
+        listeners = gateway_listeners(
+            gw.labels, gw.ip, resources, {c["name"] for c in base.clusters}, secrets, self.topology.trust_domains(gw.cluster), gw.access_log
+        )
+        return E.ProxyConfig(listeners, base.clusters, base.endpoints)
 
     def gateway(self, gw: Workload, registry: list[Workload], xds: Path, resources: list[dict[str, Any]] | None = None) -> E.ProxyConfig:
         """The east-west gateway: AUTO_PASSTHROUGH on 15443 — pick the local endpoints by SNI (one chain per

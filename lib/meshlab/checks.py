@@ -1,0 +1,141 @@
+"""Check-cell helpers: where the backends differ, the difference lives here, so a check cell reads as
+the sentence it teaches (``assert_backend_ready(backend)``, ``assert_nothing_left(footprint)``).
+
+Each helper names what it looks at on each backend -- the local backend's namespaces and processes,
+the kind backend's clusters; its Envoy config as the translator writes it (inline routes, one
+transport socket) or as istiod sends it (RDS, ``transport_socket_matches``) -- so a learner who opens
+it sees both.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import LabStateError
+from .prereqs import check_kind, check_local
+
+if TYPE_CHECKING:
+    from .lab import Lab
+
+
+# ---- prerequisites (lab 00) ---------------------------------------------------------------------
+def assert_backend_ready(backend: str) -> str:
+    """Every required check of ``backend`` passes on this machine; else an AssertionError lists the fixes."""
+    if backend not in ("local", "kind"):
+        raise AssertionError(f"backend must be 'local' or 'kind', not {backend!r}")
+    checks = check_local() if backend == "local" else check_kind()
+    failed = [c for c in checks if c.required and not c.ok]
+    assert not failed, f"the {backend} backend is not usable yet; fix:\n" + "\n".join(f"  - {c.name}: {c.fix}" for c in failed)
+    mode = next((c.detail for c in checks if c.name == "network mode"), None)
+    return f"{backend} backend: ready" + (f" ({mode})" if mode else "")
+
+
+# ---- addresses -----------------------------------------------------------------------------------
+def pods_have_own_addresses(lab: "Lab") -> bool:
+    """Whether pod IPs are real addresses in the cluster's pod CIDR (netns, userns, kind), or 127.x
+    stand-ins that share the host network (the local backend's loopback fallback)."""
+    return str(lab.status()["network_mode"]) != "loopback"
+
+
+def gateway_addresses(lab: "Lab") -> dict[str, str]:
+    """Each cluster's east-west gateway address (local: its node's underlay IP; kind: its MetalLB IP)."""
+    return dict(lab.status()["gateways"])
+
+
+# ---- Envoy config, as either control plane writes it ----------------------------------------------
+def upstream_tls(envoy_cluster: dict[str, Any]) -> dict[str, Any]:
+    """The client TLS an Envoy cluster uses towards mesh endpoints: ``{"sni": ..., "sans": [...]}``.
+
+    Auto-mTLS is the ``tlsMode-istio`` entry of ``transport_socket_matches`` (a cluster without it has
+    one ``transport_socket``). istiod puts the SANs under ``combined_validation_context`` as
+    ``match_subject_alt_names``; meshlab's translator under ``validation_context`` as typed matchers.
+    """
+    matches = {m["name"]: m for m in envoy_cluster.get("transport_socket_matches", [])}
+    socket = matches["tlsMode-istio"]["transport_socket"] if "tlsMode-istio" in matches else envoy_cluster["transport_socket"]
+    tls = socket["typed_config"]
+    ctx = tls["common_tls_context"]
+    if "combined_validation_context" in ctx:
+        validation = ctx["combined_validation_context"]["default_validation_context"]
+    else:
+        validation = ctx["validation_context"]
+    sans = [{"exact": m["exact"]} for m in validation.get("match_subject_alt_names", [])]
+    sans += [m["matcher"] for m in validation.get("match_typed_subject_alt_names", [])]
+    return {"sni": tls.get("sni"), "sans": sans}
+
+
+def virtual_host(lab: "Lab", workload: str, cluster: str, name: str) -> dict[str, Any]:
+    """The route configuration's virtual host ``name`` (e.g. ``helloworld.sample.svc.cluster.local:5000``)
+    in ``workload``'s sidecar: from RDS on kind, inline in the ``virtualOutbound`` listener on local."""
+    if lab.backend.name == "kind":
+        configs = lab.envoy_config(workload, cluster, "dynamic_route_configs")["configs"]
+        hosts = [v for r in configs for v in r["route_config"].get("virtual_hosts", [])]
+    else:
+        listeners = lab.envoy_config(workload, cluster, "dynamic_listeners")["configs"]
+        outbound = next(x["active_state"]["listener"] for x in listeners if x["name"] == "virtualOutbound")
+        hosts = outbound["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"]
+    found = [v for v in hosts if v["name"] == name]
+    assert found, f"{workload}@{cluster} has no virtual host {name!r}; it has {sorted(v['name'] for v in hosts)}"
+    return found[0]
+
+
+# ---- nothing left behind (every lab's Cleanup) ----------------------------------------------------
+@dataclass(frozen=True)
+class Footprint:
+    """What a lab created, taken before ``lab.down()`` (afterwards its state is gone)."""
+
+    backend: str
+    prefix: str  # every network namespace of the lab starts with it
+    run_dir: str  # every process of the lab runs from below it
+    clusters: tuple[str, ...]  # kind clusters named after the pattern's clusters
+    home: str  # the state directory (Lab.attach looks there)
+
+
+def footprint(lab: "Lab") -> Footprint:
+    d = lab.state.data
+    return Footprint(lab.backend.name, str(d.get("prefix", "")), str(d.get("run_dir", "")), tuple(lab.topology.clusters),
+                     str(lab.state.dir))
+
+
+def leftovers(fp: Footprint) -> list[str]:
+    """What of ``fp`` still exists: namespaces, processes, a recorded lab, kind clusters."""
+    from .lab import Lab
+
+    left = []
+    netns = Path("/run/netns")
+    if fp.prefix and netns.is_dir():
+        left += [f"network namespace {n}" for n in sorted(os.listdir(netns)) if n.startswith(fp.prefix + "-")]
+    if fp.run_dir:
+        left += [f"process {pid} ({cmd[:60]})" for pid, cmd in _processes() if fp.run_dir in cmd]
+    try:
+        Lab.attach(fp.home)
+        left.append(f"a lab is still recorded in {fp.home}")
+    except LabStateError:
+        pass
+    if fp.backend == "kind":
+        from .backends.kind import kind_clusters
+
+        left += [f"kind cluster {c}" for c in sorted(set(kind_clusters()) & set(fp.clusters))]
+    return left
+
+
+def assert_nothing_left(fp: Footprint) -> str:
+    """No namespace, process, recorded lab or kind cluster of the lab remains; else says what and the fix."""
+    left = leftovers(fp)
+    assert not left, "left behind: " + "; ".join(left) + " — run `meshlab down`"
+    return ("clean: no kind clusters of this lab, no lab recorded" if fp.backend == "kind"
+            else "clean: no namespaces, no processes, no lab recorded")
+
+
+def _processes() -> list[tuple[int, str]]:
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                out.append((int(pid), Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")))
+            except OSError:
+                continue  # gone meanwhile
+    return out
+
