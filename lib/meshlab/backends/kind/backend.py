@@ -44,8 +44,8 @@ SYNC_TIMEOUT = 180.0  # seconds to wait until every proxy has acknowledged the l
 
 
 def namespace_of(app: str, default: str = S.NAMESPACE) -> str:
-    """The east-west gateway lives in istio-system; the samples in their own namespace."""
-    return GATEWAY_NAMESPACE if app == I.EW_GATEWAY else default
+    """The gateways live in istio-system; the samples in their own namespace."""
+    return GATEWAY_NAMESPACE if app in (I.EW_GATEWAY, INGRESS) else default
 
 
 @dataclass(frozen=True)
