@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .backends.kind import KindBackend, Plan
     from .federation import VirtualMesh
     from .loadgen import LoadResult
+    from .mesh import ManagementPlane
 
 
 
@@ -254,6 +255,10 @@ class Lab:
         ws = self.backend.deploy(app, cluster, version=version, replicas=replicas, namespace=namespace, sidecar=sidecar, service_account=service_account)
         return Table([{"POD": w.pod, "CLUSTER": w.cluster, "IP": w.ip, "VERSION": w.version} for w in ws])
 
+    def undeploy(self, app: str, cluster: str, namespace: str = "sample") -> list[str]:
+        """Remove a deployed app's pods from ``cluster``: its endpoints disappear from every proxy."""
+        return self.backend.undeploy(app, cluster, namespace=namespace)  # type: ignore[union-attr]
+
     def deploy_samples(self) -> None:
         """Istio's verify step: helloworld v1 in the first cluster, v2 in the second, ...; curl in each."""
         for i, c in enumerate(self.topology.clusters):
@@ -304,9 +309,11 @@ class Lab:
         (sent, not acknowledged: pending or rejected) or NOT SENT; and which control plane serves it."""
         return Table(self.backend.proxy_status(), title=f"proxy status of {self.topology.name}")
 
-    def access_log(self, workload: str, cluster: str, last: int = 20) -> list[dict[str, Any]]:
-        """The sidecar's access log entries (JSON), newest last: shows the peer's SPIFFE identity."""
-        return self.backend.access_log(workload, cluster, last)
+    def access_log(self, workload: str, cluster: str, last: int = 20) -> Table:
+        """The sidecar's access log entries (JSON), newest last: shows the peer's SPIFFE identity.
+
+        A list of dicts that shows as an HTML table in a notebook (wide values scroll, never wrap)."""
+        return Table(self.backend.access_log(workload, cluster, last), title=f"access log of {workload} in {cluster}")
 
     def stats(self, workload: str, cluster: str, contains: str = "") -> dict[str, int]:
         """Envoy's non-zero stats of ``workload``'s sidecar, e.g. ``contains="ssl.fail_verify_error"``."""
@@ -341,6 +348,13 @@ class Lab:
     def delete(self, kind: str, name: str, cluster: str, namespace: str = "sample") -> None:
         """Remove a resource applied earlier; proxies fall back to their defaults."""
         self.backend.delete(kind, name, cluster, namespace)
+
+    @property
+    def mesh(self) -> "ManagementPlane":
+        """The management plane (Service Mesh Hub / Gloo Mesh style): discovery, VirtualMesh, policies, telemetry."""
+        from .mesh import ManagementPlane
+
+        return ManagementPlane(self)
 
     def discover(self) -> Table:
         """Meshes, clusters and the services each runs (Service Mesh Hub's discovery)."""

@@ -7,11 +7,14 @@ another (or a fresh notebook kernel) act on the same lab.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -28,6 +31,7 @@ from .policy import resolve_host
 from .security import signature as security_signature
 from .security import unmatched_selectors
 from .edge import INGRESS_APP
+from .telemetry import stats_config
 from .translate import GATEWAY_APP, OUTBOUND_PORT, Translator, Workload
 
 if TYPE_CHECKING:
@@ -75,6 +79,14 @@ def _lds_stats(admin: E.Admin) -> dict[str, Any]:
             if k in out:
                 out[k] = st.get("value")
     return out
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 def pod_name(cluster: str, deployment: str, replica: int) -> str:
@@ -228,8 +240,8 @@ class LocalBackend:
                 r += replicas
                 pod = pod_name(cluster, deployment, r)
             existing.add(pod)
-            index = len(self.state.data["workloads"])  # lab-wide: names the admin socket
-            in_cluster = sum(1 for x in self.workloads if x.cluster == cluster and x.app not in (GATEWAY_APP, INGRESS_APP))
+            index = len(self.state.data["workloads"]) + len(self.state.data.get("removed", []))  # lab-wide: names the admin socket
+            in_cluster = self._free_pod_index(c)
             podnet = self.network.create_pod(self.topology, c, pod, in_cluster)  # 10.x.0.10, .11, ...
             w = Workload(
                 pod=pod, deployment=deployment, app=app, version=version if spec["ports"] else "", cluster=cluster,
@@ -248,12 +260,45 @@ class LocalBackend:
         self.sync(cp)
         return created
 
+    def _free_pod_index(self, c: Any) -> int:
+        """The first pod address of the cluster no running pod uses (pods removed earlier free theirs)."""
+        used = {w.ip for w in self.workloads if w.cluster == c.name}
+        i = 0
+        while self.network.pod_addresses(self.topology, c, i).ip in used:
+            i += 1
+        return i
+
+    def undeploy(self, app: str, cluster: str, namespace: str = NAMESPACE) -> list[str]:
+        """Remove every pod of ``app`` (or a deployment) in ``cluster``/``namespace`` -- processes, network
+        namespace, registry record -- and push the change: its endpoints disappear everywhere."""
+        gone = [w for w in self.workloads
+                if w.cluster == cluster and w.namespace == namespace and app in (w.app, w.deployment) and w.app != GATEWAY_APP]  # fmt: skip
+        if not gone:
+            self.topology.cluster(cluster)
+            raise LabStateError(f"no workload {app!r} in {cluster}/{namespace}", "see lab.pods() for what runs")
+        d = self.state.data
+        for w in gone:
+            mine = [p for p in d["processes"] if str(p["name"]).startswith(f"{w.pod}/")]
+            procs.terminate(mine)
+            d["processes"] = [p for p in d["processes"] if p not in mine]
+            if w.netns:
+                net.delete_namespaces([w.netns])
+                d["namespaces"] = [n for n in d["namespaces"] if n != w.netns]
+            d["workloads"] = [x for x in d["workloads"] if x["pod"] != w.pod]
+            d.setdefault("removed", []).append(w.pod)  # keeps admin socket numbers unique
+            d.get("cert_roots", {}).pop(w.pod, None)
+            Path(w.admin).unlink(missing_ok=True)
+        self.state.save()
+        self.sync(self.topology.clusters[cluster].control_plane)
+        return [w.pod for w in gone]
+
     def _cert(self, w: Workload) -> WorkloadCert:
-        """Issued by the CA of the control plane serving the pod's cluster, as istiod does."""
+        """Issued by the CA of the control plane serving the pod's cluster, as istiod does. A pod keeps the
+        certificate (and trust bundle) it started with until it restarts, even if its mesh's CA changed."""
         c = self.topology.clusters[w.cluster]
+        root = self.state.data.get("cert_roots", {}).get(w.pod) or self.ca_root(c.control_plane)
         return self.pki.workload(
-            c.control_plane, w.namespace, w.service_account,
-            trust_domain=self.topology.meshes[c.mesh].trust_domain, root=self.ca_root(c.control_plane),
+            c.control_plane, w.namespace, w.service_account, trust_domain=self.topology.meshes[c.mesh].trust_domain, root=root,
         )  # fmt: skip
 
     def ca_root(self, control_plane: str) -> str:
@@ -261,16 +306,38 @@ class LocalBackend:
         c = self.topology.clusters[control_plane]
         return str(self.state.data.get("ca_roots", {}).get(control_plane, self.topology.meshes[c.mesh].root_ca))
 
-    def set_ca_root(self, cluster: str, root: str) -> None:
-        """Plug-in CA: cut ``cluster``'s cacerts from the named ``root``; its control plane re-issues every
-        workload certificate (and trust bundle), as istiod and the workloads do once restarted."""
+    def set_ca_root(self, cluster: str, root: str, reissue: bool = True) -> None:
+        """Plug-in CA: cut ``cluster``'s cacerts from the named ``root`` (or use the ones already written for
+        it, e.g. by a VirtualMesh's CSR flow). ``reissue``: its control plane re-issues every workload
+        certificate (and trust bundle) at once, as istiod and the workloads do once all restarted; otherwise
+        running pods keep theirs until they restart (:meth:`bounce`)."""
         c = self.topology.cluster(cluster)
         if not c.is_primary:
             raise MeshlabError(f"{cluster} runs no control plane (it is a remote of {c.remote_of})", f"use {c.remote_of!r}")
         self.pki.cacerts(cluster, root=root)
         self.state.data.setdefault("ca_roots", {})[cluster] = root
+        if reissue:
+            served = {x.name for x in self.topology.served_by(cluster)}
+            for w in self.workloads:
+                if w.cluster in served:
+                    self.state.data.get("cert_roots", {}).pop(w.pod, None)
         self.state.save()
         self.sync(cluster)
+
+    def bounce(self, cluster: str) -> list[str]:
+        """Restart the sidecars of ``cluster``'s pods (Gloo Mesh's pod bounce): each starts again with a
+        certificate from its control plane's current CA. The apps keep running."""
+        bounced = []
+        for w in self.workloads:
+            if w.cluster != cluster or w.app == GATEWAY_APP or not w.sidecar:
+                continue
+            mine = [p for p in self.state.data["processes"] if p["name"] == f"{w.pod}/envoy"]
+            procs.terminate(mine)
+            self.state.data["processes"] = [p for p in self.state.data["processes"] if p not in mine]
+            Path(w.admin).unlink(missing_ok=True)
+            self._start_proxy(w)
+            bounced.append(w.pod)
+        return bounced
 
     def _start_app(self, w: Workload) -> None:
         argv = self.network.exec_prefix(w.netns) + [
@@ -297,11 +364,15 @@ class LocalBackend:
         d = self.proxy_dir(w)
         xds = d / "xds"
         c = self.topology.clusters[w.cluster]
+        if w.app != GATEWAY_APP:  # the certificate it starts with comes from its mesh's current CA
+            self.state.data.setdefault("cert_roots", {})[w.pod] = self.ca_root(c.control_plane)
+            self.state.save()
         kind = "router" if w.app in (GATEWAY_APP, INGRESS_APP) else "sidecar"
         boot = E.bootstrap(
             f"{kind}~{w.ip}~{w.pod}.{w.namespace}~{w.namespace}.svc.cluster.local",
             f"{w.deployment}.{w.namespace}", (c.region, c.zone), Path(w.admin), xds,
         )  # fmt: skip
+        boot["stats_config"] = stats_config()  # Istio's labels from the stats filter's names (local/telemetry.py)
         Path(w.admin).parent.mkdir(parents=True, exist_ok=True)
         cfg = self.proxy_config(w)
         E.XdsWriter(xds).write(cfg)
@@ -321,7 +392,8 @@ class LocalBackend:
         if w.app == GATEWAY_APP:
             return Translator(self.topology, gateways, {}, network_labels=labels).gateway(w, registry, xds, self.resources_for(w.cluster))
         certs = {x.pod: self._cert(x) for x in registry if x.app != GATEWAY_APP and x.sidecar}
-        t = Translator(self.topology, gateways, certs, self.wasm_modules(w.cluster), labels, self.tls_secrets(w.cluster))
+        t = Translator(self.topology, gateways, certs, self.wasm_modules(w.cluster), labels, self.state.data.get("telemetry"),
+                       secrets=self.tls_secrets(w.cluster))
         if w.app == INGRESS_APP:
             return t.ingress(w, [x for x in registry if x.app != INGRESS_APP], xds, self.resources_for(w.cluster))
         return t.sidecar(w, [x for x in registry if x.app != INGRESS_APP], xds, self.resources_for(w.cluster))
@@ -330,7 +402,9 @@ class LocalBackend:
     def resources_for(self, cluster: str) -> list[dict[str, Any]]:
         """Resources held by the control plane that configures ``cluster``'s proxies."""
         cp = self.topology.clusters[cluster].control_plane
-        return [r["resource"] for r in self.state.data.get("resources", []) if r["control_plane"] == cp]
+        from ...mesh.controller import load_generated  # what the management plane generated (meshlab.mesh)
+
+        return [r["resource"] for r in self.state.data.get("resources", []) if r["control_plane"] == cp] + load_generated(self.run_dir).get(cp, [])
 
     def apply(self, docs: list[dict[str, Any]], cluster: str) -> list[str]:
         """Store validated resources with the control plane owning ``cluster`` and push the result.
@@ -458,7 +532,10 @@ class LocalBackend:
 
     def sync(self, control_plane: str | None = None) -> None:
         """Recompute and write the config of every proxy a running control plane serves; wait until applied."""
-        cps = [control_plane] if control_plane else list(self.state.data["control_planes"])
+        with _file_lock(self.run_dir / ".sync.lock"):  # one push at a time, also across processes (the mesh controller)
+            self._sync([control_plane] if control_plane else list(self.state.data["control_planes"]))
+
+    def _sync(self, cps: list[str]) -> None:
         configs = []  # all computed first: a resource the translator refuses changes no proxy
         for cp in cps:
             if self.state.data["control_planes"].get(cp) != "running":

@@ -19,6 +19,7 @@ It follows what istiod does for the same inputs:
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from ...topology import Topology
 from . import envoy as E
 from . import security as S
 from .edge import gateway_listeners, origination
+from . import telemetry as T
 from .policy import apply_traffic_policy, destination_rule, http_routes, matches, resolve_host, subsets, virtual_service
 
 OUTBOUND_PORT = 15001
@@ -137,9 +139,11 @@ class Translator:
 
     def __init__(
         self, topology: Topology, gateway_ip: dict[str, str], certs: dict[str, WorkloadCert], wasm: dict[str, dict[str, Any]] | None = None,
-        network_labels: dict[str, str] | None = None, secrets: dict[str, dict[str, str]] | None = None,
+        network_labels: dict[str, str] | None = None, telemetry: dict[str, Any] | None = None,
+        secrets: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self.topology = topology
+        self.telemetry = telemetry  # the istio-stats module (path, sha256) when telemetry is on: meshlab.backends.local.telemetry
         self.secrets = secrets or {}  # TLS secrets of the proxy's cluster, by name (credentialName)
         self.gateway_ip = gateway_ip  # cluster -> east-west gateway address (multi-network patterns)
         self.certs = certs  # pod -> its certificate files
@@ -349,7 +353,7 @@ class Translator:
                         "filters": [
                             E.hcm(
                                 f"outbound_{OUTBOUND_PORT}", {"name": "outbound", "virtual_hosts": vhosts}, w.access_log,
-                                http_filters=[*self.wasm_filters(w, resources, "outbound"), E.FAULT_FILTER],
+                                http_filters=[*self.wasm_filters(w, resources, "outbound"), E.FAULT_FILTER, *self.stats_filters(w, "source")],
                             )  # fmt: skip
                         ]
                     }
@@ -369,10 +373,10 @@ class Translator:
                 w.access_log,
                 # Istio passes the caller's identity to the app in XFCC
                 {"forward_client_cert_details": "APPEND_FORWARD", "set_current_client_cert_details": {"uri": True}},
-                http_filters=S.inbound_http_filters(
+                http_filters=[*S.inbound_http_filters(
                     resources, w.labels, w.namespace, trust_domains,
                     lambda phase, port=port: self.wasm_filters(w, [r for r in resources if r["kind"] != "WasmPlugin" or (r["spec"].get("phase") or "UNSPECIFIED_PHASE") == phase], "inbound", port),
-                ),
+                ), *self.stats_filters(w, "destination")],
             )  # fmt: skip
             tls = S.downstream_mtls(str(cert.cert_chain), str(cert.key), str(cert.root_cert), trust_domains)
             mode = S.mtls_mode(resources, w.labels, w.namespace, port)
@@ -383,7 +387,17 @@ class Translator:
                     "filter_chains": S.inbound_filter_chains(mode, tls, [hcm]),
                 }
             )
+        if self.telemetry:
+            listeners.append(T.stats_listener(w.ip))
+            clusters.append(T.stats_cluster(w.admin))
         return E.ProxyConfig(listeners, clusters, endpoints)
+
+    def stats_filters(self, w: Workload, reporter: str) -> list[dict[str, Any]]:
+        """Istio's stats filter, last before the router, when telemetry is on."""
+        if not self.telemetry:
+            return []
+        service = w.fqdn if reporter == "destination" else ""
+        return [T.stats_filter(self.telemetry, T.plugin_config(reporter, w, w.cluster, service))]
 
     def ingress(self, gw: Workload, registry: list[Workload], xds: Path, resources: list[dict[str, Any]]) -> E.ProxyConfig:
         """An ingress gateway: a sidecar's outbound clusters, and listeners from the Gateways selecting it."""
@@ -405,7 +419,16 @@ class Translator:
         hosts = passthrough_hosts(resources, gw.labels)
         view = ("", self.topology.clusters[gw.cluster].network)
         visible = [w for w in self.visible(gw.cluster, registry) if self.endpoint_network(w.cluster) in view]
-        visible = [w for w in visible if any(host_matches(h, w.fqdn) for h in hosts)]
+        # a VirtualMesh's serving side (meshlab.mesh.virtualmesh): a Gateway for *.global plus the
+        # tcp_cluster_rewrite EnvoyFilter -- SNI outbound_.<port>_.<subset>_.<svc>.<ns>.svc.<cluster>.global
+        # then reaches the local service as well
+        rewrite = any(r["kind"] == "EnvoyFilter" and "tcp_cluster_rewrite" in json.dumps(r["spec"]) for r in resources)
+
+        def global_name(name: str, namespace: str) -> str | None:
+            g = f"{name}.{namespace}.svc.{gw.cluster}.global"
+            return g if rewrite and any(host_matches(h, g) for h in hosts) else None
+
+        visible = [w for w in visible if any(host_matches(h, w.fqdn) for h in hosts) or global_name(w.app, w.namespace)]
         chains: list[dict[str, Any]] = []
         clusters: list[dict[str, Any]] = []
         endpoints: dict[str, list[E.Endpoint]] = {}
@@ -422,7 +445,10 @@ class Translator:
                     ]
                     chains.append(
                         {
-                            "filter_chain_match": {"server_names": [name]},
+                            "filter_chain_match": {"server_names": [
+                                *([name] if any(host_matches(h, svc.fqdn) for h in hosts) else []),
+                                *([sni(port, g, subset)] if (g := global_name(svc.name, svc.namespace)) else []),
+                            ]},
                             "filters": [
                                 *rbac,
                                 {
