@@ -27,6 +27,7 @@ from ...errors import ResourceError
 from ...pki import WorkloadCert
 from ...topology import Topology
 from . import envoy as E
+from . import envoyfilter
 from . import security as S
 from .policy import apply_traffic_policy, destination_rule, http_routes, matches, resolve_host, subsets, virtual_service
 
@@ -56,6 +57,7 @@ class Workload:
     admin: str = ""
     access_log: str = ""
     sidecar: bool = True  # False: a plain process in the pod (plaintext, no identity)
+    protocol: str = "http"  # "grpc": the sidecar speaks HTTP/2 to the app (Istio: the Service port's protocol)
 
     def record(self) -> dict[str, Any]:
         return asdict(self)
@@ -352,12 +354,13 @@ class Translator:
 
         for port in w.ports:
             inbound = f"inbound|{port}||"
-            clusters.append(E.static_cluster(inbound, w.app_host, port))
+            clusters.append(E.static_cluster(inbound, w.app_host, port, http2=w.protocol == "grpc"))
             hcm = E.hcm(
                 f"inbound_{port}",
                 {
                     "name": f"inbound|{port}||",
-                    "virtual_hosts": [{"name": "inbound", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": inbound, "timeout": "0s"}}]}],
+                    # Istio's name for the inbound virtual host ("inbound|http|<port>"): EnvoyFilters match on it
+                    "virtual_hosts": [{"name": f"inbound|http|{port}", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": inbound, "timeout": "0s"}}]}],
                 },
                 w.access_log,
                 # Istio passes the caller's identity to the app in XFCC
@@ -376,7 +379,8 @@ class Translator:
                     "filter_chains": S.inbound_filter_chains(mode, tls, [hcm]),
                 }
             )
-        return E.ProxyConfig(listeners, clusters, endpoints)
+        # EnvoyFilters patch what istiod generated, last (pilot/pkg/networking/core/envoyfilter)
+        return envoyfilter.apply(E.ProxyConfig(listeners, clusters, endpoints), w.labels, w.namespace, resources, "virtualOutbound")
 
     def gateway(self, gw: Workload, registry: list[Workload], xds: Path, resources: list[dict[str, Any]] | None = None) -> E.ProxyConfig:
         """The east-west gateway: AUTO_PASSTHROUGH on 15443 — pick the local endpoints by SNI (one chain per
