@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .errors import MeshlabError, report
@@ -15,7 +16,7 @@ from .errors import MeshlabError, report
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="meshlab", description="Multi-cluster service mesh lab on real Envoy.")
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND", help="`meshlab COMMAND -h` explains one")
     cluster_help = "the cluster it runs in (cluster1, cluster2, ...: see `meshlab status`)"
 
     s = sub.add_parser("up", help="bring up a pattern (and the sample apps)")
@@ -66,6 +67,35 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--dry-run", action="store_true", help="print the generated resources, apply nothing")
 
     sub.add_parser("discover", help="meshes, clusters and their services")
+
+    # ---- the management plane (lab 05): `meshlab mesh ...` mirrors lab.mesh, meshctl-like ----
+    s = sub.add_parser("mesh", help="the management plane: discover, apply VirtualMesh/TrafficPolicy/AccessPolicy, check ...")
+    msub = s.add_subparsers(dest="mesh_cmd", required=True, metavar="ACTION", help="what to do (meshlab mesh ACTION -h)")
+    msub.add_parser("discover", help="Mesh, Workload and Destination objects (Gloo Mesh v1 shapes)")
+    msub.add_parser("check", help="like meshctl check: meshes, control planes, trust, controller, Prometheus")
+    m = msub.add_parser("describe", help="one discovered or applied object as YAML (like meshctl describe)")
+    m.add_argument("kind", help="Mesh, Workload, Destination, VirtualMesh, TrafficPolicy or AccessPolicy")
+    m.add_argument("name", help="the object's metadata.name")
+    m = msub.add_parser("apply", help="apply a VirtualMesh, TrafficPolicy or AccessPolicy (YAML)")
+    m.add_argument("-f", "--filename", required=True, help="YAML file ('-' for stdin)")
+    m.add_argument("--dry-run", action="store_true", help="print the Istio objects it would generate, per cluster")
+    m = msub.add_parser("delete", help="delete a management-plane object; its generated objects go too")
+    m.add_argument("kind", help="VirtualMesh, TrafficPolicy or AccessPolicy")
+    m.add_argument("name", help="the object's metadata.name")
+    m = msub.add_parser("generated", help="the Istio objects the management plane wrote, per cluster")
+    m.add_argument("--cluster", help="only this cluster's")
+    m = msub.add_parser("controller", help="the reconcile loop: start, stop, or show its events")
+    m.add_argument("action", choices=["start", "stop", "events"], help="start or stop the process, or print what it did")
+    m = msub.add_parser("restart", help="bounce a cluster's pods so they get certificates from the current CA")
+    m.add_argument("cluster", help="the cluster whose pods restart")
+    m = msub.add_parser("telemetry", help="Prometheus per cluster + a global one; or run a PromQL query on the global one")
+    m.add_argument("action", choices=["enable", "query"], help="start the Prometheus tier, or query the global one")
+    m.add_argument("promql", nargs="?", default="", help="the PromQL query (default: istio_requests_total)")
+
+    s = sub.add_parser("undeploy", help="remove an app's pods from a cluster")
+    s.add_argument("app", help="the app (helloworld, curl) or a deployment name (helloworld-v2)")
+    s.add_argument("--cluster", required=True, help="the cluster it runs in")
+    s.add_argument("--namespace", default="sample", help="its namespace (default: sample)")
 
     for verb, text in (("kill", "crash a workload's app (its sidecar stays)"), ("restore", "restart a killed app")):
         s = sub.add_parser(verb, help=text)
@@ -232,6 +262,10 @@ def _run(args: argparse.Namespace) -> int:
             print(yaml.safe_dump_all(vm.all(), sort_keys=False) if args.dry_run else vm.summary())
         elif args.cmd == "discover":
             print(lab.discover())
+        elif args.cmd == "mesh":
+            return _mesh(lab, args)
+        elif args.cmd == "undeploy":
+            print("removed " + ", ".join(lab.undeploy(args.app, args.cluster, namespace=args.namespace)))
         elif args.cmd == "kill":
             print(f"killed the app of {lab.kill(args.workload, args.cluster)}")
         elif args.cmd == "restore":
@@ -241,6 +275,50 @@ def _run(args: argparse.Namespace) -> int:
             print(f"control plane in {args.cluster}: {'stopped' if args.action == 'stop' else 'running'}")
         elif args.cmd == "validate":
             print(f"{lab.validate()} proxy configs passed envoy --mode validate")
+    return 0
+
+
+def _mesh(lab: Any, args: argparse.Namespace) -> int:
+    m = lab.mesh
+    if args.mesh_cmd == "discover":
+        print(m.discover())
+    elif args.mesh_cmd == "check":
+        table = m.check()
+        print(table)
+        return 0 if all(r["STATUS"] != "FAIL" for r in table) else 1
+    elif args.mesh_cmd == "describe":
+        print(m.describe(args.kind, args.name), end="")
+    elif args.mesh_cmd == "apply":
+        text = sys.stdin.read() if args.filename == "-" else open(args.filename).read()
+        if args.dry_run:
+            applied = m.preview(text)
+            for cluster in sorted(applied.produced):
+                print(f"# ---- {cluster}\n" + applied.yaml(cluster))
+        else:
+            applied = m.apply(text)
+            if applied.trust:
+                print(applied.trust)
+            print(applied)
+    elif args.mesh_cmd == "delete":
+        for line in m.delete(args.kind, args.name):
+            print(line)
+    elif args.mesh_cmd == "generated":
+        print(m.generated(args.cluster))
+    elif args.mesh_cmd == "controller":
+        if args.action == "start":
+            print(m.controller.start())
+        elif args.action == "stop":
+            print(f"mesh controller stopped ({m.controller.stop()} process)")
+        else:
+            print("\n".join(m.controller.events()))
+    elif args.mesh_cmd == "restart":
+        print("restarted: " + ", ".join(m.restart(args.cluster)))
+    elif args.mesh_cmd == "telemetry":
+        if args.action == "enable":
+            print(m.telemetry.enable())
+        else:
+            for r in m.telemetry.query(args.promql or "istio_requests_total"):
+                print(json.dumps(r["metric"], sort_keys=True), r["value"])
     return 0
 
 

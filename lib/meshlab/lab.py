@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .backends.kind import KindBackend, Plan
     from .federation import VirtualMesh
     from .loadgen import LoadResult
+    from .mesh import ManagementPlane
 
 
 
@@ -254,6 +255,10 @@ class Lab:
         ws = self.backend.deploy(app, cluster, version=version, replicas=replicas, namespace=namespace, sidecar=sidecar, service_account=service_account)
         return Table([{"POD": w.pod, "CLUSTER": w.cluster, "IP": w.ip, "VERSION": w.version} for w in ws])
 
+    def undeploy(self, app: str, cluster: str, namespace: str = "sample") -> list[str]:
+        """Remove a deployed app's pods from ``cluster``: its endpoints disappear from every proxy."""
+        return self.backend.undeploy(app, cluster, namespace=namespace)  # type: ignore[union-attr]
+
     def deploy_samples(self) -> None:
         """Istio's verify step: helloworld v1 in the first cluster, v2 in the second, ...; curl in each."""
         for i, c in enumerate(self.topology.clusters):
@@ -263,6 +268,21 @@ class Lab:
     def call(self, workload: str, url: str, cluster: str, n: int = 1, headers: dict[str, str] | None = None) -> CallResult:
         """Send ``n`` HTTP requests from ``workload``'s pod in ``cluster`` through its sidecar."""
         return self.backend.call(workload, url, cluster=cluster, n=n, headers=headers)
+
+    def call_from_outside(self, url: str, cluster: str, n: int = 1, headers: dict[str, str] | None = None, ca: str | None = None) -> CallResult:
+        """Send ``n`` requests from outside the mesh to ``cluster``'s ingress gateway (``https://`` with SNI =
+        the URL's host, verified against ``ca``), like ``curl --resolve host:443:<gateway IP> --cacert ca``."""
+        return self.backend.call_from_outside(url, cluster, n=n, headers=headers, ca=ca)
+
+    def create_tls_secret(self, name: str, hosts: list[str], cluster: str) -> dict[str, str]:
+        """A TLS secret (server certificate for ``hosts``, from an "ingress-ca") for a Gateway's
+        ``credentialName`` in ``cluster``; returns its files: cert, key and the ca to verify it."""
+        return self.backend.create_tls_secret(name, hosts, cluster)
+
+    def external_https(self, hostname: str = "external.meshlab.test") -> dict[str, Any]:
+        """Start (once) a real HTTPS server outside the mesh, named ``hostname``; returns its address,
+        port and CA file (for a ServiceEntry and a DestinationRule that originates TLS to it)."""
+        return self.backend.external_https(hostname)
 
     def load(
         self, workload: str, url: str, cluster: str, connections: int = 16, seconds: float = 3.0, headers: dict[str, str] | None = None
@@ -326,6 +346,13 @@ class Lab:
     def delete(self, kind: str, name: str, cluster: str, namespace: str = "sample") -> None:
         """Remove a resource applied earlier; proxies fall back to their defaults."""
         self.backend.delete(kind, name, cluster, namespace)
+
+    @property
+    def mesh(self) -> "ManagementPlane":
+        """The management plane (Service Mesh Hub / Gloo Mesh style): discovery, VirtualMesh, policies, telemetry."""
+        from .mesh import ManagementPlane
+
+        return ManagementPlane(self)
 
     def discover(self) -> Table:
         """Meshes, clusters and the services each runs (Service Mesh Hub's discovery)."""

@@ -73,7 +73,7 @@ LABS: list[LabInfo] = [
     LabInfo("01", "01-envoy-data-plane.ipynb",
             "Envoy is the data plane: load balancing, circuit breaking, outlier detection, retries, timeouts, "
             "shadowing, rate limiting, measured on a real Envoy",
-            {"local": 45, "kind": 45}),
+            {"local": 45, "kind": 45}, Start("flat-network")),
     LabInfo("02", "02-shared-control-plane-flat-network.ipynb",
             "pattern 1: one control plane, two clusters on one flat network; endpoints, mTLS identity, "
             "the shared failure domain",
@@ -85,10 +85,10 @@ LABS: list[LabInfo] = [
             "pattern 3: two control planes, federation (Service Mesh Hub style VirtualMesh → ServiceEntry + "
             "DestinationRule), the lesson of a shared root of trust",
             {"local": 35, "kind": 60}, Start("separate-control-planes")),
-    LabInfo("05", "05-management-plane-and-telemetry.ipynb",
-            "the management plane: discovery across meshes, one policy for all, federated telemetry "
-            "(a Prometheus per cluster, one global view)",
-            {"local": 35, "kind": 60}, Start("separate-control-planes")),
+    LabInfo("05", "05-management-plane.ipynb",
+            "the management plane: discovery, a VirtualMesh from two roots to one (CSR flow), a reconciling "
+            "controller, one policy for many meshes, federated telemetry (a Prometheus per cluster, one global view)",
+            {"local": 35, "kind": 60}, Start("separate-roots")),
     LabInfo("06", "06-locality-failover.ipynb",
             "locality load balancing, outlier detection, failover across networks and fail-back, plotted over time",
             {"local": 25, "kind": 45}, Start("separate-networks")),
@@ -106,15 +106,20 @@ LABS: list[LabInfo] = [
     LabInfo("10", "10-troubleshooting.ipynb",
             "break and fix: seeded faults diagnosed with an operator's views (endpoints, sync status, "
             "access-log flags, stats)",
-            {"local": 40, "kind": 60}, Start("separate-networks", samples=True)),
+            {"local": 40, "kind": 60}, Start("separate-networks")),
 ]  # fmt: skip
 
 
 def _build_filters() -> str:
-    from .wasm.build import build_all
+    from .display import Progress
+    from .wasm.build import build_filter, filters
 
-    built = build_all()
-    return f"{len(built)} Wasm filters built"
+    todo = filters()
+    with Progress("building the Wasm filters", total=len(todo)) as progress:
+        for f in todo:
+            build_filter(f.dir)
+            progress(f"{f.name} built")
+    return f"{len(todo)} Wasm filters built"
 
 
 def _start_hub() -> str:

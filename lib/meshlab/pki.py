@@ -268,3 +268,113 @@ class PKI:
             x509.UniformResourceIdentifier)
         fresh = leaf.not_valid_after_utc - dt.datetime.now(dt.timezone.utc) > _RENEW_BEFORE
         return uris == [sid] and fresh and chain_path.read_bytes() == _pem(leaf) + _pem(intermediate)
+
+    # ---- a cluster agent's CSR, signed by a management plane (Service Mesh Hub's shared trust) ----
+    def agent_csr(self, cluster: str, root: str) -> Path:
+        """The cluster's agent creates its intermediate CA's key and a CSR; the key never leaves the cluster.
+
+        Returns the CSR's path (``<root>/<cluster>/agent/ca.csr.pem``); the key sits beside it (0600).
+        A CSR made earlier for this root is reused with its key.
+        """
+        _label("cluster", cluster)
+        with self._locked(root) as base:
+            agent = base / cluster / "agent"
+            csr_path, key_path = agent / "ca.csr.pem", agent / "ca-key.pem"
+            if csr_path.exists() and key_path.exists():
+                return csr_path
+            key = ec.generate_private_key(ec.SECP256R1())
+            csr = (
+                x509.CertificateSigningRequestBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "meshlab"),
+                                         x509.NameAttribute(NameOID.COMMON_NAME, f"meshlab intermediate CA {cluster}"),
+                                         x509.NameAttribute(NameOID.LOCALITY_NAME, cluster)]))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(_ISTIOD_SAN)]), critical=False)
+                .sign(key, hashes.SHA256())
+            )
+            _save(csr_path, key_path, csr.public_bytes(serialization.Encoding.PEM), key)
+            return csr_path
+
+    def sign_csr(self, csr_pem: bytes, root: str, ttl_days: int = 365) -> bytes:
+        """The management plane signs a cluster's CSR with ``root``: an intermediate CA (path length 0).
+
+        Refuses a CSR whose signature does not verify or that does not ask for a CA certificate.
+        """
+        try:
+            csr = x509.load_pem_x509_csr(csr_pem)
+        except ValueError as e:
+            raise MeshlabError(f"not a PEM certificate signing request: {e}", "pass the agent's ca.csr.pem") from e
+        if not csr.is_signature_valid:
+            raise MeshlabError("the CSR's signature does not verify", "have the agent create a new key and CSR")
+        try:
+            bc = csr.extensions.get_extension_for_class(x509.BasicConstraints).value
+        except x509.ExtensionNotFound:
+            bc = None
+        if not bc or not bc.ca:
+            raise MeshlabError("the CSR does not ask for a CA certificate (basicConstraints CA:TRUE)", "an agent's CSR is for istiod's intermediate CA")
+        with self._locked(root) as base:
+            root_pair = self._root(base, root)
+            now = dt.datetime.now(dt.timezone.utc)
+            issued = (
+                x509.CertificateBuilder()
+                .subject_name(csr.subject)
+                .issuer_name(root_pair[0].subject)
+                .public_key(csr.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(minutes=5))
+                .not_valid_after(now + dt.timedelta(days=ttl_days))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                .add_extension(_usage(cert_sign=True), critical=True)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(csr.public_key()), critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_pair[1].public_key()), critical=False)
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(_ISTIOD_SAN)]), critical=False)
+                .sign(root_pair[1], hashes.SHA256())
+            )
+            return _pem(issued)
+
+    def install_issued(self, cluster: str, root: str, cert_pem: bytes) -> Path:
+        """The agent writes Istio's ``cacerts`` from its key and the issued certificate; returns the directory.
+
+        Workload certificates issued for ``root`` from now on chain to it (:meth:`workload`).
+        """
+        _label("cluster", cluster)
+        with self._locked(root) as base:
+            root_pair = self._root(base, root)
+            agent = base / cluster / "agent"
+            key = serialization.load_pem_private_key((agent / "ca-key.pem").read_bytes(), password=None)
+            cert = x509.load_pem_x509_certificate(cert_pem)
+            if not isinstance(key, Key) or key.public_key() != cert.public_key():
+                raise MeshlabError(f"the issued certificate does not match {cluster}'s agent key", "sign the CSR this agent created")
+            cert.verify_directly_issued_by(root_pair[0])
+            cacerts = base / cluster / "cacerts"
+            _save(cacerts / "ca-cert.pem", cacerts / "ca-key.pem", cert_pem, key)
+            _write(cacerts / "root-cert.pem", _pem(root_pair[0]), 0o644)
+            _write(cacerts / "cert-chain.pem", cert_pem + _pem(root_pair[0]), 0o644)
+            return cacerts
+
+
+def describe(pem: bytes) -> list[dict[str, str]]:
+    """Each certificate of a PEM chain (or a CSR) as subject / issuer / validity rows, leaf first."""
+    rows = []
+    if b"CERTIFICATE REQUEST" in pem:
+        csr = x509.load_pem_x509_csr(pem)
+        try:
+            asks = f"CA:{csr.extensions.get_extension_for_class(x509.BasicConstraints).value.ca}"
+        except x509.ExtensionNotFound:
+            asks = "-"
+        key = csr.public_key()
+        return [{"SUBJECT": csr.subject.rfc4514_string(), "PUBLIC KEY": f"EC {key.curve.name}" if isinstance(key, ec.EllipticCurvePublicKey) else "other",
+                 "ASKS FOR": asks, "SIGNATURE OK": str(csr.is_signature_valid)}]  # fmt: skip
+    for cert in x509.load_pem_x509_certificates(pem):
+        try:
+            bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+            ca = f"CA:{bc.ca}" + (f" pathlen:{bc.path_length}" if bc.path_length is not None else "")
+        except x509.ExtensionNotFound:
+            ca = "-"
+        try:
+            san = ",".join(str(v) for v in cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.UniformResourceIdentifier))
+        except x509.ExtensionNotFound:
+            san = ""
+        rows.append({"SUBJECT": cert.subject.rfc4514_string() or san, "ISSUER": cert.issuer.rfc4514_string(), "CA": ca,
+                     "NOT AFTER": cert.not_valid_after_utc.strftime("%Y-%m-%d")})  # fmt: skip
+    return rows

@@ -35,7 +35,7 @@ _LOCALITY_LB = {
     "distribute": [{"from": str, "to": ("map", int)}],
 }
 _TRAFFIC_POLICY = {
-    "tls": {"mode": str},
+    "tls": {"mode": str, "sni": str, "caCertificates": str, "subjectAltNames": [str]},
     "outlierDetection": _OUTLIER,
     "loadBalancer": {"simple": str, "localityLbSetting": _LOCALITY_LB},
     "connectionPool": {
@@ -78,7 +78,8 @@ SHAPES: dict[str, dict[str, Any]] = {
         "exportTo": [str],
     },
     "VirtualService": {"hosts": [str], "gateways": [str], "http": [_HTTP_ROUTE], "exportTo": [str]},
-    # networking.istio.io: an ingress gateway's servers (meshlab.backends.local.edge builds its listeners)
+    # networking.istio.io: an ingress gateway's HTTP/HTTPS servers (meshlab.backends.local.edge builds its
+    # listeners) and what expose-services.yaml needs: SNI passthrough on an east-west gateway (lab 10 deletes it)
     "Gateway": {
         "selector": ("map", str),
         "servers": [{"port": {"number": int, "name": str, "protocol": str}, "hosts": [str], "tls": _SERVER_TLS, "name": str}],
@@ -114,11 +115,6 @@ SHAPES: dict[str, dict[str, Any]] = {
         "failStrategy": str,
         "type": str,
         "match": [{"mode": str, "ports": [{"number": int}]}],
-    },
-    # only what expose-services.yaml needs: SNI passthrough on an east-west gateway (lab 10 deletes it)
-    "Gateway": {
-        "selector": ("map", str),
-        "servers": [{"port": {"number": int, "name": str, "protocol": str}, "tls": {"mode": str}, "hosts": [str], "name": str}],
     },
     # networking.istio.io/v1alpha3; a subset applied by backends/local/envoyfilter.py
     "EnvoyFilter": {
@@ -156,8 +152,8 @@ ENUMS = {
     "spec.mtls.mode": {"UNSET", "STRICT", "PERMISSIVE", "DISABLE"},
     "spec.portLevelMtls.*.mode": {"UNSET", "STRICT", "PERMISSIVE", "DISABLE"},
     "spec.action": {"ALLOW", "DENY", "AUDIT", "CUSTOM"},
-    "spec.servers[].port.protocol": {"HTTP", "HTTPS"},
-    "spec.servers[].tls.mode": {"SIMPLE"},
+    "spec.servers[].port.protocol": {"HTTP", "HTTPS", "TLS"},  # TLS: east-west passthrough only
+    "spec.servers[].tls.mode": {"SIMPLE", "AUTO_PASSTHROUGH"},
     "spec.trafficPolicy.loadBalancer.simple": {"ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"},
     "spec.location": {"MESH_INTERNAL", "MESH_EXTERNAL"},
     "spec.resolution": {"STATIC"},
@@ -165,8 +161,6 @@ ENUMS = {
     "spec.failStrategy": {"FAIL_CLOSE", "FAIL_OPEN", "FAIL_RELOAD"},
     "spec.imagePullPolicy": {"UNSPECIFIED_POLICY", "IfNotPresent", "Always"},
     "spec.type": {"UNSPECIFIED_PLUGIN_TYPE", "HTTP"},  # NETWORK plugins: not on the local backend
-    "spec.servers[].port.protocol": {"TLS"},  # Gateway: east-west passthrough only
-    "spec.servers[].tls.mode": {"AUTO_PASSTHROUGH"},
 }
 MATCH_MODES = {"UNDEFINED", "CLIENT", "SERVER", "CLIENT_AND_SERVER"}  # WasmPlugin spec.match[i].mode
 API_VERSIONS = {"networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"}

@@ -111,11 +111,11 @@ def test_proxy_status_rows_name_each_xds_type() -> None:
 
 def test_the_local_backend_accepts_expose_services_and_refuses_other_gateways() -> None:
     assert parse(expose_services_gateway())[0]["kind"] == "Gateway"
-    http = expose_services_gateway()
-    http["spec"]["servers"][0]["port"]["protocol"] = "HTTP"
-    with pytest.raises(ResourceError, match=r"spec.servers\[0\].port.protocol='HTTP' is not supported"):
-        parse(http)
-    simple = expose_services_gateway()
-    simple["spec"]["servers"][0]["tls"]["mode"] = "SIMPLE"
+    tcp = expose_services_gateway()  # (HTTP and HTTPS servers are an ingress gateway's: tests/parity/test_edges.py)
+    tcp["spec"]["servers"][0]["port"]["protocol"] = "TCP"
+    with pytest.raises(ResourceError, match=r"spec.servers\[0\].port.protocol='TCP' is not supported"):
+        parse(tcp)
+    mutual = expose_services_gateway()
+    mutual["spec"]["servers"][0]["tls"]["mode"] = "MUTUAL"
     with pytest.raises(ResourceError, match="AUTO_PASSTHROUGH"):
-        parse(simple)
+        parse(mutual)

@@ -71,12 +71,24 @@ def test_every_command_is_in_the_readme() -> None:
     assert not missing, f"README's command list misses: {sorted(missing)}"
 
 
+def _undocumented(parser: argparse.ArgumentParser, prefix: str) -> list[str]:
+    out = []
+    for a in parser._actions:
+        if isinstance(a, argparse._HelpAction):
+            continue
+        if not a.help:
+            out.append(f"`{prefix}`: {a.dest}")
+        if isinstance(a, argparse._SubParsersAction):
+            for name, sub in a.choices.items():
+                out += _undocumented(sub, f"{prefix} {name}")
+    return out
+
+
 def test_every_option_has_help() -> None:
-    for name, sub in _subparsers().items():
-        for a in sub._actions:
-            if isinstance(a, argparse._HelpAction):
-                continue
-            assert a.help, f"`meshlab {name}`: {a.dest} has no help text"
+    from meshlab.wasm.cli import _parser as wasm_parser
+
+    missing = _undocumented(_parser(), "meshlab") + _undocumented(wasm_parser(), "meshlab wasm")
+    assert not missing, "options without help text: " + ", ".join(missing)
 
 
 def test_closed_pipe_ends_quietly() -> None:

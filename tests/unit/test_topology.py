@@ -85,7 +85,7 @@ def test_valid_doc_parses() -> None:
 
 
 def test_builtin_patterns_listed() -> None:
-    assert builtin_patterns() == ["flat-network", "separate-control-planes", "separate-networks"]
+    assert builtin_patterns() == ["flat-network", "separate-control-planes", "separate-networks", "separate-roots"]
 
 
 def test_flat_network() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import stat
 from pathlib import Path
@@ -225,3 +226,34 @@ def test_xds_writer_rewrites_only_what_changed_with_rising_versions(tmp_path: Pa
     assert w.write(cfg) == 1
     doc = json.loads(E.eds_path(tmp_path, "outbound|1||x").read_text())
     assert doc["version_info"] == "2" and len(doc["resources"][0]["endpoints"][0]["lb_endpoints"]) == 2
+
+
+# ---- Progress ----------------------------------------------------------------------------------------
+def test_progress_prints_lines_and_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    from meshlab.display import Progress
+
+    with Progress("building filters", total=2, widget=False) as progress:
+        progress("add-header built")
+        progress("abi-tour built")
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == ["add-header built", "abi-tour built"]
+    assert re.fullmatch(r"building filters: done, 2/2 steps in \d+\.\ds", out[2])
+
+
+def test_progress_follows_the_kind_executors_step_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    from meshlab.display import Progress
+
+    p = Progress("kind bring-up", widget=False)
+    p("[ 3/62] cluster1: create the kind cluster ... ok (41.0s)")
+    assert (p.done, p.total) == (3, 62)
+    assert p.close(RuntimeError("boom")).startswith("kind bring-up: FAILED after 3/62 steps")
+    assert "create the kind cluster" in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_progress_widget_gives_way_to_the_summary() -> None:
+    from meshlab.display import Progress
+
+    p = Progress("pulling images", total=2, widget=True)  # outside Jupyter display() prints; the bar still works
+    p("image 1 pulled")
+    assert (p._bar.value, p._bar.max) == (1, 2)
+    assert p.close().startswith("pulling images: done, 1/2 steps")

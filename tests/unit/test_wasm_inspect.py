@@ -37,10 +37,10 @@ def built() -> dict[str, Path]:
     return {name: build_once(f.dir).wasm for name, f in FILTERS.items()}
 
 
-def test_the_repository_has_the_four_filters() -> None:
-    assert set(FILTERS) == {"abi-tour", "add-header", "api-key", "header-metric"}
+def test_the_repository_has_the_five_filters() -> None:
+    assert set(FILTERS) == {"abi-tour", "add-header", "api-key", "header-metric", "istio-stats"}
     assert FILTERS["add-header"].language == "assemblyscript"
-    assert {FILTERS[n].language for n in ("abi-tour", "api-key", "header-metric")} == {"c"}
+    assert {FILTERS[n].language for n in ("abi-tour", "api-key", "header-metric", "istio-stats")} == {"c"}
 
 
 @pytest.mark.parametrize("name", sorted(FILTERS))

@@ -283,6 +283,9 @@ class KindBackend:
         """Delete the recorded kind clusters and the registry container; idempotent."""
         if state.data.get("dry_run"):
             return {"processes": 0, "namespaces": 0, "clusters": 0}  # a dry run created nothing
+        from ..local import procs  # local processes a kind lab started (lab 05's mesh controller)
+
+        stopped = procs.terminate(state.data.get("processes", []))
         plan = KindBackend.down_plan(state)
         ex = Executor(dry_run, progress=progress)
         ex.resolve = _installed_tool  # tearing down never downloads anything
@@ -313,7 +316,7 @@ class KindBackend:
                     progress(f"could not put the kubectl context back ({e.message}); it was: {context_file.read_text().strip()}")
         if not dry_run and state.data.get("run_dir"):
             shutil.rmtree(state.data["run_dir"], ignore_errors=True)  # the lab's certificates
-        return {"processes": 0, "namespaces": 0, "clusters": deleted}
+        return {"processes": stopped, "namespaces": 0, "clusters": deleted}
 
     # ---- views -------------------------------------------------------------------------------------
     @property
@@ -395,6 +398,21 @@ class KindBackend:
         if not self.dry_run:
             return self.pods(app, cluster, d["version"], namespace)
         return []
+
+    def undeploy(self, app: str, cluster: str, namespace: str = S.NAMESPACE) -> list[str]:
+        """Delete the sample's Deployments of ``app`` in ``cluster``/``namespace`` (the Service stays, as in Kubernetes)."""
+        gone = [x for x in self.deployments if x["cluster"] == cluster and x["namespace"] == namespace
+                and app in (x["app"], S.deployment_name(x["app"], x["version"] or "v1"))]  # fmt: skip
+        if not gone:
+            raise LabStateError(f"no deployment of {app!r} in {cluster}/{namespace}", "see lab.status() for what runs")
+        names = [S.deployment_name(x["app"], x["version"] or "v1") for x in gone]
+        self.executor.run(K.kubectl(cluster, "-n", namespace, "delete", "deployment", *names, "--wait=true"), cluster=cluster,
+                          title=f"delete {', '.join(names)}")
+        self.state.data["deployments"] = [x for x in self.deployments if x not in gone]
+        if not self.dry_run:
+            self.state.save()
+        self._wait_synced(f"the removal of {app}")
+        return names
 
     def pods(self, app: str, cluster: str, version: str = "", namespace: str = S.NAMESPACE) -> list[Pod]:
         from . import kube

@@ -12,7 +12,9 @@ data-plane experiments of lab 01:
 It is a small asyncio HTTP/1.1 server with keep-alive, so it is never the bottleneck when the
 benchmark measures the sidecars.
 
-Run: ``python -m meshlab.backends.local.apps helloworld --listen 127.0.0.1:5000 --version v1 --instance NAME``
+Run: ``python -m meshlab.backends.local.apps helloworld --listen 127.0.0.1:5000 --version v1 --instance NAME``;
+with ``--tls-cert``/``--tls-key`` it serves HTTPS (an external service on the underlay) and says in a
+``x-served-tls`` header which TLS version the client negotiated.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import argparse
 import asyncio
 import random
 import signal
+import ssl
 
 
-async def _serve(host: str, port: int, version: str, instance: str) -> None:
+async def _serve(host: str, port: int, version: str, instance: str, tls: ssl.SSLContext | None = None) -> None:
     hello = f"Hello version: {version}, instance: {instance}\n".encode()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -50,8 +53,10 @@ async def _serve(host: str, port: int, version: str, instance: str) -> None:
                 else:
                     status, body = "404 Not Found", f"no route {path}\n".encode()
                 close = headers.get("connection", "").lower() == "close"
+                sslobj = writer.get_extra_info("ssl_object")
+                served = f"x-served-tls: {sslobj.version()}\r\n" if sslobj else ""
                 writer.write(
-                    f"HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {len(body)}\r\n"
+                    f"HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {len(body)}\r\n{served}"
                     f"{'connection: close' + chr(13) + chr(10) if close else ''}\r\n".encode()
                     + (body if method != "HEAD" else b"")
                 )
@@ -63,7 +68,7 @@ async def _serve(host: str, port: int, version: str, instance: str) -> None:
         finally:
             writer.close()
 
-    server = await asyncio.start_server(handle, host, port, reuse_address=True, backlog=1024)
+    server = await asyncio.start_server(handle, host, port, reuse_address=True, backlog=1024, ssl=tls)
     print(f"listening on {host}:{port}", flush=True)  # meshlab waits for this line
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -79,9 +84,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--listen", required=True, help="host:port")
     p.add_argument("--version", required=True)
     p.add_argument("--instance", required=True)
+    p.add_argument("--tls-cert", help="serve HTTPS with this certificate chain (PEM)")
+    p.add_argument("--tls-key", help="... and this key")
     a = p.parse_args(argv)
     host, _, port = a.listen.rpartition(":")
-    asyncio.run(_serve(host, int(port), a.version, a.instance))
+    tls = None
+    if a.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(a.tls_cert, a.tls_key)
+    asyncio.run(_serve(host, int(port), a.version, a.instance, tls))
 
 
 if __name__ == "__main__":

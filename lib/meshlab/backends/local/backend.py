@@ -7,13 +7,17 @@ another (or a fresh notebook kernel) act on the same lab.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ...errors import LabStateError, MeshlabError, ResourceError
 from ...pki import PKI, WorkloadCert
@@ -26,6 +30,8 @@ from . import envoy as E
 from .policy import resolve_host
 from .security import signature as security_signature
 from .security import unmatched_selectors
+from .edge import INGRESS_APP
+from .telemetry import stats_config
 from .translate import GATEWAY_APP, OUTBOUND_PORT, Translator, Workload
 
 if TYPE_CHECKING:
@@ -89,6 +95,14 @@ def _lds_stats(admin: E.Admin) -> dict[str, Any]:
     return out
 
 
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 def pod_name(cluster: str, deployment: str, replica: int) -> str:
     """Deterministic, Kubernetes-looking pod names: ``helloworld-v1-7d9c5-x8k2q``."""
     h = hashlib.sha256(f"{cluster}/{deployment}/{replica}".encode()).hexdigest()
@@ -150,7 +164,7 @@ class LocalBackend:
         be.network.create_underlay(topology)
         for c in topology.clusters.values():
             if c.is_primary:  # istiod's CA: the cacerts secret of the primary
-                be.pki.cacerts(c.name, root=topology.meshes[c.mesh].root_ca)
+                be.pki.cacerts(c.name, root=be.ca_root(c.name))
         if len(topology.networks) > 1:  # multi-network: every cluster gets an east-west gateway
             from ...federation import expose_services_gateway
 
@@ -165,20 +179,25 @@ class LocalBackend:
                 be._start_gateway(c.name)
         return be
 
-    def _start_gateway(self, cluster: str) -> None:
-        """The cluster's east-west gateway: an Envoy in the node namespace, listening on the underlay."""
+    def _start_gateway(self, cluster: str, app: str = GATEWAY_APP) -> Workload:
+        """A gateway of the cluster (east-west, or ingress): an Envoy in the node namespace, listening on the
+        underlay. Deploying one that runs already returns it."""
+        for w in self.workloads:
+            if w.cluster == cluster and w.app == app:
+                return w
         index = len(self.state.data["workloads"])
-        pod = pod_name(cluster, GATEWAY_APP, 0)
+        pod = pod_name(cluster, app, 0)
         ip = self.network.gateway_ip(self.topology, cluster)
         node = None if self.mode == net.LOOPBACK else self.network.node_ns(cluster)
         gw = Workload(
-            pod=pod, deployment=GATEWAY_APP, app=GATEWAY_APP, version="", cluster=cluster, namespace="istio-system",
-            service_account="istio-eastwestgateway-service-account", ip=ip, netns=node, outbound=ip, app_host=ip,
+            pod=pod, deployment=app, app=app, version="", cluster=cluster, namespace="istio-system",
+            service_account=f"{app}-service-account", ip=ip, netns=node, outbound=ip, app_host=ip,
             admin=str(self.run_dir / "sock" / f"{index}.sock"), access_log=str(self.run_dir / "logs" / f"{pod}.access.log"),
         )  # fmt: skip
         self.state.data["workloads"].append(gw.record())
         self.state.save()
         self._start_proxy(gw)
+        return gw
 
     @property
     def mode(self) -> str:
@@ -211,8 +230,11 @@ class LocalBackend:
     ) -> list[Workload]:  # fmt: skip
         """Start ``replicas`` pods of a sample app (its sidecar included, unless ``sidecar=False``: then the
         app listens on the pod address itself and has no identity) and push the new endpoints to every proxy."""
+        if app == INGRESS_APP:  # and the "outside" it serves: an address on the underlay for outside clients
+            self.network.add_external_host(self.topology)
+            return [self._start_gateway(cluster, INGRESS_APP)]
         if app not in APPS:
-            raise MeshlabError(f"unknown app {app!r}", f"deployable apps: {', '.join(APPS)}")
+            raise MeshlabError(f"unknown app {app!r}", f"deployable apps: {', '.join([*APPS, INGRESS_APP])}")
         c = self.topology.cluster(cluster)
         cp = c.control_plane
         if self.state.data["control_planes"].get(cp) != "running":
@@ -232,8 +254,8 @@ class LocalBackend:
                 r += replicas
                 pod = pod_name(cluster, deployment, r)
             existing.add(pod)
-            index = len(self.state.data["workloads"])  # lab-wide: names the admin socket
-            in_cluster = sum(1 for x in self.workloads if x.cluster == cluster and x.app != GATEWAY_APP)
+            index = len(self.state.data["workloads"]) + len(self.state.data.get("removed", []))  # lab-wide: names the admin socket
+            in_cluster = self._free_pod_index(c)
             podnet = self.network.create_pod(self.topology, c, pod, in_cluster)  # 10.x.0.10, .11, ...
             w = Workload(
                 pod=pod, deployment=deployment, app=app, version=version if spec["ports"] else "", cluster=cluster,
@@ -253,12 +275,45 @@ class LocalBackend:
         self.sync(cp)
         return created
 
+    def _free_pod_index(self, c: Any) -> int:
+        """The first pod address of the cluster no running pod uses (pods removed earlier free theirs)."""
+        used = {w.ip for w in self.workloads if w.cluster == c.name}
+        i = 0
+        while self.network.pod_addresses(self.topology, c, i).ip in used:
+            i += 1
+        return i
+
+    def undeploy(self, app: str, cluster: str, namespace: str = NAMESPACE) -> list[str]:
+        """Remove every pod of ``app`` (or a deployment) in ``cluster``/``namespace`` -- processes, network
+        namespace, registry record -- and push the change: its endpoints disappear everywhere."""
+        gone = [w for w in self.workloads
+                if w.cluster == cluster and w.namespace == namespace and app in (w.app, w.deployment) and w.app != GATEWAY_APP]  # fmt: skip
+        if not gone:
+            self.topology.cluster(cluster)
+            raise LabStateError(f"no workload {app!r} in {cluster}/{namespace}", "see lab.pods() for what runs")
+        d = self.state.data
+        for w in gone:
+            mine = [p for p in d["processes"] if str(p["name"]).startswith(f"{w.pod}/")]
+            procs.terminate(mine)
+            d["processes"] = [p for p in d["processes"] if p not in mine]
+            if w.netns:
+                net.delete_namespaces([w.netns])
+                d["namespaces"] = [n for n in d["namespaces"] if n != w.netns]
+            d["workloads"] = [x for x in d["workloads"] if x["pod"] != w.pod]
+            d.setdefault("removed", []).append(w.pod)  # keeps admin socket numbers unique
+            d.get("cert_roots", {}).pop(w.pod, None)
+            Path(w.admin).unlink(missing_ok=True)
+        self.state.save()
+        self.sync(self.topology.clusters[cluster].control_plane)
+        return [w.pod for w in gone]
+
     def _cert(self, w: Workload) -> WorkloadCert:
-        """Issued by the CA of the control plane serving the pod's cluster, as istiod does."""
+        """Issued by the CA of the control plane serving the pod's cluster, as istiod does. A pod keeps the
+        certificate (and trust bundle) it started with until it restarts, even if its mesh's CA changed."""
         c = self.topology.clusters[w.cluster]
+        root = self.state.data.get("cert_roots", {}).get(w.pod) or self.ca_root(c.control_plane)
         return self.pki.workload(
-            c.control_plane, w.namespace, w.service_account,
-            trust_domain=self.topology.meshes[c.mesh].trust_domain, root=self.ca_root(c.control_plane),
+            c.control_plane, w.namespace, w.service_account, trust_domain=self.topology.meshes[c.mesh].trust_domain, root=root,
         )  # fmt: skip
 
     def ca_root(self, control_plane: str) -> str:
@@ -266,14 +321,21 @@ class LocalBackend:
         c = self.topology.clusters[control_plane]
         return str(self.state.data.get("ca_roots", {}).get(control_plane, self.topology.meshes[c.mesh].root_ca))
 
-    def set_ca_root(self, cluster: str, root: str) -> None:
-        """Plug-in CA: cut ``cluster``'s cacerts from the named ``root``; its control plane re-issues every
-        workload certificate (and trust bundle), as istiod and the workloads do once restarted."""
+    def set_ca_root(self, cluster: str, root: str, reissue: bool = True) -> None:
+        """Plug-in CA: cut ``cluster``'s cacerts from the named ``root`` (or use the ones already written for
+        it, e.g. by a VirtualMesh's CSR flow). ``reissue``: its control plane re-issues every workload
+        certificate (and trust bundle) at once, as istiod and the workloads do once all restarted; otherwise
+        running pods keep theirs until they restart (:meth:`bounce`)."""
         c = self.topology.cluster(cluster)
         if not c.is_primary:
             raise MeshlabError(f"{cluster} runs no control plane (it is a remote of {c.remote_of})", f"use {c.remote_of!r}")
         self.pki.cacerts(cluster, root=root)
         self.state.data.setdefault("ca_roots", {})[cluster] = root
+        if reissue:
+            served = {x.name for x in self.topology.served_by(cluster)}
+            for w in self.workloads:
+                if w.cluster in served:
+                    self.state.data.get("cert_roots", {}).pop(w.pod, None)
         self.state.save()
         self.sync(cluster)
 
@@ -281,6 +343,21 @@ class LocalBackend:
         """The rate-limit service's rules (envoyproxy/ratelimit's config.yaml; Istio's sample mounts it from a
         ConfigMap): the service reads the file again whenever it changes."""
         return self.run_dir / "ratelimit" / "config.yaml"
+
+    def bounce(self, cluster: str) -> list[str]:
+        """Restart the sidecars of ``cluster``'s pods (Gloo Mesh's pod bounce): each starts again with a
+        certificate from its control plane's current CA. The apps keep running."""
+        bounced = []
+        for w in self.workloads:
+            if w.cluster != cluster or w.app == GATEWAY_APP or not w.sidecar:
+                continue
+            mine = [p for p in self.state.data["processes"] if p["name"] == f"{w.pod}/envoy"]
+            procs.terminate(mine)
+            self.state.data["processes"] = [p for p in self.state.data["processes"] if p not in mine]
+            Path(w.admin).unlink(missing_ok=True)
+            self._start_proxy(w)
+            bounced.append(w.pod)
+        return bounced
 
     def _start_app(self, w: Workload) -> None:
         if w.app == "ratelimit":
@@ -312,11 +389,15 @@ class LocalBackend:
         d = self.proxy_dir(w)
         xds = d / "xds"
         c = self.topology.clusters[w.cluster]
-        kind = "router" if w.app == GATEWAY_APP else "sidecar"
+        if w.app != GATEWAY_APP:  # the certificate it starts with comes from its mesh's current CA
+            self.state.data.setdefault("cert_roots", {})[w.pod] = self.ca_root(c.control_plane)
+            self.state.save()
+        kind = "router" if w.app in (GATEWAY_APP, INGRESS_APP) else "sidecar"
         boot = E.bootstrap(
             f"{kind}~{w.ip}~{w.pod}.{w.namespace}~{w.namespace}.svc.cluster.local",
             f"{w.deployment}.{w.namespace}", (c.region, c.zone), Path(w.admin), xds,
         )  # fmt: skip
+        boot["stats_config"] = stats_config()  # Istio's labels from the stats filter's names (local/telemetry.py)
         Path(w.admin).parent.mkdir(parents=True, exist_ok=True)
         cfg = self.proxy_config(w)
         E.XdsWriter(xds).write(cfg)
@@ -336,14 +417,18 @@ class LocalBackend:
         if w.app == GATEWAY_APP:
             return Translator(self.topology, gateways, {}, network_labels=labels).gateway(w, registry, xds, self.resources_for(w.cluster))
         certs = {x.pod: self._cert(x) for x in registry if x.app != GATEWAY_APP and x.sidecar}
-        return Translator(self.topology, gateways, certs, self.wasm_modules(w.cluster), labels).sidecar(
-            w, registry, xds, self.resources_for(w.cluster))
+        t = Translator(self.topology, gateways, certs, self.wasm_modules(w.cluster), labels, self.state.data.get("telemetry"))
+        if w.app == INGRESS_APP:
+            return t.ingress(w, [x for x in registry if x.app != INGRESS_APP], xds, self.resources_for(w.cluster), self.tls_secrets(w.cluster))
+        return t.sidecar(w, [x for x in registry if x.app != INGRESS_APP], xds, self.resources_for(w.cluster))
 
     # ---- Istio resources and control planes ----------------------------------------------------
     def resources_for(self, cluster: str) -> list[dict[str, Any]]:
         """Resources held by the control plane that configures ``cluster``'s proxies."""
         cp = self.topology.clusters[cluster].control_plane
-        return [r["resource"] for r in self.state.data.get("resources", []) if r["control_plane"] == cp]
+        from ...mesh.controller import load_generated  # what the management plane generated (meshlab.mesh)
+
+        return [r["resource"] for r in self.state.data.get("resources", []) if r["control_plane"] == cp] + load_generated(self.run_dir).get(cp, [])
 
     def apply(self, docs: list[dict[str, Any]], cluster: str) -> list[str]:
         """Store validated resources with the control plane owning ``cluster`` and push the result.
@@ -471,7 +556,10 @@ class LocalBackend:
 
     def sync(self, control_plane: str | None = None) -> None:
         """Recompute and write the config of every proxy a running control plane serves; wait until applied."""
-        cps = [control_plane] if control_plane else list(self.state.data["control_planes"])
+        with _file_lock(self.run_dir / ".sync.lock"):  # one push at a time, also across processes (the mesh controller)
+            self._sync([control_plane] if control_plane else list(self.state.data["control_planes"]))
+
+    def _sync(self, cps: list[str]) -> None:
         configs = []  # all computed first: a resource the translator refuses changes no proxy
         for cp in cps:
             if self.state.data["control_planes"].get(cp) != "running":
@@ -568,12 +656,78 @@ class LocalBackend:
 
     # ---- traffic -------------------------------------------------------------------------------
     def _in_pod(self, w: Workload, op: str, **kw: Any) -> Any:
-        """Run a client operation inside ``w``'s pod: in this thread, or as a subprocess in userns mode."""
+        return self._in_netns(w.netns, op, **kw)
+
+    def _in_netns(self, netns: str | None, op: str, **kw: Any) -> Any:
+        """Run a client operation inside a namespace: in this thread, or as a subprocess in userns mode."""
         if self.mode != net.USERNS:
-            with net.in_netns(w.netns):
+            with net.in_netns(netns):
                 return client.calls(**kw) if op == "calls" else client.connect(**kw)
-        argv = self.network.exec_prefix(w.netns) + [sys.executable, "-m", "meshlab.backends.local.client", json.dumps({"op": op, **kw})]
+        argv = self.network.exec_prefix(netns) + [sys.executable, "-m", "meshlab.backends.local.client", json.dumps({"op": op, **kw})]
         return json.loads(run(argv, timeout=60).stdout)
+
+    # ---- the edges: outside clients, external services, TLS secrets -----------------------------
+    def create_tls_secret(self, name: str, hosts: list[str], cluster: str) -> dict[str, str]:
+        """A TLS secret for an ingress gateway's ``credentialName``: a server certificate for ``hosts``
+        from meshlab's "ingress-ca" (not the mesh root), kept as files; returns cert, key and ca paths."""
+        self.topology.cluster(cluster)
+        cert, key, ca = self.pki.server(name, hosts, root="ingress-ca")
+        secret = {"cert": str(cert), "key": str(key), "ca": str(ca)}
+        self.state.data.setdefault("tls_secrets", {})[f"{cluster}/{name}"] = secret
+        self.state.save()
+        for w in self.workloads:
+            if w.app == INGRESS_APP and w.cluster == cluster:
+                self.sync(self.topology.clusters[cluster].control_plane)
+        return secret
+
+    def tls_secrets(self, cluster: str) -> dict[str, dict[str, str]]:
+        return {k.split("/", 1)[1]: v for k, v in self.state.data.get("tls_secrets", {}).items() if k.split("/", 1)[0] == cluster}
+
+    def external_https(self, hostname: str) -> dict[str, Any]:
+        """A real HTTPS server outside every cluster, on the underlay, with a certificate for ``hostname``
+        from its own CA ("external-ca"): the target of TLS origination. Started once; returns its
+        address, port and the CA file a DestinationRule's ``caCertificates`` needs."""
+        known = self.state.data.setdefault("external", {})
+        if hostname in known:
+            return dict(known[hostname])
+        self.network.add_external_host(self.topology)
+        ip = self.network.external_ip()
+        cert, key, ca = self.pki.server(hostname.split(".")[0], [hostname, ip], root="external-ca")
+        argv = self.network.exec_prefix(self.network.external_ns()) + [
+            sys.executable, "-m", "meshlab.backends.local.apps", "helloworld", "--listen", f"{ip}:443",
+            "--version", "external", "--instance", hostname, "--tls-cert", str(cert), "--tls-key", str(key),
+        ]  # fmt: skip
+        log = self.run_dir / "logs" / f"external-{hostname}.log"
+        p = procs.spawn(f"external/{hostname}", argv, log)
+        self.state.record("processes", p.record())
+        procs.wait_until(lambda: b"listening on" in log.read_bytes(), p, f"the external server listens on {ip}:443")
+        known[hostname] = {"hostname": hostname, "address": ip, "port": 443, "ca": str(ca)}
+        self.state.save()
+        return dict(known[hostname])
+
+    def call_from_outside(
+        self, url: str, cluster: str, n: int = 1, headers: dict[str, str] | None = None, ca: str | None = None, timeout: float = 5.0
+    ) -> CallResult:
+        """``n`` requests from a client outside the mesh (on the underlay) to ``cluster``'s ingress gateway:
+        ``https://`` URLs use TLS with SNI = the URL's host, checked against ``ca``."""
+        gw = next((w for w in self.workloads if w.app == INGRESS_APP and w.cluster == cluster), None)
+        if gw is None:
+            raise LabStateError(f"{cluster} has no ingress gateway", f"deploy it: lab.deploy({INGRESS_APP!r}, cluster={cluster!r})")
+        u = urlsplit(url)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise MeshlabError(f"cannot call {url!r} from outside", "write it like https://hello.example.com/hello")
+        host, port, path = u.hostname, u.port or (443 if u.scheme == "https" else 80), (u.path or "/") + (f"?{u.query}" if u.query else "")
+        tls = {"sni": host, "ca": ca} if u.scheme == "https" else None
+        raw = self._in_netns(
+            self.network.external_ns(), "calls", host=gw.ip, port=port, authority=host, path=path, n=n,
+            headers=headers or {}, timeout=timeout, tls=tls,
+        )  # fmt: skip
+        where = {x.pod: x.cluster for x in self.workloads}
+        result = CallResult(url, f"outside ({cluster}'s ingress gateway {gw.ip})")
+        for a in raw:
+            result.answers.append(parse_answer(a["status"], a["body"], a["seconds"], where, a.get("headers")) if a["status"]
+                                  else Answer(0, "", error=a["error"], seconds=a["seconds"]))  # fmt: skip
+        return result
 
     def call(self, workload: str, url: str, cluster: str, n: int = 1, timeout: float = 5.0, headers: dict[str, str] | None = None) -> CallResult:
         """Send ``n`` requests from inside the workload's pod through its sidecar (like ``kubectl exec curl``)."""

@@ -10,13 +10,20 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import ssl
 import sys
 import time
 from typing import Any
 
 
-def calls(host: str, port: int, authority: str, path: str, n: int, headers: dict[str, str], timeout: float) -> list[dict[str, Any]]:
-    """``n`` GET requests on one keep-alive connection (reopened after a failure), like a curl loop."""
+def calls(
+    host: str, port: int, authority: str, path: str, n: int, headers: dict[str, str], timeout: float, tls: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """``n`` GET requests on one keep-alive connection (reopened after a failure), like a curl loop.
+
+    ``tls`` = {"sni": name, "ca": file}: HTTPS to ``host``, the server's certificate checked against ``ca``
+    for ``name`` (as ``curl --resolve name:port:host --cacert ca``); the TLS version lands in each answer.
+    """
     out: list[dict[str, Any]] = []
     conn: http.client.HTTPConnection | None = None
     for _ in range(n):
@@ -24,16 +31,22 @@ def calls(host: str, port: int, authority: str, path: str, n: int, headers: dict
         try:
             if conn is None:
                 conn = http.client.HTTPConnection(host, port, timeout=timeout)
-                conn.connect()
+                if tls:
+                    ctx = ssl.create_default_context(cafile=tls.get("ca"))
+                    conn.sock = ctx.wrap_socket(socket.create_connection((host, port), timeout=timeout), server_hostname=tls["sni"])
+                else:
+                    conn.connect()
             conn.request("GET", path, headers={"Host": authority, **headers})
             resp = conn.getresponse()
             body = resp.read().decode(errors="replace")
             got = {k.lower(): v for k, v in resp.getheaders()}  # response headers
+            if tls and isinstance(conn.sock, ssl.SSLSocket):
+                got["x-meshlab-client-tls"] = str(conn.sock.version())  # what the client negotiated
             out.append({"status": resp.status, "body": body, "seconds": time.perf_counter() - t0, "headers": got})
             if (resp.getheader("connection") or "").lower() == "close":
                 conn.close()
                 conn = None
-        except (OSError, http.client.HTTPException) as e:
+        except (OSError, http.client.HTTPException, ssl.SSLError) as e:
             out.append({"status": 0, "body": "", "error": f"{type(e).__name__}: {e}", "seconds": time.perf_counter() - t0})
             if conn is not None:
                 conn.close()

@@ -43,6 +43,8 @@ ACCESS_LOG_FORMAT = {
     "upstream_cluster": "%UPSTREAM_CLUSTER%",
     "upstream_host": "%UPSTREAM_HOST%",
     "upstream_peer": "%UPSTREAM_PEER_URI_SAN%",
+    "upstream_peer_dns": "%UPSTREAM_PEER_DNS_SAN%",
+    "upstream_tls": "%UPSTREAM_TLS_VERSION%",
     "downstream_remote": "%DOWNSTREAM_REMOTE_ADDRESS%",
     "downstream_peer": "%DOWNSTREAM_PEER_URI_SAN%",
     "downstream_peer_issuer": "%DOWNSTREAM_PEER_ISSUER%",

@@ -50,8 +50,6 @@ def _hcms(listener: dict[str, Any]) -> list[dict[str, Any]]:
     return [f["typed_config"] for fc in listener.get("filter_chains", []) for f in fc.get("filters", []) if f.get("name") == HCM_NAME]
 
 
-def _contexts(listener: dict[str, Any], outbound_name: str) -> str:
-    return "SIDECAR_OUTBOUND" if listener["name"] == outbound_name else "SIDECAR_INBOUND"
 
 
 def _insert(filters: list[dict[str, Any]], op: str, value: dict[str, Any], sub: str | None) -> list[dict[str, Any]]:
@@ -66,8 +64,13 @@ def _insert(filters: list[dict[str, Any]], op: str, value: dict[str, Any], sub: 
     return filters  # no filter matched: nothing applied, as in Istio
 
 
-def apply(cfg: E.ProxyConfig, labels: dict[str, str], namespace: str, resources: list[dict[str, Any]], outbound_name: str) -> E.ProxyConfig:
-    """The proxy's config with every EnvoyFilter that selects it applied, in the order they were applied."""
+def apply(
+    cfg: E.ProxyConfig, labels: dict[str, str], namespace: str, resources: list[dict[str, Any]], outbound: str, inbound: set[str]
+) -> E.ProxyConfig:
+    """The proxy's config with every EnvoyFilter that selects it applied, in the order they were applied.
+
+    ``outbound`` and ``inbound`` name the listeners of each context; others (e.g. the Prometheus stats
+    listener, static in Istio's bootstrap) are never patched."""
     filters = [r for r in resources if r["kind"] == "EnvoyFilter" and _selected(r, labels, namespace)]
     if not filters:
         return cfg
@@ -79,7 +82,8 @@ def apply(cfg: E.ProxyConfig, labels: dict[str, str], namespace: str, resources:
             op, value = patch["patch"]["operation"], patch["patch"].get("value", {})
             seen: set[int] = set()  # filter chains may share one HCM object: patch each once
             for lis in listeners:
-                if context != "ANY" and _contexts(lis, outbound_name) != context:
+                ctx = "SIDECAR_OUTBOUND" if lis["name"] == outbound else "SIDECAR_INBOUND" if lis["name"] in inbound else None
+                if ctx is None or context not in ("ANY", ctx):
                     continue
                 lm = match.get("listener", {})
                 port = lis.get("address", {}).get("socket_address", {}).get("port_value")

@@ -114,6 +114,23 @@ class Network:
         """The cluster node's address on the underlay (netns mode)."""
         return str(UNDERLAY.network_address + 1 + list(topology.clusters).index(cluster))
 
+    def external_ip(self) -> str:
+        """A host on the underlay outside every cluster (an external service, an outside client)."""
+        return "127.250.0.250" if self.mode == LOOPBACK else str(UNDERLAY.network_address + 250)
+
+    def external_ns(self) -> str | None:
+        return None if self.mode == LOOPBACK else f"{self.prefix}-wan"
+
+    def add_external_host(self, topology: Topology) -> None:
+        """Give the underlay bridge the external address, with routes back to every cluster's pods
+        through that cluster's node (idempotent: a second call finds the address there)."""
+        ns = self.external_ns()
+        if ns is None:
+            return
+        cmds = [f"addr replace {self.external_ip()}/{UNDERLAY.prefixlen} dev wan"]
+        cmds += [f"route replace {c.pod_cidr} via {self.node_ip(topology, c.name)}" for c in topology.clusters.values()]
+        self.ip("-n", ns, "-batch", "-", input="\n".join(cmds) + "\n")
+
     def gateway_ip(self, topology: Topology, cluster: str) -> str:
         """Where the cluster's east-west gateway listens: on the underlay, reachable from every network."""
         if self.mode == LOOPBACK:

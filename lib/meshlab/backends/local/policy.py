@@ -42,8 +42,10 @@ def destination_rule(resources: list[dict[str, Any]], fqdn: str) -> dict[str, An
 
 
 def virtual_service(resources: list[dict[str, Any]], fqdn: str) -> dict[str, Any] | None:
+    """The VirtualService for ``fqdn`` that applies to sidecars (no ``gateways``, or ``mesh`` among them)."""
     for r in resources:
-        if r["kind"] == "VirtualService" and any(resolve_host(h, _ns(r)) == fqdn for h in r["spec"].get("hosts", [])):
+        if r["kind"] == "VirtualService" and "mesh" in r["spec"].get("gateways", ["mesh"]) \
+                and any(resolve_host(h, _ns(r)) == fqdn for h in r["spec"].get("hosts", [])):
             return r
     return None
 

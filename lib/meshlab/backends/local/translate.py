@@ -19,6 +19,7 @@ It follows what istiod does for the same inputs:
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,14 @@ from ...topology import Topology
 from . import envoy as E
 from . import envoyfilter
 from . import security as S
+from .edge import gateway_listeners, origination
+from . import telemetry as T
 from .policy import apply_traffic_policy, destination_rule, http_routes, matches, resolve_host, subsets, virtual_service
 
 OUTBOUND_PORT = 15001
 GATEWAY_PORT = 15443
 GATEWAY_APP = "istio-eastwestgateway"
+GATEWAY_LABELS = {GATEWAY_APP: {"istio": "eastwestgateway"}, "istio-ingressgateway": {"istio": "ingressgateway"}}  # as installed
 TCP_PROXY = E.T + "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 DOMAIN_SUFFIX = "svc.cluster.local"
 
@@ -68,8 +72,8 @@ class Workload:
 
     @property
     def labels(self) -> dict[str, str]:
-        if self.app == GATEWAY_APP:  # gen-eastwest-gateway.sh's labels; expose-services selects istio=eastwestgateway
-            return {"app": self.app, "istio": "eastwestgateway"}
+        if self.app in GATEWAY_LABELS:  # as installed; expose-services selects istio=eastwestgateway
+            return {"app": self.app, **GATEWAY_LABELS[self.app]}
         return {"app": self.app, "version": self.version}
 
 
@@ -129,6 +133,7 @@ class Outbound:
     sans: set[str] = field(default_factory=set)
     pods: list[Workload] = field(default_factory=list)  # Kubernetes endpoints (split-horizon applies)
     entries: dict[int, list[E.Endpoint]] = field(default_factory=dict)  # ServiceEntry endpoints, as written
+    external: bool = False  # a MESH_EXTERNAL ServiceEntry: plain HTTP/1.1 upstream, no mesh identity
 
 
 class Translator:
@@ -136,9 +141,10 @@ class Translator:
 
     def __init__(
         self, topology: Topology, gateway_ip: dict[str, str], certs: dict[str, WorkloadCert], wasm: dict[str, dict[str, Any]] | None = None,
-        network_labels: dict[str, str] | None = None,
+        network_labels: dict[str, str] | None = None, telemetry: dict[str, Any] | None = None,
     ) -> None:
         self.topology = topology
+        self.telemetry = telemetry  # the istio-stats module (path, sha256) when telemetry is on: meshlab.backends.local.telemetry
         self.gateway_ip = gateway_ip  # cluster -> east-west gateway address (multi-network patterns)
         self.certs = certs  # pod -> its certificate files
         self.wasm = wasm or {}  # "<ns>/<name>" of each WasmPlugin -> its fetched module (meshlab.wasm.deploy.Module)
@@ -228,6 +234,7 @@ class Translator:
                 # a cluster.local host answers to its short names too (Istio's DNS proxy does this for ServiceEntries)
                 aliases = host_aliases(parts[0], parts[1], w.namespace) if host.endswith("." + DOMAIN_SUFFIX) and len(parts) == 5 else [host]
                 o = out.setdefault(host, Outbound(host, tuple(sorted(ports)), aliases))
+                o.external = o.external or spec.get("location") == "MESH_EXTERNAL"
                 o.ports = tuple(sorted(set(o.ports) | set(ports)))
                 o.sans.update(spec.get("subjectAltNames", []))
                 for port, pdef in ports.items():
@@ -278,12 +285,14 @@ class Translator:
                             },
                         }
                         extra.update(S.client_transport(mtls, auto=dr_tls is None))
+                    elif dr_tls == "SIMPLE":  # TLS origination: the sidecar speaks TLS to a server outside the mesh
+                        extra["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {"@type": E.UPSTREAM_TLS, **origination(policy["tls"], svc.fqdn)}}
                     if w.netns is None:  # loopback mode: connect from the pod's own address so the callee sees who called
                         extra["upstream_bind_config"] = {"source_address": {"address": w.ip, "port_value": 0}}
                     extra.update(apply_traffic_policy(policy, eps, (me.region, me.zone), client_labels))
                     clusters.append(
                         E.eds_cluster(
-                            name, E.eds_path(xds, name), tls=None, lb_policy=extra.pop("lb_policy", "LEAST_REQUEST"),
+                            name, E.eds_path(xds, name), tls=None, http2=not svc.external, lb_policy=extra.pop("lb_policy", "LEAST_REQUEST"),
                             max_requests_per_connection=extra.pop("max_requests_per_connection", None), extra=extra,
                         )  # fmt: skip
                     )
@@ -344,7 +353,7 @@ class Translator:
                         "filters": [
                             E.hcm(
                                 f"outbound_{OUTBOUND_PORT}", {"name": "outbound", "virtual_hosts": vhosts}, w.access_log,
-                                http_filters=[*self.wasm_filters(w, resources, "outbound"), E.FAULT_FILTER],
+                                http_filters=[*self.wasm_filters(w, resources, "outbound"), E.FAULT_FILTER, *self.stats_filters(w, "source")],
                             )  # fmt: skip
                         ]
                     }
@@ -365,10 +374,10 @@ class Translator:
                 w.access_log,
                 # Istio passes the caller's identity to the app in XFCC
                 {"forward_client_cert_details": "APPEND_FORWARD", "set_current_client_cert_details": {"uri": True}},
-                http_filters=S.inbound_http_filters(
+                http_filters=[*S.inbound_http_filters(
                     resources, w.labels, w.namespace, trust_domains,
                     lambda phase, port=port: self.wasm_filters(w, [r for r in resources if r["kind"] != "WasmPlugin" or (r["spec"].get("phase") or "UNSPECIFIED_PHASE") == phase], "inbound", port),
-                ),
+                ), *self.stats_filters(w, "destination")],
             )  # fmt: skip
             tls = S.downstream_mtls(str(cert.cert_chain), str(cert.key), str(cert.root_cert), trust_domains)
             mode = S.mtls_mode(resources, w.labels, w.namespace, port)
@@ -379,8 +388,29 @@ class Translator:
                     "filter_chains": S.inbound_filter_chains(mode, tls, [hcm]),
                 }
             )
+        if self.telemetry:
+            listeners.append(T.stats_listener(w.ip))
+            clusters.append(T.stats_cluster(w.admin))
         # EnvoyFilters patch what istiod generated, last (pilot/pkg/networking/core/envoyfilter)
-        return envoyfilter.apply(E.ProxyConfig(listeners, clusters, endpoints), w.labels, w.namespace, resources, "virtualOutbound")
+        inbound = {f"{w.ip}_{port}" for port in w.ports}
+        return envoyfilter.apply(E.ProxyConfig(listeners, clusters, endpoints), w.labels, w.namespace, resources, "virtualOutbound", inbound)
+
+    def stats_filters(self, w: Workload, reporter: str) -> list[dict[str, Any]]:
+        """Istio's stats filter, last before the router, when telemetry is on."""
+        if not self.telemetry:
+            return []
+        service = w.fqdn if reporter == "destination" else ""
+        return [T.stats_filter(self.telemetry, T.plugin_config(reporter, w, w.cluster, service))]
+
+    def ingress(
+        self, gw: Workload, registry: list[Workload], xds: Path, resources: list[dict[str, Any]], secrets: dict[str, dict[str, str]]
+    ) -> E.ProxyConfig:
+        """An ingress gateway: a sidecar's outbound clusters, and listeners from the Gateways selecting it."""
+        base = self.sidecar(gw, registry, xds, resources)
+        listeners = gateway_listeners(
+            gw.labels, gw.ip, resources, {c["name"] for c in base.clusters}, secrets, self.topology.trust_domains(gw.cluster), gw.access_log
+        )
+        return E.ProxyConfig(listeners, base.clusters, base.endpoints)
 
     def gateway(self, gw: Workload, registry: list[Workload], xds: Path, resources: list[dict[str, Any]] | None = None) -> E.ProxyConfig:
         """The east-west gateway: AUTO_PASSTHROUGH on 15443 — pick the local endpoints by SNI (one chain per
@@ -394,7 +424,16 @@ class Translator:
         hosts = passthrough_hosts(resources, gw.labels)
         view = ("", self.topology.clusters[gw.cluster].network)
         visible = [w for w in self.visible(gw.cluster, registry) if self.endpoint_network(w.cluster) in view]
-        visible = [w for w in visible if any(host_matches(h, w.fqdn) for h in hosts)]
+        # a VirtualMesh's serving side (meshlab.mesh.virtualmesh): a Gateway for *.global plus the
+        # tcp_cluster_rewrite EnvoyFilter -- SNI outbound_.<port>_.<subset>_.<svc>.<ns>.svc.<cluster>.global
+        # then reaches the local service as well
+        rewrite = any(r["kind"] == "EnvoyFilter" and "tcp_cluster_rewrite" in json.dumps(r["spec"]) for r in resources)
+
+        def global_name(name: str, namespace: str) -> str | None:
+            g = f"{name}.{namespace}.svc.{gw.cluster}.global"
+            return g if rewrite and any(host_matches(h, g) for h in hosts) else None
+
+        visible = [w for w in visible if any(host_matches(h, w.fqdn) for h in hosts) or global_name(w.app, w.namespace)]
         chains: list[dict[str, Any]] = []
         clusters: list[dict[str, Any]] = []
         endpoints: dict[str, list[E.Endpoint]] = {}
@@ -411,7 +450,10 @@ class Translator:
                     ]
                     chains.append(
                         {
-                            "filter_chain_match": {"server_names": [name]},
+                            "filter_chain_match": {"server_names": [
+                                *([name] if any(host_matches(h, svc.fqdn) for h in hosts) else []),
+                                *([sni(port, g, subset)] if (g := global_name(svc.name, svc.namespace)) else []),
+                            ]},
                             "filters": [
                                 *rbac,
                                 {

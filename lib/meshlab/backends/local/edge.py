@@ -1,0 +1,147 @@
+"""The mesh's edges, as istiod configures them: an ingress gateway's listeners from ``Gateway`` servers
+and the VirtualServices bound to them (pilot/pkg/networking/core/gateway.go), TLS terminated there
+(``tls.mode: SIMPLE``), and TLS originated by a sidecar towards an external service (a DestinationRule
+``tls.mode: SIMPLE`` for a ``MESH_EXTERNAL`` ServiceEntry, pilot/pkg/networking/core/cluster_tls.go).
+
+The ingress gateway is a router: its outbound clusters (auto-mTLS into the mesh, split-horizon
+endpoints in every cluster its control plane sees) are a sidecar's; only its listeners differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ...errors import ResourceError
+from . import envoy as E
+from . import security as S
+from .policy import http_routes, resolve_host
+
+INGRESS_APP = "istio-ingressgateway"
+INGRESS_LABELS = {"istio": "ingressgateway"}
+
+
+def _ns(r: dict[str, Any]) -> str:
+    return str(r["metadata"].get("namespace", "default"))
+
+
+def _host_matches(pattern: str, host: str) -> bool:
+    pattern = pattern.split("/", 1)[-1]  # "<namespace>/<host>": the namespace part is not modelled
+    return pattern == "*" or pattern == host or (pattern.startswith("*.") and host.endswith(pattern[1:]))
+
+
+def bound_virtual_services(resources: list[dict[str, Any]], gateway: dict[str, Any]) -> list[dict[str, Any]]:
+    """VirtualServices whose ``gateways`` name this Gateway (``<ns>/<name>``, or ``<name>`` in its namespace)."""
+    gname, gns = gateway["metadata"]["name"], _ns(gateway)
+    return [
+        r for r in resources
+        if r["kind"] == "VirtualService"
+        and any(g == f"{gns}/{gname}" or (g == gname and _ns(r) == gns) for g in r["spec"].get("gateways", []))
+    ]  # fmt: skip
+
+
+def server_tls(server: dict[str, Any], secrets: dict[str, dict[str, str]], where: str) -> dict[str, Any]:
+    """DownstreamTlsContext of a SIMPLE server: the certificate of ``credentialName`` (a TLS secret made
+    with ``lab.create_tls_secret``) or the files ``serverCertificate``/``privateKey``."""
+    tls = server.get("tls", {})
+    if tls.get("mode") != "SIMPLE":
+        raise ResourceError(f"{where}: an HTTPS server needs tls.mode SIMPLE", "set tls: {mode: SIMPLE, credentialName: <secret>}")
+    if "credentialName" in tls:
+        secret = secrets.get(tls["credentialName"])
+        if secret is None:
+            raise ResourceError(
+                f"{where}: tls.credentialName {tls['credentialName']!r} names no TLS secret in this cluster",
+                "create it first: lab.create_tls_secret(name, hosts=[...], cluster=...)",
+            )
+        cert, key = secret["cert"], secret["key"]
+    elif "serverCertificate" in tls and "privateKey" in tls:
+        cert, key = tls["serverCertificate"], tls["privateKey"]
+    else:
+        raise ResourceError(f"{where}: tls needs credentialName, or serverCertificate and privateKey", "name the certificate to serve")
+    ctx = E.tls_context(cert, key, "", ["h2", "http/1.1"])
+    if tls.get("minProtocolVersion") == "TLSV1_3":
+        ctx["tls_params"]["tls_minimum_protocol_version"] = "TLSv1_3"
+    return {"common_tls_context": ctx}
+
+
+def gateway_listeners(
+    gw_labels: dict[str, str], gw_ip: str, resources: list[dict[str, Any]], known_clusters: set[str],
+    secrets: dict[str, dict[str, str]], bundle: list[str], access_log: str,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """One listener per server port of every Gateway selecting this proxy, ``0.0.0.0_<port>`` in Istio's
+    names; a filter chain per server; routes from the bound VirtualServices' ``http`` rules; the
+    gateway's RequestAuthentications and AuthorizationPolicies as jwt_authn and RBAC filters."""
+    chains_by_port: dict[int, list[dict[str, Any]]] = {}
+    for g in resources:
+        if g["kind"] != "Gateway" or not all(gw_labels.get(k) == v for k, v in g["spec"].get("selector", {}).items()):
+            continue
+        vss = bound_virtual_services(resources, g)
+        for i, server in enumerate(g["spec"].get("servers", [])):
+            where = f"Gateway {g['metadata']['name']!r} spec.servers[{i}]"
+            port = server["port"]["number"]
+            if server["port"]["protocol"] not in ("HTTP", "HTTPS"):
+                raise ResourceError(f"{where}: protocol {server['port']['protocol']} at an ingress gateway is not supported by the local backend",
+                                    "use HTTP, or HTTPS with tls.mode SIMPLE (TLS passthrough is for the east-west gateway)")  # fmt: skip
+            vhosts = []
+            for vs in vss:
+                for host in vs["spec"].get("hosts", []):
+                    if not any(_host_matches(p, host) for p in server.get("hosts", [])):
+                        continue
+                    vns = _ns(vs)
+                    cluster_for: Callable[[str, str, int | None], str] = lambda h, s, p, vns=vns: _cluster(h, s, p, vns, known_clusters)
+                    vhosts.append({"name": f"{host}:{port}", "domains": [host, f"{host}:*"], "routes": http_routes(vs, port, cluster_for)})
+            hcm = E.hcm(
+                f"outbound_0.0.0.0_{port}", {"name": f"http.{port}", "virtual_hosts": vhosts}, access_log,
+                {"use_remote_address": True},
+                http_filters=[*S.inbound_http_filters(resources, gw_labels, S.ROOT_NAMESPACE, bundle, lambda phase: [], gateway=True), E.FAULT_FILTER],
+            )  # fmt: skip
+            chain: dict[str, Any] = {"filters": [hcm]}
+            if server["port"]["protocol"] == "HTTPS":
+                names = [h.split("/", 1)[-1] for h in server.get("hosts", []) if h.split("/", 1)[-1] != "*"]
+                if names:
+                    chain["filter_chain_match"] = {"server_names": names}
+                chain["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {"@type": E.DOWNSTREAM_TLS, **server_tls(server, secrets, where)}}
+            elif "tls" in server:
+                raise ResourceError(f"{where}: tls on an HTTP server", "use protocol HTTPS to terminate TLS")
+            chains_by_port.setdefault(port, []).append(chain)
+    out = []
+    for port, chains in sorted(chains_by_port.items()):
+        lis = E.listener(f"0.0.0.0_{port}", gw_ip, port, filter_chains=chains)
+        if any("transport_socket" in c for c in chains):
+            lis["listener_filters"] = [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {"@type": E.TLS_INSPECTOR}}]
+        out.append(lis)
+    return out
+
+
+def _cluster(host: str, subset: str, port: int | None, namespace: str, known: set[str]) -> str:
+    """The outbound cluster a gateway route names; without a port, the service's only one."""
+    fqdn = resolve_host(host, namespace)
+    candidates = sorted(c for c in known if c.startswith("outbound|") and c.endswith(f"|{subset}|{fqdn}") and (port is None or c.split("|")[1] == str(port)))
+    if len(candidates) != 1:
+        what = f"subset {subset!r} of {fqdn}" if subset else fqdn
+        raise ResourceError(
+            f"a VirtualService bound to a gateway routes to {what}" + (f" port {port}" if port else "") +
+            (", which this control plane does not know" if not candidates else ", which has several ports"),
+            "deploy the service first (define subsets in a DestinationRule), and give destination.port when it has several ports",
+        )
+    return candidates[0]
+
+
+def origination(tls: dict[str, Any], host: str) -> dict[str, Any]:
+    """UpstreamTlsContext for DestinationRule ``tls.mode: SIMPLE``: SNI (``sni`` or the host), the server's
+    chain checked against ``caCertificates``, and its name against ``subjectAltNames`` if given."""
+    if "caCertificates" not in tls:
+        raise ResourceError(
+            f"DestinationRule for {host}: tls.mode SIMPLE needs caCertificates on the local backend",
+            "give the CA file that signed the external server's certificate (lab.external_https() returns it)",
+        )
+    validation: dict[str, Any] = {"trusted_ca": {"filename": tls["caCertificates"]}}
+    if tls.get("subjectAltNames"):
+        validation["match_typed_subject_alt_names"] = [{"san_type": "DNS", "matcher": {"exact": s}} for s in tls["subjectAltNames"]]
+    return {
+        "sni": tls.get("sni", host),
+        "common_tls_context": {
+            "tls_params": {"tls_minimum_protocol_version": "TLSv1_2", "tls_maximum_protocol_version": "TLSv1_3"},
+            "validation_context": validation,
+        },
+    }
