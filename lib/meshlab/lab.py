@@ -309,9 +309,11 @@ class Lab:
         (sent, not acknowledged: pending or rejected) or NOT SENT; and which control plane serves it."""
         return Table(self.backend.proxy_status(), title=f"proxy status of {self.topology.name}")
 
-    def access_log(self, workload: str, cluster: str, last: int = 20) -> list[dict[str, Any]]:
-        """The sidecar's access log entries (JSON), newest last: shows the peer's SPIFFE identity."""
-        return self.backend.access_log(workload, cluster, last)
+    def access_log(self, workload: str, cluster: str, last: int = 20) -> Table:
+        """The sidecar's access log entries (JSON), newest last: shows the peer's SPIFFE identity.
+
+        A list of dicts that shows as an HTML table in a notebook (wide values scroll, never wrap)."""
+        return Table(self.backend.access_log(workload, cluster, last), title=f"access log of {workload} in {cluster}")
 
     def stats(self, workload: str, cluster: str, contains: str = "") -> dict[str, int]:
         """Envoy's non-zero stats of ``workload``'s sidecar, e.g. ``contains="ssl.fail_verify_error"``."""

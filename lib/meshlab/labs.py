@@ -102,7 +102,7 @@ LABS: list[LabInfo] = [
     LabInfo("09", "09-security-across-clusters.ipynb",
             "security across clusters: mTLS modes, authorization by identity, trust domains, TLS at the "
             "ingress and egress edges",
-            {"local": 35, "kind": 55}, Start("separate-networks")),
+            {"local": 35, "kind": 55}, Start("flat-network", samples=True)),
     LabInfo("10", "10-troubleshooting.ipynb",
             "break and fix: seeded faults diagnosed with an operator's views (endpoints, sync status, "
             "access-log flags, stats)",
