@@ -6,10 +6,12 @@ applies one plausible mistake, on either backend, through the same operations th
     ...                                       # the learner diagnoses with endpoints, proxy status, logs, stats
     faults.repair(lab, "network-label")       # the operator's fix (lab 10's hidden solutions show it)
 
-Faults that are Istio resources (a DestinationRule with a typo, a too-small ``maxEjectionPercent``) are
-applied with ``lab.apply``; the others are install steps: the ``topology.istio.io/network`` label of a
-cluster's ``istio-system`` namespace and the ``expose-services`` Gateway. On kind every one of them is a
-``kubectl`` command through the kind executor (a dry run records it).
+Faults that are Istio resources (a DestinationRule subset with a typo, a too-small ``maxEjectionPercent``,
+an AuthorizationPolicy with the wrong principal) are applied with ``lab.apply``; the others are install
+steps: the ``topology.istio.io/network`` label of a cluster's ``istio-system`` namespace, the
+``expose-services`` Gateway, and the root a control plane's ``cacerts`` chain to. On kind every one of them
+is a ``kubectl`` command through the kind executor (a dry run records it). What ``inject`` and ``repair``
+print is the operator's command, with kind's context names.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .backends.kind.clusters import context
 from .errors import MeshlabError
 from .federation import expose_services_gateway
 
@@ -45,14 +48,14 @@ def _remote(lab: "Lab") -> str:
 def _unlabel(lab: "Lab") -> str:
     c = _remote(lab)
     lab.backend.set_network_label(c, None)
-    return f"kubectl --context {c} label namespace istio-system topology.istio.io/network-"
+    return f"kubectl --context {context(c)} label namespace istio-system topology.istio.io/network-"
 
 
 def _relabel(lab: "Lab") -> str:
     c = _remote(lab)
     net = lab.topology.clusters[c].network
     lab.backend.set_network_label(c, net)
-    return f"kubectl --context {c} label namespace istio-system topology.istio.io/network={net} --overwrite"
+    return f"kubectl --context {context(c)} label namespace istio-system topology.istio.io/network={net} --overwrite"
 
 
 def _unexpose(lab: "Lab") -> str:
@@ -61,13 +64,14 @@ def _unexpose(lab: "Lab") -> str:
         lab.delete("Gateway", GATEWAY, cp, namespace="istio-system")
     if lab.backend.name == "local":
         _wait_drained(lab)
-    return "; ".join(f"kubectl --context {cp} -n istio-system delete gateway {GATEWAY}" for cp in lab.topology.control_planes)
+    return "; ".join(f"kubectl --context {context(cp)} -n istio-system delete gateway {GATEWAY}" for cp in lab.topology.control_planes)
 
 
 def _expose(lab: "Lab") -> str:
     for cp in lab.topology.control_planes:
         lab.apply(expose_services_gateway(), cp)
-    return "; ".join(f"kubectl --context {cp} apply -f samples/multicluster/expose-services.yaml" for cp in lab.topology.control_planes)
+    return "; ".join(f"kubectl --context {context(cp)} apply -f samples/multicluster/expose-services.yaml"
+                     for cp in lab.topology.control_planes)
 
 
 def _wait_drained(lab: "Lab", timeout: float = 10.0) -> None:
@@ -102,8 +106,8 @@ def _shared_root(lab: "Lab") -> str:
     c = _second_primary(lab)
     root = lab.topology.meshes[lab.topology.clusters[c].mesh].root_ca
     lab.backend.set_ca_root(c, root)
-    return f"kubectl --context {c} -n istio-system create secret generic cacerts ... (from root {root!r}); " \
-           f"rollout restart istiod and the workloads"
+    return (f"kubectl --context {context(c)} -n istio-system create secret generic cacerts ... (from root {root!r}); "
+            "rollout restart istiod and the workloads")
 
 
 # ---- resources ---------------------------------------------------------------------------------

@@ -349,6 +349,25 @@ class Lab:
         """Remove a resource applied earlier; proxies fall back to their defaults."""
         self.backend.delete(kind, name, cluster, namespace)
 
+    # ---- Wasm delivery: pull secrets and the proxies' agents -------------------------------------
+    def create_pull_secret(self, name: str, cluster: str, registry: str, username: str, password: str, namespace: str = "sample") -> str:
+        """A docker-registry Secret in ``cluster`` for an extension's ``imagePullSecret``. Istio reads it in
+        the cluster of each *proxy* that pulls, so a mesh spanning clusters needs it in each of them."""
+        out = str(self.backend.create_pull_secret(name, cluster, registry, username, password, namespace))
+        print(out)
+        return out
+
+    def extension_configs(self, workload: str, cluster: str) -> dict[str, dict[str, Any]]:
+        """The extension configs the sidecar's Envoy got over ECDS (``istioctl proxy-config ecds``): name ->
+        ``{"version_info", "ecds_filter"}``; Lua extensions are inline in the listener, not here."""
+        from .wasm.deploy import ecds_from_dump
+
+        return ecds_from_dump(self.backend.envoy_config(workload, cluster))
+
+    def agent_log(self, workload: str, cluster: str) -> list[str]:
+        """The Wasm lines of the sidecar's istio-agent log: module fetches, failures and their fallback."""
+        return list(self.backend.agent_log(workload, cluster))
+
     @property
     def mesh(self) -> "ManagementPlane":
         """The management plane (Service Mesh Hub / Gloo Mesh style): discovery, VirtualMesh, policies, telemetry."""

@@ -3,7 +3,7 @@
 The local backend implements a subset of Istio's API. Anything outside that subset is refused with
 a message that names the field, so a learner never believes a setting took effect when it did not.
 Each shape below mirrors Istio's field names (networking.istio.io v1; security.istio.io v1;
-WasmPlugin: extensions.istio.io v1alpha1).
+TrafficExtension and WasmPlugin: extensions.istio.io v1alpha1).
 """
 
 from __future__ import annotations
@@ -131,6 +131,24 @@ SHAPES: dict[str, dict[str, Any]] = {
             }
         ],
     },
+    # extensions.istio.io/v1alpha1 (Istio >= 1.30): Wasm or Lua; meshlab.wasm.deploy builds the filters
+    "TrafficExtension": {
+        "selector": {"matchLabels": ("map", str)},
+        "phase": str,
+        "priority": int,
+        "match": [{"mode": str, "ports": [{"number": int}]}],
+        "wasm": {
+            "url": str,
+            "sha256": str,
+            "imagePullPolicy": str,
+            "imagePullSecret": str,
+            "pluginConfig": dict,
+            "pluginName": str,
+            "failStrategy": str,
+            "type": str,
+        },
+        "lua": {"inlineCode": str},
+    },
     "ServiceEntry": {
         "hosts": [str],
         "addresses": [str],
@@ -162,12 +180,21 @@ ENUMS = {
     "spec.imagePullPolicy": {"UNSPECIFIED_POLICY", "IfNotPresent", "Always"},
     "spec.type": {"UNSPECIFIED_PLUGIN_TYPE", "HTTP"},  # NETWORK plugins: not on the local backend
 }
-MATCH_MODES = {"UNDEFINED", "CLIENT", "SERVER", "CLIENT_AND_SERVER"}  # WasmPlugin spec.match[i].mode
+ENUMS_BY_KIND = {  # where a kind's enum differs from the one at the same path above
+    "TrafficExtension": {
+        "spec.phase": {"UNSPECIFIED", "AUTHN", "AUTHZ", "STATS"},
+        "spec.wasm.failStrategy": ENUMS["spec.failStrategy"],
+        "spec.wasm.imagePullPolicy": ENUMS["spec.imagePullPolicy"],
+        "spec.wasm.type": ENUMS["spec.type"],
+    },
+}
+MATCH_MODES = {"UNDEFINED", "CLIENT", "SERVER", "CLIENT_AND_SERVER"}  # WasmPlugin/TrafficExtension spec.match[i].mode
 API_VERSIONS = {"networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"}
 _SECURITY_VERSIONS = {"security.istio.io/v1", "security.istio.io/v1beta1"}
 API_VERSIONS_BY_KIND = {
     "WasmPlugin": {"extensions.istio.io/v1alpha1"},
     "EnvoyFilter": {"networking.istio.io/v1alpha3"},
+    "TrafficExtension": {"extensions.istio.io/v1alpha1"},
     **{k: _SECURITY_VERSIONS for k in ("PeerAuthentication", "AuthorizationPolicy", "RequestAuthentication")},
 }
 
@@ -201,7 +228,7 @@ def validate(doc: Any) -> None:
     where = f"{kind} {name!r}"
     versions = API_VERSIONS_BY_KIND.get(kind, API_VERSIONS)
     if doc.get("apiVersion") not in versions:
-        group = {"WasmPlugin": "Istio extensions"}.get(kind, "Istio security" if kind in API_VERSIONS_BY_KIND else "Istio networking")
+        group = {"WasmPlugin": "Istio extensions", "TrafficExtension": "Istio extensions"}.get(kind, "Istio security" if kind in API_VERSIONS_BY_KIND else "Istio networking")
         raise ResourceError(f"{where}: apiVersion {doc.get('apiVersion')!r} is not {group}", f"use one of: {', '.join(sorted(versions))}")
     extra = set(doc) - {"apiVersion", "kind", "metadata", "spec"}
     if extra:
@@ -209,12 +236,12 @@ def validate(doc: Any) -> None:
     _check(doc.get("metadata") or {}, _META, "metadata", where)
     if not (doc.get("metadata") or {}).get("name"):
         raise ResourceError(f"{kind}: metadata.name is required", "add metadata: {name: ...}")
-    _check(doc.get("spec") or {}, SHAPES[kind], "spec", where)
+    _check(doc.get("spec") or {}, SHAPES[kind], "spec", where, ENUMS_BY_KIND.get(kind, {}))
     if kind in _SEMANTIC:
         _SEMANTIC[kind](doc.get("spec") or {}, where)
 
 
-def _check(value: Any, shape: Any, path: str, where: str) -> None:
+def _check(value: Any, shape: Any, path: str, where: str, enums: dict[str, set[str]] | None = None) -> None:
     if isinstance(shape, dict):
         if not isinstance(value, dict):
             raise ResourceError(f"{where}: {path} must be a mapping", "see Istio's reference for this field")
@@ -224,22 +251,23 @@ def _check(value: Any, shape: Any, path: str, where: str) -> None:
                     f"{where}: field {path}.{k} is not supported by the local backend",
                     f"remove it, or use the kind backend for full Istio; supported under {path}: {', '.join(shape)}",
                 )
-            _check(v, shape[k], f"{path}.{k}", where)
+            _check(v, shape[k], f"{path}.{k}", where, enums)
     elif isinstance(shape, list):
         if not isinstance(value, list):
             raise ResourceError(f"{where}: {path} must be a list", "write it as a YAML list")
         for i, item in enumerate(value):
-            _check(item, shape[0], f"{path}[{i}]", where)
+            _check(item, shape[0], f"{path}[{i}]", where, enums)
     elif isinstance(shape, tuple):
         if not isinstance(value, dict):
             raise ResourceError(f"{where}: {path} must be a mapping", "write it as key: value lines")
         for k, v in value.items():
-            _check(v, shape[1], f"{path}.{k}", where)
+            _check(v, shape[1], f"{path}.{k}", where, enums)
     else:
         ok = isinstance(value, (int, float)) if shape is float else isinstance(value, shape)
         if not ok or (shape in (int, float) and isinstance(value, bool)):
             raise ResourceError(f"{where}: {path} must be {shape.__name__}, got {value!r}", "fix the value's type")
-        allowed = ENUMS.get(re.sub(r"\.portLevelMtls\.[^.]+\.", ".portLevelMtls.*.", re.sub(r"\[\d+\]", "[]", path)))
+        generic = re.sub(r"\.portLevelMtls\.[^.]+\.", ".portLevelMtls.*.", re.sub(r"\[\d+\]", "[]", path))
+        allowed = (enums or {}).get(generic, ENUMS.get(generic))
         if allowed is None and path.startswith("spec.match[") and path.endswith(".mode"):
             allowed = MATCH_MODES
         if allowed and value not in allowed:

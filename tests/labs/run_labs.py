@@ -6,13 +6,18 @@
 Without NOTEBOOK arguments it runs every ``labs/[0-9]*.ipynb`` in order, with ``solutions=True`` (every
 exercise's hidden solution runs and is checked; ``-p solutions=False`` runs them as a learner finds them). Each executed notebook is
 written to the out dir (on failure too: papermill marks the failing cell). A failure does not stop
-the run; the exit status is 1 if any notebook failed. Notebooks clean up after themselves.
+the run; the exit status is 1 if any notebook failed. Notebooks clean up after themselves, in a state
+directory of their own (``MESHLAB_HOME``, unless set): a lab you are running, or another run on the same
+machine, is never torn down by this one.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -125,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     out_dir = args.out.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
+    own_home = "MESHLAB_HOME" not in os.environ
+    if own_home:  # short: Envoy's admin sockets live below it; the kernels inherit it
+        os.environ["MESHLAB_HOME"] = tempfile.mkdtemp(prefix="mll")
 
     rows: list[tuple[str, str, str]] = []
     reasons: list[str] = []
@@ -136,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((nb.stem, status, f"{seconds:.1f}"))
     failed = len(reasons)
 
+    if own_home:
+        shutil.rmtree(os.environ.pop("MESHLAB_HOME"), ignore_errors=True)
     print()
     print(table(rows))
     if reasons:

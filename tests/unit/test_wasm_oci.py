@@ -1,5 +1,5 @@
 """OCI images of Wasm modules (wasm-image-spec media types, the compat layout), references, digest
-verification, the WasmPlugin shape and its translation (selection, phase/priority order). No
+verification, the WasmPlugin and TrafficExtension shapes (translation: tests/parity). No
 registry, no Envoy: a module assembled byte by byte (meshlab.wasm.handmade) stands in for a build."""
 
 from __future__ import annotations
@@ -187,39 +187,40 @@ def test_wasmplugin_needs_its_api_version_and_sane_values() -> None:
             deploy.check(plugin(**spec))
 
 
-# ---- translation: which filters, in which order --------------------------------------------------------
-MODS = {f"sample/{n}": {"sha256": n * 64, "path": f"/cache/{n}.wasm"} for n in "abcde"}
+# ---- TrafficExtension (translation and order: tests/parity/test_extensions.py) -----------------------
+def extension(name: str = "t", **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "extensions.istio.io/v1alpha1", "kind": "TrafficExtension", "metadata": {"name": name, "namespace": "sample"}, "spec": spec}
 
 
-def test_filters_follow_istios_phase_then_priority_order() -> None:
-    res = [
-        plugin("a", phase="STATS"),
-        plugin("b"),  # UNSPECIFIED_PHASE: last, right before the router
-        plugin("c", phase="AUTHN", priority=1),
-        plugin("d", phase="AUTHN", priority=100),  # higher priority first within a phase
-        plugin("e", phase="AUTHZ"),
-    ]
-    names = [f["name"] for f in deploy.http_filters({"app": "x"}, "sample", res, MODS, "inbound", 5000)]
-    assert names == ["sample.d", "sample.c", "sample.e", "sample.a", "sample.b"]
+def test_traffic_extension_shape_accepts_wasm_and_lua() -> None:
+    [w] = parse(extension(selector={"matchLabels": {"app": "x"}}, phase="AUTHN", priority=3, match=[{"mode": "SERVER"}],
+                          wasm={"url": "oci://h:1/x:v1", "sha256": "a" * 64, "pluginName": "x", "pluginConfig": {"k": [1]},
+                                "failStrategy": "FAIL_OPEN", "imagePullPolicy": "Always", "imagePullSecret": "s", "type": "HTTP"}))  # fmt: skip
+    [lua] = parse(extension(lua={"inlineCode": "function envoy_on_request(h) end"}))
+    deploy.check(w)
+    deploy.check(lua)
 
 
-def test_selector_namespace_and_match_decide_which_listeners_get_a_plugin() -> None:
-    res = [plugin("a", selector={"matchLabels": {"app": "helloworld", "version": "v1"}}), plugin("b", match=[{"mode": "SERVER"}])]
-    v1, v2 = {"app": "helloworld", "version": "v1"}, {"app": "helloworld", "version": "v2"}
-    assert [f["name"] for f in deploy.http_filters(v1, "sample", res, MODS, "inbound", 5000)] == ["sample.a", "sample.b"]
-    assert [f["name"] for f in deploy.http_filters(v2, "sample", res, MODS, "inbound", 5000)] == ["sample.b"]
-    # without match a plugin is in every HTTP connection manager of the workload, as istiod does; SERVER = inbound only
-    assert [f["name"] for f in deploy.http_filters(v1, "sample", res, MODS, "outbound")] == ["sample.a"]
-    assert deploy.http_filters(v1, "other", res, MODS, "inbound", 5000) == []  # another namespace
-    root = {**plugin("a"), "metadata": {"name": "a", "namespace": "istio-system"}}
-    assert [f["name"] for f in deploy.http_filters(v1, "other", [root], {"istio-system/a": MODS["sample/a"]}, "inbound", 5000)] == ["istio-system.a"]
+@pytest.mark.parametrize(
+    "spec, field",
+    [
+        ({"targetRefs": [{"kind": "Service", "name": "helloworld"}]}, "spec.targetRefs"),
+        ({"wasm": {"url": "file:///x", "vmConfig": {"env": []}}}, "spec.wasm.vmConfig"),
+        ({"wasm": {"url": "file:///x", "verificationKey": "k"}}, "spec.wasm.verificationKey"),
+        ({"wasm": {"url": "file:///x", "type": "NETWORK"}}, "spec.wasm.type='NETWORK'"),
+        ({"lua": {"inlineCode": "x", "sourceCode": "y"}}, "spec.lua.sourceCode"),
+        ({"phase": "UNSPECIFIED_PHASE"}, "spec.phase='UNSPECIFIED_PHASE'"),  # WasmPlugin's name for it, not TrafficExtension's
+        ({"url": "file:///x"}, "spec.url"),  # a WasmPlugin field, not a TrafficExtension one
+    ],
+)
+def test_unsupported_traffic_extension_fields_are_refused_by_name(spec: dict[str, Any], field: str) -> None:
+    with pytest.raises(ResourceError) as e:
+        parse(extension(**spec))
+    assert field in e.value.message
 
 
-def test_the_envoy_filter_is_what_istiod_generates_with_the_agents_local_file() -> None:
-    f = deploy.envoy_filter(plugin("a", pluginName="add_header", pluginConfig={"name": "x-a", "value": "1"}, failStrategy="FAIL_OPEN"), MODS["sample/a"])
-    c = f["typed_config"]["config"]
-    assert f["typed_config"]["@type"] == "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
-    assert (c["name"], c["root_id"], c["failure_policy"]) == ("sample.a", "add_header", "FAIL_OPEN")
-    assert c["configuration"] == {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": '{"name":"x-a","value":"1"}'}
-    assert c["vm_config"] == {"vm_id": "sample.a@aaaaaaaaaaaa", "runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": "/cache/a.wasm"}}}
-    assert deploy.envoy_filter(plugin("b"), MODS["sample/b"])["typed_config"]["config"]["failure_policy"] == "FAIL_CLOSED"
+def test_traffic_extension_is_wasm_or_lua_not_both() -> None:
+    for spec, msg in (({}, "exactly one of spec.wasm or spec.lua"), ({"lua": {"inlineCode": "x"}, "wasm": {"url": "file:///x"}}, "exactly one"),
+                      ({"lua": {"inlineCode": ""}}, "1 to 65536"), ({"wasm": {"url": "ftp://x"}}, "spec.wasm.url 'ftp://x' has scheme")):  # fmt: skip
+        with pytest.raises(ResourceError, match=msg):
+            deploy.check(extension(**spec))

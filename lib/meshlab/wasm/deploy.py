@@ -1,77 +1,61 @@
-"""Declarative deployment: Istio's ``WasmPlugin`` (extensions.istio.io/v1alpha1) on the local backend.
+"""Declarative extensions on the local backend: istiod's half of Istio's ``TrafficExtension`` (Wasm and
+Lua, extensions.istio.io/v1alpha1, Istio >= 1.30) and of its predecessor ``WasmPlugin``.
 
-The two halves Istio splits between istiod and the istio-agent next to each Envoy:
+What istiod does with them (Istio 1.31; the agent's half is :mod:`meshlab.wasm.agent`):
 
-* **fetch** (the agent, ``pkg/wasm``): resolve ``url`` -- ``oci://`` from any registry (meshlab's
-  hub with the credentials ``imagePullSecret`` names, its CA trusted), ``http(s)://``, ``file://``;
-  no scheme means ``oci://`` -- check the checksum against ``sha256`` (for ``oci://`` the *image
-  manifest digest*, as Istio >= 1.14; for the others the sha256 of the file), check the bytes are a
-  loadable proxy-wasm module, and cache it by checksum:
-  ``<run dir>/wasm-cache/<sha256(module name)[:16]>/<checksum>.wasm`` (Istio: ``/var/lib/istio/data``).
-  ``imagePullPolicy`` as Istio: ``IfNotPresent`` (the default) reuses a cached copy of the same URL,
-  ``Always`` (the default for tag ``latest``) asks the registry again.
-* **translate** (istiod): :func:`http_filters` puts one ``envoy.filters.http.wasm`` filter per
-  plugin into the HTTP connection managers of the *selected* workloads' sidecars -- inbound and
-  outbound, unless ``match`` narrows it (``mode: SERVER`` = inbound only), exactly as istiod does
-  for a plugin without ``match`` -- ordered by ``phase`` (AUTHN, AUTHZ, STATS, then unspecified),
-  within a phase by ``priority`` (higher first), before the router. The code is the cached file
-  (``local.filename``, what the agent rewrites ``remote`` to), the VM id is fresh per module digest
-  (a new module gets a new VM; the old one drains with the old filter chain).
-
-Where meshlab differs from Istio, and says so: a module that cannot be fetched or fails its checksum
-is refused when the WasmPlugin is applied (``lab.apply`` raises, no proxy changes), where Istio
-accepts the resource and each agent then fails (since 1.25 installing a deny-all filter when
-FAIL_CLOSE); filters are inlined in the listener (LDS) instead of delivered through ECDS.
+* a ``WasmPlugin`` becomes a synthetic TrafficExtension named ``<name>~istio-translated-wasmplugin``
+  with the same selector, phase, priority, match and a ``wasm`` block
+  (``pilot/pkg/config/kube/extensions/translate.go``);
+* a TrafficExtension applies to the proxies of its namespace (all namespaces from the root namespace)
+  whose labels its ``selector`` matches, on the listeners its ``match`` allows (no ``match``: every
+  HTTP connection manager, inbound and outbound); in each, extensions are ordered by phase (AUTHN,
+  AUTHZ, STATS, then unspecified, before the router), within a phase by ``priority`` (higher first,
+  none = lowest), ties in creation order (``pilot/pkg/networking/core/listener_builder.go``,
+  ``pilot/pkg/model/push_context.go`` ``sortByPriority``);
+* **Lua** is inlined in the listener: ``envoy.filters.http.lua`` with ``default_source_code``
+  (``pilot/pkg/networking/core/extension/lua.go``);
+* **Wasm** is not in the listener: the HTTP filter only names an extension config,
+  ``extensions.istio.io/trafficextension/<ns>.<name>``, to be discovered over **ECDS**
+  (``config_discovery``, types Wasm and RBAC, initial fetch timeout 0: the listener waits for it).
+  istiod serves that config with the module as *remote* code -- ``http_uri {uri: <url>, cluster: "_",
+  timeout: 30s}, sha256`` (``file://`` stays a local file) -- and the pull controls as VM environment
+  variables ``ISTIO_META_WASM_*`` that the agent reads and strips (``pilot/pkg/model/extensions.go``,
+  ``pilot/pkg/networking/core/extension/extensionfilter.go``). Istio's xDS server sends it over ADS;
+  meshlab writes it to a file per extension config that Envoy watches (``path_config_source``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import ssl
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import MeshlabError, ResourceError
-from ..state import write_atomic
+from ..errors import ResourceError
 from . import oci
 
 WASM_FILTER = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+RBAC_FILTER = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
+LUA_FILTER = "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua"
+EXTENSION_CONFIG = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
 STRING_VALUE = "type.googleapis.com/google.protobuf.StringValue"
 V8 = "envoy.wasm.runtime.v8"  # Istio always configures V8
-PHASES = ("AUTHN", "AUTHZ", "STATS", "UNSPECIFIED_PHASE")  # the order in the filter chain
+RESOURCE_PREFIX = "extensions.istio.io/trafficextension/"  # model.TrafficExtensionResourceNamePrefix
+SYNTHETIC = "~istio-translated-wasmplugin"  # a WasmPlugin's TrafficExtension name suffix
+PHASES = ("AUTHN", "AUTHZ", "STATS", "UNSPECIFIED")  # the order in the filter chain
 FAILURE_POLICY = {"FAIL_CLOSE": "FAIL_CLOSED", "FAIL_OPEN": "FAIL_OPEN", "FAIL_RELOAD": "FAIL_RELOAD"}
-ROOT_NAMESPACE = "istio-system"  # a plugin there applies to every namespace
-MAX_BYTES = 256 * 1024 * 1024  # Istio's ISTIO_WASM_MAX_BINARY_SIZE_BYTES default
+ROOT_NAMESPACE = "istio-system"  # an extension there applies to every namespace
 SCHEMES = ("oci", "file", "http", "https")
-
-
-@dataclass
-class Module:
-    """A fetched module, as the agent cached it."""
-
-    url: str
-    path: str  # the cached file Envoy loads
-    sha256: str  # of the module bytes
-    checksum: str  # what WasmPlugin.sha256 is compared with: manifest digest (oci) or file sha256
-    variant: str = ""  # oci / compat (oci:// only)
-    root_ids: list[str] = field(default_factory=list)
-    source: str = ""  # registry address, or the file / http URL
-    seconds: float = 0.0
-    cached: bool = False
-
-    def record(self) -> dict[str, Any]:
-        return asdict(self)
+LUA_MAX = 65536  # the CRD's maxLength of lua.inlineCode
+# the VM environment variables istiod sets for the agent (pilot/pkg/model/wasm.go)
+SECRET_ENV = "ISTIO_META_WASM_IMAGE_PULL_SECRET"
+POLICY_ENV = "ISTIO_META_WASM_IMAGE_PULL_POLICY"
+VERSION_ENV = "ISTIO_META_WASM_PLUGIN_RESOURCE_VERSION"
 
 
 def _where(doc: dict[str, Any]) -> str:
     md = doc.get("metadata") or {}
-    return f"WasmPlugin {md.get('namespace', 'sample')}/{md.get('name', '?')}"
+    return f"{doc.get('kind', 'TrafficExtension')} {md.get('namespace', 'sample')}/{md.get('name', '?')}"
 
 
 def read_file_url(url: str, where: str) -> tuple[Path, bytes]:
@@ -87,25 +71,40 @@ def scheme_of(url: str) -> str:
     return url.split("://", 1)[0] if "://" in url else "oci"  # Istio: no scheme means oci://
 
 
+def wasm_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``wasm`` block of a TrafficExtension, or a WasmPlugin's spec (the same fields)."""
+    spec = doc.get("spec") or {}
+    return spec if doc.get("kind") == "WasmPlugin" else spec.get("wasm")
+
+
 def check(doc: dict[str, Any]) -> None:
-    """What the local backend needs beyond the shape check (resources.SHAPES): values that make sense."""
+    """What Istio's admission (CRD patterns and CEL rules) refuses, beyond the shape check in resources.SHAPES."""
     spec = doc.get("spec") or {}
     where = _where(doc)
-    url = spec.get("url") or ""
-    if not url:
-        raise ResourceError(f"{where}: spec.url is required", "e.g. url: oci://127.0.0.1:5000/wasm/add-header:v1")
-    if scheme_of(url) not in SCHEMES:
-        raise ResourceError(f"{where}: spec.url {url!r} has scheme {scheme_of(url)!r}", f"use one of: {', '.join(s + '://' for s in SCHEMES)}")
-    sha = spec.get("sha256", "")
-    if sha and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
-        raise ResourceError(f"{where}: spec.sha256 {sha!r} is not 64 lowercase hex digits", "give the digest without the 'sha256:' prefix")
-    if scheme_of(url) == "oci":
-        ref = oci.parse_ref(url if "://" in url else "oci://" + url)
-        if ref.digest and sha and ref.digest != "sha256:" + sha:
-            raise ResourceError(f"{where}: spec.sha256 does not match the @sha256 digest in spec.url", "make them equal, or give only one")
-    name = spec.get("pluginName", "")
-    if len(name) > 256:
-        raise ResourceError(f"{where}: spec.pluginName is longer than 256 characters", "use the root id the module registers")
+    if doc.get("kind") == "TrafficExtension":
+        if ("wasm" in spec) == ("lua" in spec):
+            raise ResourceError(f"{where}: exactly one of spec.wasm or spec.lua must be set", "a TrafficExtension is either a Wasm module or Lua code")
+        if "lua" in spec and not 0 < len(spec["lua"].get("inlineCode", "")) <= LUA_MAX:
+            raise ResourceError(f"{where}: spec.lua.inlineCode must hold 1 to {LUA_MAX} characters", "give the Lua code inline")
+        prefix = "spec.wasm"
+    else:
+        prefix = "spec"
+    wasm = wasm_spec(doc)
+    if wasm is not None:
+        url = wasm.get("url") or ""
+        if not url:
+            raise ResourceError(f"{where}: {prefix}.url is required", "e.g. url: oci://127.0.0.1:5000/wasm/add-header:v1")
+        if scheme_of(url) not in SCHEMES:
+            raise ResourceError(f"{where}: {prefix}.url {url!r} has scheme {scheme_of(url)!r}", f"use one of: {', '.join(s + '://' for s in SCHEMES)}")
+        sha = wasm.get("sha256", "")
+        if sha and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
+            raise ResourceError(f"{where}: {prefix}.sha256 {sha!r} is not 64 lowercase hex digits", "give the digest without the 'sha256:' prefix")
+        if scheme_of(url) == "oci":
+            ref = oci.parse_ref(url if "://" in url else "oci://" + url)
+            if ref.digest and sha and ref.digest != "sha256:" + sha:
+                raise ResourceError(f"{where}: {prefix}.sha256 does not match the @sha256 digest in {prefix}.url", "make them equal, or give only one")
+        if len(wasm.get("pluginName", "")) > 256:
+            raise ResourceError(f"{where}: {prefix}.pluginName is longer than 256 characters", "use the root id the module registers")
     for i, m in enumerate(spec.get("match", [])):
         if m.get("ports") and m.get("mode", "UNDEFINED") != "SERVER":
             raise ResourceError(
@@ -114,140 +113,28 @@ def check(doc: dict[str, Any]) -> None:
             )
 
 
-# ---- the agent half: fetch, verify, cache ------------------------------------------------------
-def _module_name(url: str) -> str:
-    """The URL without tag or digest (Istio keys its cache by this name plus the checksum)."""
-    if scheme_of(url) != "oci":
-        return url
-    r = oci.parse_ref(url if "://" in url else "oci://" + url)
-    return f"oci://{r.registry}/{r.repository}"
-
-
-def _cache_path(cache: Path, url: str, checksum: str) -> Path:
-    return cache / hashlib.sha256(_module_name(url).encode()).hexdigest()[:16] / f"{checksum}.wasm"
-
-
-def _hubs(hub_dirs: list[Path]) -> list[Any]:
-    from .hub import Hub
-
-    out = []
-    for d in dict.fromkeys(hub_dirs):
-        h = Hub.running(d)
-        if h is not None:
-            out.append(h)
-    return out
-
-
-def _credentials(doc: dict[str, Any], hubs: list[Any]) -> tuple[str | None, str | None]:
-    name = (doc.get("spec") or {}).get("imagePullSecret")
-    if not name:
-        return None, None
-    if not hubs:
-        raise ResourceError(
-            f"{_where(doc)}: imagePullSecret {name!r} names credentials kept by meshlab's wasm hub, but no hub is running",
-            "start it (meshlab.wasm.hub.up() / `meshlab wasm hub up`) and add the user: `meshlab wasm hub users add NAME`",
-        )
-    last: MeshlabError | None = None
-    for h in hubs:
-        try:
-            return h.secret(name)
-        except MeshlabError as e:
-            last = e
-    assert last is not None
-    raise ResourceError(f"{_where(doc)}: {last.message}", last.hint)
-
-
-def _ssl_context(host: str, hubs: list[Any]) -> ssl.SSLContext:
-    ca = next((h.ca_file for h in hubs if h.address == host or h.address.split(":")[0] == host), None)
-    return ssl.create_default_context(cafile=ca)
-
-
-def fetch(doc: dict[str, Any], cache: Path, hub_dirs: list[Path]) -> Module:
-    """Download (or reuse from the cache) the module of a WasmPlugin and verify it; raises ResourceError."""
-    check(doc)
-    spec = doc["spec"]
-    where = _where(doc)
-    url = spec["url"]
-    scheme = scheme_of(url)
-    expected = spec.get("sha256", "")
-    policy = spec.get("imagePullPolicy", "UNSPECIFIED_POLICY")
-    hubs = _hubs(hub_dirs)
-    t = time.perf_counter()
-    index_path = cache / "index.json"
-    index: dict[str, str] = json.loads(index_path.read_text()) if index_path.exists() else {}
-    variant, root_ids, source, data = "", [], url, None
-    ref = oci.parse_ref(url if "://" in url else "oci://" + url) if scheme == "oci" else None
-    always = policy == "Always" or (policy == "UNSPECIFIED_POLICY" and ref is not None and not ref.digest and ref.tag == "latest")
-    known = index.get(url)
-    if known and not always and _cache_path(cache, url, known).exists() and (not expected or known == expected):
-        meta = json.loads(_cache_path(cache, url, known).with_suffix(".json").read_text())
-        return Module(**{**meta, "seconds": time.perf_counter() - t, "cached": True})
-    try:
-        if ref is not None:
-            user, password = _credentials(doc, hubs)
-            ca = next((h.ca_file for h in hubs if h.address == ref.registry), None)
-            reg = oci.Registry(ref.registry, user, password, ca_file=ca)
-            pulled = reg.pull(ref, strict=True)  # Istio's layout rules; every blob digest verified
-            data, checksum, variant, root_ids, source = pulled.wasm, pulled.digest.split(":", 1)[1], pulled.variant, pulled.root_ids, ref.registry
-        elif scheme == "file":
-            path, data = read_file_url(url, where)
-            checksum, source = hashlib.sha256(data).hexdigest(), str(path)
-        else:
-            user, password = _credentials(doc, hubs)
-            req = urllib.request.Request(url)
-            if user is not None:
-                import base64
-
-                req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
-            ctx = _ssl_context(urllib.parse.urlsplit(url).hostname or "", hubs) if scheme == "https" else None
-            try:
-                with urllib.request.urlopen(req, timeout=15, context=ctx) as resp:
-                    data = resp.read(MAX_BYTES + 1)
-            except (urllib.error.URLError, OSError) as e:
-                raise ResourceError(f"{where}: cannot download {url}: {getattr(e, 'reason', e)}", "check the URL and that the server is up") from None
-            checksum = hashlib.sha256(data).hexdigest()
-    except oci.DigestMismatch as e:
-        raise ResourceError(f"{where}: {e.message}", e.hint) from None
-    except oci.OciError as e:
-        raise ResourceError(f"{where}: cannot fetch {url}: {e.message}", e.hint) from None
-    assert data is not None
-    if len(data) > MAX_BYTES:
-        raise ResourceError(f"{where}: the module at {url} is larger than {MAX_BYTES} bytes", "Istio's agent refuses it too")
-    if expected and checksum != expected:
-        hint = "fix spec.sha256, or remove it to accept whatever the URL serves now"
-        if scheme == "oci":
-            hint = (f"for oci:// URLs, sha256 is the image *manifest* digest (`meshlab wasm list` shows it; this image's is {checksum})"
-                    + ("; you gave the sha256 of the .wasm file itself" if hashlib.sha256(data).hexdigest() == expected else ""))
-        raise ResourceError(f"{where}: module downloaded from {url} has checksum {checksum}, which does not match: {expected}", hint)
-    from .inspect import inspect_bytes
-
-    try:
-        report = inspect_bytes(data, url)
-    except MeshlabError as e:
-        raise ResourceError(f"{where}: {e.message}", e.hint) from None
-    if report.errors:
-        raise ResourceError(f"{where}: the module at {url} would not load in Envoy: " + "; ".join(report.errors), "rebuild it; `meshlab wasm inspect` shows why")
-    name = spec.get("pluginName", "")
-    if root_ids and name not in root_ids:
-        raise ResourceError(
-            f"{where}: spec.pluginName {name!r} is not a root id of this module (its image lists {', '.join(root_ids)}); "
-            "Envoy would pass that root_id and the module would find no root context for it",
-            f"set pluginName: {root_ids[0]}",
-        )
-    sha = hashlib.sha256(data).hexdigest()
-    path = _cache_path(cache, url, checksum)
-    if not path.exists():
-        write_atomic(path, data)
-    m = Module(url, str(path), sha, checksum, variant, list(root_ids), source, time.perf_counter() - t, False)
-    write_atomic(path.with_suffix(".json"), json.dumps({k: v for k, v in m.record().items() if k not in ("seconds", "cached")}))
-    index[url] = checksum
-    write_atomic(index_path, json.dumps(index, indent=1, sort_keys=True))
-    return m
-
-
 # ---- the istiod half: which proxies, which listeners, what filter -------------------------------
 def namespace_of(doc: dict[str, Any]) -> str:
     return str((doc.get("metadata") or {}).get("namespace", "default"))
+
+
+def as_traffic_extension(doc: dict[str, Any]) -> dict[str, Any]:
+    """A WasmPlugin as the synthetic TrafficExtension istiod makes of it; a TrafficExtension as it is."""
+    if doc.get("kind") != "WasmPlugin":
+        return doc
+    spec = doc.get("spec") or {}
+    te: dict[str, Any] = {k: spec[k] for k in ("selector", "priority", "match") if k in spec}
+    if spec.get("phase") and spec["phase"] != "UNSPECIFIED_PHASE":
+        te["phase"] = spec["phase"]
+    keys = ("url", "sha256", "imagePullPolicy", "imagePullSecret", "pluginConfig", "pluginName", "failStrategy", "type")
+    te["wasm"] = {k: spec[k] for k in keys if k in spec}
+    md = doc.get("metadata") or {}
+    return {**doc, "kind": "TrafficExtension", "metadata": {**md, "name": md.get("name", "") + SYNTHETIC}, "spec": te}
+
+
+def resource_name(te: dict[str, Any]) -> str:
+    """The ECDS resource name, also the HTTP filter's name: ``extensions.istio.io/trafficextension/<ns>.<name>``."""
+    return f"{RESOURCE_PREFIX}{namespace_of(te)}.{te['metadata']['name']}"
 
 
 def selects(doc: dict[str, Any], labels: dict[str, str], namespace: str) -> bool:
@@ -273,62 +160,120 @@ def matches_listener(doc: dict[str, Any], direction: str, port: int | None) -> b
     return False
 
 
-def envoy_filter(doc: dict[str, Any], module: dict[str, Any]) -> dict[str, Any]:
-    """The Envoy HTTP filter for one plugin: what istiod generates, with the agent's local file."""
-    spec = doc["spec"]
-    name = f"{namespace_of(doc)}.{doc['metadata']['name']}"
-    config: dict[str, Any] = {
-        "name": name,
-        "root_id": spec.get("pluginName", ""),
-        "vm_config": {
-            "vm_id": f"{name}@{module['sha256'][:12]}",  # fresh per module: a new module never shares the old VM
-            "runtime": V8,
-            "code": {"local": {"filename": module["path"]}},
-        },
-        "failure_policy": FAILURE_POLICY[spec.get("failStrategy", "FAIL_CLOSE")],
-    }
-    if "pluginConfig" in spec:  # Istio passes the Struct to the plugin as a JSON string
-        config["configuration"] = {"@type": STRING_VALUE, "value": json.dumps(spec["pluginConfig"], separators=(",", ":"))}
-    return {"name": name, "typed_config": {"@type": WASM_FILTER, "config": config}}
+def extensions_for(labels: dict[str, str], namespace: str, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The TrafficExtensions (WasmPlugins translated) that select a workload, in creation (apply) order."""
+    tes = [as_traffic_extension(r) for r in resources if r.get("kind") in ("TrafficExtension", "WasmPlugin")]
+    return [t for t in tes if selects(t, labels, namespace)]
+
+
+def _priority(te: dict[str, Any]) -> int:
+    p = (te.get("spec") or {}).get("priority")
+    return -(2**31) if p is None else int(p)  # no priority sorts last (math.MinInt32)
+
+
+def ecds_source(path: Path) -> dict[str, Any]:
+    """Where Envoy discovers an extension config: istiod's ADS, here a file (written atomically)."""
+    return {"path_config_source": {"path": str(path)}, "resource_api_version": "V3", "initial_fetch_timeout": "0s"}
 
 
 def http_filters(
-    labels: dict[str, str], namespace: str, resources: list[dict[str, Any]], modules: dict[str, dict[str, Any]], direction: str, port: int | None = None
-) -> list[dict[str, Any]]:
-    """The wasm filters for one HTTP connection manager of one proxy, in Istio's order.
+    labels: dict[str, str], namespace: str, resources: list[dict[str, Any]], direction: str, ecds_path: Any, port: int | None = None,
+    phases: tuple[str, ...] = PHASES,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The extension filters of one HTTP connection manager of one proxy, in Istio's order (of the
+    given ``phases``: Istio puts each phase's group at its own place around the security filters).
 
-    ``modules`` maps ``<namespace>/<name>`` of each WasmPlugin to its fetched :class:`Module` record.
-    """
-    chosen = [r for r in resources if r["kind"] == "WasmPlugin" and selects(r, labels, namespace) and matches_listener(r, direction, port)]
+    ``ecds_path(name)`` is the file the proxy's Envoy watches for the extension config ``name``."""
+    chosen = [t for t in extensions_for(labels, namespace, resources) if matches_listener(t, direction, port)]
     out = []
-    for phase in PHASES:
-        group = [r for r in chosen if (r["spec"].get("phase") or "UNSPECIFIED_PHASE") == phase]
-        group.sort(key=lambda r: (-int(r["spec"].get("priority", 0)), r["metadata"]["name"], namespace_of(r)))
-        for r in group:
-            key = f"{namespace_of(r)}/{r['metadata']['name']}"
-            if key not in modules:
-                raise ResourceError(f"{_where(r)} has no fetched module", "apply it again: lab.apply(...) fetches the module", "apply it again: meshlab apply -f FILE --cluster C fetches the module")
-            out.append(envoy_filter(r, modules[key]))
+    for phase in phases:
+        group = [t for t in chosen if (t["spec"].get("phase") or "UNSPECIFIED") == phase]
+        for t in sorted(group, key=lambda t: -_priority(t)):  # stable: creation order within one priority
+            name = resource_name(t)
+            if "lua" in t["spec"]:
+                out.append({"name": name, "typed_config": {"@type": LUA_FILTER, "default_source_code": {"inline_string": t["spec"]["lua"]["inlineCode"]}}})
+            else:
+                out.append({"name": name, "config_discovery": {"config_source": ecds_source(ecds_path(name)), "type_urls": [WASM_FILTER, RBAC_FILTER]}})
     return out
 
 
-def signature(listeners: list[dict[str, Any]]) -> dict[str, list[tuple[str, ...]]]:
-    """Per listener, the wasm filters of its HTTP connection managers (name, VM, config, policy).
+def extension_config(te: dict[str, Any]) -> dict[str, Any]:
+    """The ECDS resource istiod serves for a Wasm TrafficExtension: the module as remote code."""
+    w = te["spec"]["wasm"]
+    url = w["url"]
+    if scheme_of(url) == "file":
+        code: dict[str, Any] = {"local": {"filename": urllib.parse.unquote(urllib.parse.urlsplit(url).path)}}
+    else:
+        uri = url if "://" in url else "oci://" + url
+        code = {"remote": {"http_uri": {"uri": uri, "cluster": "_", "timeout": "30s"}, "sha256": w.get("sha256", "")}}
+    env = {VERSION_ENV: str((te.get("metadata") or {}).get("resourceVersion", ""))}
+    if w.get("imagePullSecret"):  # the secret's resource name; the ECDS generator puts in its content
+        env[SECRET_ENV] = f"kubernetes://{namespace_of(te)}/{w['imagePullSecret']}"
+    if w.get("imagePullPolicy", "UNSPECIFIED_POLICY") != "UNSPECIFIED_POLICY":
+        env[POLICY_ENV] = w["imagePullPolicy"]
+    config: dict[str, Any] = {
+        "name": f"{namespace_of(te)}.{te['metadata']['name']}",
+        "root_id": w.get("pluginName", ""),
+        "vm_config": {"runtime": V8, "code": code, "environment_variables": {"key_values": env}},
+    }
+    if w.get("pluginConfig"):  # Istio passes the Struct to the plugin as a JSON string
+        config["configuration"] = {"@type": STRING_VALUE, "value": json.dumps(w["pluginConfig"], separators=(",", ":"))}
+    config["failure_policy"] = FAILURE_POLICY[w.get("failStrategy", "FAIL_CLOSE")]  # FAIL_CLOSE is the enum's zero value
+    return {"@type": EXTENSION_CONFIG, "name": resource_name(te), "typed_config": {"@type": WASM_FILTER, "config": config}}
 
-    Works on generated listeners and on Envoy's ``/config_dump`` alike: the local backend waits
-    until Envoy's active listeners have exactly the filters it wrote.
+
+def extension_configs(labels: dict[str, str], namespace: str, resources: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every ECDS resource istiod would serve this workload's proxy, by name (Lua needs none)."""
+    return {resource_name(t): extension_config(t) for t in extensions_for(labels, namespace, resources) if "wasm" in t["spec"]}
+
+
+def ecds_from_dump(dump: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The extension configs in a full ``/config_dump`` (``istioctl proxy-config ecds``): name ->
+    ``{"version_info", "ecds_filter", "last_updated"}``; empty when Envoy has none."""
+    out = {}
+    for section in dump.get("configs", []):
+        if section.get("@type", "").endswith(".EcdsConfigDump"):
+            for c in section.get("ecds_filters", []):
+                out[c["ecds_filter"]["name"]] = c
+    return out
+
+
+def referenced(listeners: list[dict[str, Any]]) -> set[str]:
+    """Names of the extension configs the listeners' HTTP filters discover (``config_discovery``)."""
+    return {hf["name"] for lis in listeners for hf in _http_filters(lis) if "config_discovery" in hf}
+
+
+def _http_filters(lis: dict[str, Any]) -> list[dict[str, Any]]:
+    return [hf for chain in lis.get("filter_chains", []) for f in chain.get("filters", []) for hf in (f.get("typed_config") or {}).get("http_filters", [])]
+
+
+def signature(listeners: list[dict[str, Any]], ecds: dict[str, dict[str, Any]] | None = None) -> dict[str, list[tuple[str, ...]]]:
+    """Per listener, its extension filters (once, whatever the number of filter chains that carry them):
+    (name, kind, configuration, failure policy), where kind is
+    ``wasm``, ``rbac-deny``/``rbac-allow`` (the agent's fallback), ``lua`` or ``ecds?`` (not loaded).
+
+    Works on generated listeners and on Envoy's ``/config_dump`` alike; ``ecds`` maps an extension
+    config's name to its TypedExtensionConfig (the proxy's ECDS files, or Envoy's ``ecds_filters``).
     """
+    ecds = ecds or {}
     out: dict[str, list[tuple[str, ...]]] = {}
     for lis in listeners:
         found: list[tuple[str, ...]] = []
-        for chain in lis.get("filter_chains", []):
-            for f in chain.get("filters", []):
-                for hf in (f.get("typed_config") or {}).get("http_filters", []):
-                    tc = hf.get("typed_config") or {}
-                    if tc.get("@type") != WASM_FILTER:
-                        continue
-                    c = tc.get("config", {})
-                    found.append((hf.get("name", ""), c.get("vm_config", {}).get("vm_id", ""),
-                                  c.get("configuration", {}).get("value", ""), c.get("failure_policy", "")))  # fmt: skip
-        out[lis.get("name", "")] = found
+        for hf in _http_filters(lis):
+            if not hf.get("name", "").startswith(RESOURCE_PREFIX):
+                continue  # not an extension (e.g. Istio's own stats filter, also Wasm)
+            tc = hf.get("typed_config") or {}
+            if "config_discovery" in hf:
+                tc = (ecds.get(hf["name"]) or {}).get("typed_config") or {"@type": "ecds?"}
+            kind = tc.get("@type", "")
+            if kind == WASM_FILTER:
+                c = tc.get("config", {})
+                found.append((hf["name"], "wasm", c.get("configuration", {}).get("value", ""), c.get("failure_policy", "")))
+            elif kind == RBAC_FILTER:
+                found.append((hf["name"], "rbac-deny" if "rules" in tc else "rbac-allow", tc.get("rules_stat_prefix", ""), ""))
+            elif kind == LUA_FILTER:
+                found.append((hf["name"], "lua", tc.get("default_source_code", {}).get("inline_string", ""), ""))
+            elif kind == "ecds?":
+                found.append((hf["name"], "ecds?", "", ""))
+        out[lis.get("name", "")] = list(dict.fromkeys(found))  # the same filters on every chain (mTLS, plaintext) count once
     return out

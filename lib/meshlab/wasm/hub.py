@@ -306,6 +306,12 @@ class Hub:
             )
         return str(s["username"]), str(s["password"])
 
+    def pull_secret(self, name: str) -> dict[str, str]:
+        """The pull secret ``name`` as ``kubectl create secret docker-registry`` takes it:
+        ``lab.create_pull_secret(name, cluster, **hub.pull_secret(name))``."""
+        user, password = self.secret(name)
+        return {"registry": self.address, "username": user, "password": password}
+
     def _password(self, user: str) -> str:
         pw = self.state.data.get("users", {}).get(user)
         if pw is None:

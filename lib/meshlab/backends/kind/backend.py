@@ -481,19 +481,32 @@ class KindBackend:
                                  cluster=cluster, title=title, tags=tags, timeout=timeout)
 
     def _ship_wasm(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """WasmPlugins: push each module to the registry the pods reach, point the url there (see .wasm)."""
+        """WasmPlugins and Wasm TrafficExtensions: push each module to the registry the pods reach, point the url there (see .wasm)."""
         from .schema import validate
         from .wasm import ship
 
         out = []
         for d in docs:
-            if d.get("kind") == "WasmPlugin":
+            if d.get("kind") in ("WasmPlugin", "TrafficExtension"):
                 d, step = ship(d)
                 validate(d)
                 if step is not None:
                     self.executor.step(step)
             out.append(d)
         return out
+
+    def create_pull_secret(self, name: str, cluster: str, registry: str, username: str, password: str, namespace: str = S.NAMESPACE) -> str:
+        """Not needed on kind: modules are copied to the lab registry, which has no accounts (see .wasm.ship)."""
+        self.topology.cluster(cluster)
+        return (f"secret/{name} not created in {cluster}: on kind the module is copied to {K.REGISTRY_NAME}, which has no "
+                "accounts, and the extension's imagePullSecret is dropped")  # fmt: skip
+
+    def agent_log(self, workload: str, cluster: str) -> list[str]:
+        """The Wasm lines of the sidecar's log (istio-agent logs into the istio-proxy container)."""
+        pod = self.find(workload, cluster)
+        ns = namespace_of(workload, S.NAMESPACE)
+        out = self.executor.run(K.kubectl(cluster, "-n", ns, "logs", pod, "-c", "istio-proxy"), cluster=cluster, title=f"logs of {workload}'s istio-proxy")
+        return [ln for ln in (out or "").splitlines() if "wasm" in ln]
 
     def delete(self, kind: str, name: str, cluster: str, namespace: str = S.NAMESPACE) -> None:
         cp = self.topology.cluster(cluster).control_plane

@@ -1,4 +1,5 @@
-"""WasmPlugins on the kind backend: the module goes to the registry the clusters reach, the resource to istiod.
+"""WasmPlugins and Wasm TrafficExtensions on the kind backend: the module goes to the registry the clusters
+reach, the resource to istiod.
 
 On kind, Istio's own agent pulls the module inside each pod, so the module must be in a registry the
 pods can reach: the lab's registry container ``meshlab-registry`` on the kind network (port 5000
@@ -41,7 +42,17 @@ def _image_name(doc: dict[str, Any]) -> str:
 
 
 def ship(doc: dict[str, Any]) -> tuple[dict[str, Any], Step | None]:
-    """The WasmPlugin as kind's istiod should get it, and the step that pushes its module (or None)."""
+    """The WasmPlugin (or Wasm TrafficExtension) as kind's istiod should get it, and the step that pushes
+    its module (or None). A Lua TrafficExtension carries its code inline: nothing to ship."""
+    if doc.get("kind") == "TrafficExtension":
+        if "wasm" not in (doc.get("spec") or {}):
+            return doc, None
+        wasm_doc, step = ship({**doc, "kind": "WasmPlugin", "spec": doc["spec"]["wasm"]})
+        return {**doc, "spec": {**doc["spec"], "wasm": wasm_doc["spec"]}}, step
+    return _ship_plugin(doc)
+
+
+def _ship_plugin(doc: dict[str, Any]) -> tuple[dict[str, Any], Step | None]:
     from ...wasm import oci
 
     spec = dict(doc.get("spec") or {})

@@ -80,6 +80,27 @@ def _wasm_signature(lds: Path) -> Any:
         return None
 
 
+def _ecds_rejections(admin: E.Admin) -> dict[str, int]:
+    """Per extension config, how many ECDS updates Envoy rejected so far."""
+    try:
+        stats = admin.stats("extension_config_discovery")
+    except (OSError, ValueError):
+        return {}
+    prefix = "extension_config_discovery.http_filter."
+    return {k[len(prefix) : -len(".update_rejected")]: v for k, v in stats.items() if k.startswith(prefix) and k.endswith(".update_rejected")}
+
+
+def _ecds_versions(admin: E.Admin) -> dict[str, str]:
+    """The version of each extension config Envoy runs (the full ``/config_dump``'s ECDS section)."""
+    from ...wasm.deploy import ecds_from_dump
+
+    try:
+        status, body = admin.get("/config_dump")
+    except OSError:
+        return {}
+    return {n: c.get("version_info", "") for n, c in ecds_from_dump(json.loads(body)).items()} if status == 200 else {}
+
+
 def _lds_stats(admin: E.Admin) -> dict[str, Any]:
     """Envoy's LDS counters and the version it last accepted (``listener_manager.lds.*``)."""
     out: dict[str, Any] = {"update_rejected": 0, "update_failure": 0, "version_text": None}
@@ -117,6 +138,7 @@ class LocalBackend:
     def __init__(self, topology: Topology, state: State) -> None:
         self.topology = topology
         self.state = state
+        self.agent_events: list[tuple[str, Any]] = []  # (pod, meshlab.wasm.agent.Event) of the last syncs
         d = state.data
         self.run_dir = Path(d["run_dir"])
         self.network = net.Network(d["mode"], d["prefix"], lambda ns: state.record("namespaces", ns), d.get("holder"))
@@ -410,6 +432,8 @@ class LocalBackend:
         self._wait_applied(w, cfg)
 
     def proxy_config(self, w: Workload) -> E.ProxyConfig:
+        """What the proxy's Envoy gets: istiod's config for it, with the extension configs (ECDS) as its
+        agent rewrote them (modules fetched to local files, or the RBAC fallback)."""
         registry = self.workloads
         gateways = {c: self.network.gateway_ip(self.topology, c) for c in self.topology.clusters}
         xds = self.proxy_dir(w) / "xds"
@@ -417,10 +441,50 @@ class LocalBackend:
         if w.app == GATEWAY_APP:
             return Translator(self.topology, gateways, {}, network_labels=labels).gateway(w, registry, xds, self.resources_for(w.cluster))
         certs = {x.pod: self._cert(x) for x in registry if x.app != GATEWAY_APP and x.sidecar}
-        t = Translator(self.topology, gateways, certs, self.wasm_modules(w.cluster), labels, self.state.data.get("telemetry"))
+        t = Translator(self.topology, gateways, certs, labels, self.state.data.get("telemetry"))
         if w.app == INGRESS_APP:
-            return t.ingress(w, [x for x in registry if x.app != INGRESS_APP], xds, self.resources_for(w.cluster), self.tls_secrets(w.cluster))
-        return t.sidecar(w, [x for x in registry if x.app != INGRESS_APP], xds, self.resources_for(w.cluster))
+            cfg = t.ingress(w, [x for x in registry if x.app != INGRESS_APP], xds, self.resources_for(w.cluster), self.tls_secrets(w.cluster))
+        else:
+            cfg = t.sidecar(w, [x for x in registry if x.app != INGRESS_APP], xds, self.resources_for(w.cluster))
+        if cfg.extensions:
+            cfg.extensions, events = self.agent(w).convert(self._with_pull_secrets(w, cfg.extensions))
+            self.agent_events += [(w.pod, e) for e in events]
+        return cfg
+
+    def agent(self, w: Workload) -> Any:
+        """The proxy's istio-agent (its Wasm part): module cache, log, metrics (meshlab.wasm.agent)."""
+        from ...wasm.agent import Agent
+        from ...wasm.hub import hub_home
+
+        return Agent(self.proxy_dir(w) / "agent", self.run_dir / "logs" / f"{w.pod}.agent.log", [hub_home(), self.state.dir / "hub"])
+
+    def _with_pull_secrets(self, w: Workload, extensions: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """istiod's ECDS generator puts the content of each referenced pull secret into the config, read in
+        the *proxy's* cluster; a secret missing there becomes "" (``pilot/pkg/xds/ecds.go``)."""
+        from ...wasm.deploy import SECRET_ENV
+
+        secrets = self.state.data.get("pull_secrets", {}).get(w.cluster, {})
+        out = {}
+        for name, ext in extensions.items():
+            env = ext["typed_config"]["config"]["vm_config"].get("environment_variables", {}).get("key_values", {})
+            if SECRET_ENV in env:
+                ext = json.loads(json.dumps(ext))
+                kv = ext["typed_config"]["config"]["vm_config"]["environment_variables"]["key_values"]
+                kv[SECRET_ENV] = secrets.get(kv[SECRET_ENV].removeprefix("kubernetes://"), "")
+            out[name] = ext
+        return out
+
+    def create_pull_secret(self, name: str, cluster: str, registry: str, username: str, password: str, namespace: str = NAMESPACE) -> str:
+        """A ``kubernetes.io/dockerconfigjson`` Secret in one cluster, as ``kubectl create secret docker-registry``."""
+        import base64
+
+        self.topology.cluster(cluster)
+        auth = base64.b64encode(f"{username}:{password}".encode()).decode()
+        content = json.dumps({"auths": {registry: {"username": username, "password": password, "auth": auth}}})
+        self.state.data.setdefault("pull_secrets", {}).setdefault(cluster, {})[f"{namespace}/{name}"] = content
+        self.state.save()
+        self.sync(self.topology.clusters[cluster].control_plane)  # istiod pushes ECDS again when a referenced Secret changes
+        return f"secret/{name} created in {cluster} (namespace {namespace})"
 
     # ---- Istio resources and control planes ----------------------------------------------------
     def resources_for(self, cluster: str) -> list[dict[str, Any]]:
@@ -433,63 +497,63 @@ class LocalBackend:
     def apply(self, docs: list[dict[str, Any]], cluster: str) -> list[str]:
         """Store validated resources with the control plane owning ``cluster`` and push the result.
 
-        A WasmPlugin's module is fetched first, as istio-agent would (digest checked, cached by
-        checksum): a module that cannot be fetched or verified refuses the whole apply.
+        As in Istio, a TrafficExtension or WasmPlugin is accepted without looking at its module: each
+        selected proxy's agent fetches it, and what each agent did (module fetched, or the RBAC filter
+        put in its place when the fetch failed) is reported in the returned lines.
         """
+        from ...wasm.deploy import check
+
         cp = self.topology.cluster(cluster).control_plane
         stored = self.state.data.setdefault("resources", [])
-        modules = self.state.data.setdefault("wasm_modules", {})
-        before, modules_before = list(stored), dict(modules)
+        before = json.loads(json.dumps(stored))
         names: list[str] = []
         applied: list[dict[str, Any]] = []
+        self.agent_events = []
         try:
             for doc in docs:
                 doc = {**doc, "metadata": {"namespace": NAMESPACE, **doc.get("metadata", {})}}
                 applied.append(doc)
-                key = (doc["kind"], doc["metadata"]["namespace"], doc["metadata"]["name"])
-                self._refuse_overlap(doc, [r["resource"] for r in stored if r["control_plane"] == cp and r["key"] != list(key)])
-                note = ""
-                if doc["kind"] == "WasmPlugin":
-                    m = self._fetch_wasm(doc)
-                    modules[f"{cp}|{key[1]}/{key[2]}"] = m.record()
-                    how = "from the cache" if m.cached else f"fetched from {m.source} in {m.seconds:.2f}s"
-                    note = f", module sha256:{m.sha256[:12]}... {how}"
-                entry = {"control_plane": cp, "key": list(key), "resource": doc}
-                at = next((i for i, r in enumerate(stored) if r["control_plane"] == cp and r["key"] == list(key)), None)
-                if at is None:
-                    stored.append(entry)
-                else:  # an update keeps its place: Istio's "oldest policy wins" goes by creation time
-                    stored[at] = entry
-                names.append(f"{doc['kind'].lower()}/{doc['metadata']['name']} configured (control plane {cp}{note})")
+                key = [doc["kind"], doc["metadata"]["namespace"], doc["metadata"]["name"]]
+                self._refuse_overlap(doc, [r["resource"] for r in stored if r["control_plane"] == cp and r["key"] != key])
+                if doc["kind"] in ("WasmPlugin", "TrafficExtension"):
+                    check(doc)
+                old = next((r for r in stored if r["control_plane"] == cp and r["key"] == key), None)
+                unchanged = old is not None and {**old["resource"], "metadata": {**old["resource"]["metadata"], "resourceVersion": None}} == {
+                    **doc, "metadata": {**doc["metadata"], "resourceVersion": None}}  # fmt: skip
+                version = self.state.data.get("resource_version", 0) + (0 if unchanged else 1)
+                self.state.data["resource_version"] = version
+                doc["metadata"]["resourceVersion"] = old["resource"]["metadata"].get("resourceVersion") if unchanged and old else str(version)
+                record = {"control_plane": cp, "key": key, "resource": doc}
+                if old is not None:  # an update keeps its place: creation order decides ties between extensions
+                    stored[stored.index(old)] = record
+                else:
+                    stored.append(record)
+                names.append(f"{doc['kind'].lower()}/{doc['metadata']['name']} {'unchanged' if unchanged else 'configured'} (control plane {cp})")
             self.sync(cp)
             served = {c.name for c in self.topology.served_by(cp)}
             seen = [(w.labels, w.namespace) for w in self.workloads if w.cluster in served]
             names += [f"warning: {m}" for m in unmatched_selectors(applied, seen)]
-        except ResourceError:
+        except ResourceError as e:
             # refused as a whole: the translator refuses before any proxy is written; a proxy that
-            # rejected its new config (e.g. a module failing to start) gets the previous one back
+            # rejected its new config (e.g. a Wasm module failing to start) gets the previous one back
+            hints = list(dict.fromkeys(ev.message for _, ev in self.agent_events if ev.level == "hint"))
             stored[:] = before
-            modules.clear()
-            modules.update(modules_before)
             try:
                 self.sync(cp)
             except MeshlabError:
                 pass
+            if hints:
+                raise ResourceError(e.message + "\n" + "\n".join(hints), e.hint) from None
             raise
         self.state.save()
-        return names
+        return names + [f"  agent of {pod}: {e.message}" for pod, e in self.agent_events]
 
-    def _fetch_wasm(self, doc: dict[str, Any]) -> Any:
-        """The agent's part of a WasmPlugin: fetch, verify and cache its module (meshlab.wasm.deploy.fetch)."""
-        from ...wasm.deploy import fetch
-        from ...wasm.hub import hub_home
-
-        return fetch(doc, self.run_dir / "wasm-cache", [hub_home(), self.state.dir / "hub"])
-
-    def wasm_modules(self, cluster: str) -> dict[str, dict[str, Any]]:
-        """The fetched modules of the WasmPlugins held by ``cluster``'s control plane, by ``<ns>/<name>``."""
-        cp = self.topology.clusters[cluster].control_plane
-        return {k.split("|", 1)[1]: v for k, v in self.state.data.get("wasm_modules", {}).items() if k.split("|", 1)[0] == cp}
+    def agent_log(self, workload: str, cluster: str) -> list[str]:
+        """The Wasm lines of the proxy's agent log (``kubectl logs <pod> -c istio-proxy | grep wasm``)."""
+        try:
+            return (self.run_dir / "logs" / f"{self.find(workload, cluster).pod}.agent.log").read_text().splitlines()
+        except FileNotFoundError:
+            return []
 
     @staticmethod
     def _refuse_overlap(doc: dict[str, Any], others: list[dict[str, Any]]) -> None:
@@ -515,8 +579,6 @@ class LocalBackend:
         cp = self.topology.cluster(cluster).control_plane
         stored = self.state.data.get("resources", [])
         stored[:] = [r for r in stored if not (r["control_plane"] == cp and r["key"] == [kind, namespace, name])]
-        if kind == "WasmPlugin":
-            self.state.data.get("wasm_modules", {}).pop(f"{cp}|{namespace}/{name}", None)
         self.state.save()
         self.sync(cp)
 
@@ -572,42 +634,60 @@ class LocalBackend:
         for w, cfg in configs:
             lds = self.proxy_dir(w) / "xds" / "lds.json"
             version, filters = _file_version(lds), (_wasm_signature(lds), _http_filter_names(lds))
-            rejected = _lds_stats(E.Admin(w.admin))
+            admin = E.Admin(w.admin)
+            rejected = {**_lds_stats(admin), "ecds": _ecds_rejections(admin)}
             if E.XdsWriter(self.proxy_dir(w) / "xds").write(cfg):
                 new = _file_version(lds)
-                # when the HTTP filters (Wasm or EnvoyFilter) changed, also wait for connections on the old filter chain to drain
+                # when the HTTP filters (extensions or EnvoyFilter) changed, also wait for connections on the old filter chain to drain
                 changed = (_wasm_signature(lds), _http_filter_names(lds)) != filters
-                written.append((w, cfg, (new, rejected, changed) if new != version else None))
-        for w, cfg, lds_change in written:
-            self._wait_applied(w, cfg, lds=lds_change)
+                written.append((w, cfg, (new, rejected, changed) if new != version else None, rejected["ecds"]))
+        for w, cfg, lds_change, ecds_rejected in written:
+            self._wait_applied(w, cfg, lds=lds_change, ecds_rejected=ecds_rejected)
 
     def _wait_applied(
-        self, w: Workload, cfg: E.ProxyConfig, timeout: float = 5.0, lds: tuple[str | None, dict[str, Any], bool] | None = None
-    ) -> None:
+        self, w: Workload, cfg: E.ProxyConfig, timeout: float = 5.0, lds: tuple[str | None, dict[str, Any], bool] | None = None,
+        ecds_rejected: dict[str, int] | None = None,
+    ) -> None:  # fmt: skip
         """Wait on Envoy's own view until it runs ``cfg``: every listener active (a listener whose
         address is taken fails here, with Envoy's words), every EDS cluster with exactly its hosts,
         and -- when ``lds`` = (the new listener file's version, LDS stats before it was written, wasm
         filters changed) -- that version accepted and no listener warming (an update Envoy rejects,
         e.g. a Wasm module whose proxy_on_configure fails, raises with Envoy's reason); after a change
-        of Wasm filters also no old filter chain draining, so no pooled connection still runs them."""
+        of extension filters also no old filter chain draining, so no pooled connection still runs them;
+        every extension config (ECDS) at the version written, or its rejection (``ecds_rejected``: the
+        rejection counts before it was written) raised with Envoy's reason."""
         want = {name: sorted(f"{e.address}:{e.port}" for e in eps) for name, eps in cfg.endpoints.items()}
         admin = E.Admin(w.admin)
         log = self.run_dir / "logs" / f"{w.pod}.envoy.log"
         deadline = time.monotonic() + timeout
         have: dict[str, list[str]] = {}
+        ecds_files = {n: _file_version(E.ecds_path(self.proxy_dir(w) / "xds", n)) for n in cfg.extensions}
+
+        def rejected(what: str) -> ResourceError:
+            time.sleep(0.3)  # Envoy flushes its log every 200 ms
+            lines = [ln for ln in procs.log_tail(log, 300).splitlines()
+                     if ("][wasm]" in ln and ("[error]" in ln or "[critical]" in ln)) or "rejected" in ln or "Unable to create" in ln]  # fmt: skip
+            return ResourceError(
+                f"the proxy of {w.pod} rejected its new {what} and keeps the previous one:\n"
+                + "\n".join(f"  {ln}" for ln in lines[-8:] or [procs.log_tail(log, 5)]),
+                "a Wasm module that fails to start, or whose proxy_on_configure returns false (e.g. for a bad "
+                "pluginConfig), is refused: fix the resource and apply it again",
+            )
+
         while time.monotonic() < deadline:
+            if ecds_files:  # each extension config at the version written, or its rejection with Envoy's words
+                now_rejected = _ecds_rejections(admin)
+                bad = [n for n in ecds_files if now_rejected.get(n, 0) > (ecds_rejected or {}).get(n, 0)]
+                if bad:
+                    raise rejected(f"extension config {bad[0]} (ECDS)")
+                running = _ecds_versions(admin)
+                if any(running.get(n) != v for n, v in ecds_files.items()):
+                    time.sleep(0.005)
+                    continue
             if lds is not None:
                 now = _lds_stats(admin)
                 if now["update_rejected"] > lds[1]["update_rejected"] or now["update_failure"] > lds[1]["update_failure"]:
-                    time.sleep(0.3)  # Envoy flushes its log every 200 ms
-                    lines = [ln for ln in procs.log_tail(log, 300).splitlines()
-                             if ("][wasm]" in ln and ("[error]" in ln or "[critical]" in ln)) or "rejected" in ln or "Unable to create" in ln]  # fmt: skip
-                    raise ResourceError(
-                        f"the proxy of {w.pod} rejected its new configuration and keeps the previous one:\n"
-                        + "\n".join(f"  {ln}" for ln in lines[-8:] or [procs.log_tail(log, 5)]),
-                        "a Wasm module that fails to start, or whose proxy_on_configure returns false (e.g. for a bad "
-                        "pluginConfig), is refused: fix the resource and apply it again",
-                    )
+                    raise rejected("configuration")
                 if now["version_text"] != lds[0]:
                     time.sleep(0.005)
                     continue

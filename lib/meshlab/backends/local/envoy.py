@@ -260,6 +260,7 @@ class ProxyConfig:
     listeners: list[dict[str, Any]]
     clusters: list[dict[str, Any]]
     endpoints: dict[str, list[Endpoint]]  # EDS cluster name -> endpoints
+    extensions: dict[str, dict[str, Any]] = field(default_factory=dict)  # ECDS: extension config name -> TypedExtensionConfig
 
 
 def eds_path(xds: Path, cluster: str) -> Path:
@@ -267,13 +268,19 @@ def eds_path(xds: Path, cluster: str) -> Path:
     return xds / "eds" / f"{safe}.json"
 
 
+def ecds_path(xds: Path, name: str) -> Path:
+    """The file a proxy watches for one extension config (ECDS delivers one resource per subscription)."""
+    return xds / "ecds" / (name.replace("/", "_") + ".json")
+
+
 def resource(type_name: str, body: dict[str, Any]) -> dict[str, Any]:
     return {"@type": T + type_name, **body}
 
 
 class XdsWriter:
-    """Writes a proxy's LDS/CDS/EDS files: only those whose resources changed (compared with what is on
-    disk, so any process can sync), each with a higher version, endpoints first (clusters use them)."""
+    """Writes a proxy's LDS/CDS/EDS/ECDS files: only those whose resources changed (compared with what is on
+    disk, so any process can sync), each with a higher version, endpoints and extension configs first
+    (clusters and listeners use them)."""
 
     def __init__(self, xds: Path) -> None:
         self.xds = xds
@@ -283,6 +290,8 @@ class XdsWriter:
         files: list[tuple[Path, Any]] = []
         for name, eps in cfg.endpoints.items():
             files.append((eds_path(self.xds, name), [load_assignment(name, eps)]))
+        for name, ext in cfg.extensions.items():
+            files.append((ecds_path(self.xds, name), [ext]))
         files.append((self.xds / "cds.json", [resource("envoy.config.cluster.v3.Cluster", c) for c in cfg.clusters]))
         files.append((self.xds / "lds.json", [resource("envoy.config.listener.v3.Listener", lis) for lis in cfg.listeners]))
         changed = 0
@@ -312,9 +321,17 @@ def static_equivalent(boot: dict[str, Any], cfg: ProxyConfig) -> dict[str, Any]:
             c["type"] = "STATIC"
             c["load_assignment"] = la
         clusters.append(c)
+    listeners = json.loads(json.dumps(cfg.listeners))
+    for lis in listeners:  # an extension config discovered over ECDS, inlined where the listener names it
+        for chain in lis.get("filter_chains", []):
+            for f in chain.get("filters", []):
+                for hf in (f.get("typed_config") or {}).get("http_filters", []):
+                    if "config_discovery" in hf and hf["name"] in cfg.extensions:
+                        del hf["config_discovery"]
+                        hf["typed_config"] = cfg.extensions[hf["name"]]["typed_config"]
     static = {k: v for k, v in boot.items() if k != "dynamic_resources"}
     static["admin"] = {}
-    static["static_resources"] = {"listeners": cfg.listeners, "clusters": clusters}
+    static["static_resources"] = {"listeners": listeners, "clusters": clusters}
     return static
 
 

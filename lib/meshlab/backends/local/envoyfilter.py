@@ -19,6 +19,7 @@ refused by resources.py, never ignored.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 from . import envoy as E
@@ -103,4 +104,4 @@ def apply(
                         for vh in hcm.get("route_config", {}).get("virtual_hosts", []):
                             if want in (None, vh["name"]):
                                 merge(vh, value)
-    return E.ProxyConfig(listeners, cfg.clusters, cfg.endpoints)
+    return dataclasses.replace(cfg, listeners=listeners)

@@ -12,9 +12,10 @@ It follows what istiod does for the same inputs:
   PeerAuthentication mode (mTLS with a client certificate from the mesh's trust domains, plaintext, or
   both), its AuthorizationPolicies and RequestAuthentications as RBAC and jwt_authn filters
   (:mod:`.security`), and forwards to the app on the pod's loopback; clients use auto-mTLS;
-- WasmPlugins (their modules fetched by the backend, as istio-agent does) become wasm filters in the
-  HTTP connection managers of the workloads they select, ordered by phase and priority
-  (:mod:`meshlab.wasm.deploy`).
+- TrafficExtensions and WasmPlugins become filters in the HTTP connection managers of the workloads
+  they select, ordered by phase and priority: Lua inline, Wasm as an extension config discovered over
+  ECDS, which the proxy's agent rewrites before Envoy loads it (:mod:`meshlab.wasm.deploy`,
+  :mod:`meshlab.wasm.agent`).
 """
 
 from __future__ import annotations
@@ -140,14 +141,13 @@ class Translator:
     """Builds each proxy's ProxyConfig from the registry and resources as seen by its control plane."""
 
     def __init__(
-        self, topology: Topology, gateway_ip: dict[str, str], certs: dict[str, WorkloadCert], wasm: dict[str, dict[str, Any]] | None = None,
-        network_labels: dict[str, str] | None = None, telemetry: dict[str, Any] | None = None,
+        self, topology: Topology, gateway_ip: dict[str, str], certs: dict[str, WorkloadCert], network_labels: dict[str, str] | None = None,
+        telemetry: dict[str, Any] | None = None,
     ) -> None:
         self.topology = topology
         self.telemetry = telemetry  # the istio-stats module (path, sha256) when telemetry is on: meshlab.backends.local.telemetry
         self.gateway_ip = gateway_ip  # cluster -> east-west gateway address (multi-network patterns)
         self.certs = certs  # pod -> its certificate files
-        self.wasm = wasm or {}  # "<ns>/<name>" of each WasmPlugin -> its fetched module (meshlab.wasm.deploy.Module)
         # cluster -> the topology.istio.io/network label of its istio-system namespace ("" = unlabelled)
         self.network_labels = network_labels if network_labels is not None else {n: c.network for n, c in topology.clusters.items()}
 
@@ -161,11 +161,16 @@ class Translator:
         is used at its own address; any other goes through its network's gateway."""
         return self.endpoint_network(cluster) in ("", self.topology.clusters[client_cluster].network)
 
-    def wasm_filters(self, w: Workload, resources: list[dict[str, Any]], direction: str, port: int | None = None) -> list[dict[str, Any]]:
-        """WasmPlugins selecting ``w``, as Envoy wasm filters for one HTTP connection manager, in phase order."""
-        from ...wasm.deploy import http_filters
+    @staticmethod
+    def extension_filters(
+        w: Workload, resources: list[dict[str, Any]], xds: Path, direction: str, port: int | None = None, phase: str | None = None
+    ) -> list[dict[str, Any]]:
+        """TrafficExtensions (and WasmPlugins) selecting ``w`` as HTTP filters of one connection manager, in
+        Istio's order (only those of ``phase`` when given)."""
+        from ...wasm.deploy import PHASES, http_filters
 
-        return http_filters(w.labels, w.namespace, resources, self.wasm, direction, port)
+        phases = PHASES if phase is None else (phase.removesuffix("_PHASE"),)
+        return http_filters(w.labels, w.namespace, resources, direction, lambda name: E.ecds_path(xds, name), port, phases)
 
     def visible(self, cluster: str, registry: list[Workload]) -> list[Workload]:
         """Workloads the control plane serving ``cluster`` knows about."""
@@ -353,7 +358,7 @@ class Translator:
                         "filters": [
                             E.hcm(
                                 f"outbound_{OUTBOUND_PORT}", {"name": "outbound", "virtual_hosts": vhosts}, w.access_log,
-                                http_filters=[*self.wasm_filters(w, resources, "outbound"), E.FAULT_FILTER, *self.stats_filters(w, "source")],
+                                http_filters=[*self.extension_filters(w, resources, xds, "outbound"), E.FAULT_FILTER, *self.stats_filters(w, "source")],
                             )  # fmt: skip
                         ]
                     }
@@ -376,7 +381,7 @@ class Translator:
                 {"forward_client_cert_details": "APPEND_FORWARD", "set_current_client_cert_details": {"uri": True}},
                 http_filters=[*S.inbound_http_filters(
                     resources, w.labels, w.namespace, trust_domains,
-                    lambda phase, port=port: self.wasm_filters(w, [r for r in resources if r["kind"] != "WasmPlugin" or (r["spec"].get("phase") or "UNSPECIFIED_PHASE") == phase], "inbound", port),
+                    lambda phase, port=port: self.extension_filters(w, resources, xds, "inbound", port, phase),
                 ), *self.stats_filters(w, "destination")],
             )  # fmt: skip
             tls = S.downstream_mtls(str(cert.cert_chain), str(cert.key), str(cert.root_cert), trust_domains)
@@ -391,9 +396,13 @@ class Translator:
         if self.telemetry:
             listeners.append(T.stats_listener(w.ip))
             clusters.append(T.stats_cluster(w.admin))
+        from ...wasm.deploy import extension_configs, referenced
+
+        used = referenced(listeners)  # istiod serves the extension configs the proxy's listeners ask for
+        extensions = {n: c for n, c in extension_configs(w.labels, w.namespace, resources).items() if n in used}
         # EnvoyFilters patch what istiod generated, last (pilot/pkg/networking/core/envoyfilter)
         inbound = {f"{w.ip}_{port}" for port in w.ports}
-        return envoyfilter.apply(E.ProxyConfig(listeners, clusters, endpoints), w.labels, w.namespace, resources, "virtualOutbound", inbound)
+        return envoyfilter.apply(E.ProxyConfig(listeners, clusters, endpoints, extensions), w.labels, w.namespace, resources, "virtualOutbound", inbound)
 
     def stats_filters(self, w: Workload, reporter: str) -> list[dict[str, Any]]:
         """Istio's stats filter, last before the router, when telemetry is on."""
