@@ -66,6 +66,42 @@ def upstream_tls(envoy_cluster: dict[str, Any]) -> dict[str, Any]:
     return {"sni": tls.get("sni"), "sans": sans}
 
 
+def inbound_tls(lab: "Lab", workload: str, cluster: str, port: int) -> dict[str, Any]:
+    """The mTLS filter chain ``workload``'s sidecar accepts on ``port``:
+    ``{"listener": ..., "require_client_certificate": ..., "sans": [...]}``.
+
+    On kind, iptables hands every inbound port to one listener, ``virtualInbound`` (15006), with a
+    filter chain per port; meshlab's translator binds one listener per port, ``<pod IP>_<port>``.
+    """
+    listeners = [x["active_state"]["listener"] for x in lab.envoy_config(workload, cluster, "dynamic_listeners")["configs"]]
+    if lab.backend.name == "kind":
+        listener = next(x for x in listeners if x["name"] == "virtualInbound")
+        chains = [c for c in listener["filter_chains"] if c.get("filter_chain_match", {}).get("destination_port") == port]
+    else:
+        listener = next(x for x in listeners if x["name"].endswith(f"_{port}") and x["name"] != "virtualOutbound")
+        chains = listener["filter_chains"]
+    chain = next(c for c in chains if c.get("filter_chain_match", {}).get("transport_protocol", "tls") == "tls")
+    tls = chain["transport_socket"]["typed_config"]
+    ctx = tls["common_tls_context"]
+    validation = ctx["combined_validation_context"]["default_validation_context"] if "combined_validation_context" in ctx \
+        else ctx["validation_context"]
+    sans = [{"exact": m["exact"]} for m in validation.get("match_subject_alt_names", [])]
+    sans += [m["matcher"] for m in validation.get("match_typed_subject_alt_names", [])]
+    return {"listener": listener["name"], "require_client_certificate": tls.get("require_client_certificate"), "sans": sans}
+
+
+def sidecar_captures_every_port(lab: "Lab") -> bool:
+    """kind: iptables sends every inbound port to the sidecar, so a raw connect to an unused port still
+    connects; local: the sidecar binds only the service's ports, so the pod refuses the others."""
+    return lab.backend.name == "kind"
+
+
+def callers_keep_their_pod_ip(lab: "Lab") -> bool:
+    """local: the server sees the calling pod's IP; kind: kindnet SNATs traffic that leaves a node, so a
+    caller in another cluster arrives as its node's address."""
+    return lab.backend.name != "kind"
+
+
 def virtual_host(lab: "Lab", workload: str, cluster: str, name: str) -> dict[str, Any]:
     """The route configuration's virtual host ``name`` (e.g. ``helloworld.sample.svc.cluster.local:5000``)
     in ``workload``'s sidecar: from RDS on kind, inline in the ``virtualOutbound`` listener on local."""

@@ -18,6 +18,10 @@ def test_config_views(flat_lab: Lab) -> None:
     assert checks.virtual_host(flat_lab, "curl", "cluster1", f"{FQDN}:5000")["routes"]
     with pytest.raises(AssertionError, match="no virtual host"):
         checks.virtual_host(flat_lab, "curl", "cluster1", "nope:1")
+    hw_ip = next(w.ip for w in flat_lab.backend.workloads if w.app == "helloworld" and w.cluster == "cluster2")
+    inbound = checks.inbound_tls(flat_lab, "helloworld", "cluster2", 5000)
+    assert inbound["listener"] == f"{hw_ip}_5000" and inbound["require_client_certificate"] is True
+    assert not checks.sidecar_captures_every_port(flat_lab) and checks.callers_keep_their_pod_ip(flat_lab)
     assert checks.pods_have_own_addresses(flat_lab) == (flat_lab.backend.mode != "loopback")
     assert checks.gateway_addresses(flat_lab) == {}  # one network: no east-west gateways
 
