@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from meshlab.backends.local import procs
-from meshlab.errors import ResourceError
 from meshlab.lab import Lab
 
 pytestmark = pytest.mark.integration
@@ -95,16 +94,6 @@ def test_federated_telemetry_counts_cross_cluster_requests(roots_lab: Lab) -> No
     rows = tel.query(served)
     assert rows and all(r["metric"]["connection_security_policy"] == "mutual_tls" for r in rows)
     assert {r["metric"]["cluster"] for r in rows} == {"cluster2"}  # federated from cluster2's Prometheus
-
-
-def test_access_policy_is_refused_where_authorization_policy_is_not_enforced(roots_lab: Lab) -> None:
-    from meshlab.resources import SHAPES
-
-    if "AuthorizationPolicy" in SHAPES:
-        pytest.skip("the local backend enforces AuthorizationPolicy")
-    ap = {"apiVersion": "networking.mesh.gloo.solo.io/v1", "kind": "AccessPolicy", "metadata": {"name": "x"}, "spec": {}}
-    with pytest.raises(ResourceError, match="does not enforce"):
-        roots_lab.mesh.apply(ap)
 
 
 def test_down_stops_prometheus_and_the_controller(tmp_path: Path) -> None:

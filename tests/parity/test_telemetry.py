@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,13 +44,13 @@ def sn_lab() -> Iterator[Lab]:
     Lab.down_all(home, quiet=True)
 
 
-def _series(lab: Lab, workload: str, cluster: str) -> list[dict[str, str]]:
-    """istio_requests_total series from the sidecar's own /stats/prometheus (what Prometheus scrapes)."""
+def _series(lab: Lab, workload: str, cluster: str, metric: str = "istio_requests_total") -> list[dict[str, str]]:
+    """``metric`` series from the sidecar's own /stats/prometheus (what Prometheus scrapes)."""
     status, body = E.Admin(lab.backend.find(workload, cluster).admin).get("/stats/prometheus")
     assert status == 200
     out = []
     for line in body.splitlines():
-        if line.startswith("istio_requests_total{"):
+        if line.startswith(metric + "{"):
             labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
             labels["value"] = line.rsplit(" ", 1)[1]
             out.append(labels)
@@ -67,6 +68,14 @@ def test_istio_requests_total_with_the_standard_labels(sn_lab: Lab) -> None:
     assert client and all(set(s) - {"value"} == DASHBOARD_LABELS for s in client)
     by_dest = {s["destination_cluster"]: int(float(s["value"])) for s in client if s["reporter"] == "source"}
     assert by_dest == {c: n for (c, _v), n in r.tally.items()}  # one count per answer, by the cluster that answered
+    def durations() -> dict[str, int]:
+        return {s["destination_cluster"]: int(float(s["value"])) for s in _series(lab, "curl", "cluster1", "istio_request_duration_milliseconds_count")
+                if s["reporter"] == "source"}  # fmt: skip
+
+    deadline = time.monotonic() + 8  # histograms reach the admin output at Envoy's stats flush (every 5 s)
+    while durations() != by_dest and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert durations() == by_dest  # the histogram observes every request once
     server = [s for s in _series(lab, "helloworld", "cluster2") if s["reporter"] == "destination"]
     assert server and server[0]["source_workload"] == "curl" and server[0]["source_cluster"] == "cluster1"
     assert server[0]["destination_workload"] == "helloworld-v2" and server[0]["connection_security_policy"] == "mutual_tls"

@@ -308,3 +308,32 @@ def test_kind_telemetry_installs_the_addon_and_a_global_prometheus(kind_lab: Any
 def test_kind_dry_run_has_no_controller_to_start(kind_lab: Any) -> None:
     with pytest.raises(ResourceError, match="no clusters for the controller"):
         kind_lab.mesh.controller.start()
+
+
+def test_kind_policies_placement_and_undeploy_go_through_the_executor(kind_lab: Any) -> None:
+    kind_lab.mesh.apply(VM)
+    before = len(_recorded(kind_lab))
+    kind_lab.mesh.apply(yaml.safe_load(TP))  # VirtualService + DestinationRule, validated against Istio's schemas
+    ap = {"apiVersion": "networking.mesh.gloo.solo.io/v1", "kind": "AccessPolicy", "metadata": {"name": "ap"},
+          "spec": {"destinationSelector": [{"kubeServiceMatcher": {"labels": {"app": "helloworld"}}}], "allowedPaths": ["/hello"]}}
+    kind_lab.mesh.apply(ap)
+    applied = [m for s in _recorded(kind_lab)[before:] if "apply" in s.tags for m in s.manifests]
+    assert {"VirtualService", "DestinationRule", "AuthorizationPolicy"} <= {m["kind"] for m in applied}
+    # the controller's job on kind: a new service appears in cluster2, cluster1 gets its ServiceEntry
+    kind_lab.deploy("helloworld", cluster="cluster2", namespace="demo")
+    kind_lab.mesh.wait_generated("cluster1", "helloworld.demo.svc.cluster2.global", present=True, timeout=5)
+    kind_lab.undeploy("helloworld", cluster="cluster2", namespace="demo")
+    kind_lab.mesh.wait_generated("cluster1", "helloworld.demo.svc.cluster2.global", present=False, timeout=5)
+    cmds = [" ".join(s.argv) for s in _recorded(kind_lab)[before:]]
+    assert any("delete serviceentry helloworld.demo.svc.cluster2.global" in c for c in cmds), cmds
+    assert any("-n demo delete deployment helloworld-v1" in c for c in cmds), cmds
+    # KubeFed placement deploys a copy per selected cluster through the same executor
+    dep = {"apiVersion": "types.kubefed.io/v1beta1", "kind": "FederatedDeployment", "metadata": {"name": "helloworld", "namespace": "kubefed"},
+           "spec": {"template": {"metadata": {"labels": {"app": "helloworld", "version": "v1"}}, "spec": {"replicas": 1}},
+                    "placement": {"clusters": [{"name": "cluster2"}]}}}  # fmt: skip
+    svc = {**dep, "kind": "FederatedService", "spec": {"template": {"spec": {"selector": {"app": "helloworld"}}}, "placement": dep["spec"]["placement"]}}
+    n = len(_recorded(kind_lab))
+    kind_lab.mesh.kubefed_place(dep, svc)
+    placed = [s for s in _recorded(kind_lab)[n:] if any(m.get("kind") == "Deployment" for m in s.manifests)]
+    assert placed and {s.cluster for s in placed} == {"cluster2"}
+    assert {m["metadata"]["namespace"] for s in placed for m in s.manifests if m.get("kind") == "Deployment"} == {"kubefed"}

@@ -113,7 +113,6 @@ class ManagementPlane:
             raise ResourceError(f"kind {doc.get('kind') if isinstance(doc, dict) else doc!r} is not a management-plane object",
                                 f"use one of {', '.join(KINDS)}; Istio objects go to lab.apply(..., cluster=...)")  # fmt: skip
         (virtualmesh.validate if doc["kind"] == "VirtualMesh" else policy.validate)(doc)
-        self._refuse_authz_on_local(doc)
         disc = self.discover()
         trust = None
         if doc["kind"] == "VirtualMesh":
@@ -125,16 +124,6 @@ class ManagementPlane:
             trust = virtualmesh.shared_trust(self.lab, doc, disc)
         self.reconcile()
         return Applied(doc, self._produced_by(doc, generate(self.lab)), trust)
-
-    def _refuse_authz_on_local(self, doc: dict[str, Any]) -> None:
-        from ..resources import SHAPES
-
-        wants = doc["kind"] == "AccessPolicy" or doc["spec"].get("globalAccessPolicy") == "ENABLED"
-        if wants and self.lab.backend.name == "local" and "AuthorizationPolicy" not in SHAPES:
-            raise ResourceError(
-                f"{doc['kind']} {doc['metadata']['name']!r} translates to AuthorizationPolicy, which this local backend does not enforce yet",
-                "see the generated objects with lab.mesh.preview(...), or use the kind backend",
-            )
 
     def preview(self, source: str | dict[str, Any]) -> Applied:
         """What applying ``source`` would produce, per cluster, without storing or pushing anything."""

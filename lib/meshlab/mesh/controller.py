@@ -161,36 +161,34 @@ def _inputs(state_path: Path) -> Any:
 
 
 def main(state_dir: str) -> int:
-    """Watch the state file; reconcile when the registry or the management-plane objects change."""
+    """Watch the state file; reconcile when the registry or the management-plane objects change.
+
+    A reconcile that fails (e.g. an object the translator refuses) is reported in the log and retried
+    on the next change; the loop ends when the lab's state file is gone (``meshlab down``)."""
     from ..lab import Lab
 
     state_path = Path(state_dir) / "state.json"
     last: Any = None
-    first = True
-    while True:
+    ready: Path | None = None
+    while state_path.exists():
         try:
-            if not state_path.exists():
-                return 0  # the lab is gone (meshlab down): nothing left to manage
             inputs = _inputs(state_path)
-            if inputs != last:
+        except (OSError, ValueError):
+            time.sleep(POLL_SECONDS)  # removed or replaced between exists() and read: look again
+            continue
+        if inputs != last:
+            last = inputs
+            try:
                 lab = Lab.attach(state_dir)
                 reconcile(lab, who="controller")
-                last = inputs
-                if first:
-                    (mesh_dir(lab.state.data["run_dir"]) / "controller.ready").touch()
-                    print(f"mesh controller: watching {state_path} (pid {os.getpid()})", flush=True)
-                    first = False
-        except Exception as e:  # a bad input must not kill the loop: report it and retry on the next change
-            print(f"mesh controller: reconcile failed: {type(e).__name__}: {e}", flush=True)
-            last = inputs if "inputs" in locals() else None
-            if first:
-                try:
-                    run_dir = json.loads(state_path.read_text())["run_dir"]
-                    (mesh_dir(run_dir) / "controller.ready").touch()
-                    first = False
-                except (OSError, ValueError, KeyError):
-                    pass
+            except Exception as e:
+                print(f"mesh controller: reconcile failed: {type(e).__name__}: {e}", flush=True)
+            if ready is None:
+                ready = mesh_dir(json.loads(state_path.read_text())["run_dir"]) / "controller.ready"
+                ready.touch()
+                print(f"mesh controller: watching {state_path} (pid {os.getpid()})", flush=True)
         time.sleep(POLL_SECONDS)
+    return 0
 
 
 if __name__ == "__main__":
