@@ -25,7 +25,9 @@ CELL_TIMEOUT = 600
 # Labs whose exercises the hygiene test enforces (a lab's owner adds it here with its exercises). A lab
 # not listed is enforced as soon as it constructs `Exercises(` — half-done exercises never pass.
 EXERCISES_ENFORCED: set[str] = {
-    "00-setup.ipynb", "01-envoy-data-plane.ipynb", "05-management-plane.ipynb", "10-troubleshooting.ipynb",
+    "00-setup.ipynb", "01-envoy-data-plane.ipynb", "02-shared-control-plane-flat-network.ipynb",
+    "03-shared-control-plane-separate-networks.ipynb", "04-separate-control-planes.ipynb", "05-management-plane.ipynb",
+    "06-locality-failover.ipynb", "10-troubleshooting.ipynb",
 }
 
 
