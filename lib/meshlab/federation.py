@@ -106,7 +106,7 @@ def virtual_mesh(
             if server == client:
                 continue
             by_service: dict[tuple[str, str], Counter[str]] = {}
-            ports: dict[tuple[str, str], set[int]] = {}
+            ports: dict[tuple[str, str], dict[int, str]] = {}
             accounts: dict[tuple[str, str], set[str]] = {}
             for w in workloads:
                 c = topology.clusters[w.cluster]
@@ -114,7 +114,7 @@ def virtual_mesh(
                     continue
                 key = (w.app, w.namespace)
                 by_service.setdefault(key, Counter())[w.cluster] += 1
-                ports.setdefault(key, set()).update(w.ports)
+                ports.setdefault(key, {}).update(zip(w.ports, w.port_names or [f"http-{p}" for p in w.ports]))
                 accounts.setdefault(key, set()).add(f"spiffe://{topology.meshes[server].trust_domain}/ns/{w.namespace}/sa/{w.service_account}")
             for (app, ns), per_cluster in sorted(by_service.items()):
                 host = f"{app}.{ns}.svc.cluster.local"
@@ -128,12 +128,12 @@ def virtual_mesh(
                             "hosts": [host],
                             "location": "MESH_INTERNAL",
                             "resolution": "STATIC",
-                            "ports": [{"number": p, "name": f"http-{p}", "protocol": "HTTP"} for p in sorted(ports[(app, ns)])],
+                            "ports": [{"number": p, "name": n, "protocol": "HTTP"} for p, n in sorted(ports[(app, ns)].items())],
                             "subjectAltNames": sorted(accounts[(app, ns)]),
                             "endpoints": [
                                 {
                                     "address": gateway_address[cl],
-                                    "ports": {f"http-{p}": GATEWAY_PORT for p in sorted(ports[(app, ns)])},
+                                    "ports": {n: GATEWAY_PORT for _, n in sorted(ports[(app, ns)].items())},
                                     "network": topology.clusters[cl].network,
                                     "locality": topology.clusters[cl].locality,
                                     "labels": {"cluster": cl},

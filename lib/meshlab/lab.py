@@ -424,6 +424,11 @@ class Lab:
     def pods(self) -> Table:
         return Table(self.backend.status()["workloads"], title=f"pods of {self.topology.name}")
 
+    def sidecars(self) -> Table:
+        """Every sidecar and gateway and whether it is READY: configured by its control plane (local: Envoy's
+        own /ready; kind: the pod's readiness, with a row for each pod the injection webhook refused)."""
+        return Table(self.backend.sidecars(), title=f"sidecars of {self.topology.name}")
+
     def diagram(self) -> Diagram:
         return Diagram(mermaid(self.topology))
 

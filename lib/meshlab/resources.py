@@ -52,7 +52,14 @@ _HTTP_ROUTE = {
     "name": str,
     "match": [{"uri": _STRING_MATCH, "headers": ("map", _STRING_MATCH)}],
     "route": [{"destination": _DESTINATION, "weight": int}],
-    "retries": {"attempts": int, "perTryTimeout": _DURATION, "retryOn": str},
+    "retries": {
+        "attempts": int,
+        "perTryTimeout": _DURATION,
+        "retryOn": str,
+        "retryRemoteLocalities": bool,
+        "retryIgnorePreviousHosts": bool,
+        "backoff": _DURATION,
+    },
     "timeout": _DURATION,
     "fault": {
         "delay": {"fixedDelay": _DURATION, "percentage": _PERCENT},
@@ -201,6 +208,14 @@ def validate(doc: Any) -> None:
         raise ResourceError(f"a resource must be a mapping, got {type(doc).__name__}", "start it with apiVersion: and kind:")
     kind = doc.get("kind")
     name = (doc.get("metadata") or {}).get("name", "?")
+    if kind == "Service" and "trafficDistribution" in (doc.get("spec") or {}):
+        raise ResourceError(
+            f"Service {name!r}: spec.trafficDistribution is not supported by the local backend (its Services come from "
+            "the deployed apps, not from resources)",
+            "for locality failover write a DestinationRule with outlierDetection and loadBalancer.localityLbSetting "
+            "(failoverPriority: [topology.istio.io/network, topology.kubernetes.io/region, topology.kubernetes.io/zone] "
+            "is what Istio derives from PreferClose); or use the kind backend",
+        )
     if kind not in SHAPES:
         raise ResourceError(
             f"kind {kind!r} is not supported by the local backend",

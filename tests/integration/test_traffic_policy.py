@@ -86,7 +86,7 @@ def test_fault_abort_and_delay_and_timeout(lab: Lab) -> None:
     assert r.errors == 0 and min(a.seconds for a in r.answers) >= 0.19
 
 
-def test_retries_hide_a_crash_and_attempts_0_shows_it(lab: Lab) -> None:
+def test_retries_on_5xx_hide_a_crash_and_attempts_0_shows_it(lab: Lab) -> None:
     lab.apply(vs("  - retries: {attempts: 0}\n    route: [{destination: {host: helloworld, subset: v1}}]\n"), cluster="cluster1")
     lab.kill("helloworld", "cluster1")
     assert lab.call("curl", URL, cluster="cluster1", n=3).tally == {("error", "503"): 3}

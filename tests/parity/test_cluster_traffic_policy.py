@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from meshlab.backends.local import envoy as E
-from meshlab.backends.local.policy import UNLIMITED, apply_traffic_policy
+from meshlab.backends.local.envoy import UNLIMITED
+from meshlab.backends.local.policy import apply_traffic_policy
 
 
 
@@ -52,9 +53,11 @@ def test_retry_budget_defaults_and_fields(tmp_path: Path) -> None:
 
 @pytest.mark.istio("pilot/pkg/networking/core/cluster_traffic_policy.go")
 def test_min_health_percent_is_the_panic_threshold() -> None:
-    """applyOutlierDetection: with outlierDetection the panic threshold is minHealthPercent, 0 (off) by default."""
-    assert "common_lb_config" not in cluster_fields({})
+    """applyOutlierDetection: with outlierDetection the panic threshold is minHealthPercent, 0 (off) by default;
+    applyLoadBalancer: without it, 0 too (Istio sends unhealthy endpoints by default)."""
+    assert cluster_fields({})["common_lb_config"] == {"healthy_panic_threshold": {"value": 0}}
     od = {"consecutive5xxErrors": 1}
     assert cluster_fields({"outlierDetection": od})["common_lb_config"]["healthy_panic_threshold"] == {"value": 0.0}
     lb = cluster_fields({"outlierDetection": {**od, "minHealthPercent": 50}})["common_lb_config"]
-    assert lb["healthy_panic_threshold"] == {"value": 50.0} and "locality_weighted_lb_config" in lb
+    assert lb["healthy_panic_threshold"] == {"value": 50.0}
+    assert "locality_weighted_lb_config" not in lb  # only with a locality setting (loadbalancer.go)

@@ -67,9 +67,15 @@ def test_dry_deploy_apply_and_failures_are_recorded(dry: KindBackend) -> None:
     assert dry.executor.recorded.steps[-1].argv[-2:] == ["deployment/istiod", "--replicas=0"]
     with pytest.raises(MeshlabError, match="remote of cluster1"):
         dry.set_control_plane("cluster2", running=False)
-    # as on the local backend: no new sidecar while its control plane is stopped (the injection webhook is down)
-    with pytest.raises(LabStateError, match=r"control plane \(cluster1\) is stopped"):
-        dry.deploy("curl", "cluster2")
+    # as Istio does: the Deployment is applied, the injection webhook of the stopped istiod refuses its pods
+    # (FailedCreate), nothing is rolled out or pushed; starting istiod again waits for the refused rollout
+    before = len(dry.executor.recorded.steps)
+    assert dry.deploy("curl", "cluster2") == []
+    steps = dry.executor.recorded.steps[before:]
+    assert [t for s in steps for t in s.tags if t in ("deploy", "sample-rollout", "injection-refused")] == ["deploy", "injection-refused"]
+    assert not any(s.argv[:2] == ["istioctl", "proxy-status"] for s in steps)
+    dry.set_control_plane("cluster1", running=True)
+    assert any(s.argv[-3:-1] == ["status", "deployment/curl"] for s in dry.executor.recorded.steps[before:])
 
 
 def test_deploy_adds_replicas_like_the_local_backend(dry: KindBackend) -> None:

@@ -104,7 +104,7 @@ def test_up_replaces_its_own_leftover_and_records_what_it_created(world: Path) -
     plan = up_plan(load_topology("flat-network"), home)
     live().execute(_sub(plan, [plan.first(tag="claim"), *plan.find(tag="cleanup")]))
     assert "kind delete cluster --name cluster1" in argv_log(world), "meshlab's own leftover is replaced"
-    assert json.loads((home / ownership.LEDGER).read_text()) == {"cluster1": "old-node", "cluster2": None}
+    assert json.loads((home / ownership.LEDGER).read_text()) == {"cluster1": None, "cluster2": None}, "claimed"
     for c in ("cluster1", "cluster2"):  # what `kind create` would leave
         (world / f"node-{c}").write_text(f"{c}-new\n")
     [_, record] = plan.find(tag="claim")
@@ -117,14 +117,16 @@ def test_down_deletes_only_clusters_meshlab_created(world: Path) -> None:
     (world / "clusters").write_text("cluster1\ncluster2\ncluster3\n")
     for c, node in (("cluster1", "ours"), ("cluster2", "someone-elses"), ("cluster3", "x")):
         (world / f"node-{c}").write_text(node + "\n")
-    # cluster1: ours; cluster2: ours once, but deleted and re-created by someone else since; cluster3: never ours
-    (home / ownership.LEDGER).write_text(json.dumps({"cluster1": "ours", "cluster2": "the-node-meshlab-made"}))
+    # cluster1: ours; cluster2: ours once, but deleted and re-created by someone else since; cluster3: never ours;
+    # cluster4: ours, and its node is gone already (deleting it only tidies kind's kubeconfig entry)
+    (home / ownership.LEDGER).write_text(json.dumps({"cluster1": "ours", "cluster2": "the-node-meshlab-made", "cluster4": "gone"}))
     st = State(home)
-    st.data = {"backend": "kind", "clusters": ["cluster1", "cluster2", "cluster3"], "containers": [], "run_dir": str(home / "kind")}
+    st.data = {"backend": "kind", "clusters": ["cluster1", "cluster2", "cluster3", "cluster4"], "containers": [],
+               "run_dir": str(home / "kind")}
     lines: list[str] = []
-    assert KindBackend.destroy(st, progress=lines.append)["clusters"] == 1
+    assert KindBackend.destroy(st, progress=lines.append)["clusters"] == 2
     deletes = [a for a in argv_log(world) if a.startswith("kind delete")]
-    assert deletes == ["kind delete cluster --name cluster1"]
+    assert deletes == ["kind delete cluster --name cluster1", "kind delete cluster --name cluster4"]
     assert sum("was not created by meshlab" in line for line in lines) == 2
     assert json.loads((home / ownership.LEDGER).read_text()) == {"cluster2": "the-node-meshlab-made"}
 

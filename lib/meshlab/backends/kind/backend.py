@@ -92,7 +92,7 @@ def workloads_of(deployments: list[dict[str, Any]]) -> list[Workload]:
         for r in range(int(d.get("replicas", 1))):
             out.append(Workload(pod=f"{name}-{r}", deployment=name, app=d["app"], version=d["version"], cluster=d["cluster"],
                                 namespace=d["namespace"], service_account=d.get("service_account") or spec["service_account"], ip="", netns=None,
-                                outbound="", app_host="", ports=list(spec["ports"]),
+                                outbound="", app_host="", ports=list(spec["ports"]), port_names=list(spec.get("port_names", [])),
                                 sidecar=bool(d.get("sidecar", True))))  # fmt: skip
     return out
 
@@ -358,8 +358,19 @@ class KindBackend:
                     continue  # terminating (scaled down, killed): no longer part of the lab
                 out["workloads"].append({"pod": p["name"], "cluster": c, "app": p["labels"].get("app", ""),
                                          "version": p["labels"].get("version", "") if p["labels"].get("app") == "helloworld" else "",
-                                         "ip": p["ip"]})  # fmt: skip
+                                         "ip": p["ip"], "ready": p["ready"]})  # fmt: skip
         return out
+
+    def sidecars(self) -> list[dict[str, Any]]:
+        """Pods and their readiness (app + istio-proxy); a Deployment with fewer pods than replicas shows the
+        missing ones: the API server refused them (the injection webhook of a stopped istiod)."""
+        rows = [{"POD": w["pod"], "CLUSTER": w["cluster"], "APP": w["app"], "READY": w.get("ready", False)}
+                for w in self.status()["workloads"]]  # fmt: skip
+        for d in [] if self.dry_run else self.deployments:
+            have = sum(1 for w in rows if w["CLUSTER"] == d["cluster"] and w["POD"].startswith(S.deployment_name(d["app"], d["version"] or "v1") + "-"))
+            rows += [{"POD": f"(no pod: {S.deployment_name(d['app'], d['version'] or 'v1')} refused by the injection webhook)",
+                      "CLUSTER": d["cluster"], "APP": d["app"], "READY": False}] * max(0, int(d.get("replicas", 1)) - have)  # fmt: skip
+        return rows
 
     # ---- workloads ---------------------------------------------------------------------------------
     def deploy(self, app: str, cluster: str, version: str = "v1", replicas: int = 1, namespace: str = S.NAMESPACE,
@@ -368,16 +379,7 @@ class KindBackend:
         if app not in S.APPS:
             raise MeshlabError(f"unknown app {app!r}", f"deployable apps: {', '.join(S.APPS)}")
         cp = self.topology.cluster(cluster).control_plane
-        if self.state.data.get("control_planes", {}).get(cp) == "stopped":
-            # what would happen: istiod's sidecar-injection webhook does not answer, so the API server
-            # rejects the new pods (and without istiod there would be no config and no certificate)
-            raise LabStateError(
-                f"cannot start a sidecar in {cluster}: its control plane ({cp}) is stopped, so the proxy would get "
-                "neither configuration nor a certificate (on kind: istiod's injection webhook does not answer, so "
-                "the API server rejects the pod)",
-                f"start it: lab.start_control_plane({cp!r})",
-                f"start it: meshlab control-plane start {cp}",
-            )
+        stopped = sidecar and self.state.data.get("control_planes", {}).get(cp) == "stopped"  # no sidecar: no webhook call
         version = version if S.APPS[app]["ports"] else ""
         same = [x for x in self.deployments if x["cluster"] == cluster and x["app"] == app and x["version"] == version
                 and x["namespace"] == namespace]
@@ -390,10 +392,24 @@ class KindBackend:
             d["service_account"] = service_account
         plan = Plan(f"deploy {app} in {cluster}")
         add_samples(plan, self.topology, [d])
+        if stopped:
+            # as on Istio: the Deployment is accepted, but istiod's sidecar-injection webhook (failurePolicy
+            # Fail) does not answer, so the API server refuses every pod: the ReplicaSet reports FailedCreate
+            # and retries until istiod is back. Nothing to roll out or to push meanwhile.
+            plan.steps = [st for st in plan.steps if "sample-rollout" not in st.tags]
+            name = S.deployment_name(app, version or "v1")
+            plan.run(
+                f"show why {name} has no pod: the injection webhook of the stopped istiod ({cp}) does not answer",
+                K.kubectl(cluster, "-n", namespace, "get", "events", "--field-selector", "reason=FailedCreate",
+                          "-o", "custom-columns=OBJECT:.involvedObject.name,MESSAGE:.message"),
+                cluster=cluster, poll=True, timeout=60, tags=("injection-refused",),
+            )  # fmt: skip
         self.executor.execute(plan)
         self.state.data["deployments"] = [x for x in self.deployments if x not in same] + [d]
         if not self.dry_run:
             self.state.save()
+        if stopped:
+            return []
         self._wait_synced(f"the new {app} endpoint")
         if not self.dry_run:
             return self.pods(app, cluster, d["version"], namespace)
@@ -528,6 +544,12 @@ class KindBackend:
         if not self.dry_run:
             self.state.save()
         if running:  # the proxies reconnect (with back-off) and get everything that changed meanwhile
+            served = {x.name for x in self.topology.served_by(cluster)}
+            for d in self.deployments:  # pods refused by the injection webhook meanwhile are created now
+                if d["cluster"] in served:
+                    name = S.deployment_name(d["app"], d["version"] or "v1")
+                    self.executor.run(K.kubectl(d["cluster"], "-n", d["namespace"], "rollout", "status", f"deployment/{name}", "--timeout=300s"),
+                                      cluster=d["cluster"], timeout=330, title=f"wait until {name} is rolled out (pods refused while istiod was down)")  # fmt: skip
             self._wait_synced("everything that changed while it was stopped")
 
     def set_network_label(self, cluster: str, network: str | None) -> None:

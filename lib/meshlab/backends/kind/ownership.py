@@ -55,12 +55,16 @@ def node_id(cluster: str) -> str | None:
 
 
 def owned(state_dir: Path, cluster: str) -> bool:
-    """True if meshlab created ``cluster`` (or claimed it and may have crashed while creating it)."""
+    """True if meshlab may delete ``cluster``: it is in the ledger, and its node is the one meshlab created
+    (or meshlab claimed the name and may have crashed while creating it, or the node is gone already)."""
     ledger = _ledger(state_dir)
     if cluster not in ledger:
         return False
     recorded = ledger[cluster]
-    return recorded is None or recorded == node_id(cluster)
+    if recorded is None:
+        return True
+    current = node_id(cluster)
+    return current is None or current == recorded
 
 
 def claim_clusters(state_dir: str, clusters: list[str], **_: object) -> None:
@@ -77,8 +81,8 @@ def claim_clusters(state_dir: str, clusters: list[str], **_: object) -> None:
             "pattern file, rename its clusters, and bring that file up",
         )
     ledger = _ledger(d)
-    for c in clusters:
-        ledger.setdefault(c, None)
+    for c in clusters:  # each is free, or meshlab's own leftover that is about to be replaced
+        ledger[c] = None
     _save(d, ledger)
 
 

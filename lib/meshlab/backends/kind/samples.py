@@ -17,7 +17,7 @@ from . import tools
 
 NAMESPACE = "sample"
 APPS: dict[str, dict[str, Any]] = {  # same apps, accounts and ports as the local backend
-    "helloworld": {"service_account": "helloworld", "ports": [5000]},
+    "helloworld": {"service_account": "helloworld", "ports": [5000], "port_names": ["http"]},
     "curl": {"service_account": "curl", "ports": []},
 }
 
@@ -36,7 +36,8 @@ def helloworld_service(ns: str = NAMESPACE) -> list[dict[str, Any]]:
         service_account("helloworld", ns),
         {"apiVersion": "v1", "kind": "Service",
          "metadata": {"name": "helloworld", "namespace": ns, "labels": {"app": "helloworld", "service": "helloworld"}},
-         "spec": {"ports": [{"port": 5000, "name": "http"}], "selector": {"app": "helloworld"}}},
+         "spec": {"ports": [{"port": p, "name": n} for p, n in zip(APPS["helloworld"]["ports"], APPS["helloworld"]["port_names"])],
+                  "selector": {"app": "helloworld"}}},
     ]  # fmt: skip
 
 

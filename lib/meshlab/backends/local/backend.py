@@ -27,7 +27,7 @@ from ...traffic import Answer, CallResult, parse_answer, split_url
 from ...exec import run
 from . import client, net, procs
 from . import envoy as E
-from .policy import resolve_host
+from .policy import refuse_unmergeable, resolve_host
 from .security import signature as security_signature
 from .security import unmatched_selectors
 from .edge import INGRESS_APP
@@ -41,7 +41,7 @@ NAMESPACE = "sample"
 
 # What `deploy` knows how to run: service account and the ports its app serves.
 APPS: dict[str, dict[str, Any]] = {
-    "helloworld": {"service_account": "helloworld", "ports": [5000]},
+    "helloworld": {"service_account": "helloworld", "ports": [5000], "port_names": ["http"]},  # Istio's sample Service
     "curl": {"service_account": "curl", "ports": []},
 }
 
@@ -227,9 +227,22 @@ class LocalBackend:
             "control_planes": d.get("control_planes", {}),
             "gateways": {w.cluster: w.ip for w in self.workloads if w.app == GATEWAY_APP},
             "workloads": [
-                {"pod": w.pod, "cluster": w.cluster, "app": w.app, "version": w.version, "ip": w.ip} for w in self.workloads
+                {"pod": w.pod, "cluster": w.cluster, "app": w.app, "version": w.version, "ip": w.ip, "ready": not w.sidecar or self.proxy_ready(w)}
+                for w in self.workloads
             ],
         }
+
+    def sidecars(self) -> list[dict[str, Any]]:
+        return [{"POD": w.pod, "CLUSTER": w.cluster, "APP": w.app, "READY": self.proxy_ready(w),
+                 "ENVOY STATE": E.Admin(w.admin).server_state() or "not running"} for w in self.workloads if w.sidecar]  # fmt: skip
+
+    @staticmethod
+    def proxy_ready(w: Workload) -> bool:
+        """What the sidecar's readiness probe sees: Envoy initialised with its configuration (/ready 200)."""
+        try:
+            return E.Admin(w.admin).ready()
+        except OSError:
+            return False
 
     # ---- workloads -----------------------------------------------------------------------------
     def deploy(
@@ -237,7 +250,11 @@ class LocalBackend:
         sidecar: bool = True, service_account: str | None = None,
     ) -> list[Workload]:  # fmt: skip
         """Start ``replicas`` pods of a sample app (its sidecar included, unless ``sidecar=False``: then the
-        app listens on the pod address itself and has no identity) and push the new endpoints to every proxy."""
+        app listens on the pod address itself and has no identity) and push the new endpoints to every proxy.
+
+        With the control plane stopped the pods start anyway, as on Kubernetes, but nothing is pushed: the
+        new sidecar gets no configuration (never ready, no listener) and no other proxy learns the new
+        endpoints, until the control plane runs again."""
         if app == INGRESS_APP:  # and the "outside" it serves: an address on the underlay for outside clients
             self.network.add_external_host(self.topology)
             return [self._start_gateway(cluster, INGRESS_APP)]
@@ -245,13 +262,6 @@ class LocalBackend:
             raise MeshlabError(f"unknown app {app!r}", f"deployable apps: {', '.join([*APPS, INGRESS_APP])}")
         c = self.topology.cluster(cluster)
         cp = c.control_plane
-        if self.state.data["control_planes"].get(cp) != "running":
-            raise LabStateError(
-                f"cannot start a sidecar in {cluster}: its control plane ({cp}) is stopped, so the proxy would get "
-                "neither configuration nor a certificate",
-                f"start it: lab.start_control_plane({cp!r})",
-                f"start it: meshlab control-plane start {cp}",
-            )
         spec = APPS[app]
         deployment = app if not spec["ports"] else f"{app}-{version}"
         existing = {w.pod for w in self.workloads}
@@ -269,6 +279,7 @@ class LocalBackend:
                 pod=pod, deployment=deployment, app=app, version=version if spec["ports"] else "", cluster=cluster,
                 namespace=namespace, service_account=service_account or spec["service_account"], ip=podnet.ip, netns=podnet.netns,
                 outbound=podnet.outbound, app_host=podnet.app_host if sidecar else podnet.ip, ports=list(spec["ports"]),
+                port_names=list(spec.get("port_names", [])),
                 admin=str(self.run_dir / "sock" / f"{index}.sock") if sidecar else "",
                 access_log=str(self.run_dir / "logs" / f"{pod}.access.log") if sidecar else "", sidecar=sidecar,
             )  # fmt: skip
@@ -396,14 +407,21 @@ class LocalBackend:
         )  # fmt: skip
         boot["stats_config"] = stats_config()  # Istio's labels from the stats filter's names (local/telemetry.py)
         Path(w.admin).parent.mkdir(parents=True, exist_ok=True)
-        cfg = self.proxy_config(w)
+        waiting = self.state.data["control_planes"].get(c.control_plane) != "running"
+        if waiting:  # nothing answers the sidecar: it starts, and waits for its first configuration
+            boot["static_resources"] = {"clusters": [E.xds_grpc_cluster("127.0.0.1" if w.netns else w.ip)]}
+        cfg = E.waiting_config() if waiting else self.proxy_config(w)
         E.XdsWriter(xds).write(cfg)
         write_atomic(d / "bootstrap.json", json.dumps(boot, indent=1))
         logs = self.run_dir / "logs"
         argv = self.network.exec_prefix(w.netns) + E.envoy_argv(d / "bootstrap.json", logs / f"{w.pod}.envoy.log")
         p = procs.spawn(f"{w.pod}/envoy", argv, logs / f"{w.pod}.envoy.stdout")
         self.state.record("processes", p.record())
-        procs.wait_until(E.Admin(w.admin).ready, p, "Envoy's /ready answered 200")
+        admin = E.Admin(w.admin)
+        if waiting:
+            procs.wait_until(lambda: admin.server_state() == "PRE_INITIALIZING", p, "Envoy's admin API answered (waiting for configuration)")
+            return
+        procs.wait_until(admin.ready, p, "Envoy's /ready answered 200")
         self._wait_applied(w, cfg)
 
     def proxy_config(self, w: Workload) -> E.ProxyConfig:
@@ -532,18 +550,17 @@ class LocalBackend:
 
     @staticmethod
     def _refuse_overlap(doc: dict[str, Any], others: list[dict[str, Any]]) -> None:
-        """One VirtualService and one DestinationRule per host: Istio does not merge them for sidecars."""
-        ns = doc["metadata"]["namespace"]
-        hosts = doc["spec"].get("hosts", []) if doc["kind"] == "VirtualService" else [doc["spec"].get("host", "")]
-        if doc["kind"] not in ("VirtualService", "DestinationRule"):
+        """One VirtualService per host (Istio does not merge them for sidecars); DestinationRules of one
+        host merge, unless their exportTo differ (:func:`policy.refuse_unmergeable`)."""
+        refuse_unmergeable(doc, others)
+        if doc["kind"] != "VirtualService":
             return
-        mine = {resolve_host(h, ns) for h in hosts}
+        ns = doc["metadata"]["namespace"]
+        mine = {resolve_host(h, ns) for h in doc["spec"].get("hosts", [])}
         for o in others:
             if o["kind"] != doc["kind"]:
                 continue
-            ons = o["metadata"]["namespace"]
-            theirs = o["spec"].get("hosts", []) if o["kind"] == "VirtualService" else [o["spec"].get("host", "")]
-            both = mine & {resolve_host(h, ons) for h in theirs}
+            both = mine & {resolve_host(h, o["metadata"]["namespace"]) for h in o["spec"].get("hosts", [])}
             if both:
                 raise ResourceError(
                     f"{doc['kind']} {doc['metadata']['name']!r}: host {sorted(both)[0]} already has {o['kind']} {o['metadata']['name']!r}",

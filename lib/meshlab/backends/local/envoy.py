@@ -56,19 +56,32 @@ ACCESS_LOG_FORMAT = {
     "upstream_failure": "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
 }
 
-# Istio's default route retry policy (pilot networking/core/route/retry).
+# Istio's default route retry policy (istio/istio pilot/pkg/networking/core/route/retry/retry.go,
+# ``DefaultPolicy``): no retriable status codes, so a 503 from the upstream is NOT retried (since 1.24).
+PREVIOUS_HOSTS = {
+    "name": "envoy.retry_host_predicates.previous_hosts",
+    "typed_config": {"@type": T + "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"},
+}
+# ``retryRemoteLocalities: true``: a retry may leave the priority level it failed in
+PREVIOUS_PRIORITIES = {
+    "name": "envoy.retry_priorities.previous_priorities",
+    "typed_config": {"@type": T + "envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig", "update_frequency": 2},
+}
+DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
 ISTIO_DEFAULT_RETRY = {
-    "retry_on": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
+    "retry_on": DEFAULT_RETRY_ON,
     "num_retries": 2,
-    "retriable_status_codes": [503],
-    "retry_host_predicate": [
-        {
-            "name": "envoy.retry_host_predicates.previous_hosts",
-            "typed_config": {"@type": T + "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"},
-        }
-    ],
+    "retry_host_predicate": [PREVIOUS_HOSTS],
     "host_selection_retry_max_attempts": 5,
 }
+# The inbound route's policy (route.go ``BuildDefaultHTTPInboundRoute``, non-gRPC ports): retry a
+# request only when the connection to the app was reset before the request was sent.
+ISTIO_INBOUND_RETRY = {"retry_on": "reset-before-request", "num_retries": 2}
+# Istio's default circuit-breaker thresholds (cluster_traffic_policy.go ``getDefaultCircuitBreakerThresholds``),
+# on every cluster: effectively unlimited, so Envoy's own defaults (e.g. 3 parallel retries) never apply;
+# no ``track_remaining`` (DISABLE_TRACK_REMAINING_CB_METRICS defaults to true).
+UNLIMITED = 2**32 - 1  # math.MaxUint32
+ISTIO_DEFAULT_THRESHOLDS = {"max_connections": UNLIMITED, "max_pending_requests": UNLIMITED, "max_requests": UNLIMITED, "max_retries": UNLIMITED}
 
 
 def envoy_binary() -> str:
@@ -132,6 +145,32 @@ def bootstrap(node_id: str, node_cluster: str, locality: tuple[str, str], admin_
     }
 
 
+# A control plane that does not answer, as a new sidecar sees a stopped istiod: its bootstrap's
+# ``xds-grpc`` cluster (Istio's name) points where nothing listens, and its first cluster waits for
+# endpoints from there forever (``initial_fetch_timeout: 0s``, as Istio sets it), so Envoy never
+# finishes initialising: /ready stays 503 (PRE_INITIALIZING), no listener exists. The translator's
+# config replaces it as soon as the control plane runs again.
+XDS_GRPC = "xds-grpc"
+WAITING_CLUSTER = "meshlab-waiting-for-control-plane"
+
+
+def xds_grpc_cluster(address: str) -> dict[str, Any]:
+    c = static_cluster(XDS_GRPC, address, 15012)
+    c["typed_extension_protocol_options"] = {HTTP_OPTIONS: {"@type": T + HTTP_OPTIONS, "explicit_http_config": {"http2_protocol_options": {}}}}
+    return c
+
+
+def waiting_config() -> "ProxyConfig":
+    grpc = {"api_type": "GRPC", "transport_api_version": "V3", "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_GRPC}}]}
+    cluster = {
+        "name": WAITING_CLUSTER,
+        "type": "EDS",
+        "connect_timeout": "10s",
+        "eds_cluster_config": {"eds_config": {"resource_api_version": "V3", "initial_fetch_timeout": "0s", "api_config_source": grpc}},
+    }
+    return ProxyConfig([], [cluster], {})
+
+
 def tls_context(cert_chain: str, key: str, root: str, alpn: list[str]) -> dict[str, Any]:
     return {
         "alpn_protocols": alpn,
@@ -157,9 +196,12 @@ def eds_cluster(
             "service_name": name,
             "eds_config": {"path_config_source": {"path": str(eds_file)}, "resource_api_version": "V3"},
         },
-        "connect_timeout": "10s",
+        "connect_timeout": "10s",  # meshConfig.connectTimeout's default
         "lb_policy": lb_policy,
-        "common_lb_config": {"locality_weighted_lb_config": {}},
+        "circuit_breakers": {"thresholds": [dict(ISTIO_DEFAULT_THRESHOLDS)]},
+        # Istio sends unhealthy endpoints by default (PILOT_AUTO_SEND_UNHEALTHY_ENDPOINTS) and so turns
+        # Envoy's panic mode off; ``locality_weighted_lb_config`` only comes with a locality setting
+        "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
     }
     if http2:
         opts: dict[str, Any] = {"@type": T + HTTP_OPTIONS, "explicit_http_config": {"http2_protocol_options": {}}}
@@ -362,6 +404,14 @@ class Admin:
 
     def ready(self) -> bool:
         return self.get("/ready", timeout=1.0)[0] == 200
+
+    def server_state(self) -> str | None:
+        """LIVE once initialised; PRE_INITIALIZING/INITIALIZING while it waits for config (None: no answer)."""
+        try:
+            status, body = self.get("/server_info", timeout=1.0)
+        except OSError:
+            return None
+        return str(json.loads(body).get("state")) if status == 200 else None
 
     def clusters(self) -> dict[str, Any]:
         status, body = self.get("/clusters?format=json")

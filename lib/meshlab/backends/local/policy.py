@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from ...errors import ResourceError
@@ -17,7 +18,6 @@ from . import envoy as E
 
 DOMAIN_SUFFIX = "svc.cluster.local"
 FAULT = E.T + "envoy.extensions.filters.http.fault.v3.HTTPFault"
-UNLIMITED = 2**32 - 1  # Istio's "no limit" for Envoy's circuit breakers (math.MaxUint32)
 
 
 def resolve_host(host: str, namespace: str) -> str:
@@ -34,11 +34,39 @@ def _ns(r: dict[str, Any]) -> str:
 
 
 def destination_rule(resources: list[dict[str, Any]], fqdn: str) -> dict[str, Any] | None:
-    """The DestinationRule whose ``host`` is ``fqdn`` (short hosts resolve in the rule's namespace)."""
-    for r in resources:
-        if r["kind"] == "DestinationRule" and resolve_host(r["spec"].get("host", ""), _ns(r)) == fqdn:
-            return r
-    return None
+    """The DestinationRule in effect for ``fqdn``: every rule whose ``host`` is ``fqdn`` (short hosts
+    resolve in the rule's namespace), merged as istiod's ``mergeDestinationRule`` does, oldest first:
+    subsets are appended (a duplicate subset name is ignored), and the top-level ``trafficPolicy`` is
+    the oldest rule's that has one. Rules with different ``exportTo`` are refused at apply
+    (:func:`refuse_unmergeable`), so all of them merge here."""
+    rules = [r for r in resources if r["kind"] == "DestinationRule" and resolve_host(r["spec"].get("host", ""), _ns(r)) == fqdn]
+    if len(rules) < 2:
+        return rules[0] if rules else None
+    spec = {**rules[0]["spec"], "subsets": list(rules[0]["spec"].get("subsets", []))}
+    for r in rules[1:]:
+        names = {s["name"] for s in spec["subsets"]}
+        spec["subsets"] += [s for s in r["spec"].get("subsets", []) if s["name"] not in names]
+        if "trafficPolicy" not in spec and "trafficPolicy" in r["spec"]:
+            spec["trafficPolicy"] = r["spec"]["trafficPolicy"]
+    return {**rules[0], "spec": spec}
+
+
+def refuse_unmergeable(doc: dict[str, Any], others: list[dict[str, Any]]) -> None:
+    """Istio keeps DestinationRules of one host with different ``exportTo`` apart
+    (ENABLE_ENHANCED_DESTINATIONRULE_MERGE) and picks one per client namespace: meshlab does not model
+    that choice, so it refuses the rule instead of guessing."""
+    if doc["kind"] != "DestinationRule":
+        return
+    host = resolve_host(doc["spec"].get("host", ""), _ns(doc))
+    mine = set(doc["spec"].get("exportTo", []))
+    for o in others:
+        if o["kind"] == "DestinationRule" and resolve_host(o["spec"].get("host", ""), _ns(o)) == host and set(o["spec"].get("exportTo", [])) != mine:
+            raise ResourceError(
+                f"DestinationRule {doc['metadata']['name']!r}: host {host} already has DestinationRule {o['metadata']['name']!r} "
+                f"with a different exportTo ({sorted(o['spec'].get('exportTo', [])) or 'unset'} vs {sorted(mine) or 'unset'})",
+                "Istio keeps such rules apart and picks one per namespace, which the local backend does not model: "
+                "give both the same exportTo (they then merge), or use the kind backend",
+            )
 
 
 def virtual_service(resources: list[dict[str, Any]], fqdn: str) -> dict[str, Any] | None:
@@ -64,88 +92,181 @@ def _locality_match(pattern: str, loc: tuple[str, str]) -> bool:
     return all(p in ("*", v) for p, v in zip(pattern.split("/"), loc))
 
 
-def locality_priority(client: tuple[str, str], ep: E.Endpoint, failover: dict[str, str]) -> int:
-    """Istio's failover order: same zone, same region, the region named in ``failover``, the rest."""
-    if (ep.region, ep.zone) == client:
-        return 0
+def _compact(raw: list[int]) -> list[int]:
+    """Priorities 0..N without gaps, in the order of ``raw`` (Envoy refuses a skipped level)."""
+    dense = {p: i for i, p in enumerate(sorted(set(raw)))}
+    return [dense[p] for p in raw]
+
+
+def locality_priority(client: tuple[str, str], ep: E.Endpoint, failover: list[dict[str, str]]) -> int:
+    """``util.LbPriority`` plus ``failover``: 0 same zone (and subzone), 2 same region, 3 another
+    region; 4 when a failover rule for the client's region names a different one."""
     if ep.region == client[0]:
-        return 1
-    if failover.get(client[0]) == ep.region:
-        return 2
+        return 0 if ep.zone == client[1] else 2
+    for f in failover:
+        if f["from"] == client[0]:
+            return 3 if ep.region == f["to"] else 4
     return 3
 
 
 def label_priority(client_labels: dict[str, str], ep: E.Endpoint, keys: list[str]) -> int:
-    """``failoverPriority``: 0 if the endpoint matches the client on every key, 1 if on all but the last, ..."""
-    matched = 0
-    for k in keys:
-        if k not in client_labels or ep.labels.get(k) != client_labels[k]:
+    """``failoverPriority`` (applyFailoverPriorityPerLocality): 0 when the endpoint matches the client on
+    every label, N - j when it first differs on label j; ``label=value`` compares with that value; a
+    mismatch on a leading ``topology.istio.io/network`` only pushes the endpoint below all others."""
+    names = [k.split("=", 1)[0] for k in keys]
+    overrides = dict(k.split("=", 1) for k in keys if "=" in k)
+    includes_network = bool(names) and names[0] == "topology.istio.io/network"
+    priority, adjust = 0, 0
+    for j, name in enumerate(names):
+        if overrides.get(name, client_labels.get(name, "")) != ep.labels.get(name, ""):
+            if j == 0 and includes_network:
+                adjust = len(names)
+                continue
+            priority = len(names) - j
             break
-        matched += 1
-    return len(keys) - matched
+    return priority + adjust
+
+
+def _distribute(rule: dict[str, Any], eps: list[E.Endpoint]) -> list[E.Endpoint]:
+    """``applyLocalityWeights``: each ``to`` pattern shares its weight among the localities it matches,
+    in proportion to their endpoint weights (rounded up); localities no pattern matches are dropped."""
+    groups: dict[tuple[str, str], list[E.Endpoint]] = {}
+    for e in eps:
+        groups.setdefault((e.region, e.zone), []).append(e)
+    unmatched = set(groups)
+    for pattern, weight in rule["to"].items():
+        matched = [g for g in groups if g in unmatched and _locality_match(pattern, g)]
+        unmatched -= set(matched)
+        total = sum(sum(e.weight for e in groups[g]) for g in matched)
+        for g in matched:
+            share = -(-sum(e.weight for e in groups[g]) * weight // total) if total else 0
+            if share > 0:  # a weight of 0 leaves the locality's own weight in place, as Istio does
+                for e in groups[g]:
+                    e.locality_weight = share
+    return [e for e in eps if (e.region, e.zone) not in unmatched]
+
+
+# meshConfig.localityLbSetting's default (pkg/config/mesh/mesh.go): enabled, no explicit rules
+MESH_LOCALITY_LB = {"enabled": True}
+
+
+def outlier_detection(od: dict[str, Any]) -> dict[str, Any]:
+    """``applyOutlierDetection``: only the fields the rule sets (Envoy's defaults otherwise), success-rate
+    ejection off, a set error count enforced at 100 %."""
+    out: dict[str, Any] = {"enforcing_success_rate": 0}
+    if "consecutive5xxErrors" in od:
+        out["consecutive_5xx"] = od["consecutive5xxErrors"]
+        out["enforcing_consecutive_5xx"] = 100 if od["consecutive5xxErrors"] > 0 else 0
+    if "consecutiveGatewayErrors" in od:
+        out["consecutive_gateway_failure"] = od["consecutiveGatewayErrors"]
+        out["enforcing_consecutive_gateway_failure"] = 100 if od["consecutiveGatewayErrors"] > 0 else 0
+    if "interval" in od:
+        out["interval"] = envoy_duration(od["interval"])
+    if "baseEjectionTime" in od:
+        out["base_ejection_time"] = envoy_duration(od["baseEjectionTime"])
+    if od.get("maxEjectionPercent", 0) > 0:
+        out["max_ejection_percent"] = od["maxEjectionPercent"]
+    return out
 
 
 def apply_traffic_policy(
     policy: dict[str, Any], eps: list[E.Endpoint], client: tuple[str, str], client_labels: dict[str, str]
 ) -> dict[str, Any]:
-    """DestinationRule trafficPolicy -> Envoy cluster fields; sets endpoint priorities/weights in place.
+    """DestinationRule trafficPolicy -> Envoy cluster fields, as istiod's cluster builder writes them
+    (cluster_traffic_policy.go, loadbalancer.go); sets endpoint priorities and weights in place.
 
-    As in Istio, locality failover needs outlierDetection: without it every locality shares priority 0.
+    - every cluster: Istio's unlimited circuit-breaker thresholds, and ``healthy_panic_threshold`` 0
+      (Istio sends unhealthy endpoints by default), or ``outlierDetection.minHealthPercent``;
+    - locality failover needs outlierDetection: without it every locality shares priority 0;
+    - ``locality_weighted_lb_config`` only with ``distribute``, or with failover/failoverPriority and
+      outlierDetection (ENABLE_LOCALITY_WEIGHTED_LB_CONFIG is off by default).
     """
     out: dict[str, Any] = {}
+    common: dict[str, Any] = {"healthy_panic_threshold": {"value": 0}}
     lb = policy.get("loadBalancer", {})
     if "simple" in lb:
         out["lb_policy"] = lb["simple"]  # ROUND_ROBIN, LEAST_REQUEST, RANDOM: Envoy uses the same names
     od = policy.get("outlierDetection")
     if od is not None:
-        out["outlier_detection"] = {
-            "consecutive_5xx": od.get("consecutive5xxErrors", 5),
-            "consecutive_gateway_failure": od.get("consecutiveGatewayErrors", 5),
-            "enforcing_consecutive_gateway_failure": 100 if "consecutiveGatewayErrors" in od else 0,
-            "interval": envoy_duration(od.get("interval", "10s")),
-            "base_ejection_time": envoy_duration(od.get("baseEjectionTime", "30s")),
-            "max_ejection_percent": od.get("maxEjectionPercent", 10),
-        }
-        # Istio turns Envoy's panic threshold off (0) unless minHealthPercent asks for one
-        out["common_lb_config"] = {"locality_weighted_lb_config": {}, "healthy_panic_threshold": {"value": float(od.get("minHealthPercent", 0))}}
-    loc = lb.get("localityLbSetting", {})
-    if od is not None and loc.get("enabled", True):
-        if loc.get("failoverPriority"):
-            raw = [label_priority(client_labels, e, loc["failoverPriority"]) for e in eps]
-        else:
-            failover = {f["from"]: f["to"] for f in loc.get("failover", [])}
-            raw = [locality_priority(client, e, failover) for e in eps]
-        dense = {p: i for i, p in enumerate(sorted(set(raw)))}  # Envoy wants priorities without gaps
-        for e, p in zip(eps, raw):
-            e.priority = dense[p]
-    for rule in loc.get("distribute", []):
-        if _locality_match(rule["from"], client):
-            for e in eps:
-                e.locality_weight = next((w for pat, w in rule["to"].items() if _locality_match(pat, (e.region, e.zone))), 0)
-            eps[:] = [e for e in eps if e.locality_weight]  # weight 0: Istio leaves the locality out
-            break
+        out["outlier_detection"] = outlier_detection(od)
+        common["healthy_panic_threshold"] = {"value": float(od.get("minHealthPercent", 0))}
+    loc = lb.get("localityLbSetting", MESH_LOCALITY_LB)
+    if loc.get("enabled", True):
+        failover_on = od is not None
+        distribute = next((r for r in loc.get("distribute", []) if _locality_match(r["from"], client)), None)
+        if loc.get("distribute"):
+            if distribute:
+                eps[:] = _distribute(distribute, eps)
+        elif failover_on:
+            raw = [0] * len(eps)
+            if loc.get("failoverPriority"):
+                raw = _compact([label_priority(client_labels, e, loc["failoverPriority"]) for e in eps])
+            if loc.get("failover") or not loc.get("failoverPriority"):
+                raw = _compact([p * 5 + locality_priority(client, e, loc.get("failover", [])) for p, e in zip(raw, eps)])
+            for e, p in zip(eps, raw):
+                e.priority = p
+        if loc.get("distribute") or (failover_on and (loc.get("failover") or loc.get("failoverPriority"))):
+            common["locality_weighted_lb_config"] = {}
+    out["common_lb_config"] = common
     # Istio always sets the circuit breakers: unlimited (2^32-1) unless connectionPool lowers a limit
     # -- Envoy's own defaults (1024 requests, 3 concurrent retries) never apply to a sidecar.
+    thresholds: dict[str, Any] = dict(E.ISTIO_DEFAULT_THRESHOLDS)
     pool, budget = policy.get("connectionPool", {}), policy.get("retryBudget")
     tcp, http = pool.get("tcp", {}), pool.get("http", {})
-    th: dict[str, Any] = {
-        "max_connections": tcp.get("maxConnections") or UNLIMITED,
-        "max_pending_requests": http.get("http1MaxPendingRequests") or UNLIMITED,
-        "max_requests": http.get("http2MaxRequests") or UNLIMITED,
-        "max_retries": http.get("maxRetries") or UNLIMITED,
-    }
+    for field, value in (
+        ("max_connections", tcp.get("maxConnections", 0)),
+        ("max_pending_requests", http.get("http1MaxPendingRequests", 0)),
+        ("max_requests", http.get("http2MaxRequests", 0)),
+        ("max_retries", http.get("maxRetries", 0)),
+    ):
+        if value > 0:  # Istio cannot tell 0 from unset: 0 keeps the default
+            thresholds[field] = value
     if budget is not None:  # Istio's defaults: 20 % of active requests, at least 3 concurrent retries
-        th["retry_budget"] = {
+        thresholds["retry_budget"] = {
             "budget_percent": {"value": float(budget.get("percent", 20.0))},
             "min_retry_concurrency": budget.get("minRetryConcurrency") or 3,
             **({"budget_interval": envoy_duration(budget["budgetInterval"])} if "budgetInterval" in budget else {}),
         }
-    out["circuit_breakers"] = {"thresholds": [th]}
+    out["circuit_breakers"] = {"thresholds": [thresholds]}
     if "connectTimeout" in tcp:
         out["connect_timeout"] = envoy_duration(tcp["connectTimeout"])
-    if "maxRequestsPerConnection" in http:
+    if http.get("maxRequestsPerConnection", 0) > 0:
         out["max_requests_per_connection"] = http["maxRequestsPerConnection"]
     return out
+
+
+def retry_policy(retries: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``retry.ConvertPolicy``: no ``retries`` = Istio's default; ``attempts`` 0 (or unset) = no policy;
+    HTTP status codes in ``retryOn`` become ``retriable_status_codes`` (and add ``retriable-status-codes``)."""
+    if retries is None:
+        return dict(E.ISTIO_DEFAULT_RETRY)
+    if retries.get("attempts", 0) <= 0:
+        return None
+    rp: dict[str, Any] = {**E.ISTIO_DEFAULT_RETRY, "num_retries": retries["attempts"]}
+    if retries.get("retryOn"):
+        words, codes = [], []
+        for part in (p.strip() for p in retries["retryOn"].split(",")):
+            if part.isdigit() and int(part) in _HTTP_CODES:
+                codes.append(int(part))
+            elif part:
+                words.append(part)
+        rp["retry_on"] = ",".join(words)
+        if codes:
+            rp["retriable_status_codes"] = codes
+            if "retriable-status-codes" not in rp["retry_on"]:
+                rp["retry_on"] += ",retriable-status-codes"
+    if "perTryTimeout" in retries:
+        rp["per_try_timeout"] = envoy_duration(retries["perTryTimeout"])
+    if "retryIgnorePreviousHosts" in retries:
+        rp["retry_host_predicate"] = [E.PREVIOUS_HOSTS] if retries["retryIgnorePreviousHosts"] else []
+    if retries.get("retryRemoteLocalities"):
+        rp["retry_priority"] = E.PREVIOUS_PRIORITIES
+    if "backoff" in retries:
+        rp["retry_back_off"] = {"base_interval": envoy_duration(retries["backoff"])}
+    return rp
+
+
+_HTTP_CODES = {int(s) for s in HTTPStatus}
 
 
 def _string_match(m: dict[str, str], where: str) -> dict[str, Any]:
@@ -192,25 +313,16 @@ def http_routes(
                 (cluster_for(r["destination"]["host"], r["destination"].get("subset", ""), r["destination"].get("port", {}).get("number")), r.get("weight", 100 if len(routes) == 1 else 0))
                 for r in routes
             ]
-            action: dict[str, Any] = {"timeout": envoy_duration(h["timeout"]) if "timeout" in h else "0s"}
+            timeout = envoy_duration(h["timeout"]) if "timeout" in h else "0s"
+            action: dict[str, Any] = {"timeout": timeout, "max_grpc_timeout": timeout}  # route.go setTimeout
             if len(targets) == 1:
                 action["cluster"] = targets[0][0]
             else:
                 if sum(w for _, w in targets) != 100:
                     raise ResourceError(f"{where}: route weights add up to {sum(w for _, w in targets)}, not 100", "make the weights sum to 100")
                 action["weighted_clusters"] = {"clusters": [{"name": c, "weight": w} for c, w in targets if w]}
-            retries = h.get("retries")
-            if retries is None:
-                action["retry_policy"] = E.ISTIO_DEFAULT_RETRY
-            elif retries.get("attempts", 0) > 0:
-                rp: dict[str, Any] = {
-                    "retry_on": retries.get("retryOn", "connect-failure,refused-stream,unavailable,cancelled,503"),
-                    "num_retries": retries["attempts"],
-                    "retry_host_predicate": E.ISTIO_DEFAULT_RETRY["retry_host_predicate"],
-                    "host_selection_retry_max_attempts": 5,
-                }
-                if "perTryTimeout" in retries:
-                    rp["per_try_timeout"] = envoy_duration(retries["perTryTimeout"])
+            rp = retry_policy(h.get("retries"))
+            if rp is not None:
                 action["retry_policy"] = rp
             mirror = h.get("mirror")
             if mirror:

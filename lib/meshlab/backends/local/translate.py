@@ -21,6 +21,8 @@ It follows what istiod does for the same inputs:
 from __future__ import annotations
 
 import json
+import math
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,12 @@ GATEWAY_APP = "istio-eastwestgateway"
 GATEWAY_LABELS = {GATEWAY_APP: {"istio": "eastwestgateway"}, "istio-ingressgateway": {"istio": "ingressgateway"}}  # as installed
 TCP_PROXY = E.T + "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 DOMAIN_SUFFIX = "svc.cluster.local"
+# route.go ``BuildDefaultHTTPInboundRoute``: no timeout, and Istio's inbound retry policy
+INBOUND_ROUTE = {
+    "timeout": "0s",
+    "max_stream_duration": {"max_stream_duration": "0s", "grpc_timeout_header_max": "0s"},
+    "retry_policy": E.ISTIO_INBOUND_RETRY,
+}
 
 
 @dataclass
@@ -58,6 +66,7 @@ class Workload:
     outbound: str
     app_host: str
     ports: list[int] = field(default_factory=list)
+    port_names: list[str] = field(default_factory=list)  # the Kubernetes Service's port names, as ``ports``
     admin: str = ""
     access_log: str = ""
     sidecar: bool = True  # False: a plain process in the pod (plaintext, no identity)
@@ -113,9 +122,12 @@ def host_matches(pattern: str, fqdn: str) -> bool:
 
 @dataclass(frozen=True)
 class Service:
+    """A Kubernetes Service as the registry shows it: ports and their names (endpoints join on the name)."""
+
     name: str
     namespace: str
     ports: tuple[int, ...]
+    port_names: tuple[str, ...] = ()
 
     @property
     def fqdn(self) -> str:
@@ -129,6 +141,9 @@ class Outbound:
     fqdn: str
     ports: tuple[int, ...]
     aliases: list[str]
+    namespace: str = ""
+    owner: str = "Kubernetes Service"  # or "ServiceEntry <ns>/<name>": who defines the host's ports
+    port_names: dict[int, str] = field(default_factory=dict)
     sans: set[str] = field(default_factory=set)
     pods: list[Workload] = field(default_factory=list)  # Kubernetes endpoints (split-horizon applies)
     entries: dict[int, list[E.Endpoint]] = field(default_factory=dict)  # ServiceEntry endpoints, as written
@@ -187,64 +202,94 @@ class Translator:
 
     @staticmethod
     def services(workloads: list[Workload]) -> list[Service]:
-        ports: dict[tuple[str, str], set[int]] = {}
+        ports: dict[tuple[str, str], dict[int, str]] = {}
         for w in workloads:
             if w.ports:
-                ports.setdefault((w.app, w.namespace), set()).update(w.ports)
-        return [Service(n, ns, tuple(sorted(p))) for (n, ns), p in sorted(ports.items())]
+                ports.setdefault((w.app, w.namespace), {}).update(zip(w.ports, w.port_names or [""] * len(w.ports)))
+        return [Service(n, ns, tuple(sorted(p)), tuple(p[k] for k in sorted(p))) for (n, ns), p in sorted(ports.items())]
+
+    def weight_scale(self, client_cluster: str) -> int:
+        """``GetLBWeightScaleFactor``: the lcm of the east-west gateway counts per network and per cluster
+        that the control plane knows (one gateway per cluster here); 1 on a single network."""
+        if len(self.topology.networks) < 2:
+            return 1
+        served = self.topology.served_by(self.topology.clusters[client_cluster].control_plane)
+        per_network = Counter(c.network for c in served)
+        return math.lcm(1, *per_network.values())
 
     def endpoints(
         self, client_cluster: str, pods: list[Workload], port: int, resources: list[dict[str, Any]] | None = None, dr_tls: str | None = None
     ) -> list[E.Endpoint]:
-        """Split-horizon: local-network pods directly, each remote-network cluster as its gateway.
+        """Split-horizon (``EndpointsByNetworkFilter``): every weight scaled by :meth:`weight_scale`;
+        local-network pods directly; the pods of each remote-network cluster as that cluster's gateway
+        on 15443, in their locality, weighted by the sum of their scaled weights, labelled with cluster
+        and network only.
 
         An endpoint is marked for mTLS (``tlsMode: istio``) as mtls_checker.go decides: the
         DestinationRule's mode if it sets one, else "has a sidecar and its PeerAuthentication does
         not DISABLE mTLS on the port". Cross-network traffic needs mTLS (the gateway routes by SNI),
         so remote pods without it are left out.
         """
+        scale = self.weight_scale(client_cluster)
         out: list[E.Endpoint] = []
         behind_gateway: dict[str, int] = {}
         for w in pods:
             c = self.topology.clusters[w.cluster]
             mtls = dr_tls == "ISTIO_MUTUAL" if dr_tls else w.sidecar and S.mtls_mode(resources or [], w.labels, w.namespace, port) != "DISABLE"
             if self.direct(client_cluster, w.cluster):
-                out.append(E.Endpoint(w.ip, port, c.region, c.zone, labels={**w.labels, **self.topology_labels(w.cluster)}, tls_mode=mtls))
+                out.append(E.Endpoint(w.ip, port, c.region, c.zone, weight=scale, labels={**w.labels, **self.topology_labels(w.cluster)}, tls_mode=mtls))
             elif mtls:
-                behind_gateway[w.cluster] = behind_gateway.get(w.cluster, 0) + 1
-        for cluster, count in behind_gateway.items():
+                behind_gateway[w.cluster] = behind_gateway.get(w.cluster, 0) + scale
+        for cluster, weight in behind_gateway.items():
             c = self.topology.clusters[cluster]
-            out.append(E.Endpoint(self.gateway_ip[cluster], GATEWAY_PORT, c.region, c.zone, weight=count, labels=self.topology_labels(cluster), tls_mode=True))
+            labels = {"topology.istio.io/cluster": c.name, "topology.istio.io/network": self.endpoint_network(cluster)}
+            out.append(E.Endpoint(self.gateway_ip[cluster], GATEWAY_PORT, c.region, c.zone, weight=weight, labels=labels, tls_mode=True))
         return out
 
     def outbound_services(self, w: Workload, registry: list[Workload], resources: list[dict[str, Any]]) -> list[Outbound]:
-        """Every destination the proxy knows: Kubernetes services of its control plane's clusters,
-        merged with ServiceEntries applied to that control plane (same host = more endpoints)."""
+        """Every destination the proxy knows, one service per host as istiod keeps it (push_context.go):
+        a Kubernetes Service of the control plane's clusters owns its host, else the oldest ServiceEntry
+        does. A ServiceEntry's endpoints join the host's service (same namespace) only on a port whose
+        name equals the service port's name (endpoint_builder.go); any other port of it is ignored."""
         visible = self.visible(w.cluster, registry)
+        trust_domain = self.topology.trust_domain(w.cluster)
         out: dict[str, Outbound] = {}
         for svc in self.services(visible):
             pods = [b for b in visible if b.app == svc.name and b.namespace == svc.namespace]
-            o = Outbound(svc.fqdn, svc.ports, host_aliases(svc.name, svc.namespace, w.namespace), pods=pods)
+            o = Outbound(svc.fqdn, svc.ports, host_aliases(svc.name, svc.namespace, w.namespace), svc.namespace,
+                         port_names=dict(zip(svc.ports, svc.port_names)), pods=pods)  # fmt: skip
             o.sans.update(self.certs[b.pod].spiffe_id for b in pods if b.pod in self.certs)
             out[svc.fqdn] = o
-        for r in resources:
+        for r in resources:  # in the order they were created: the oldest ServiceEntry owns a host
             if r["kind"] != "ServiceEntry":
                 continue
-            spec = r["spec"]
-            ports = {p["number"]: p for p in spec.get("ports", [])}
+            spec, ns = r["spec"], r["metadata"].get("namespace", "default")
             for host in spec.get("hosts", []):
-                parts = host.split(".")
-                # a cluster.local host answers to its short names too (Istio's DNS proxy does this for ServiceEntries)
-                aliases = host_aliases(parts[0], parts[1], w.namespace) if host.endswith("." + DOMAIN_SUFFIX) and len(parts) == 5 else [host]
-                o = out.setdefault(host, Outbound(host, tuple(sorted(ports)), aliases))
-                o.external = o.external or spec.get("location") == "MESH_EXTERNAL"
-                o.ports = tuple(sorted(set(o.ports) | set(ports)))
+                o = out.get(host)
+                if o is None:
+                    parts = host.split(".")
+                    # a cluster.local host answers to its short names too (Istio's DNS proxy does this for ServiceEntries)
+                    aliases = host_aliases(parts[0], parts[1], w.namespace) if host.endswith("." + DOMAIN_SUFFIX) and len(parts) == 5 else [host]
+                    o = out[host] = Outbound(
+                        host, tuple(sorted(p["number"] for p in spec.get("ports", []))), aliases, ns,
+                        owner=f"ServiceEntry {ns}/{r['metadata']['name']}",
+                        port_names={p["number"]: p.get("name", "") for p in spec.get("ports", [])},
+                        external=spec.get("location") == "MESH_EXTERNAL",
+                    )  # fmt: skip
+                elif o.namespace != ns:
+                    continue  # services of one host in two namespaces stay apart (meshlab does not pick between them)
                 o.sans.update(spec.get("subjectAltNames", []))
-                for port, pdef in ports.items():
+                for pdef in spec.get("ports", []):
+                    name = pdef.get("name", "")
+                    port = next((n for n, pn in o.port_names.items() if pn == name), None)
+                    if port is None:
+                        continue  # no service port of that name: Istio's EDS drops these endpoints
                     for ep in spec.get("endpoints", []):
                         region, _, zone = ep.get("locality", "/").partition("/")
-                        target = ep.get("ports", {}).get(pdef.get("name", ""), pdef.get("targetPort", port))
+                        target = ep.get("ports", {}).get(name, pdef.get("targetPort", pdef["number"]))
                         labels = {**ep.get("labels", {}), **({"topology.istio.io/network": ep["network"]} if "network" in ep else {})}
+                        if "serviceAccount" in ep:
+                            o.sans.add(f"spiffe://{trust_domain}/ns/{ns}/sa/{ep['serviceAccount']}")
                         o.entries.setdefault(port, []).append(
                             E.Endpoint(ep["address"], target, region, zone.split("/")[0], weight=ep.get("weight", 1), labels=labels)
                         )
@@ -324,7 +369,10 @@ class Translator:
                         {
                             "name": "default",
                             "match": {"prefix": "/"},
-                            "route": {"cluster": outbound_cluster_name(port, svc.fqdn), "timeout": "0s", "retry_policy": E.ISTIO_DEFAULT_RETRY},
+                            "route": {
+                                "cluster": outbound_cluster_name(port, svc.fqdn), "timeout": "0s", "max_grpc_timeout": "0s",
+                                "retry_policy": dict(E.ISTIO_DEFAULT_RETRY),
+                            },  # fmt: skip
                         }
                     ]
                 domains = [f"{h}:{port}" for h in svc.aliases]
@@ -371,7 +419,7 @@ class Translator:
                 f"inbound_{port}",
                 {
                     "name": f"inbound|{port}||",
-                    "virtual_hosts": [{"name": "inbound", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": inbound, "timeout": "0s"}}]}],
+                    "virtual_hosts": [{"name": "inbound", "domains": ["*"], "routes": [{"name": "default", "match": {"prefix": "/"}, "route": INBOUND_ROUTE | {"cluster": inbound}}]}],
                 },
                 w.access_log,
                 # Istio passes the caller's identity to the app in XFCC
