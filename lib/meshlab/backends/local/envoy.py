@@ -214,13 +214,16 @@ def eds_cluster(
     return c
 
 
-def static_cluster(name: str, host: str, port: int) -> dict[str, Any]:
-    return {
+def static_cluster(name: str, host: str, port: int, http2: bool = False) -> dict[str, Any]:
+    c: dict[str, Any] = {
         "name": name,
         "type": "STATIC",
         "connect_timeout": "10s",
         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": sock(host, port)}}]}]},
     }
+    if http2:  # e.g. a gRPC app behind its sidecar
+        c["typed_extension_protocol_options"] = {HTTP_OPTIONS: {"@type": T + HTTP_OPTIONS, "explicit_http_config": {"http2_protocol_options": {}}}}
+    return c
 
 
 def hcm(
@@ -235,7 +238,8 @@ def hcm(
         "typed_config": {
             "@type": HCM,
             "stat_prefix": stat_prefix,
-            "route_config": route_config,
+            # as Istio's RDS routes: a route may name a cluster that is still warming (a new service's EDS)
+            "route_config": {"validate_clusters": False, **route_config},
             "http_filters": [*(http_filters or []), {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}],
             "access_log": access_log(log_path),
             **(extra or {}),
