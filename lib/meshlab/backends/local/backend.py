@@ -942,10 +942,28 @@ class LocalBackend:
                                                  f"{e['endpoint']['address']['socket_address']['port_value']}"
                                                  for loc in la.get("endpoints", []) for e in loc.get("lb_endpoints", []))
             row["EDS"] = "NOT SENT" if not eds else "SYNCED" if hosts is not None and all(hosts.get(k) == v for k, v in eds.items()) else "STALE"
+            row["ECDS"] = self._ecds_status(w, xds)
             cp = self.topology.clusters[w.cluster].control_plane
             row["ISTIOD"] = f"{cp} ({self.state.data['control_planes'].get(cp, '?')})"
             rows.append(row)
         return rows
+
+    def _ecds_status(self, w: Workload, xds: Path) -> str:
+        """ECDS of one proxy: every extension config its listeners discover, at the version written for it."""
+        from ...wasm.deploy import ecds_from_dump, referenced
+
+        try:
+            names = referenced(json.loads((xds / "lds.json").read_text())["resources"])
+        except (OSError, ValueError, KeyError):
+            names = set()
+        if not names:
+            return "NOT SENT"
+        try:
+            have = ecds_from_dump(E.Admin(w.admin).config_dump())
+        except (OSError, MeshlabError):
+            return "STALE"
+        synced = all(_file_version(E.ecds_path(xds, n)) == str(have.get(n, {}).get("version_info")) for n in names)
+        return "SYNCED" if synced else "STALE"
 
     def access_log(self, workload: str, cluster: str, last: int = 20) -> list[dict[str, Any]]:
         """The sidecar's parsed access log (JSON lines), newest last."""
