@@ -96,3 +96,29 @@ def prometheus(lab: "Lab", workload: str, cluster: str) -> str:
     if status != 200:
         raise KeyError(f"/stats/prometheus of {workload} ({cluster}) answered {status}")
     return body
+
+
+def inbound_http_filters(lab: "Lab", workload: str, cluster: str) -> list[dict[str, Any]]:
+    """The HTTP filters of the sidecar's inbound HTTP connection manager, in order (EnvoyFilter patches included)."""
+    for d in _walk(lab.envoy_config(workload, cluster, "dynamic_listeners")):
+        if str(d.get("stat_prefix", "")).startswith("inbound") and isinstance(d.get("http_filters"), list):
+            return list(d["http_filters"])
+    raise KeyError(f"no inbound HTTP connection manager in the config of {workload} ({cluster})")
+
+
+def deploy_rate_limit_service(lab: "Lab", cluster: str) -> Any:
+    """The RLS v3 rate-limit service as a mesh workload (``ratelimit``, gRPC on 8081) in ``cluster``."""
+    if lab.backend.name == "kind":
+        from .errors import MeshlabError
+
+        raise MeshlabError(
+            "meshlab does not deploy the rate-limit service on the kind backend yet",
+            "apply Istio's samples/ratelimit/rate-limit-service.yaml (namespace sample) with a ratelimit-config "
+            "ConfigMap holding the rules printed by this lab on the local backend, then run the next cells",
+        )
+    return lab.deploy("ratelimit", cluster=cluster)
+
+
+def rate_limit_rules(lab: "Lab") -> str:
+    """The rate-limit service's rules (envoyproxy/ratelimit's config.yaml format)."""
+    return lab.backend.ratelimit_config().read_text()  # type: ignore[union-attr]

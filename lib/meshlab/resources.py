@@ -123,6 +123,21 @@ SHAPES: dict[str, dict[str, Any]] = {
         "type": str,
         "match": [{"mode": str, "ports": [{"number": int}]}],
     },
+    # networking.istio.io/v1alpha3; a subset applied by backends/local/envoyfilter.py
+    "EnvoyFilter": {
+        "workloadSelector": {"labels": ("map", str)},
+        "configPatches": [
+            {
+                "applyTo": str,
+                "match": {
+                    "context": str,
+                    "listener": {"portNumber": int, "filterChain": {"filter": {"name": str, "subFilter": {"name": str}}}},
+                    "routeConfiguration": {"vhost": {"name": str}},
+                },
+                "patch": {"operation": str, "value": dict},
+            }
+        ],
+    },
     # extensions.istio.io/v1alpha1 (Istio >= 1.30): Wasm or Lua; meshlab.wasm.deploy builds the filters
     "TrafficExtension": {
         "selector": {"matchLabels": ("map", str)},
@@ -155,6 +170,9 @@ SHAPES: dict[str, dict[str, Any]] = {
     },
 }
 ENUMS = {
+    "spec.configPatches[].applyTo": {"HTTP_FILTER", "VIRTUAL_HOST"},
+    "spec.configPatches[].match.context": {"ANY", "SIDECAR_INBOUND", "SIDECAR_OUTBOUND"},
+    "spec.configPatches[].patch.operation": {"ADD", "INSERT_FIRST", "INSERT_BEFORE", "INSERT_AFTER", "MERGE"},
     "spec.trafficPolicy.tls.mode": {"ISTIO_MUTUAL", "DISABLE", "SIMPLE"},
     "spec.mtls.mode": {"UNSET", "STRICT", "PERMISSIVE", "DISABLE"},
     "spec.portLevelMtls.*.mode": {"UNSET", "STRICT", "PERMISSIVE", "DISABLE"},
@@ -182,6 +200,7 @@ API_VERSIONS = {"networking.istio.io/v1", "networking.istio.io/v1beta1", "networ
 _SECURITY_VERSIONS = {"security.istio.io/v1", "security.istio.io/v1beta1"}
 API_VERSIONS_BY_KIND = {
     "WasmPlugin": {"extensions.istio.io/v1alpha1"},
+    "EnvoyFilter": {"networking.istio.io/v1alpha3"},
     "TrafficExtension": {"extensions.istio.io/v1alpha1"},
     **{k: _SECURITY_VERSIONS for k in ("PeerAuthentication", "AuthorizationPolicy", "RequestAuthentication")},
 }
@@ -368,7 +387,22 @@ def _check_request_authentication(spec: dict[str, Any], where: str) -> None:
             raise ResourceError(f"{at}.jwks is not a JSON Web Key Set", 'give a JSON object with a non-empty "keys" list') from None
 
 
+def _check_envoy_filter(spec: dict[str, Any], where: str) -> None:
+    for i, p in enumerate(spec.get("configPatches", [])):
+        op, to = p.get("patch", {}).get("operation"), p.get("applyTo")
+        allowed = {"HTTP_FILTER": {"ADD", "INSERT_FIRST", "INSERT_BEFORE", "INSERT_AFTER"}, "VIRTUAL_HOST": {"MERGE"}}.get(to, set())
+        if op not in allowed:
+            raise ResourceError(
+                f"{where}: spec.configPatches[{i}]: operation {op!r} on {to} is not supported by the local backend",
+                f"use one of {', '.join(sorted(allowed))} for {to}, or the kind backend",
+            )
+        if p.get("match", {}).get("listener", {}).get("portNumber") is not None and p.get("match", {}).get("context") != "SIDECAR_INBOUND":
+            raise ResourceError(f"{where}: spec.configPatches[{i}]: listener.portNumber is only supported with context SIDECAR_INBOUND",
+                                "match the inbound port, or drop portNumber")
+
+
 _SEMANTIC = {
+    "EnvoyFilter": _check_envoy_filter,
     "AuthorizationPolicy": _check_authorization_policy,
     "PeerAuthentication": _check_peer_authentication,
     "RequestAuthentication": _check_request_authentication,

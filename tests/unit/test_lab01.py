@@ -16,7 +16,7 @@ import pytest
 
 from meshlab.errors import MeshlabError
 from meshlab.loadgen import MARK, LoadResult, Repeated, parse
-from meshlab.ratelimit import Limiter, Rule, rules_from
+from meshlab.ratelimit import DEFAULT_CONFIG, Limiter, load_config
 
 LAB = Path(__file__).resolve().parents[2] / "labs" / "01-envoy-data-plane.ipynb"
 
@@ -38,15 +38,32 @@ def test_repeated_runs_give_median_and_spread() -> None:
 
 
 def test_limiter_fixed_window_per_descriptor() -> None:
-    now = [120.0]
-    lim = Limiter([Rule("destination", 2, "MINUTE", "helloworld")], clock=lambda: now[0])
-    over = [lim.hit("d", [("destination", "helloworld")])[0][1] for _ in range(3)]
-    assert over == [False, False, True]
-    assert lim.hit("d", [("destination", "other")]) == [(None, False, 0, 0)], "no rule, no limit"
-    now[0] = 180.0  # the next minute: a fresh window
-    assert lim.hit("d", [("destination", "helloworld")])[0][1] is False
+    now = [7200.0]
+    domain, rules = load_config("""
+domain: d
+descriptors:
+- key: PATH
+  value: /hello
+  rate_limit: {unit: minute, requests_per_unit: 2}
+- key: PATH
+  rate_limit: {unit: minute, requests_per_unit: 100}
+- key: user
+  descriptors:
+  - key: PATH
+    rate_limit: {unit: hour, requests_per_unit: 1}
+""")
+    lim = Limiter(domain, rules, clock=lambda: now[0])
+    assert [lim.hit("d", [("PATH", "/hello")])[1] for _ in range(3)] == [False, False, True]
+    assert lim.hit("d", [("PATH", "/other")])[0].requests_per_unit == 100, "a key-only rule catches other values"
+    assert lim.hit("other-domain", [("PATH", "/hello")]) == (None, False, 0, 0), "another domain has no rules"
+    assert [lim.hit("d", [("user", "ann"), ("PATH", "/x")])[1] for _ in range(2)] == [False, True], "nested descriptors"
+    now[0] += 60  # the next minute: a fresh window
+    assert lim.hit("d", [("PATH", "/hello")])[1] is False
     with pytest.raises(MeshlabError, match="unit one of"):
-        rules_from([{"key": "x", "requests_per_unit": 1, "unit": "fortnight"}])
+        load_config("domain: d\ndescriptors: [{key: x, rate_limit: {unit: fortnight, requests_per_unit: 1}}]")
+    with pytest.raises(MeshlabError, match="needs a domain"):
+        load_config("descriptors: []")
+    assert load_config(DEFAULT_CONFIG)[0] == "helloworld"
 
 
 def test_rate_limit_service_answers_envoy_rls_v3_over_grpc(tmp_path: Path) -> None:
@@ -57,10 +74,12 @@ def test_rate_limit_service_answers_envoy_rls_v3_over_grpc(tmp_path: Path) -> No
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    rules = json.dumps([{"key": "generic_key", "value": "helloworld", "requests_per_unit": 2, "unit": "MINUTE"}])
+    config = tmp_path / "config.yaml"
+    config.write_text("domain: meshlab\ndescriptors: [{key: generic_key, value: helloworld, rate_limit: {unit: hour, requests_per_unit: 2}}]\n")
     log = tmp_path / "rls.log"
     with open(log, "wb") as out:
-        p = subprocess.Popen([sys.executable, "-m", "meshlab.ratelimit", "--listen", f"127.0.0.1:{port}", "--rules", rules], stdout=out, stderr=subprocess.STDOUT)
+        p = subprocess.Popen([sys.executable, "-m", "meshlab.ratelimit", "--listen", f"127.0.0.1:{port}", "--config", str(config)],
+                             stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 15
         while b"listening on" not in log.read_bytes():
@@ -71,8 +90,11 @@ def test_rate_limit_service_answers_envoy_rls_v3_over_grpc(tmp_path: Path) -> No
             req = rls_pb2.RateLimitRequest(domain="meshlab", descriptors=[ratelimit_pb2.RateLimitDescriptor(
                 entries=[ratelimit_pb2.RateLimitDescriptor.Entry(key="generic_key", value="helloworld")])])
             codes = [stub.ShouldRateLimit(req, timeout=5).overall_code for _ in range(3)]
+            time.sleep(0.01)
+            config.write_text("domain: meshlab\ndescriptors: [{key: generic_key, value: helloworld, rate_limit: {unit: hour, requests_per_unit: 100}}]\n")
+            codes.append(stub.ShouldRateLimit(req, timeout=5).overall_code)  # the changed file is read again
         R = rls_pb2.RateLimitResponse
-        assert codes == [R.OK, R.OK, R.OVER_LIMIT]
+        assert codes == [R.OK, R.OK, R.OVER_LIMIT, R.OK]
     finally:
         p.terminate()
         p.wait(timeout=10)

@@ -43,6 +43,8 @@ NAMESPACE = "sample"
 APPS: dict[str, dict[str, Any]] = {
     "helloworld": {"service_account": "helloworld", "ports": [5000], "port_names": ["http"]},  # Istio's sample Service
     "curl": {"service_account": "curl", "ports": []},
+    # Envoy's rate-limit service (RLS v3, gRPC) on 8081, as in Istio's samples/ratelimit; its rules: ratelimit_config()
+    "ratelimit": {"service_account": "ratelimit", "ports": [8081], "protocol": "grpc"},
 }
 
 
@@ -50,6 +52,18 @@ def _file_version(path: Path) -> str | None:
     """The ``version_info`` of an xDS file (None before it exists)."""
     try:
         return str(json.loads(path.read_text())["version_info"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _http_filter_names(lds: Path) -> Any:
+    """The HTTP filters (by name, per listener) in a listener file: an EnvoyFilter that adds or removes one
+    changes it, and then connections on the old filter chain must drain before the change shows."""
+    try:
+        return [
+            [f.get("name") for fc in lis.get("filter_chains", []) for n in fc.get("filters", []) for f in n.get("typed_config", {}).get("http_filters", [])]
+            for lis in json.loads(lds.read_text())["resources"]
+        ]
     except (OSError, ValueError, KeyError):
         return None
 
@@ -282,6 +296,7 @@ class LocalBackend:
                 port_names=list(spec.get("port_names", [])),
                 admin=str(self.run_dir / "sock" / f"{index}.sock") if sidecar else "",
                 access_log=str(self.run_dir / "logs" / f"{pod}.access.log") if sidecar else "", sidecar=sidecar,
+                protocol=spec.get("protocol", "http"),
             )  # fmt: skip
             self.state.data["workloads"].append(w.record())
             self.state.save()
@@ -357,6 +372,11 @@ class LocalBackend:
         self.state.save()
         self.sync(cluster)
 
+    def ratelimit_config(self) -> Path:
+        """The rate-limit service's rules (envoyproxy/ratelimit's config.yaml; Istio's sample mounts it from a
+        ConfigMap): the service reads the file again whenever it changes."""
+        return self.run_dir / "ratelimit" / "config.yaml"
+
     def bounce(self, cluster: str) -> list[str]:
         """Restart the sidecars of ``cluster``'s pods (Gloo Mesh's pod bounce): each starts again with a
         certificate from its control plane's current CA. The apps keep running."""
@@ -373,10 +393,15 @@ class LocalBackend:
         return bounced
 
     def _start_app(self, w: Workload) -> None:
-        argv = self.network.exec_prefix(w.netns) + [
-            sys.executable, "-m", "meshlab.backends.local.apps", "helloworld",
-            "--listen", f"{w.app_host}:{w.ports[0]}", "--version", w.version, "--instance", w.pod,
-        ]  # fmt: skip
+        if w.app == "ratelimit":
+            from ...ratelimit import DEFAULT_CONFIG
+
+            if not self.ratelimit_config().exists():
+                write_atomic(self.ratelimit_config(), DEFAULT_CONFIG)
+            app = ["meshlab.ratelimit", "--config", str(self.ratelimit_config())]
+        else:
+            app = ["meshlab.backends.local.apps", "helloworld", "--version", w.version, "--instance", w.pod]
+        argv = self.network.exec_prefix(w.netns) + [sys.executable, "-m", *app, "--listen", f"{w.app_host}:{w.ports[0]}"]
         log = self.run_dir / "logs" / f"{w.pod}.app.log"
         start = log.stat().st_size if log.exists() else 0  # a restored app appends to the same log
         p = procs.spawn(f"{w.pod}/app", argv, log)
@@ -625,13 +650,14 @@ class LocalBackend:
         written = []  # every proxy's files first, then wait for each: they apply (and drain) in parallel
         for w, cfg in configs:
             lds = self.proxy_dir(w) / "xds" / "lds.json"
-            version, filters = _file_version(lds), _wasm_signature(lds)
+            version, filters = _file_version(lds), (_wasm_signature(lds), _http_filter_names(lds))
             admin = E.Admin(w.admin)
             rejected = {**_lds_stats(admin), "ecds": _ecds_rejections(admin)}
             if E.XdsWriter(self.proxy_dir(w) / "xds").write(cfg):
                 new = _file_version(lds)
-                # when the extension filters changed, also wait for connections on the old filter chain to drain
-                written.append((w, cfg, (new, rejected, _wasm_signature(lds) != filters) if new != version else None, rejected["ecds"]))
+                # when the HTTP filters (extensions or EnvoyFilter) changed, also wait for connections on the old filter chain to drain
+                changed = (_wasm_signature(lds), _http_filter_names(lds)) != filters
+                written.append((w, cfg, (new, rejected, changed) if new != version else None, rejected["ecds"]))
         for w, cfg, lds_change, ecds_rejected in written:
             self._wait_applied(w, cfg, lds=lds_change, ecds_rejected=ecds_rejected)
 

@@ -214,13 +214,16 @@ def eds_cluster(
     return c
 
 
-def static_cluster(name: str, host: str, port: int) -> dict[str, Any]:
-    return {
+def static_cluster(name: str, host: str, port: int, http2: bool = False) -> dict[str, Any]:
+    c: dict[str, Any] = {
         "name": name,
         "type": "STATIC",
         "connect_timeout": "10s",
         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": sock(host, port)}}]}]},
     }
+    if http2:  # e.g. a gRPC app behind its sidecar
+        c["typed_extension_protocol_options"] = {HTTP_OPTIONS: {"@type": T + HTTP_OPTIONS, "explicit_http_config": {"http2_protocol_options": {}}}}
+    return c
 
 
 def hcm(

@@ -31,6 +31,7 @@ from ...errors import ResourceError
 from ...pki import WorkloadCert
 from ...topology import Topology
 from . import envoy as E
+from . import envoyfilter
 from . import security as S
 from .edge import gateway_listeners, origination
 from . import telemetry as T
@@ -70,6 +71,7 @@ class Workload:
     admin: str = ""
     access_log: str = ""
     sidecar: bool = True  # False: a plain process in the pod (plaintext, no identity)
+    protocol: str = "http"  # "grpc": the sidecar speaks HTTP/2 to the app (Istio: the Service port's protocol)
 
     def record(self) -> dict[str, Any]:
         return asdict(self)
@@ -414,12 +416,13 @@ class Translator:
 
         for port in w.ports:
             inbound = f"inbound|{port}||"
-            clusters.append(E.static_cluster(inbound, w.app_host, port))
+            clusters.append(E.static_cluster(inbound, w.app_host, port, http2=w.protocol == "grpc"))
             hcm = E.hcm(
                 f"inbound_{port}",
                 {
                     "name": f"inbound|{port}||",
-                    "virtual_hosts": [{"name": "inbound", "domains": ["*"], "routes": [{"name": "default", "match": {"prefix": "/"}, "route": INBOUND_ROUTE | {"cluster": inbound}}]}],
+                    # Istio's name for the inbound virtual host ("inbound|http|<port>"): EnvoyFilters match on it
+                    "virtual_hosts": [{"name": f"inbound|http|{port}", "domains": ["*"], "routes": [{"name": "default", "match": {"prefix": "/"}, "route": INBOUND_ROUTE | {"cluster": inbound}}]}],
                 },
                 w.access_log,
                 # Istio passes the caller's identity to the app in XFCC
@@ -445,7 +448,9 @@ class Translator:
 
         used = referenced(listeners)  # istiod serves the extension configs the proxy's listeners ask for
         extensions = {n: c for n, c in extension_configs(w.labels, w.namespace, resources).items() if n in used}
-        return E.ProxyConfig(listeners, clusters, endpoints, extensions)
+        # EnvoyFilters patch what istiod generated, last (pilot/pkg/networking/core/envoyfilter)
+        inbound = {f"{w.ip}_{port}" for port in w.ports}
+        return envoyfilter.apply(E.ProxyConfig(listeners, clusters, endpoints, extensions), w.labels, w.namespace, resources, "virtualOutbound", inbound)
 
     def stats_filters(self, w: Workload, reporter: str) -> list[dict[str, Any]]:
         """Istio's stats filter, last before the router, when telemetry is on."""
