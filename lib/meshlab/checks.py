@@ -102,6 +102,13 @@ def callers_keep_their_pod_ip(lab: "Lab") -> bool:
     return lab.backend.name != "kind"
 
 
+def killed_app_is_ejected(lab: "Lab") -> bool:
+    """local: ``lab.kill`` crashes the app, its sidecar answers 503 (UF) and outlier detection ejects the
+    host for ``baseEjectionTime``; kind: the Deployment is scaled to zero, the endpoint leaves EDS, so
+    there is nothing to eject (and nothing to retry)."""
+    return lab.backend.name != "kind"
+
+
 def virtual_host(lab: "Lab", workload: str, cluster: str, name: str) -> dict[str, Any]:
     """The route configuration's virtual host ``name`` (e.g. ``helloworld.sample.svc.cluster.local:5000``)
     in ``workload``'s sidecar: from RDS on kind, inline in the ``virtualOutbound`` listener on local."""

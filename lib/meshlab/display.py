@@ -103,7 +103,7 @@ def status_table(status: dict[str, Any]) -> str:
         if isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items()) or "-"
         lines.append(f"{key.replace('_', ' ') + ':':16} {value}")
-    workloads = status.get("workloads") or []
+    workloads = [{k.upper(): v for k, v in w.items()} for w in status.get("workloads") or []]  # like lab.deploy's tables
     lines += ["", str(Table(workloads)) if workloads else "no workloads deployed"]
     return "\n".join(lines)
 

@@ -7,7 +7,7 @@ applies one plausible mistake, on either backend, through the same operations th
     faults.repair(lab, "network-label")       # the operator's fix (lab 10's hidden solutions show it)
 
 Faults that are Istio resources (a DestinationRule subset with a typo, a too-small ``maxEjectionPercent``,
-an AuthorizationPolicy with the wrong principal) are applied with ``lab.apply``; the others are install
+an AuthorizationPolicy with the wrong principal, a WasmPlugin with a wrong ``sha256``) are applied with ``lab.apply``; the others are install
 steps: the ``topology.istio.io/network`` label of a cluster's ``istio-system`` namespace, the
 ``expose-services`` Gateway, and the root a control plane's ``cacerts`` chain to. On kind every one of them
 is a ``kubectl`` command through the kind executor (a dry run records it). What ``inject`` and ``repair``
@@ -16,10 +16,13 @@ print is the operator's command, with kind's context names.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .backends.kind.clusters import context
 from .errors import MeshlabError
@@ -30,6 +33,8 @@ if TYPE_CHECKING:
 
 FQDN = "helloworld.sample.svc.cluster.local"
 OTHER_ROOT = "other-root"
+OLD_DIGEST = hashlib.sha256(b"header-metric, an older release").hexdigest()
+HUB_USER = "alice"
 GATEWAY = "cross-network-gateway"
 
 
@@ -181,6 +186,47 @@ def _fix_authz(lab: "Lab") -> str:
     return f"principals: [{td}/ns/sample/sa/curl] (curl runs in namespace sample)"
 
 
+def wasm_plugin(url: str, sha256: str) -> dict[str, Any]:
+    """A WasmPlugin counting helloworld's requests by ``x-user`` (wasm-filters/header-metric); it leaves
+    ``failStrategy`` at Istio's default, FAIL_CLOSE."""
+    return {
+        "apiVersion": "extensions.istio.io/v1alpha1",
+        "kind": "WasmPlugin",
+        "metadata": {"name": "requests-by-user", "namespace": "sample"},
+        "spec": {"selector": {"matchLabels": {"app": "helloworld"}}, "url": url, "sha256": sha256, "imagePullSecret": HUB_USER,
+                 "pluginName": "header_metric", "pluginConfig": {"header": "x-user", "metric": "requests_by_user"}},
+    }
+
+
+def publish_module(lab: "Lab") -> tuple[str, str]:
+    """Build wasm-filters/header-metric, push it to the wasm hub (started if needed, as lab 08 does) and give
+    every cluster the pull secret: returns the module's ``oci://`` URL and its manifest digest (the sha256
+    a WasmPlugin pins for oci:// URLs)."""
+    from .wasm.build import build_once, repo_filters_dir
+    from .wasm.hub import Hub
+
+    built = build_once(repo_filters_dir() / "header-metric")
+    hub = Hub.up()
+    if HUB_USER not in hub.users:
+        hub.add_user(HUB_USER)
+    pushed = hub.push(built.wasm, "wasm/header-metric:v1", user=HUB_USER, root_ids=["header_metric"])
+    for c in lab.topology.clusters:
+        lab.create_pull_secret(HUB_USER, c, **hub.pull_secret(HUB_USER))
+    return hub.url("wasm/header-metric:v1"), pushed.digest.split(":", 1)[1]
+
+
+def _wrong_digest(lab: "Lab") -> str:
+    url, _ = publish_module(lab)
+    lab.apply(wasm_plugin(url, OLD_DIGEST), lab.topology.control_planes[0])
+    return "apply a WasmPlugin for helloworld (header-metric, from the hub) with the sha256 of an older release"
+
+
+def _right_digest(lab: "Lab") -> str:
+    url, digest = publish_module(lab)
+    lab.apply(wasm_plugin(url, digest), lab.topology.control_planes[0])
+    return f"sha256: {digest} (the image's manifest digest: `meshlab wasm list`)"
+
+
 def _typo_subset(lab: "Lab") -> str:
     lab.apply(subsets_rule('"2"'), lab.topology.control_planes[0])
     return "apply a DestinationRule with subsets v1 and v2, and a VirtualService splitting 50/50"
@@ -239,6 +285,7 @@ FAULTS = {f.name: f for f in (
     Fault("max-ejection", _crash_with_low_max_ejection, _fix_max_ejection),
     Fault("authz-deny", _deny_by_accident, _fix_authz),
     Fault("two-roots", _second_root, _shared_root),
+    Fault("wasm-digest", _wrong_digest, _right_digest),
 )}
 
 
@@ -249,8 +296,12 @@ def _get(name: str) -> Fault:
 
 
 def inject(lab: "Lab", name: str) -> None:
-    """Break the lab in one seeded way; prints what was done (a command), not what it breaks."""
-    print(f"fault {name!r} injected: {_get(name).inject(lab)}")
+    """Break the lab in one seeded way; prints what was done (a command), not what it breaks (the output of
+    the steps, e.g. an agent's complaint on apply, is the learner's to find with the operator's views)."""
+    fault = _get(name)
+    with contextlib.redirect_stdout(io.StringIO()):
+        done = fault.inject(lab)
+    print(f"fault {name!r} injected: {done}")
 
 
 def repair(lab: "Lab", name: str) -> None:

@@ -35,7 +35,7 @@ _LOCALITY_LB = {
     "distribute": [{"from": str, "to": ("map", int)}],
 }
 _TRAFFIC_POLICY = {
-    "tls": {"mode": str, "sni": str, "caCertificates": str, "subjectAltNames": [str]},
+    "tls": {"mode": str, "sni": str, "caCertificates": str, "credentialName": str, "subjectAltNames": [str]},
     "outlierDetection": _OUTLIER,
     "loadBalancer": {"simple": str, "localityLbSetting": _LOCALITY_LB},
     "connectionPool": {

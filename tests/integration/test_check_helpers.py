@@ -22,6 +22,7 @@ def test_config_views(flat_lab: Lab) -> None:
     inbound = checks.inbound_tls(flat_lab, "helloworld", "cluster2", 5000)
     assert inbound["listener"] == f"{hw_ip}_5000" and inbound["require_client_certificate"] is True
     assert not checks.sidecar_captures_every_port(flat_lab) and checks.callers_keep_their_pod_ip(flat_lab)
+    assert checks.killed_app_is_ejected(flat_lab)
     assert checks.pods_have_own_addresses(flat_lab) == (flat_lab.backend.mode != "loopback")
     assert checks.gateway_addresses(flat_lab) == {}  # one network: no east-west gateways
 

@@ -123,6 +123,20 @@ def test_abi_tour_logs_each_callback_and_adds_the_config_it_read(wenv: WasmEnvoy
     assert "proxy_get_header_map_value(:path) -> /hello?tour=1" in logs
 
 
+def test_calls_traces_the_stream_context_envoy_calls_by_the_abis_names(wenv: WasmEnvoy, built: dict[str, Path]) -> None:
+    load(wenv, built, "abi-tour", {"greeting": "trace"})
+    tour = wenv.calls()
+    assert tour.status == 200
+    assert [c for c in tour.callbacks if c != "proxy_on_memory_allocate"] == [
+        "proxy_on_context_create", "proxy_on_request_headers", "proxy_on_response_headers", "proxy_on_log", "proxy_on_done", "proxy_on_delete"]
+    assert "env.proxy_get_header_map_value" in tour.host_functions and "env.proxy_add_header_map_value" in tour.host_functions
+    load(wenv, built, "add-header", {"name": "x-hello", "value": "trace"})  # the SDK exports every callback
+    sdk = wenv.calls()
+    assert {"proxy_on_request_body", "proxy_on_response_body"} <= set(sdk.callbacks) and sdk.callbacks[-1] == "proxy_on_delete"
+    assert sdk.callbacks.count("proxy_on_context_create") == 1, "only the request's stream context, not a swapped-out plugin's"
+    assert wenv._log_level("wasm") != "trace", "the trace level is switched off again"
+
+
 def test_api_key_rejects_missing_and_invalid_keys_with_a_local_401(wenv: WasmEnvoy, built: dict[str, Path]) -> None:
     load(wenv, built, "api-key", {"keys": ["k-alice", "k-bob"]})
     missing = wenv.request("/hello")

@@ -300,6 +300,28 @@ def test_kind_dry_run_ships_a_wasm_traffic_extension_and_applies_a_lua_one(tmp_p
     shipped, lua_doc = apply.manifests
     assert shipped["spec"]["wasm"]["url"] == f"oci://meshlab-registry:5000/wasm/ah:sha-{sha[:12]}" and shipped["spec"]["phase"] == "STATS"
     assert lua_doc == {**lua, "metadata": {"name": "lua", "namespace": "sample"}}  # inline code: nothing to ship
+    assert "not created in cluster2" in kind.create_pull_secret("alice", "cluster2", "127.0.0.1:5000", "alice", "pw")  # no accounts on kind's registry
+    assert kind.agent_log("helloworld", "cluster1") == []  # dry run: the command is recorded
+    assert recorded.steps[-1].argv[-4:] == ["logs", "$(kubectl --context kind-cluster1 -n sample get pod -l app=helloworld -o jsonpath='{.items[0].metadata.name}')", "-c", "istio-proxy"]
     for bad, field in (({"lua": {"inlineCode": "x", "file": "y"}}, "file"), ({"wasm": {"url": "oci://r:1/x:v1", "rootId": "x"}}, "rootId")):
         with pytest.raises(MeshlabError, match=f"TrafficExtension.*{field}"):  # strict CRD schema on kind
             kind.apply({**lua, "spec": bad}, cluster="cluster1")
+
+
+def test_a_wrong_digest_fault_denies_everything_and_the_right_one_repairs_it(clean: Lab, hub: Hub) -> None:
+    """What lab 10's seeded fault uses: meshlab.wasm.publish on the local backend."""
+    from meshlab.wasm.publish import publish, wasm_plugin, wrong_digest
+
+    lab = clean
+    pushed = publish(lab, "header-metric", "wasm/header-metric:fault", hub=hub)
+    config = {"header": "x-user", "metric": "fault_requests"}
+    out = lab.apply(wasm_plugin("metric", pushed, {"app": "helloworld"}, config, sha256=wrong_digest(pushed)), cluster="cluster1")
+    assert sum("applying deny RBAC filter" in ln for ln in out) == 2
+    for caller in ("cluster1", "cluster2"):
+        r = lab.call("curl", URL, cluster=caller, n=6)
+        assert {(a.status, a.body.strip()) for a in r.answers} == {(403, "RBAC: access denied")}, r.tally
+    assert lab.stats("helloworld-v2", "cluster2", "wasm-default-deny.denied")
+    lab.apply(wasm_plugin("metric", pushed, {"app": "helloworld"}, config), cluster="cluster1")
+    r = lab.call("curl", URL, cluster="cluster1", n=8, headers={"x-user": "alice"})
+    assert r.errors == 0 and r.versions == {"v1", "v2"}, r.tally
+    assert lab.stats("helloworld-v1", "cluster1", "wasmcustom.fault_requests.alice")

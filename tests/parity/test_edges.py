@@ -64,7 +64,7 @@ def test_tls_origination_to_an_external_https_server(lab: Lab) -> None:
          "spec": {"hosts": [ext["hostname"]], "location": "MESH_EXTERNAL", "resolution": "STATIC",
                   "ports": [{"number": 80, "name": "http", "protocol": "HTTP", "targetPort": 443}], "endpoints": [{"address": ext["address"]}]}},
         {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "external"},
-         "spec": {"host": ext["hostname"], "trafficPolicy": {"tls": {"mode": "SIMPLE", "caCertificates": ext["ca"]}}}},
+         "spec": {"host": ext["hostname"], "trafficPolicy": {"tls": {"mode": "SIMPLE", "credentialName": ext["secret"]}}}},
     ], "cluster1")  # fmt: skip
     clusters = lab.envoy_config("curl", "cluster1", "dynamic_active_clusters")["configs"]
     c = next(x["cluster"] for x in clusters if x["cluster"]["name"] == "outbound|80||external.meshlab.test")

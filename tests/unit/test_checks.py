@@ -49,3 +49,4 @@ def test_inbound_tls_and_routes_as_istiod_sends_them() -> None:
         "listener": "virtualInbound", "require_client_certificate": True, "sans": []}
     assert checks.virtual_host(lab, "curl", "cluster1", vhost["name"]) == vhost  # type: ignore[arg-type]
     assert checks.sidecar_captures_every_port(lab) and not checks.callers_keep_their_pod_ip(lab)  # type: ignore[arg-type]
+    assert not checks.killed_app_is_ejected(lab)  # type: ignore[arg-type]

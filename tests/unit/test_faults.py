@@ -87,6 +87,25 @@ def test_two_roots_recuts_cacerts_restarts_istiod_then_the_workloads(tmp_path: P
         faults.inject(dry_run_lab("separate-networks", tmp_path / "other"), "two-roots")
 
 
+def test_wasm_digest_pushes_the_module_and_applies_the_plugin_with_a_wrong_then_the_right_digest(kind_lab) -> None:  # type: ignore[no-untyped-def]
+    from meshlab.wasm.hub import Hub
+
+    try:
+        n = len(list(kind_lab.backend.recorded))
+        faults.inject(kind_lab, "wasm-digest")
+        faults.repair(kind_lab, "wasm-digest")
+        hub = Hub.running()
+        assert hub is not None, "the module is published in the hub, as in lab 08"
+        digest = hub.pull("wasm/header-metric:v1", user="alice").digest.split(":", 1)[1]
+    finally:
+        Hub.down_all()
+    steps = new_steps(kind_lab, n)
+    applied = [s.manifests[0]["spec"] for s in steps if "apply" in s.tags and s.manifests and s.manifests[0]["kind"] == "WasmPlugin"]
+    assert [a["sha256"] for a in applied] == [faults.OLD_DIGEST, digest]
+    assert all(a["url"].startswith("oci://") for a in applied) and [s for s in steps if "wasm-push" in s.tags]
+    assert kind_lab.backend.recorded.problems() == []
+
+
 def test_unknown_fault_and_single_network_pattern_are_refused(tmp_path: Path) -> None:
     lab = dry_run_lab("flat-network", tmp_path)
     with pytest.raises(MeshlabError, match="no fault named 'nope'"):

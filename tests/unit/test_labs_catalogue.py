@@ -26,6 +26,7 @@ def test_every_notebook_is_in_the_catalogue() -> None:
     on_disk = {p.name for p in (ROOT / "labs").glob("[0-9]*.ipynb")}
     listed = {i.notebook for i in labs.LABS}
     assert on_disk <= listed, f"notebooks missing from meshlab.labs.LABS (add an entry): {sorted(on_disk - listed)}"
+    assert listed <= on_disk, f"meshlab.labs.LABS names notebooks that do not exist (renamed?): {sorted(listed - on_disk)}"
     numbers = [i.number for i in labs.LABS]
     assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
     for i in labs.LABS:

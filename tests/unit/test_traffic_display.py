@@ -257,3 +257,14 @@ def test_progress_widget_gives_way_to_the_summary() -> None:
     p("image 1 pulled")
     assert (p._bar.value, p._bar.max) == (1, 2)
     assert p.close().startswith("pulling images: done, 1/2 steps")
+
+
+def test_status_table() -> None:
+    from meshlab.display import status_table
+
+    text = status_table({"pattern": "flat-network", "network_mode": "netns", "control_planes": {"cluster1": "running"},
+                         "gateways": {}, "workloads": [{"pod": "curl-1", "cluster": "cluster1", "ip": "10.10.0.10"}]})
+    assert text.splitlines()[:4] == ["pattern:         flat-network", "network mode:    netns",
+                                     "control planes:  cluster1 running", "gateways:        -"]
+    assert "POD     CLUSTER   IP" in text and "curl-1  cluster1  10.10.0.10" in text
+    assert status_table({"pattern": "p", "workloads": []}).endswith("no workloads deployed")

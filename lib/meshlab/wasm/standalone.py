@@ -130,6 +130,44 @@ def _check_port(port: int | None, what: str) -> int:
     return port
 
 
+def _stream_trace(lines: list[str]) -> tuple[list[str], list[str]]:
+    """The callbacks and host calls of the request's stream context, from Envoy's wasm trace lines: from
+    its ``proxy_on_context_create(id, parent != 0)`` to its ``proxy_on_delete(id)``, on that worker thread
+    (other contexts -- a swapped-out plugin's root context being torn down -- are left out)."""
+    callbacks: list[str] = []
+    host: list[str] = []
+    thread = context = None
+    for ln in lines:
+        m = re.search(r"\]\[(\d+)\]\[trace\]\[wasm\].*?\[(host->vm|vm->host)\] ([\w.]+)\(([^)]*)\)", ln)
+        if not m:
+            continue
+        tid, direction, name, args = m.groups()
+        first = args.split(",")[0].strip()
+        if context is None:
+            if name == "proxy_on_context_create" and args.split(",")[-1].strip() not in ("0", ""):
+                thread, context = tid, first
+                callbacks.append(name)
+            continue
+        if tid != thread:
+            continue
+        if direction == "vm->host":
+            host.append(name)
+        elif name == "proxy_on_memory_allocate" or name == "malloc" or first == context:
+            callbacks.append(name)
+            if name == "proxy_on_delete" and first == context:
+                break
+    return callbacks, host
+
+
+@dataclass
+class Calls:
+    """One request as the module saw it (``WasmEnvoy.calls``): Envoy's trace of the ABI boundary."""
+
+    status: int
+    callbacks: list[str]  # proxy_on_* the host called in the module, in order
+    host_functions: list[str]  # env.proxy_* the module called in the host, in order
+
+
 class WasmEnvoy:
     """One Envoy (admin on a Unix socket) + helloworld upstream on 127.0.0.1, filter loaded by ``load()``."""
 
@@ -454,6 +492,27 @@ class WasmEnvoy:
             return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
         finally:
             conn.close()
+
+    def calls(self, path: str = "/hello", method: str = "POST", body: str | bytes | None = "a request body") -> Calls:
+        """Send one request with the ``wasm`` log at trace level and return what crossed the boundary:
+        the callbacks Envoy called in the module (``[host->vm] proxy_on_...``) and the host functions the
+        module called (``[vm->host] env.proxy_...``), in order -- observed, not read from the module."""
+        self._require_running()
+        level = self._log_level("wasm")
+        start = len(self._log_lines())
+        self.admin.get("/logging?wasm=trace", method="POST")
+        try:
+            response = self.request(path, method=method, body=body)
+            self.wait_for_log("[host->vm] proxy_on_delete")  # the stream context's last callback
+            time.sleep(0.25)  # Envoy flushes its log every 200 ms
+        finally:
+            self.admin.get(f"/logging?wasm={level}", method="POST")
+        return Calls(response.status, *_stream_trace(self._log_lines()[start:]))
+
+    def _log_level(self, logger: str) -> str:
+        _, body = self.admin.get("/logging", method="POST")
+        m = re.search(rf"^\s*{logger}: (\w+)", body, re.M)
+        return m.group(1) if m else "info"
 
     def stats(self, prefix: str = "wasm") -> dict[str, int]:
         """Envoy's counters and gauges whose name starts with ``prefix`` (e.g. ``wasm``, ``wasmcustom``)."""

@@ -35,6 +35,8 @@ from .executor import Executor, Progress
 from .plan import Plan
 
 CALL_MARK = "@@meshlab-status="
+INGRESS = "istio-ingressgateway"  # installed in every primary by the default profile
+EXTERNAL_NAME = "meshlab-external"  # the HTTPS server "outside the mesh": a container on the kind network
 MULTI_PRIMARY_MULTI_NETWORK_GUIDE = "https://istio.io/latest/docs/setup/install/multicluster/multi-primary_multi-network/"
 GATEWAY_NAMESPACE = "istio-system"  # where the east-west gateway (app=istio-eastwestgateway) runs
 PUSH_SETTLE = 1.5  # seconds: istiod debounces a change (100 ms quiet period, up to 10 s) before it pushes
@@ -42,8 +44,8 @@ SYNC_TIMEOUT = 180.0  # seconds to wait until every proxy has acknowledged the l
 
 
 def namespace_of(app: str, default: str = S.NAMESPACE) -> str:
-    """The east-west gateway lives in istio-system; the samples in their own namespace."""
-    return GATEWAY_NAMESPACE if app == I.EW_GATEWAY else default
+    """The gateways live in istio-system; the samples in their own namespace."""
+    return GATEWAY_NAMESPACE if app in (I.EW_GATEWAY, INGRESS) else default
 
 
 @dataclass(frozen=True)
@@ -276,6 +278,10 @@ class KindBackend:
     def down_plan(state: State) -> Plan:
         plan = Plan("meshlab plan: remove the kind lab")
         K.add_delete(plan, list(state.data.get("clusters", [])), registry=K.REGISTRY_NAME in state.data.get("containers", []))
+        if EXTERNAL_NAME in state.data.get("containers", []):
+            plan.run(f"remove the external HTTPS server container {EXTERNAL_NAME}", ["docker", "rm", "-f", EXTERNAL_NAME],
+                     only_if=["docker", "ps", "-aq", "--filter", f"name=^{EXTERNAL_NAME}$", "--filter", f"label={ownership.OWNER_LABEL}"],
+                     tags=("delete",))  # fmt: skip
         return plan
 
     @staticmethod
@@ -376,6 +382,13 @@ class KindBackend:
     def deploy(self, app: str, cluster: str, version: str = "v1", replicas: int = 1, namespace: str = S.NAMESPACE,
                sidecar: bool = True, service_account: str | None = None) -> list[Pod]:
         """Apply the sample's manifests in ``cluster`` (namespace labelled for injection first) and wait for the rollout."""
+        if app == INGRESS:  # the default profile installed it with istiod: wait until it serves
+            c = self.topology.cluster(cluster)
+            if not c.is_primary:
+                raise MeshlabError(f"{cluster} is a remote (profile remote): it has no {INGRESS}", f"use a primary: {', '.join(self.topology.control_planes)}")
+            self.executor.run(K.kubectl(cluster, "-n", "istio-system", "rollout", "status", f"deployment/{INGRESS}", "--timeout=300s"),
+                              cluster=cluster, timeout=330, title=f"wait for {INGRESS} (installed by the default profile)", tags=("ingress",))
+            return []
         if app not in S.APPS:
             raise MeshlabError(f"unknown app {app!r}", f"deployable apps: {', '.join(S.APPS)}")
         cp = self.topology.cluster(cluster).control_plane
@@ -695,19 +708,92 @@ class KindBackend:
         script = (f"for i in $(seq {int(n)}); do curl -sS -i -m {timeout:g} {hdrs} -w '\\n{CALL_MARK}%{{http_code}} %{{time_total}}\\n' "
                   f"{shlex.quote(url)} 2>&1; done")
         pod = self.find(workload, cluster)
+        container, _, ns = workload.partition(".")  # curl.legacy: the curl of namespace legacy
+        ns = ns or S.NAMESPACE
         if self.dry_run:
-            self.executor.run(K.kubectl(cluster, "-n", S.NAMESPACE, "exec", pod, "-c", workload, "--", "sh", "-c", script),
+            self.executor.run(K.kubectl(cluster, "-n", ns, "exec", pod, "-c", container, "--", "sh", "-c", script),
                               cluster=cluster, title=f"call {url} {n} times from {workload}")
             raise LabStateError("dry run: nothing is running, so there are no answers (the command was recorded)",
                                 "bring the lab up without dry_run to send requests")
         from . import kube
 
-        out = kube.exec_in_pod(cluster, S.NAMESPACE, pod, workload, ["sh", "-c", script], timeout=n * (timeout + 2) + 30)
+        out = kube.exec_in_pod(cluster, ns, pod, container, ["sh", "-c", script], timeout=n * (timeout + 2) + 30)
         where = {}
         for c in self.topology.clusters:
             for p in kube.pods(c, S.NAMESPACE):
                 where[p["name"]] = c
         return parse_calls(out, url, f"{pod} ({cluster})", where)
+
+    # ---- the edges ---------------------------------------------------------------------------------
+    def create_tls_secret(self, name: str, hosts: list[str], cluster: str) -> dict[str, str]:
+        """A server certificate for ``hosts`` (meshlab's "ingress-ca") as the TLS secret ``name`` in
+        istio-system, where the ingress gateway reads ``credentialName`` secrets."""
+        from ...pki import PKI
+
+        cert, key, ca = PKI(_pki_dir(self.state.dir)).server(name, hosts, root="ingress-ca")
+        self.executor.run(K.kubectl(cluster, "-n", "istio-system", "delete", "secret", name, "--ignore-not-found"), cluster=cluster,
+                          title=f"delete an older secret {name}", tags=("tls-secret",))  # fmt: skip
+        self.executor.run(K.kubectl(cluster, "-n", "istio-system", "create", "secret", "tls", name, f"--cert={cert}", f"--key={key}"),
+                          cluster=cluster, title=f"create TLS secret {name} for {', '.join(hosts)}", tags=("tls-secret",))  # fmt: skip
+        return {"cert": str(cert), "key": str(key), "ca": str(ca)}
+
+    def external_https(self, hostname: str) -> dict[str, Any]:
+        """The HTTPS server outside the mesh: a container on the kind network (the clusters' underlay) running
+        meshlab's sample server with a certificate from "external-ca"; that CA also goes into a secret
+        ``<name>-ca`` (key ``ca.crt``) in every cluster's sample namespace, for a DestinationRule's ``credentialName``."""
+        from ...pki import PKI
+        from ..local import apps
+
+        known = self.state.data.setdefault("external", {})
+        if hostname in known:
+            return dict(known[hostname])
+        cert, key, ca = PKI(_pki_dir(self.state.dir)).server(hostname.split(".")[0], [hostname], root="external-ca")
+        self.executor.run(
+            ["docker", "run", "-d", "--name", EXTERNAL_NAME, "--label", ownership.OWNER_LABEL, "--network", "kind",
+             "-v", f"{cert}:/certs/cert.pem:ro", "-v", f"{key}:/certs/key.pem:ro", "-v", f"{apps.__file__}:/apps.py:ro",
+             "--entrypoint", "python", tools.HELLOWORLD_IMAGE, "/apps.py", "helloworld", "--listen", "0.0.0.0:443",
+             "--version", "external", "--instance", hostname, "--tls-cert", "/certs/cert.pem", "--tls-key", "/certs/key.pem"],
+            title=f"start {hostname}: an HTTPS server on the kind network, outside every cluster", tags=("external",))  # fmt: skip
+        self.state.data.setdefault("containers", []).append(EXTERNAL_NAME)
+        ip = self.executor.run(["docker", "inspect", "-f", "{{.NetworkSettings.Networks.kind.IPAddress}}", EXTERNAL_NAME],
+                               title=f"the address of {EXTERNAL_NAME}", tags=("external",))  # fmt: skip
+        secret = f"{hostname.split('.')[0]}-ca"
+        for c in self.topology.clusters:
+            self.executor.run(K.kubectl(c, "-n", S.NAMESPACE, "delete", "secret", secret, "--ignore-not-found"), cluster=c,
+                              title=f"delete an older secret {secret}", tags=("tls-secret",))  # fmt: skip
+            self.executor.run(K.kubectl(c, "-n", S.NAMESPACE, "create", "secret", "generic", secret, f"--from-file=ca.crt={ca}"),
+                              cluster=c, title=f"the external server's CA as secret {secret} (DestinationRule credentialName)", tags=("tls-secret",))  # fmt: skip
+        known[hostname] = {"hostname": hostname, "address": (ip or "${EXTERNAL_IP}").strip(), "port": 443, "ca": str(ca), "secret": secret}
+        if not self.dry_run:
+            self.state.save()
+        return dict(known[hostname])
+
+    def call_from_outside(
+        self, url: str, cluster: str, n: int = 1, headers: dict[str, str] | None = None, ca: str | None = None, timeout: float = 5.0
+    ) -> CallResult:
+        """``n`` requests from this machine (outside the clusters) to ``cluster``'s ingress gateway's
+        LoadBalancer address, with curl: ``--resolve`` sends the URL's host (SNI, Host) to that address."""
+        from urllib.parse import urlsplit
+
+        u = urlsplit(url)
+        port = u.port or (443 if u.scheme == "https" else 80)
+        lb = self.executor.run(K.kubectl(cluster, "-n", "istio-system", "get", "svc", INGRESS, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"),
+                               cluster=cluster, title=f"the address of {INGRESS}", tags=("ingress",))  # fmt: skip
+        argv = ["curl", "-sS", "-i", "-m", f"{timeout:g}", "--resolve", f"{u.hostname}:{port}:{(lb or '${INGRESS_IP}').strip()}"]
+        argv += [f"--cacert={ca}"] if ca else []
+        for k, v in (headers or {}).items():
+            argv += ["-H", f"{k}: {v}"]
+        argv += ["-w", f"\n{CALL_MARK}%{{http_code}} %{{time_total}}\n", url]
+        out = ""
+        for i in range(n):
+            try:
+                out += self.executor.run(argv, title=f"call {url} from outside ({i + 1}/{n})", tags=("outside-call",)) or ""
+            except RunError as e:  # curl failed (refused, TLS verification): no HTTP status, as curl -w says 000
+                out += f"{e}\n{CALL_MARK}000 0\n"
+        if self.dry_run:
+            raise LabStateError("dry run: nothing is running, so there are no answers (the command was recorded)",
+                                "bring the lab up without dry_run to send requests")
+        return parse_calls(out, url, f"outside ({cluster}'s {INGRESS})", {})
 
     def connect(self, workload: str, cluster: str, address: str, port: int, timeout: float = 1.0) -> str:
         """A raw TCP connect from the pod that bypasses the sidecar: run from the istio-proxy container,

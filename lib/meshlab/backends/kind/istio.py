@@ -85,6 +85,8 @@ def primary_iop(t: Topology, c: Cluster) -> dict[str, Any]:
     td = t.meshes[c.mesh].trust_domain
     if td != "cluster.local":  # Istio's default; SPIFFE IDs become spiffe://<td>/ns/<ns>/sa/<sa>
         mesh_config["trustDomain"] = td
+    if t.meshes[c.mesh].trust_domain_aliases:  # other trust domains this istiod accepts and treats as its own
+        mesh_config["trustDomainAliases"] = list(t.meshes[c.mesh].trust_domain_aliases)
     # Istio keeps only a few Envoy stats by default; also keep the upstream clusters' counters (retries,
     # outlier ejections, TLS failures) that `lab.stats` shows, as Istio's circuit-breaking task does
     default_config: dict[str, Any] = {"proxyStatsMatcher": {"inclusionPrefixes": list(STATS_PREFIXES)}}

@@ -58,6 +58,7 @@ ISTIO_OPERATOR = {
         "meshConfig": {  # istio/api mesh/v1alpha1 MeshConfig (subset)
             "props": {
                 "trustDomain": "string",
+                "trustDomainAliases": {"list": "string"},
                 "accessLogFile": "string",
                 "accessLogEncoding": {"enum": ["TEXT", "JSON"]},
                 "accessLogFormat": "string",

@@ -459,9 +459,9 @@ class LocalBackend:
         if w.app == GATEWAY_APP:
             return Translator(self.topology, gateways, {}, network_labels=labels).gateway(w, registry, xds, self.resources_for(w.cluster))
         certs = {x.pod: self._cert(x) for x in registry if x.app != GATEWAY_APP and x.sidecar}
-        t = Translator(self.topology, gateways, certs, labels, self.state.data.get("telemetry"))
+        t = Translator(self.topology, gateways, certs, labels, self.state.data.get("telemetry"), secrets=self.tls_secrets(w.cluster))
         if w.app == INGRESS_APP:
-            cfg = t.ingress(w, [x for x in registry if x.app != INGRESS_APP], xds, self.resources_for(w.cluster), self.tls_secrets(w.cluster))
+            cfg = t.ingress(w, [x for x in registry if x.app != INGRESS_APP], xds, self.resources_for(w.cluster))
         else:
             cfg = t.sidecar(w, [x for x in registry if x.app != INGRESS_APP], xds, self.resources_for(w.cluster))
         if cfg.extensions:
@@ -783,7 +783,8 @@ class LocalBackend:
     def external_https(self, hostname: str) -> dict[str, Any]:
         """A real HTTPS server outside every cluster, on the underlay, with a certificate for ``hostname``
         from its own CA ("external-ca"): the target of TLS origination. Started once; returns its
-        address, port and the CA file a DestinationRule's ``caCertificates`` needs."""
+        address, port, the CA file and the secret holding that CA in every cluster (for a
+        DestinationRule's ``credentialName``)."""
         known = self.state.data.setdefault("external", {})
         if hostname in known:
             return dict(known[hostname])
@@ -798,7 +799,10 @@ class LocalBackend:
         p = procs.spawn(f"external/{hostname}", argv, log)
         self.state.record("processes", p.record())
         procs.wait_until(lambda: b"listening on" in log.read_bytes(), p, f"the external server listens on {ip}:443")
-        known[hostname] = {"hostname": hostname, "address": ip, "port": 443, "ca": str(ca)}
+        secret = f"{hostname.split('.')[0]}-ca"  # its CA as a secret in every cluster, for a DestinationRule's credentialName
+        for c in self.topology.clusters:
+            self.state.data.setdefault("tls_secrets", {})[f"{c}/{secret}"] = {"ca": str(ca)}
+        known[hostname] = {"hostname": hostname, "address": ip, "port": 443, "ca": str(ca), "secret": secret}
         self.state.save()
         return dict(known[hostname])
 
@@ -938,10 +942,28 @@ class LocalBackend:
                                                  f"{e['endpoint']['address']['socket_address']['port_value']}"
                                                  for loc in la.get("endpoints", []) for e in loc.get("lb_endpoints", []))
             row["EDS"] = "NOT SENT" if not eds else "SYNCED" if hosts is not None and all(hosts.get(k) == v for k, v in eds.items()) else "STALE"
+            row["ECDS"] = self._ecds_status(w, xds)
             cp = self.topology.clusters[w.cluster].control_plane
             row["ISTIOD"] = f"{cp} ({self.state.data['control_planes'].get(cp, '?')})"
             rows.append(row)
         return rows
+
+    def _ecds_status(self, w: Workload, xds: Path) -> str:
+        """ECDS of one proxy: every extension config its listeners discover, at the version written for it."""
+        from ...wasm.deploy import ecds_from_dump, referenced
+
+        try:
+            names = referenced(json.loads((xds / "lds.json").read_text())["resources"])
+        except (OSError, ValueError, KeyError):
+            names = set()
+        if not names:
+            return "NOT SENT"
+        try:
+            have = ecds_from_dump(E.Admin(w.admin).config_dump())
+        except (OSError, MeshlabError):
+            return "STALE"
+        synced = all(_file_version(E.ecds_path(xds, n)) == str(have.get(n, {}).get("version_info")) for n in names)
+        return "SYNCED" if synced else "STALE"
 
     def access_log(self, workload: str, cluster: str, last: int = 20) -> list[dict[str, Any]]:
         """The sidecar's parsed access log (JSON lines), newest last."""

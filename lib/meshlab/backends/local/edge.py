@@ -127,15 +127,24 @@ def _cluster(host: str, subset: str, port: int | None, namespace: str, known: se
     return candidates[0]
 
 
-def origination(tls: dict[str, Any], host: str) -> dict[str, Any]:
+def origination(tls: dict[str, Any], host: str, secrets: dict[str, dict[str, str]]) -> dict[str, Any]:
     """UpstreamTlsContext for DestinationRule ``tls.mode: SIMPLE``: SNI (``sni`` or the host), the server's
-    chain checked against ``caCertificates``, and its name against ``subjectAltNames`` if given."""
-    if "caCertificates" not in tls:
+    chain checked against the CA of ``credentialName`` (a secret in the proxy's cluster) or the file
+    ``caCertificates``, and its name against ``subjectAltNames`` if given."""
+    if "credentialName" in tls:
+        secret = secrets.get(tls["credentialName"])
+        if secret is None:
+            raise ResourceError(f"DestinationRule for {host}: tls.credentialName {tls['credentialName']!r} names no secret in this cluster",
+                                "lab.external_https() creates one for its CA; or use caCertificates with a file")  # fmt: skip
+        ca = secret["ca"]
+    elif "caCertificates" in tls:
+        ca = tls["caCertificates"]
+    else:
         raise ResourceError(
-            f"DestinationRule for {host}: tls.mode SIMPLE needs caCertificates on the local backend",
-            "give the CA file that signed the external server's certificate (lab.external_https() returns it)",
+            f"DestinationRule for {host}: tls.mode SIMPLE needs credentialName or caCertificates on the local backend",
+            "name the CA that signed the external server's certificate (lab.external_https() returns a secret for it)",
         )
-    validation: dict[str, Any] = {"trusted_ca": {"filename": tls["caCertificates"]}}
+    validation: dict[str, Any] = {"trusted_ca": {"filename": ca}}
     if tls.get("subjectAltNames"):
         validation["match_typed_subject_alt_names"] = [{"san_type": "DNS", "matcher": {"exact": s}} for s in tls["subjectAltNames"]]
     return {

@@ -238,7 +238,8 @@ def hcm(
         "typed_config": {
             "@type": HCM,
             "stat_prefix": stat_prefix,
-            "route_config": route_config,
+            # as Istio's RDS routes: a route may name a cluster that is still warming (a new service's EDS)
+            "route_config": {"validate_clusters": False, **route_config},
             "http_filters": [*(http_filters or []), {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}],
             "access_log": access_log(log_path),
             **(extra or {}),

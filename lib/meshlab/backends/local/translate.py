@@ -158,9 +158,11 @@ class Translator:
     def __init__(
         self, topology: Topology, gateway_ip: dict[str, str], certs: dict[str, WorkloadCert], network_labels: dict[str, str] | None = None,
         telemetry: dict[str, Any] | None = None,
+        secrets: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self.topology = topology
         self.telemetry = telemetry  # the istio-stats module (path, sha256) when telemetry is on: meshlab.backends.local.telemetry
+        self.secrets = secrets or {}  # TLS secrets of the proxy's cluster, by name (credentialName)
         self.gateway_ip = gateway_ip  # cluster -> east-west gateway address (multi-network patterns)
         self.certs = certs  # pod -> its certificate files
         # cluster -> the topology.istio.io/network label of its istio-system namespace ("" = unlabelled)
@@ -336,7 +338,7 @@ class Translator:
                         }
                         extra.update(S.client_transport(mtls, auto=dr_tls is None))
                     elif dr_tls == "SIMPLE":  # TLS origination: the sidecar speaks TLS to a server outside the mesh
-                        extra["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {"@type": E.UPSTREAM_TLS, **origination(policy["tls"], svc.fqdn)}}
+                        extra["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {"@type": E.UPSTREAM_TLS, **origination(policy["tls"], svc.fqdn, self.secrets)}}
                     if w.netns is None:  # loopback mode: connect from the pod's own address so the callee sees who called
                         extra["upstream_bind_config"] = {"source_address": {"address": w.ip, "port_value": 0}}
                     extra.update(apply_traffic_policy(policy, eps, (me.region, me.zone), client_labels))
@@ -459,13 +461,11 @@ class Translator:
         service = w.fqdn if reporter == "destination" else ""
         return [T.stats_filter(self.telemetry, T.plugin_config(reporter, w, w.cluster, service))]
 
-    def ingress(
-        self, gw: Workload, registry: list[Workload], xds: Path, resources: list[dict[str, Any]], secrets: dict[str, dict[str, str]]
-    ) -> E.ProxyConfig:
+    def ingress(self, gw: Workload, registry: list[Workload], xds: Path, resources: list[dict[str, Any]]) -> E.ProxyConfig:
         """An ingress gateway: a sidecar's outbound clusters, and listeners from the Gateways selecting it."""
         base = self.sidecar(gw, registry, xds, resources)
         listeners = gateway_listeners(
-            gw.labels, gw.ip, resources, {c["name"] for c in base.clusters}, secrets, self.topology.trust_domains(gw.cluster), gw.access_log
+            gw.labels, gw.ip, resources, {c["name"] for c in base.clusters}, self.secrets, self.topology.trust_domains(gw.cluster), gw.access_log
         )
         return E.ProxyConfig(listeners, base.clusters, base.endpoints)
 
