@@ -66,6 +66,17 @@ def upstream_tls(envoy_cluster: dict[str, Any]) -> dict[str, Any]:
     return {"sni": tls.get("sni"), "sans": sans}
 
 
+def inbound_port_chains(lab: "Lab", workload: str, cluster: str, port: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The listener that serves ``workload``'s inbound ``port`` and its filter chains for that port (see
+    :func:`inbound_tls`: ``virtualInbound`` on kind, ``<pod IP>_<port>`` on the local backend)."""
+    listeners = [x["active_state"]["listener"] for x in lab.envoy_config(workload, cluster, "dynamic_listeners")["configs"]]
+    if lab.backend.name == "kind":
+        listener = next(x for x in listeners if x["name"] == "virtualInbound")
+        return listener, [c for c in listener["filter_chains"] if c.get("filter_chain_match", {}).get("destination_port") == port]
+    listener = next(x for x in listeners if x["name"].endswith(f"_{port}") and x["name"] != "virtualOutbound" and not x["name"].startswith("0.0.0.0"))
+    return listener, listener["filter_chains"]
+
+
 def inbound_tls(lab: "Lab", workload: str, cluster: str, port: int) -> dict[str, Any]:
     """The mTLS filter chain ``workload``'s sidecar accepts on ``port``:
     ``{"listener": ..., "require_client_certificate": ..., "sans": [...]}``.
@@ -73,13 +84,7 @@ def inbound_tls(lab: "Lab", workload: str, cluster: str, port: int) -> dict[str,
     On kind, iptables hands every inbound port to one listener, ``virtualInbound`` (15006), with a
     filter chain per port; meshlab's translator binds one listener per port, ``<pod IP>_<port>``.
     """
-    listeners = [x["active_state"]["listener"] for x in lab.envoy_config(workload, cluster, "dynamic_listeners")["configs"]]
-    if lab.backend.name == "kind":
-        listener = next(x for x in listeners if x["name"] == "virtualInbound")
-        chains = [c for c in listener["filter_chains"] if c.get("filter_chain_match", {}).get("destination_port") == port]
-    else:
-        listener = next(x for x in listeners if x["name"].endswith(f"_{port}") and x["name"] != "virtualOutbound")
-        chains = listener["filter_chains"]
+    listener, chains = inbound_port_chains(lab, workload, cluster, port)
     chain = next(c for c in chains if c.get("filter_chain_match", {}).get("transport_protocol", "tls") == "tls")
     tls = chain["transport_socket"]["typed_config"]
     ctx = tls["common_tls_context"]

@@ -2,8 +2,11 @@
 federate them in a VirtualMesh by generating plain Istio resources.
 
 For every client mesh and every service of the *other* meshes, the client's primary gets:
-- a ``ServiceEntry`` with the service's own host name, whose endpoints are the serving cluster's
-  east-west gateway on 15443 (with network, locality, and a weight = number of pods behind it);
+- a ``ServiceEntry`` with the service's own host name and the Kubernetes Service's port names, whose
+  endpoints are the serving cluster's east-west gateway on 15443 (with network, locality, and a weight =
+  number of pods behind it). The names matter: where the client's cluster has the Service too, Istio
+  keeps the Service as the host's owner and adds ServiceEntry endpoints only on a port of the same name
+  (istio/istio pilot/pkg/xds/endpoints/endpoint_builder.go);
 - a ``DestinationRule`` with ``ISTIO_MUTUAL``, so the client's sidecar originates mTLS end to end.
 The serving side needs its east-west gateway in AUTO_PASSTHROUGH mode for ``*.local`` (Istio's
 ``expose-services.yaml``): the ``Gateway`` generated here, which both backends apply in every primary
@@ -114,7 +117,7 @@ def virtual_mesh(
                     continue
                 key = (w.app, w.namespace)
                 by_service.setdefault(key, Counter())[w.cluster] += 1
-                ports.setdefault(key, {}).update(zip(w.ports, w.port_names or [f"http-{p}" for p in w.ports]))
+                ports.setdefault(key, {}).update(zip(w.ports, w.port_names))
                 accounts.setdefault(key, set()).add(f"spiffe://{topology.meshes[server].trust_domain}/ns/{w.namespace}/sa/{w.service_account}")
             for (app, ns), per_cluster in sorted(by_service.items()):
                 host = f"{app}.{ns}.svc.cluster.local"

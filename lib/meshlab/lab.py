@@ -287,14 +287,10 @@ class Lab:
     def load(
         self, workload: str, url: str, cluster: str, connections: int = 16, seconds: float = 3.0, headers: dict[str, str] | None = None
     ) -> "LoadResult":
-        """Drive ``url`` from ``workload``'s pod with a real load generator (wrk) for ``seconds``:
-        throughput, p50/p90/p99 and how many answers were not 2xx."""
-        if self.backend.name != "local":
-            raise MeshlabError(
-                "load runs wrk inside the pod's network namespace, which only the local backend has",
-                "on kind, use Istio's fortio sample (`kubectl exec deploy/fortio -- fortio load ...`), as Istio's circuit-breaking task does",
-            )
-        return self.backend.load(workload, url, cluster, connections=connections, seconds=seconds, headers=headers)  # type: ignore[union-attr]
+        """Drive ``url`` from ``workload``'s pod for ``seconds`` with ``connections`` concurrent callers, through its
+        sidecar: throughput, p50/p90/p99 and how many answers were not 2xx. Local: wrk in the pod's network
+        namespace; kind: concurrent curl loops inside the pod (the sample image has no wrk)."""
+        return self.backend.load(workload, url, cluster, connections=connections, seconds=seconds, headers=headers)
 
     def connect(self, workload: str, cluster: str, address: str, port: int) -> str:
         """A raw TCP connect from the pod, bypassing its sidecar: ``connected`` or ``refused: ...``."""

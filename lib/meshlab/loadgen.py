@@ -144,6 +144,26 @@ def wrk(
         log.unlink(missing_ok=True)
 
 
+LOAD_MARK = "MESHLAB-LOAD "
+
+
+def parse_curl_loops(output: str, label: str, connections: int, seconds: float) -> LoadResult:
+    """Concurrent curl loops (the kind backend's load: ``<mark><http_code> <time_total>`` per request) as a run."""
+    rows = [ln[len(LOAD_MARK) :].split() for ln in output.splitlines() if ln.startswith(LOAD_MARK)]
+    if not rows:
+        raise MeshlabError(f"the curl loops printed no result; their output was:\n{output[-1500:]}", "run the recorded command by hand to see why")
+    times = sorted(float(t) * 1e3 for _, t in rows)
+    codes = [c for c, _ in rows]
+
+    def pct(q: float) -> float:
+        return times[min(len(times) - 1, int(len(times) * q))]
+
+    return LoadResult(
+        label, connections, len(rows), seconds, len(rows) / seconds, pct(0.5), pct(0.9), pct(0.99), times[-1],
+        sum(1 for c in codes if c != "000" and not c.startswith("2")), codes.count("000"),
+    )  # fmt: skip
+
+
 @dataclass
 class Repeated:
     """Repeated runs of one measurement: report the median and the spread, never a single run."""

@@ -84,6 +84,7 @@ def test_federated_telemetry_counts_cross_cluster_requests(roots_lab: Lab) -> No
         lab.mesh.apply(VM % SHARED)
     tel = lab.mesh.telemetry
     tel.enable()
+    assert lab.validate() == len(lab.backend.workloads)  # stats filter, :15090 listener, .global chains: envoy --mode validate
     q = 'sum(istio_requests_total{reporter="source",source_cluster="cluster1",destination_cluster="cluster2",response_code="200"})'
     before = tel.total(q)
     assert lab.call("curl", GLOBAL_URL, cluster="cluster1", n=7).errors == 0

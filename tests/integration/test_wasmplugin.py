@@ -8,6 +8,7 @@ Also: the kind backend's dry run of the same apply (the module push and the rewr
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,7 @@ def home() -> Iterator[Path]:
     Lab.down_all(d, quiet=True)
     Hub.down_all(d / "hub")
     assert not net.existing_namespaces(prefix_for(d)), "namespaces left behind"
+    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -22,12 +22,6 @@ ALL_NOTEBOOKS = sorted(LABS.glob("*.ipynb"))
 LAB_NOTEBOOKS = sorted(LABS.glob("[0-9]*.ipynb"))  # the ones `make labs` runs
 CELL_TIMEOUT = 600
 
-# Labs whose exercises the hygiene test enforces (a lab's owner adds it here with its exercises). A lab
-# not listed is enforced as soon as it constructs `Exercises(` — half-done exercises never pass.
-EXERCISES_ENFORCED: set[str] = {
-    "00-setup.ipynb", "01-envoy-data-plane.ipynb", "05-management-plane.ipynb", "10-troubleshooting.ipynb",
-}
-
 
 def ids(paths: list[Path]) -> list[str]:
     return [p.name for p in paths]
@@ -159,15 +153,10 @@ def exercise_problems(nb: nbformat.NotebookNode, lab: str) -> list[str]:
 
 @pytest.mark.parametrize("path", LAB_NOTEBOOKS, ids=ids(LAB_NOTEBOOKS))
 def test_exercises(path: Path) -> None:
+    """Every lab: a ``solutions`` parameter, 2+ exercises (exercise, hidden solution, check) and a quiz."""
     nb = nbformat.read(path, as_version=4)
-    if path.name not in EXERCISES_ENFORCED and "Exercises(" not in "".join(c.source for c in nb.cells):
-        return  # transition: its owner has not added exercises yet (see EXERCISES_ENFORCED)
     problems = exercise_problems(nb, path.name[:2])
     assert not problems, f"{path.name}:\n  " + "\n  ".join(problems)
-
-
-def test_enforced_labs_exist() -> None:
-    assert EXERCISES_ENFORCED <= {p.name for p in LAB_NOTEBOOKS}, "EXERCISES_ENFORCED names a lab that does not exist"
 
 
 @pytest.mark.notebook

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -133,6 +134,7 @@ def served() -> Iterator[dict[str, Any]]:
     base = f"http://127.0.0.1:{server.server_address[1]}"
     yield {"base": base, "dir": d, "sha": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in d.iterdir()}}
     server.shutdown()
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def ecds_for(te: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -192,6 +194,7 @@ def home() -> Iterator[Path]:
     Lab.down_all(d, quiet=True)
     Hub.down_all(d / "hub")
     assert not net.existing_namespaces(prefix_for(d)), "namespaces left behind"
+    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

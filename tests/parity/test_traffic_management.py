@@ -395,3 +395,21 @@ def test_service_traffic_distribution_is_refused_by_name() -> None:
     # Istio turns trafficDistribution into a forced failoverPriority; the local backend has no Service objects
     with pytest.raises(ResourceError, match="spec.trafficDistribution"):
         parse({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "helloworld"}, "spec": {"trafficDistribution": "PreferClose"}})
+
+
+@pytest.mark.integration
+@pytest.mark.istio("pilot/cmd/pilot-agent/status/ready/probe.go")
+def test_a_sidecar_started_while_its_control_plane_is_down_gets_no_config_and_is_not_ready(sn_lab: Lab) -> None:
+    sn_lab.stop_control_plane("cluster1")
+    before = {p["POD"] for p in sn_lab.sidecars()}
+    sn_lab.deploy("curl", cluster="cluster2")  # a remote: its control plane is cluster1's
+    (new,) = [p for p in sn_lab.sidecars() if p["POD"] not in before]
+    assert (new["READY"], new["ENVOY STATE"]) == (False, "PRE_INITIALIZING")
+    # the agent's probe: "config not received from XDS server" -- no listener update has arrived
+    assert sn_lab.stats(new["POD"], "cluster2", "listener_manager.lds.update_success") == {}
+    assert sn_lab.call("curl", URL, cluster="cluster2", n=5).errors == 0  # running pods keep serving
+    sn_lab.start_control_plane("cluster1")
+    (new,) = [p for p in sn_lab.sidecars() if p["POD"] == new["POD"]]
+    assert (new["READY"], new["ENVOY STATE"]) == (True, "LIVE")
+    assert sn_lab.stats(new["POD"], "cluster2", "listener_manager.lds.update_success")
+    assert sn_lab.call(new["POD"], URL, cluster="cluster2", n=5).errors == 0

@@ -290,3 +290,10 @@ def test_wait_synced_waits_for_every_expected_proxy(tmp_path: Path, monkeypatch:
     calls.clear()
     be._wait_synced("nothing")
     assert calls == [], "a stopped control plane pushes nothing: no wait"
+
+
+def test_sidecars_in_a_dry_run_lists_the_planned_pods(dry: KindBackend) -> None:
+    """Lab.sidecars() on kind: one row per pod with its readiness (nothing runs in a dry run: none is ready)."""
+    dry.deploy("curl", "cluster1")
+    rows = dry.sidecars()
+    assert rows and {r["CLUSTER"] for r in rows} <= {"cluster1", "cluster2"} and not any(r["READY"] for r in rows)

@@ -132,3 +132,24 @@ def test_lab01_resources_apply_on_kind_dry_run(tmp_path: Path) -> None:
     for d in docs:
         assert lab.apply(d, cluster="cluster1") == [f"{d['kind'].lower()}/{d['metadata']['name']} not applied: dry run (recorded)"]
     assert lab.backend.recorded.problems() == []
+
+
+def test_curl_loops_summarised_like_a_wrk_run() -> None:
+    from meshlab.loadgen import LOAD_MARK, parse_curl_loops
+
+    out = "\n".join([f"{LOAD_MARK}200 0.010"] * 8 + [f"{LOAD_MARK}503 0.001", f"{LOAD_MARK}000 5.000", "noise"])
+    r = parse_curl_loops(out, "p", 4, 2)
+    assert (r.requests, r.rps, r.non_2xx, r.socket_errors, r.p50_ms) == (10, 5.0, 1, 1, 10.0)
+    with pytest.raises(MeshlabError, match="no result"):
+        parse_curl_loops("sh: curl: not found", "p", 4, 2)
+
+
+def test_load_on_kind_is_curl_loops_in_the_callers_pod(tmp_path: Path) -> None:
+    from meshlab.backends.kind import dry_run_lab
+    from meshlab.errors import LabStateError
+
+    lab = dry_run_lab("flat-network", tmp_path)
+    with pytest.raises(LabStateError, match="dry run"):
+        lab.load("curl", "http://helloworld.sample:5000/hello?sleep=0.02", cluster="cluster1", connections=4, seconds=1)
+    [step] = [s for s in lab.backend.recorded.steps if "concurrent curl loops" in s.title]
+    assert step.argv[:3] == ["kubectl", "--context", "kind-cluster1"] and "exec" in step.argv and "seq 4" in step.argv[-1]

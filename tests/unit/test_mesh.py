@@ -337,3 +337,21 @@ def test_kind_policies_placement_and_undeploy_go_through_the_executor(kind_lab: 
     placed = [s for s in _recorded(kind_lab)[n:] if any(m.get("kind") == "Deployment" for m in s.manifests)]
     assert placed and {s.cluster for s in placed} == {"cluster2"}
     assert {m["metadata"]["namespace"] for s in placed for m in s.manifests if m.get("kind") == "Deployment"} == {"kubefed"}
+
+
+def test_cli_mesh_commands_mirror_the_facade(kind_lab: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from meshlab.cli import main
+
+    monkeypatch.setenv("MESHLAB_HOME", str(kind_lab.state.dir))
+    assert main(["mesh", "discover"]) == 0
+    assert "istiod-istio-system-cluster2" in capsys.readouterr().out
+    vm = tmp_path / "vm.yaml"
+    vm.write_text(yaml.safe_dump(VM))
+    assert main(["mesh", "apply", "-f", str(vm), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "# ---- cluster1" in out and "helloworld.sample.svc.cluster2.global" in out
+    assert main(["mesh", "describe", "Mesh", "istiod-istio-system-cluster1"]) == 0
+    assert "kind: Mesh" in capsys.readouterr().out
+    assert main(["mesh", "describe", "Mesh", "nope"]) != 0
+    assert "no Mesh named 'nope'" in capsys.readouterr().err

@@ -188,7 +188,6 @@ def access_policy(doc: dict[str, Any], disc: Discovery, topology: Any) -> dict[s
     spec = doc["spec"]
     name = doc["metadata"]["name"]
     principals: list[str] = []
-    namespaces: list[str] = []
     for s in spec.get("sourceSelector", []):
         for sa in s.get("kubeServiceAccountRefs", {}).get("serviceAccounts", []):
             clusters = [sa["clusterName"]] if sa.get("clusterName") else list(topology.clusters)
@@ -201,7 +200,7 @@ def access_policy(doc: dict[str, Any], disc: Discovery, topology: Any) -> dict[s
                 for ns in m.get("namespaces") or ["*"]:
                     principals.append(f"{td}/ns/{ns}/sa/*")
     rule: dict[str, Any] = {}
-    if principals or namespaces:
+    if principals:
         rule["from"] = [{"source": {"principals": sorted(set(principals))}}]
     op = {k: v for k, v in {"paths": spec.get("allowedPaths"), "methods": spec.get("allowedMethods"),
                             "ports": [str(p) for p in spec.get("allowedPorts", [])] or None}.items() if v}  # fmt: skip

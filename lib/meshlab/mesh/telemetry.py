@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
+from ..backends.local.edge import INGRESS_APP
+from ..backends.local.translate import GATEWAY_APP
 from ..display import Diagram, Table
 from ..errors import MeshlabError, ToolError
 from ..exec import run
@@ -101,7 +103,7 @@ def targets(workloads: list[Any], cluster: str, stats_port: int) -> list[dict[st
             "labels": {"namespace": w.namespace, "pod": w.pod, "app": w.app, **({"version": w.version} if w.version else {})},
         }
         for w in workloads
-        if w.cluster == cluster and w.app not in ("istio-eastwestgateway", "istio-ingressgateway") and getattr(w, "sidecar", True)
+        if w.cluster == cluster and w.app not in (GATEWAY_APP, INGRESS_APP) and getattr(w, "sidecar", True)
     ]
 
 
@@ -131,10 +133,6 @@ class Telemetry:
     @property
     def global_instance(self) -> Instance:
         return self.instances()[-1]
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.lab.state.data.get("telemetry"))
 
     # ---- bring-up ------------------------------------------------------------------------------
     def enable(self) -> Table:

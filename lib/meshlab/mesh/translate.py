@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import policy, virtualmesh
-from .discovery import Discovery, discover
+from .discovery import GATEWAY_APP, Discovery, discover
 
 if TYPE_CHECKING:
     from ..lab import Lab
@@ -17,7 +17,7 @@ def gateways(lab: "Lab") -> dict[str, str]:
     """Cluster -> its east-west gateway address (only clusters that run one)."""
     if lab.backend.name == "kind":
         return dict(lab.backend.gateway_addresses())  # type: ignore[union-attr]
-    return {w.cluster: w.ip for w in lab.backend.workloads if w.app == virtualmesh.GATEWAY_APP}
+    return {w.cluster: w.ip for w in lab.backend.workloads if w.app == GATEWAY_APP}
 
 
 def discover_lab(lab: "Lab") -> Discovery:

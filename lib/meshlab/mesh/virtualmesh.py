@@ -37,7 +37,7 @@ from ..display import Table
 from ..errors import ResourceError
 from ..pki import describe
 from ..resources import _check
-from .discovery import GATEWAY_APP, GATEWAY_PORT, Discovery, mesh_name
+from .discovery import GATEWAY_PORT, Discovery, mesh_name
 
 if TYPE_CHECKING:
     from ..lab import Lab

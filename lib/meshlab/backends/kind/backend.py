@@ -18,13 +18,16 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ... import versions
 from ...errors import LabStateError, MeshlabError, RunError, ToolError
 from ...state import State, prefix_for
 from ...topology import Topology
 from ...traffic import Answer, CallResult, parse_answer
+
+if TYPE_CHECKING:
+    from ...loadgen import LoadResult
 from ..local.translate import Workload
 from . import clusters as K
 from . import images, ownership
@@ -794,6 +797,29 @@ class KindBackend:
             raise LabStateError("dry run: nothing is running, so there are no answers (the command was recorded)",
                                 "bring the lab up without dry_run to send requests")
         return parse_calls(out, url, f"outside ({cluster}'s {INGRESS})", {})
+
+    def load(self, workload: str, url: str, cluster: str, connections: int = 16, seconds: float = 3.0,
+             headers: dict[str, str] | None = None, label: str = "") -> "LoadResult":
+        """``connections`` concurrent curl loops for ``seconds`` in ``workload``'s pod, through its sidecar: the
+        sample pods have curl, not wrk, so the rate is lower than the local backend's (concurrency is what the
+        lab 01 experiments need); the answers are summarised like a wrk run."""
+        from ...loadgen import LOAD_MARK, parse_curl_loops
+
+        hdrs = " ".join(f"-H {shlex.quote(f'{k}: {v}')}" for k, v in (headers or {}).items())
+        secs = max(1, round(seconds))
+        script = (f"end=$(( $(date +%s) + {secs} )); for c in $(seq {int(connections)}); do "
+                  f"(while [ $(date +%s) -lt $end ]; do curl -s -o /dev/null -m 5 {hdrs} "
+                  f"-w '{LOAD_MARK}%{{http_code}} %{{time_total}}\\n' {shlex.quote(url)}; done) & done; wait")
+        pod = self.find(workload, cluster)
+        if self.dry_run:
+            self.executor.run(K.kubectl(cluster, "-n", S.NAMESPACE, "exec", pod, "-c", workload, "--", "sh", "-c", script),
+                              cluster=cluster, title=f"load {url} from {workload}: {connections} concurrent curl loops for {secs}s")
+            raise LabStateError("dry run: nothing is running, so there is no load to measure (the command was recorded)",
+                                "bring the lab up without dry_run to send requests")
+        from . import kube
+
+        out = kube.exec_in_pod(cluster, S.NAMESPACE, pod, workload, ["sh", "-c", script], timeout=secs + 60)
+        return parse_curl_loops(out, label or f"{url} from {pod}", connections, secs)
 
     def connect(self, workload: str, cluster: str, address: str, port: int, timeout: float = 1.0) -> str:
         """A raw TCP connect from the pod that bypasses the sidecar: run from the istio-proxy container,

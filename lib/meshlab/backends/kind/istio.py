@@ -37,8 +37,9 @@ EW_PORTS = [  # samples/multicluster/gen-eastwest-gateway.sh (1.30.3, release-1.
     {"name": "tls-webhook", "port": 15017, "targetPort": 15017},  # istiod webhooks for remotes
 ]
 INSTALL_TIMEOUT = 300  # istioctl --readiness-timeout default; also our waits
-# Envoy stats kept in addition to Istio's defaults: the outbound clusters (sidecars: outbound|..., gateways: outbound_....)
-STATS_PREFIXES = ("cluster.outbound",)
+# Envoy stats kept in addition to Istio's defaults: the outbound clusters (sidecars: outbound|..., gateways: outbound_....),
+# the inbound HTTP managers' RBAC and JWT counters and the inbound listener's TLS failures (lab 09)
+STATS_PREFIXES = ("cluster.outbound", "http.inbound", "listener.0.0.0.0_15006.ssl")
 
 
 def ew_ip_var(cluster: str) -> str:
