@@ -327,3 +327,20 @@ def test_a_wrong_digest_fault_denies_everything_and_the_right_one_repairs_it(cle
     r = lab.call("curl", URL, cluster="cluster1", n=8, headers={"x-user": "alice"})
     assert r.errors == 0 and r.versions == {"v1", "v2"}, r.tally
     assert lab.stats("helloworld-v1", "cluster1", "wasmcustom.fault_requests.alice")
+
+
+def test_cli_pull_secret_ecds_and_agent_log(clean: Lab, hub: Hub, home: Path, built: dict[str, Path],
+                                            monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    from meshlab.wasm.cli import main
+
+    monkeypatch.setenv("MESHLAB_HOME", str(home))  # the lab's and the hub's home: what the CLI attaches to
+    assert main(["secret", "alice", "--cluster", "cluster2"]) == 0
+    assert "secret/alice created in cluster2" in capsys.readouterr().out
+    pushed = hub.push(built["add-header"], "wasm/add-header:cli", user="alice")
+    clean.apply(wasmplugin("cli", pushed.url, selector={"matchLabels": {"app": "helloworld", "version": "v2"}}, pluginName="add_header",
+                           imagePullSecret="alice", sha256="e" * 64), cluster="cluster1")  # fmt: skip
+    assert main(["ecds", "helloworld-v2", "--cluster", "cluster2"]) == 0
+    out = capsys.readouterr().out
+    assert "extensions.istio.io/trafficextension/sample.cli~istio-translated-wasmplugin" in out and '"rules_stat_prefix": "wasm-default-deny"' in out
+    assert main(["agent-log", "helloworld-v2", "--cluster", "cluster2"]) == 0
+    assert "which does not match: " + "e" * 64 in capsys.readouterr().out

@@ -82,6 +82,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("ref", help="the image to tag: REPOSITORY:TAG, e.g. wasm/add-header:v1")
     s.add_argument("tag", help="the new tag, e.g. stable")
     who(s)
+    s = sub.add_parser("secret", help="the running lab: a docker-registry pull secret from a hub user, in one cluster")
+    s.add_argument("name", help="the secret's name, as imagePullSecret names it (default user: the same name)")
+    s.add_argument("--cluster", required=True, help="Istio reads the secret in the cluster of each proxy that pulls")
+    s.add_argument("--user", help="the hub user whose credentials it holds (default: NAME)")
+    s.add_argument("--namespace", default="sample", help="the extension's namespace (default: sample)")
+    s = sub.add_parser("ecds", help="the running lab: extension configs a sidecar got over ECDS (like istioctl proxy-config ecds)")
+    s.add_argument("workload")
+    s.add_argument("--cluster", required=True)
+    s = sub.add_parser("agent-log", help="the running lab: a sidecar agent's Wasm lines (fetches, failures, RBAC fallback)")
+    s.add_argument("workload")
+    s.add_argument("--cluster", required=True)
     return p
 
 
@@ -126,6 +137,32 @@ def _run(args: argparse.Namespace) -> int:
         print(f"stopped {down_all()} processes of standalone Envoys")
     elif args.cmd in ("hub", "login", "logout", "push", "pull", "list", "tag"):
         return _hub(args)
+    elif args.cmd in ("secret", "ecds", "agent-log"):
+        return _mesh(args)
+    return 0
+
+
+def _mesh(args: argparse.Namespace) -> int:
+    """The lab side of Wasm delivery: pull secrets per cluster, and what each sidecar's agent and Envoy got."""
+    from ..lab import Lab
+
+    lab = Lab.attach()
+    if args.cmd == "secret":
+        from .hub import Hub
+
+        hub = Hub.running()
+        if hub is None:
+            raise MeshlabError("no wasm hub is running to take the credentials from", "start it: meshlab wasm hub up")
+        user, password = hub.secret(args.user or args.name)
+        lab.create_pull_secret(args.name, args.cluster, hub.address, user, password, args.namespace)
+    elif args.cmd == "ecds":
+        for name, c in lab.extension_configs(args.workload, args.cluster).items():
+            tc = c["ecds_filter"].get("typed_config", {})
+            print(f"{name}  version {c.get('version_info')}  {tc.get('@type', '').rsplit('.', 1)[-1]}")
+            print(json.dumps(tc, indent=1))
+    else:
+        for line in lab.agent_log(args.workload, args.cluster):
+            print(line)
     return 0
 
 
