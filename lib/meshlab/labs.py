@@ -97,7 +97,7 @@ LABS: list[LabInfo] = [
             "loading, fail open/closed",
             {"local": 40, "kind": 40}, Start(prepare=("filters",))),
     LabInfo("08", "08-wasm-hub-and-mesh-deploy.ipynb",
-            "modules as OCI images in a hub with user accounts, declarative deployment with Istio's `WasmPlugin`",
+            "modules as OCI images in a hub with user accounts, declarative deployment over ECDS with Istio's `TrafficExtension` (Wasm and Lua) and its predecessor `WasmPlugin`",
             {"local": 35, "kind": 55}, Start("separate-networks", samples=True, prepare=("filters", "hub"))),
     LabInfo("09", "09-security-across-clusters.ipynb",
             "security across clusters: mTLS modes, authorization by identity, trust domains, TLS at the "

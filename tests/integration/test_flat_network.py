@@ -132,7 +132,7 @@ def test_cli_up_call_endpoints_down(lab_home: Path) -> None:
     assert "cluster1  v1" in call.stdout and "cluster2  v2" in call.stdout
     eps = _meshlab(lab_home, "endpoints", "curl", "--cluster", "cluster1")
     assert eps.stdout.count("outbound|5000||helloworld.sample.svc.cluster.local") == 2
-    status = json.loads(_meshlab(lab_home, "status").stdout)
+    status = json.loads(_meshlab(lab_home, "status", "--json").stdout)
     assert status["processes"] == "6/6 running"
     down = _meshlab(lab_home, "down")
     assert "6 processes stopped" in down.stdout

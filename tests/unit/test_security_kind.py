@@ -91,6 +91,9 @@ def test_edges_are_recorded_commands_and_down_removes_the_external_server(tmp_pa
     run = lab.backend.recorded.find(tag="external")[0]
     assert run.argv[:4] == ["docker", "run", "-d", "--name"] and EXTERNAL_NAME in run.argv and "--network" in run.argv
     assert ext["secret"] == "external-ca"
+    patches = [s for s in lab.backend.recorded.find(tag="dns-capture") if "patch" in s.argv]
+    assert {s.cluster for s in patches} == {"cluster1", "cluster2"}  # the curls resolve external.meshlab.test through Istio's DNS proxy
+    assert "ISTIO_META_DNS_CAPTURE" in patches[0].argv[-1]
     assert len([s for s in lab.backend.recorded.find(tag="tls-secret") if "generic" in s.argv]) == 2  # the CA in both clusters
     with pytest.raises(LabStateError, match="dry run"):
         lab.call_from_outside("https://hello.example.com/hello", "cluster1", ca=secret["ca"])

@@ -113,6 +113,11 @@ class Telemetry:
     def __init__(self, lab: "Lab") -> None:
         self.lab = lab
 
+    @property
+    def scrape_seconds(self) -> float:
+        """How often each tier scrapes: 1 s here, Istio's addon default (15 s) on kind. Waits and windows scale with it."""
+        return 15.0 if self.lab.backend.name == "kind" else float(SCRAPE_INTERVAL.rstrip("s"))
+
     # ---- layout --------------------------------------------------------------------------------
     @property
     def _dir(self) -> Path:
@@ -256,14 +261,15 @@ class Telemetry:
         """The sum of an instant query's values (0 when no series matches yet)."""
         return sum(r["value"] for r in self.query(promql, instance, at))
 
-    def wait_for(self, promql: str, done: Callable[[float], bool], timeout: float = 30.0, instance: str = "global") -> float:
-        """Poll ``promql`` (summed) until ``done(value)``: scrapes and federation take a few seconds."""
+    def wait_for(self, promql: str, done: Callable[[float], bool], timeout: float | None = None, instance: str = "global") -> float:
+        """Poll ``promql`` (summed) until ``done(value)``: a scrape, then a federation round (default: 30 of them)."""
+        timeout = timeout if timeout is not None else 30 * self.scrape_seconds
         deadline = time.monotonic() + timeout
         value = self.total(promql, instance)
         while not done(value):
             if time.monotonic() > deadline:
                 raise MeshlabError(f"{promql} stayed at {value} for {timeout:.0f}s", "is telemetry enabled, and did the requests reach a sidecar?")
-            time.sleep(0.5)
+            time.sleep(min(0.5, self.scrape_seconds))
             value = self.total(promql, instance)
         return value
 

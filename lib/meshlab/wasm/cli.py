@@ -88,11 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--user", help="the hub user whose credentials it holds (default: NAME)")
     s.add_argument("--namespace", default="sample", help="the extension's namespace (default: sample)")
     s = sub.add_parser("ecds", help="the running lab: extension configs a sidecar got over ECDS (like istioctl proxy-config ecds)")
-    s.add_argument("workload")
-    s.add_argument("--cluster", required=True)
+    s.add_argument("workload", help="an app, deployment or pod name, e.g. helloworld-v1")
+    s.add_argument("--cluster", required=True, help="the cluster the workload runs in")
     s = sub.add_parser("agent-log", help="the running lab: a sidecar agent's Wasm lines (fetches, failures, RBAC fallback)")
-    s.add_argument("workload")
-    s.add_argument("--cluster", required=True)
+    s.add_argument("workload", help="an app, deployment or pod name, e.g. helloworld-v1")
+    s.add_argument("--cluster", required=True, help="the cluster the workload runs in")
     return p
 
 

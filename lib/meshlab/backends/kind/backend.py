@@ -766,6 +766,15 @@ class KindBackend:
                               title=f"delete an older secret {secret}", tags=("tls-secret",))  # fmt: skip
             self.executor.run(K.kubectl(c, "-n", S.NAMESPACE, "create", "secret", "generic", secret, f"--from-file=ca.crt={ca}"),
                               cluster=c, title=f"the external server's CA as secret {secret} (DestinationRule credentialName)", tags=("tls-secret",))  # fmt: skip
+        # the clients must resolve the ServiceEntry's host: Istio's DNS proxy answers for it (with an auto-allocated address)
+        dns = json.dumps({"spec": {"template": {"metadata": {"annotations": {
+            "proxy.istio.io/config": json.dumps({"proxyMetadata": {"ISTIO_META_DNS_CAPTURE": "true"}})}}}}})
+        for d in self.deployments:
+            if d["app"] == "curl" and d.get("sidecar", True):
+                self.executor.run(K.kubectl(d["cluster"], "-n", d["namespace"], "patch", "deployment", "curl", "--type", "merge", "-p", dns),
+                                  cluster=d["cluster"], title="turn on Istio's DNS proxy in curl (ISTIO_META_DNS_CAPTURE)", tags=("dns-capture",))
+                self.executor.run(K.kubectl(d["cluster"], "-n", d["namespace"], "rollout", "status", "deployment/curl", "--timeout=300s"),
+                                  cluster=d["cluster"], timeout=330, title="wait for the new curl pod", tags=("dns-capture",))
         known[hostname] = {"hostname": hostname, "address": (ip or "${EXTERNAL_IP}").strip(), "port": 443, "ca": str(ca), "secret": secret}
         if not self.dry_run:
             self.state.save()

@@ -662,7 +662,7 @@ class LocalBackend:
             self._wait_applied(w, cfg, lds=lds_change, ecds_rejected=ecds_rejected)
 
     def _wait_applied(
-        self, w: Workload, cfg: E.ProxyConfig, timeout: float = 5.0, lds: tuple[str | None, dict[str, Any], bool] | None = None,
+        self, w: Workload, cfg: E.ProxyConfig, timeout: float = 15.0, lds: tuple[str | None, dict[str, Any], bool] | None = None,
         ecds_rejected: dict[str, int] | None = None,
     ) -> None:  # fmt: skip
         """Wait on Envoy's own view until it runs ``cfg``: every listener active (a listener whose
