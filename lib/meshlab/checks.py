@@ -95,6 +95,13 @@ def inbound_tls(lab: "Lab", workload: str, cluster: str, port: int) -> dict[str,
     return {"listener": listener["name"], "require_client_certificate": tls.get("require_client_certificate"), "sans": sans}
 
 
+def inbound_client_sans(lab: "Lab", trust_domain: str = "cluster.local") -> list[dict[str, str]]:
+    """The client SAN matchers a sidecar's inbound mTLS chain carries (compare :func:`inbound_tls`): none
+    from istiod -- any certificate under the mesh root passes, names are AuthorizationPolicy's job; meshlab's
+    translator also pins the trust domain as a ``spiffe://<trust domain>/`` prefix."""
+    return [] if lab.backend.name == "kind" else [{"prefix": f"spiffe://{trust_domain}/"}]
+
+
 def sidecar_captures_every_port(lab: "Lab") -> bool:
     """kind: iptables sends every inbound port to the sidecar, so a raw connect to an unused port still
     connects; local: the sidecar binds only the service's ports, so the pod refuses the others."""

@@ -50,3 +50,13 @@ def test_inbound_tls_and_routes_as_istiod_sends_them() -> None:
     assert checks.virtual_host(lab, "curl", "cluster1", vhost["name"]) == vhost  # type: ignore[arg-type]
     assert checks.sidecar_captures_every_port(lab) and not checks.callers_keep_their_pod_ip(lab)  # type: ignore[arg-type]
     assert not checks.killed_app_is_ejected(lab)  # type: ignore[arg-type]
+
+
+def test_inbound_client_sans_on_both_backends() -> None:
+    from types import SimpleNamespace
+
+    def on(name: str) -> SimpleNamespace:
+        return SimpleNamespace(backend=SimpleNamespace(name=name))
+
+    assert checks.inbound_client_sans(on("kind")) == []  # type: ignore[arg-type]
+    assert checks.inbound_client_sans(on("local")) == [{"prefix": "spiffe://cluster.local/"}]  # type: ignore[arg-type]
