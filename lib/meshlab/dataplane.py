@@ -98,6 +98,16 @@ def prometheus(lab: "Lab", workload: str, cluster: str) -> str:
     return body
 
 
+def prometheus_cluster_label(lab: "Lab", name: str | None = None) -> str:
+    """The Prometheus label that names Envoy cluster ``name`` (default: helloworld's) in ``/stats/prometheus``.
+    Local: Envoy's default tag ``envoy.cluster_name``, cut at the name's first dot; kind: Istio's bootstrap tag
+    ``cluster_name``, up to the ``;`` istiod appends (pkg/bootstrap/testdata/*_golden.json), the whole name."""
+    name = name or outbound_cluster()
+    if lab.backend.name == "kind":
+        return f'cluster_name="{name}"'
+    return f'envoy_cluster_name="{name.split(".", 1)[0]}"'
+
+
 def inbound_http_filters(lab: "Lab", workload: str, cluster: str) -> list[dict[str, Any]]:
     """The HTTP filters of the sidecar's inbound HTTP connection manager, in order (EnvoyFilter patches included)."""
     for d in _walk(lab.envoy_config(workload, cluster, "dynamic_listeners")):
@@ -107,18 +117,46 @@ def inbound_http_filters(lab: "Lab", workload: str, cluster: str) -> list[dict[s
 
 
 def deploy_rate_limit_service(lab: "Lab", cluster: str) -> Any:
-    """The RLS v3 rate-limit service as a mesh workload (``ratelimit``, gRPC on 8081) in ``cluster``."""
+    """The RLS v3 rate-limit service (``ratelimit``, gRPC on 8081) in ``cluster``, reachable from every cluster
+    of the mesh: local, meshlab's own service as a mesh workload; kind, Istio's recipe (envoyproxy/ratelimit
+    with Redis, the lab's rules as its ConfigMap: :mod:`meshlab.backends.kind.dataplane`)."""
     if lab.backend.name == "kind":
-        from .errors import MeshlabError
+        from .backends.kind import dataplane as kd
+        from .ratelimit import DEFAULT_CONFIG
 
-        raise MeshlabError(
-            "meshlab does not deploy the rate-limit service on the kind backend yet",
-            "apply Istio's samples/ratelimit/rate-limit-service.yaml (namespace sample) with a ratelimit-config "
-            "ConfigMap holding the rules printed by this lab on the local backend, then run the next cells",
-        )
+        return kd.deploy_rate_limit_service(lab.backend, cluster, DEFAULT_CONFIG)  # type: ignore[arg-type]
     return lab.deploy("ratelimit", cluster=cluster)
 
 
 def rate_limit_rules(lab: "Lab") -> str:
     """The rate-limit service's rules (envoyproxy/ratelimit's config.yaml format)."""
+    if lab.backend.name == "kind":
+        from .ratelimit import DEFAULT_CONFIG
+
+        return DEFAULT_CONFIG  # what deploy_rate_limit_service put into the ConfigMap ratelimit-config
     return lab.backend.ratelimit_config().read_text()  # type: ignore[union-attr]
+
+
+def crash_replicas(lab: "Lab", cluster: str, replicas: int = 3) -> list[str]:
+    """``replicas`` more helloworld pods whose app has crashed while their sidecars answer 503, next to the
+    healthy ones (the outlier-detection experiment). Local: new v1 pods whose app is killed; kind: a
+    Deployment ``helloworld-broken`` under the same Service (``lab.kill`` on kind removes whole pods)."""
+    if lab.backend.name == "kind":
+        from .backends.kind import dataplane as kd
+
+        return kd.crash_replicas(lab.backend, cluster, replicas)  # type: ignore[arg-type]
+    crashed = lab.deploy("helloworld", cluster=cluster, version="v1", replicas=replicas).column("POD")
+    for pod in crashed:
+        lab.kill(pod, cluster=cluster)
+    return list(crashed)
+
+
+def heal_replicas(lab: "Lab", crashed: list[str], cluster: str) -> None:
+    """Undo :func:`crash_replicas` (local: restart the apps; kind: delete the broken Deployment)."""
+    if lab.backend.name == "kind":
+        from .backends.kind import dataplane as kd
+
+        kd.heal_replicas(lab.backend, cluster)  # type: ignore[arg-type]
+        return
+    for pod in crashed:
+        lab.restore(pod, cluster=cluster)

@@ -186,45 +186,26 @@ def _fix_authz(lab: "Lab") -> str:
     return f"principals: [{td}/ns/sample/sa/curl] (curl runs in namespace sample)"
 
 
-def wasm_plugin(url: str, sha256: str) -> dict[str, Any]:
-    """A WasmPlugin counting helloworld's requests by ``x-user`` (wasm-filters/header-metric); it leaves
-    ``failStrategy`` at Istio's default, FAIL_CLOSE."""
-    return {
-        "apiVersion": "extensions.istio.io/v1alpha1",
-        "kind": "WasmPlugin",
-        "metadata": {"name": "requests-by-user", "namespace": "sample"},
-        "spec": {"selector": {"matchLabels": {"app": "helloworld"}}, "url": url, "sha256": sha256, "imagePullSecret": HUB_USER,
-                 "pluginName": "header_metric", "pluginConfig": {"header": "x-user", "metric": "requests_by_user"}},
-    }
+def header_metric_plugin(lab: "Lab", sha256: str | None = None) -> dict[str, Any]:
+    """Publish wasm-filters/header-metric to the hub as lab 08 does (pull secret in every cluster) and return
+    the WasmPlugin counting helloworld's requests by ``x-user``, pinned to the image's manifest digest
+    unless ``sha256`` says otherwise."""
+    from .wasm.publish import publish, wasm_plugin
 
-
-def publish_module(lab: "Lab") -> tuple[str, str]:
-    """Build wasm-filters/header-metric, push it to the wasm hub (started if needed, as lab 08 does) and give
-    every cluster the pull secret: returns the module's ``oci://`` URL and its manifest digest (the sha256
-    a WasmPlugin pins for oci:// URLs)."""
-    from .wasm.build import build_once, repo_filters_dir
-    from .wasm.hub import Hub
-
-    built = build_once(repo_filters_dir() / "header-metric")
-    hub = Hub.up()
-    if HUB_USER not in hub.users:
-        hub.add_user(HUB_USER)
-    pushed = hub.push(built.wasm, "wasm/header-metric:v1", user=HUB_USER, root_ids=["header_metric"])
-    for c in lab.topology.clusters:
-        lab.create_pull_secret(HUB_USER, c, **hub.pull_secret(HUB_USER))
-    return hub.url("wasm/header-metric:v1"), pushed.digest.split(":", 1)[1]
+    pushed = publish(lab, "header-metric", "wasm/header-metric:v1", secret=HUB_USER)
+    return wasm_plugin("requests-by-user", pushed, {"app": "helloworld"}, {"header": "x-user", "metric": "requests_by_user"}, sha256=sha256,
+                       secret=HUB_USER)  # fmt: skip
 
 
 def _wrong_digest(lab: "Lab") -> str:
-    url, _ = publish_module(lab)
-    lab.apply(wasm_plugin(url, OLD_DIGEST), lab.topology.control_planes[0])
+    lab.apply(header_metric_plugin(lab, OLD_DIGEST), lab.topology.control_planes[0])
     return "apply a WasmPlugin for helloworld (header-metric, from the hub) with the sha256 of an older release"
 
 
 def _right_digest(lab: "Lab") -> str:
-    url, digest = publish_module(lab)
-    lab.apply(wasm_plugin(url, digest), lab.topology.control_planes[0])
-    return f"sha256: {digest} (the image's manifest digest: `meshlab wasm list`)"
+    plugin = header_metric_plugin(lab)
+    lab.apply(plugin, lab.topology.control_planes[0])
+    return f"sha256: {plugin['spec']['sha256']} (the image's manifest digest: `meshlab wasm list`)"
 
 
 def _typo_subset(lab: "Lab") -> str:

@@ -445,7 +445,8 @@ def test_lab_views_work_on_kind(all_plans: dict[str, Plan]) -> None:
     for name, plan in all_plans.items():
         for s in plan.find(tag="install-primary"):
             matcher = iop(s)["spec"]["meshConfig"]["defaultConfig"]["proxyStatsMatcher"]
-            assert matcher == {"inclusionPrefixes": ["cluster.outbound", "http.inbound", "listener.0.0.0.0_15006.ssl"]}, name
+            assert matcher == {"inclusionPrefixes": ["cluster.outbound", "http.inbound", "listener.0.0.0.0_15006.ssl",
+                                                     "http.outbound", "cluster.inbound", "http_local_rate_limiter"]}, name
         for exp in plan.find(tag="expose-services"):
             log = plan.first(tag="gateway-access-log", cluster=exp.cluster)
             assert n(exp) < n(log)

@@ -153,3 +153,104 @@ def test_load_on_kind_is_curl_loops_in_the_callers_pod(tmp_path: Path) -> None:
         lab.load("curl", "http://helloworld.sample:5000/hello?sleep=0.02", cluster="cluster1", connections=4, seconds=1)
     [step] = [s for s in lab.backend.recorded.steps if "concurrent curl loops" in s.title]
     assert step.argv[:3] == ["kubectl", "--context", "kind-cluster1"] and "exec" in step.argv and "seq 4" in step.argv[-1]
+
+
+def _notebook_envoyfilter(name: str) -> dict:
+    [doc] = [d for d in _resources_of_lab01() if d["kind"] == "EnvoyFilter" and d["metadata"]["name"] == name]
+    return doc
+
+
+def test_global_rate_limit_on_kind_is_istios_recipe_in_order(tmp_path: Path) -> None:
+    """Dry run of section 10 on kind: the rules' ConfigMap, Redis, envoyproxy/ratelimit, their rollouts, then
+    the lab's EnvoyFilter, whose gRPC cluster is the Service the plan created."""
+    from meshlab import dataplane as dp
+    from meshlab.backends.kind import tools
+    from meshlab.ratelimit import DEFAULT_CONFIG
+
+    lab = dry_run_lab_("flat-network", tmp_path)
+    out = dp.deploy_rate_limit_service(lab, cluster="cluster1")
+    assert "dry run" in out and dp.rate_limit_rules(lab) == DEFAULT_CONFIG
+    ef = _notebook_envoyfilter("helloworld-ratelimit")
+    lab.apply(ef, cluster="cluster1")
+    rec = lab.backend.recorded
+    [deploy] = rec.find(tag="ratelimit")[:1]
+    rollouts = [s for s in rec.find(tag="rollout")]
+    [apply_ef] = [s for s in rec.find(tag="apply") if any(d["kind"] == "EnvoyFilter" for d in s.manifests)]
+    assert deploy.number < rollouts[0].number < rollouts[1].number < apply_ef.number
+    assert [s.argv[-2] for s in rollouts] == ["deployment/redis", "deployment/ratelimit"]
+    assert deploy.argv[:3] == ["kubectl", "--context", "kind-cluster1"] and "--validate=strict" in deploy.argv
+    by = {(d["kind"], d["metadata"]["name"]): d for d in deploy.manifests}
+    assert [k for k, _ in by] == ["Namespace", "ConfigMap", "Service", "Deployment", "Service", "Deployment"]
+    assert by["ConfigMap", "ratelimit-config"]["data"]["config.yaml"] == DEFAULT_CONFIG
+    rl = by["Deployment", "ratelimit"]["spec"]["template"]["spec"]
+    assert rl["containers"][0]["image"] == tools.RATELIMIT_IMAGE == "docker.io/envoyproxy/ratelimit:30a4ce1a"
+    assert {"name": "REDIS_URL", "value": "redis:6379"} in rl["containers"][0]["env"]
+    assert rl["volumes"][0]["configMap"]["name"] == "ratelimit-config"
+    assert rl["containers"][0]["volumeMounts"][0]["mountPath"] == "/data/ratelimit/config"
+    assert by["Deployment", "redis"]["spec"]["template"]["spec"]["containers"][0]["image"] == tools.REDIS_IMAGE
+    grpc = [p for p in by["Service", "ratelimit"]["spec"]["ports"] if p["name"].startswith("grpc")]
+    assert [p["port"] for p in grpc] == [8081], "Istio treats a port named grpc-* as gRPC"
+    assert {tools.RATELIMIT_IMAGE, tools.REDIS_IMAGE} <= set(tools.preload_images()), "in the kind image cache"
+    # the EnvoyFilter's rate-limit filter points at the Service the plan created, with the ConfigMap's domain
+    filt = ef["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]
+    assert filt["rate_limit_service"]["grpc_service"]["envoy_grpc"]["cluster_name"] == "outbound|8081||ratelimit.sample.svc.cluster.local"
+    assert filt["domain"] == load_config(DEFAULT_CONFIG)[0]
+    assert rec.problems() == []
+
+
+def test_global_rate_limit_on_kind_needs_one_control_plane(tmp_path: Path) -> None:
+    from meshlab import dataplane as dp
+
+    lab = dry_run_lab_("separate-control-planes", tmp_path)
+    with pytest.raises(MeshlabError, match="another control plane"):
+        dp.deploy_rate_limit_service(lab, cluster="cluster1")
+
+
+def test_crashed_replicas_on_kind_are_a_broken_deployment_under_the_same_service(tmp_path: Path) -> None:
+    """Dry run of section 6 on kind: 3 pods with helloworld's app label whose app never listens, then healed."""
+    from meshlab import dataplane as dp
+
+    lab = dry_run_lab_("flat-network", tmp_path)
+    assert dp.crash_replicas(lab, cluster="cluster1", replicas=3) == []
+    dp.heal_replicas(lab, [], cluster="cluster1")
+    rec = lab.backend.recorded
+    apply_, rollout, heal = rec.find(tag="outlier")
+    assert apply_.number < rollout.number < heal.number
+    [d] = apply_.manifests
+    assert d["metadata"]["name"] == "helloworld-broken" and d["spec"]["replicas"] == 3
+    labels = d["spec"]["template"]["metadata"]["labels"]
+    assert labels == {"app": "helloworld", "version": "broken"}, "selected by helloworld's Service, no subset of v1/v2"
+    c = d["spec"]["template"]["spec"]["containers"][0]
+    assert "5000" not in " ".join(c["command"]), "the app never listens: the sidecar answers 503"
+    assert heal.argv[-3:] == ["deployment", "helloworld-broken", "--wait=true"]
+    assert not [s for s in rec.steps if "scale" in s.argv], "no scale to zero: the pods stay in EDS"
+    assert rec.problems() == []
+
+
+def dry_run_lab_(pattern: str, tmp_path: Path):
+    from meshlab.backends.kind import dry_run_lab
+
+    return dry_run_lab(pattern, tmp_path)
+
+
+def test_kind_stats_drop_istios_stat_prefix_delimiter() -> None:
+    """On Istio, cluster and HTTP manager stats end their prefix with `;` (alt_stat_name); the labs read Envoy's names."""
+    from meshlab.backends.kind.backend import parse_stats
+
+    out = json.dumps({"stats": [
+        {"name": "cluster.outbound|5000||helloworld.sample.svc.cluster.local;.upstream_rq_retry", "value": 7},
+        {"name": "cluster.inbound|5000||;.ratelimit.ok", "value": 20},
+        {"name": "http.outbound_0.0.0.0_5000;.downstream_rq_total", "value": 3},
+        {"name": "cluster.outbound|5000||helloworld.sample.svc.cluster.local;.upstream_rq_timeout", "value": 0},
+        {"name": "server.state", "value": "LIVE"}]})
+    assert parse_stats(out) == {"cluster.inbound|5000||.ratelimit.ok": 20,
+                                "cluster.outbound|5000||helloworld.sample.svc.cluster.local.upstream_rq_retry": 7,
+                                "http.outbound_0.0.0.0_5000.downstream_rq_total": 3}
+    assert list(parse_stats(out, contains="ratelimit.")) == ["cluster.inbound|5000||.ratelimit.ok"]
+
+
+def test_prometheus_cluster_label_follows_each_backends_tag_extraction(tmp_path: Path) -> None:
+    from meshlab import dataplane as dp
+
+    lab = dry_run_lab_("flat-network", tmp_path)
+    assert dp.prometheus_cluster_label(lab) == 'cluster_name="outbound|5000||helloworld.sample.svc.cluster.local"'

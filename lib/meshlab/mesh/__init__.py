@@ -117,11 +117,12 @@ class ManagementPlane:
         trust = None
         if doc["kind"] == "VirtualMesh":
             virtualmesh.mesh_clusters(disc, doc)  # every mesh it names must exist
+        if doc["kind"] == "VirtualMesh" and "shared" in doc["spec"].get("mtlsConfig", {}):
+            # before the object is stored: the controller must not push for it while pods are bouncing
+            trust = virtualmesh.shared_trust(self.lab, doc, disc)
         store = self.lab.state.data.setdefault("mesh", {}).setdefault(doc["kind"], {})
         store[doc["metadata"]["name"]] = doc
         self.lab.state.save()
-        if doc["kind"] == "VirtualMesh" and "shared" in doc["spec"].get("mtlsConfig", {}):
-            trust = virtualmesh.shared_trust(self.lab, doc, disc)
         self.reconcile()
         return Applied(doc, self._produced_by(doc, generate(self.lab)), trust)
 

@@ -4,8 +4,8 @@
 Gloo Mesh's mesh-discovery read every registered cluster's Kubernetes API and translated it
 (``MeshTranslator``, ``WorkloadTranslator``, ``DestinationTranslator``). Here the registry is the
 backend's: the local backend's workload records, or the kind backend's deployed samples. The objects
-are recomputed from it every time, so they follow workloads as they come and go; the mesh
-controller (:mod:`meshlab.mesh.controller`) keeps a snapshot of them current.
+are recomputed from it on every call, so they follow workloads as they come and go; the mesh
+controller (:mod:`meshlab.mesh.controller`) reconciles from a fresh discovery on every registry change.
 
 Names follow Gloo Mesh's conventions: a Mesh is ``istiod-istio-system-<cluster>``, a Workload
 ``<deployment>-<namespace>-<cluster>``, a Destination ``<service>-<namespace>-<cluster>``; all live

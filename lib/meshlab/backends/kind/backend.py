@@ -883,12 +883,7 @@ class KindBackend:
                                        "pilot-agent", "request", "GET", path), cluster, f"Envoy admin {path} of {workload}")
 
     def stats(self, workload: str, cluster: str, contains: str = "") -> dict[str, int]:
-        data = json.loads(self._admin(workload, cluster, "stats?format=json"))
-        out = {}
-        for s in data.get("stats", []):
-            if isinstance(s.get("value"), int) and s["value"] and contains in s["name"]:
-                out[s["name"]] = s["value"]
-        return dict(sorted(out.items()))
+        return parse_stats(self._admin(workload, cluster, "stats?format=json"), contains)
 
     def envoy_config(self, workload: str, cluster: str, resource: str | None = None) -> dict[str, Any]:
         return dict(json.loads(self._admin(workload, cluster, f"config_dump?resource={resource}" if resource else "config_dump")))
@@ -911,6 +906,20 @@ def _split_head(text: str) -> tuple[dict[str, str], str]:
         head, _, text = text.replace("\r\n", "\n").partition("\n\n")
         headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in head.splitlines()[1:]) if k}
     return headers, text
+
+
+def parse_stats(output: str, contains: str = "") -> dict[str, int]:
+    """Envoy's non-zero integer stats (``/stats?format=json``) under Envoy's own names. istiod sets each
+    cluster's ``alt_stat_name`` to its name plus ``;`` (``DelimitedStatsPrefix``, pilot/pkg/networking/util/util.go;
+    the bootstrap's tag regexes cut there), so ``cluster.outbound|5000||helloworld.sample.svc.cluster.local;.upstream_rq_retry``
+    becomes ``cluster.outbound|5000||helloworld.sample.svc.cluster.local.upstream_rq_retry``, the name the labs read
+    on both backends. ``contains`` filters the plain names."""
+    out = {}
+    for s in json.loads(output).get("stats", []):
+        name = str(s.get("name", "")).replace(";.", ".")
+        if isinstance(s.get("value"), int) and s["value"] and contains in name:
+            out[name] = s["value"]
+    return dict(sorted(out.items()))
 
 
 def parse_calls(output: str, url: str, source: str, where: dict[str, str]) -> CallResult:
