@@ -199,7 +199,9 @@ def test_fail_close_answers_503_fail_open_skips_the_broken_filter(clean: Lab, tm
     assert [a.status for a in r.answers] == [503] * 6, r.tally
     lab.apply(wasmplugin("crash", f"file://{crash}", selector=sel, failStrategy="FAIL_OPEN"), cluster="cluster1")
     r = lab.call("curl", URL, cluster="cluster1", n=8)
-    assert [a.status for a in r.answers[-6:]] == [200] * 6, r.tally  # the crashed VM is bypassed
+    assert r.tally.get(("error", "503"), 0) <= 2, r.tally  # at most the request that crashes each serving proxy's new VM
+    r = lab.call("curl", URL, cluster="cluster1", n=6)
+    assert [a.status for a in r.answers] == [200] * 6, r.tally  # then the crashed VM is bypassed
     config = wasm_filters(lab, "helloworld-v2", "cluster2")
     assert {f[3] for fs in config.values() for f in fs} == {"FAIL_OPEN"}
 

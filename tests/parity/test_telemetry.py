@@ -82,7 +82,7 @@ def test_istio_requests_total_with_the_standard_labels(sn_lab: Lab) -> None:
     # response_flags carries Envoy's flags as the access log writes them
     lab.kill("helloworld", "cluster2")
     try:
-        lab.call("curl", URL, cluster="cluster2", n=2)
+        lab.call("curl", URL, cluster="cluster2", n=10)  # enough that the local (dead) pod is picked
         # (as sets: the filter lists several flags in Envoy's bit order, the access log in the order they were set)
         logged = {frozenset(e["flags"].split(",")) for e in lab.access_log("helloworld", "cluster2") if e["status"] == 503}
         failed = {frozenset(s["response_flags"].split(",")) for s in _series(lab, "helloworld", "cluster2")
