@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .lab import Lab
+    from .display import Table
 
 
 def outbound_cluster(service: str = "helloworld", port: int = 5000, namespace: str = "sample", subset: str = "") -> str:
@@ -114,6 +115,22 @@ def inbound_http_filters(lab: "Lab", workload: str, cluster: str) -> list[dict[s
         if str(d.get("stat_prefix", "")).startswith("inbound") and isinstance(d.get("http_filters"), list):
             return list(d["http_filters"])
     raise KeyError(f"no inbound HTTP connection manager in the config of {workload} ({cluster})")
+
+
+def deploy_helloworld(lab: "Lab", cluster: str, version: str = "v1") -> "Table":
+    """helloworld ``version`` in ``cluster``, answering the lab's ``?sleep=``, ``?fail=``, ``?only=``, ``?tail=``
+    on both backends: local, ``lab.deploy`` (its helloworld is meshlab's sample app); kind, ``lab.deploy``, then
+    the Deployment runs that same sample app instead of Istio's Flask app, which ignores the query
+    (:func:`meshlab.backends.kind.dataplane.run_sample_app`)."""
+    deployed = lab.deploy("helloworld", cluster=cluster, version=version)
+    if lab.backend.name != "kind":
+        return deployed
+    from .backends.kind import dataplane as kd
+
+    from .display import Table
+
+    pods = kd.run_sample_app(lab.backend, cluster, version)  # type: ignore[arg-type]
+    return Table([{"POD": p.pod, "CLUSTER": p.cluster, "IP": p.ip, "VERSION": p.version} for p in pods]) if pods else deployed
 
 
 def deploy_rate_limit_service(lab: "Lab", cluster: str) -> Any:

@@ -254,3 +254,56 @@ def test_prometheus_cluster_label_follows_each_backends_tag_extraction(tmp_path:
 
     lab = dry_run_lab_("flat-network", tmp_path)
     assert dp.prometheus_cluster_label(lab) == 'cluster_name="outbound|5000||helloworld.sample.svc.cluster.local"'
+
+
+def test_helloworld_on_kind_runs_meshlabs_sample_app_before_the_sections_that_need_it(tmp_path: Path) -> None:
+    """Dry run of the setup on kind: helloworld v1 deployed, then the same Deployment running apps.py from a
+    ConfigMap with the image's Python, rolled out before the first request with ``?sleep=``."""
+    from meshlab import dataplane as dp
+    from meshlab.backends.kind import samples, tools
+    from meshlab.backends.local import apps
+    from meshlab.errors import LabStateError
+
+    lab = dry_run_lab_("flat-network", tmp_path)
+    dp.deploy_helloworld(lab, cluster="cluster1", version="v1")
+    dp.deploy_helloworld(lab, cluster="cluster1", version="v2")
+    with pytest.raises(LabStateError, match="no helloworld v3"):
+        from meshlab.backends.kind import dataplane as kd
+
+        kd.run_sample_app(lab.backend, "cluster1", "v3")
+    with pytest.raises(LabStateError, match="dry run"):
+        lab.call("curl", "http://helloworld.sample:5000/hello?sleep=2", cluster="cluster1")
+    rec = lab.backend.recorded
+    flask = [s for s in rec.find(tag="deploy-helloworld")]
+    ours = [s for s in rec.find(tag="sample-app") if "apply" in s.argv]
+    rollouts = [s for s in rec.find(tag="sample-app") if "rollout" in s.argv]
+    [call] = [s for s in rec.steps if "?sleep=2" in s.command_text()]
+    assert [s.argv[-2] for s in rollouts] == ["deployment/helloworld-v1", "deployment/helloworld-v2"]
+    assert flask[0].number < ours[0].number < rollouts[0].number < flask[1].number < ours[1].number < rollouts[1].number < call.number
+    assert "--validate=strict" in ours[0].argv and ours[0].argv[:3] == ["kubectl", "--context", "kind-cluster1"]
+    for step, version in zip(ours, ("v1", "v2")):
+        cm, d = step.manifests
+        assert (cm["kind"], cm["metadata"]["name"]) == ("ConfigMap", "meshlab-sample-app")
+        assert cm["data"]["apps.py"] == Path(apps.__file__).read_text(), "the very file the local backend runs"
+        sample = samples.helloworld_deployment(version)
+        assert d["metadata"] == sample["metadata"] and d["spec"]["selector"] == sample["spec"]["selector"]
+        assert d["spec"]["template"]["metadata"]["labels"] == {"app": "helloworld", "version": version}
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        assert c["image"] == tools.HELLOWORLD_IMAGE and c["ports"] == [{"containerPort": 5000}]
+        assert c["command"] == ["python", "/meshlab/apps.py", "helloworld", "--listen", ":5000", "--version", version,
+                                "--instance", "$(POD_NAME)"]
+        assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in c["env"]
+        assert c["volumeMounts"][0]["mountPath"] == "/meshlab"
+        assert d["spec"]["template"]["spec"]["volumes"] == [{"name": "app", "configMap": {"name": "meshlab-sample-app"}}]
+    lab.deploy("helloworld", cluster="cluster1", version="v1")  # a scale-up re-applies the Deployment: still our app
+    [again] = [s for s in rec.find(tag="deploy-helloworld")][2:]
+    assert [d["kind"] for d in again.manifests] == ["ConfigMap", "Deployment"]
+    assert again.manifests[1]["spec"]["replicas"] == ours[0].manifests[1]["spec"]["replicas"] + 1
+    assert again.manifests[1]["spec"]["template"]["spec"]["containers"][0]["command"][1] == "/meshlab/apps.py"
+    assert rec.problems() == []
+    # the notebook deploys every helloworld through this helper, the first one in its setup, before section 2
+    nb = nbformat.read(LAB, as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    first_sleep = next(i for i, s in enumerate(code) if "?sleep=" in s)
+    setup = next(i for i, s in enumerate(code) if "dp.deploy_helloworld(" in s)
+    assert setup < first_sleep and not any('lab.deploy("helloworld"' in s for s in code)

@@ -175,10 +175,15 @@ def add_samples(plan: Plan, t: Topology, deployments: list[dict[str, Any]]) -> N
     for d in deployments:
         sidecar, account = d.get("sidecar", True), d.get("service_account") or S.APPS[d["app"]]["service_account"]
         if d["app"] == "helloworld":
-            docs = [S.helloworld_deployment(d["version"], d["replicas"], d["namespace"], sidecar, account)]
+            if d.get("sample_app"):  # kept when scaled up (see dataplane.run_sample_app)
+                from .dataplane import sample_app_manifests
+
+                docs = sample_app_manifests(d["version"], d["replicas"], d["namespace"], sidecar, account)
+            else:
+                docs = [S.helloworld_deployment(d["version"], d["replicas"], d["namespace"], sidecar, account)]
             if account != S.APPS["helloworld"]["service_account"]:
                 docs.insert(0, S.service_account(account, d["namespace"]))
-            what = f"helloworld {d['version']}"
+            what = f"helloworld {d['version']}" + (" (meshlab's sample app)" if d.get("sample_app") else "")
         else:
             docs = S.curl(d["replicas"], d["namespace"], sidecar, account)
             what = "curl (the client pod for `lab.call`)"
@@ -406,6 +411,8 @@ class KindBackend:
             d["sidecar"] = False
         if service_account:
             d["service_account"] = service_account
+        if any(x.get("sample_app") for x in same):
+            d["sample_app"] = True
         plan = Plan(f"deploy {app} in {cluster}")
         add_samples(plan, self.topology, [d])
         if stopped:

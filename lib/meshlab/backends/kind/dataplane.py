@@ -17,10 +17,18 @@ a whole Deployment to zero. For "three of four pods crashed" the failing pods ru
 Deployment under helloworld's Service (same ``app``, ``version: broken``): the helloworld image whose
 app never starts listening, so their sidecars answer 503 (upstream connection refused, flag ``UF``) —
 what the local backend's killed app behind a live sidecar does. No extra image to pull.
+
+**meshlab's sample app.** The lab makes helloworld slow or flaky with query parameters (``?sleep=``,
+``?fail=``, ``?only=``, ``?tail=``) that only meshlab's sample app understands
+(:mod:`meshlab.backends.local.apps`); Istio's helloworld image (a Flask app) ignores them. So on kind the
+helloworld Deployments run that same file, shipped as the ConfigMap ``meshlab-sample-app`` and started
+with the image's own Python (stdlib only): same names, labels, port and version, so the Service, the
+subsets and every Istio resource stay as they are. No extra image to pull.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import LabStateError, MeshlabError
@@ -29,9 +37,11 @@ from . import samples as S
 from . import tools
 
 if TYPE_CHECKING:
-    from .backend import KindBackend
+    from .backend import KindBackend, Pod
 
 RATELIMIT_GRPC_PORT = 8081
+SAMPLE_APP = "meshlab-sample-app"  # the ConfigMap that carries apps.py
+SAMPLE_APP_DIR = "/meshlab"  # where the pods mount it
 BROKEN = "broken"  # the version label of the crashed replicas
 
 
@@ -109,7 +119,7 @@ def crash_replicas(backend: "KindBackend", cluster: str, replicas: int) -> list[
     backend.executor.run(K.kubectl(cluster, "-n", S.NAMESPACE, "rollout", "status", f"deployment/helloworld-{BROKEN}", "--timeout=300s"),
                          cluster=cluster, timeout=330, title=f"wait for helloworld-{BROKEN}", tags=("outlier", "rollout"))
     backend._wait_synced("the crashed pods' endpoints")
-    return [] if backend.dry_run else [p.name for p in backend.pods("helloworld", cluster, BROKEN)]
+    return [] if backend.dry_run else [p.pod for p in backend.pods("helloworld", cluster, BROKEN)]
 
 
 def heal_replicas(backend: "KindBackend", cluster: str) -> None:
@@ -119,3 +129,49 @@ def heal_replicas(backend: "KindBackend", cluster: str) -> None:
     backend.executor.run(K.kubectl(cluster, "-n", S.NAMESPACE, "delete", "deployment", f"helloworld-{BROKEN}", "--wait=true"),
                          cluster=cluster, title=f"delete helloworld-{BROKEN} (the crashed pods)", tags=("outlier", "heal"))
     backend._wait_synced("the removal of the crashed pods")
+
+
+def sample_app_manifests(version: str, replicas: int = 1, ns: str = S.NAMESPACE, sidecar: bool = True,
+                         service_account: str = "helloworld") -> list[dict[str, Any]]:
+    """The ConfigMap with meshlab's ``apps.py``, then helloworld ``version``'s Deployment running it with the
+    image's Python: the sample's Deployment with only the container's command, a volume and ``POD_NAME`` added
+    (the instance name in each answer is the pod's, as with Istio's app, so ``lab.call`` finds the pod)."""
+    from ..local import apps
+
+    d = S.helloworld_deployment(version, replicas, ns, sidecar, service_account)
+    pod = d["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    c["command"] = ["python", f"{SAMPLE_APP_DIR}/apps.py", "helloworld", "--listen", ":5000",  # every address, v4 and v6
+                    "--version", version, "--instance", "$(POD_NAME)"]
+    c["env"] = [*c["env"], {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+    c["volumeMounts"] = [{"name": "app", "mountPath": SAMPLE_APP_DIR, "readOnly": True}]
+    pod["volumes"] = [{"name": "app", "configMap": {"name": SAMPLE_APP}}]
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": SAMPLE_APP, "namespace": ns},
+          "data": {"apps.py": Path(apps.__file__).read_text()}}
+    return [cm, d]
+
+
+def run_sample_app(backend: "KindBackend", cluster: str, version: str, namespace: str = S.NAMESPACE) -> list["Pod"]:
+    """Redeploy helloworld ``version`` in ``cluster`` (deployed before, as ``lab.deploy`` records it) running
+    meshlab's sample app, wait for the rollout and for istiod's push; the new pods (none in a dry run)."""
+    deployed = [x for x in backend.deployments if x["cluster"] == cluster and x["app"] == "helloworld"
+                and x["version"] == version and x["namespace"] == namespace]  # fmt: skip
+    if not deployed:
+        raise LabStateError(f"no helloworld {version} in {cluster}/{namespace}",
+                            f'deploy it first: lab.deploy("helloworld", cluster="{cluster}", version="{version}")')
+    [d] = deployed
+    name = f"helloworld-{version}"
+    backend.apply_manifests(
+        cluster, sample_app_manifests(version, int(d.get("replicas", 1)), namespace, d.get("sidecar", True),
+                                      d.get("service_account") or S.APPS["helloworld"]["service_account"]),
+        title=f"run meshlab's sample app in {name} (apps.py from ConfigMap {SAMPLE_APP}, the image's Python): "
+              "it understands ?sleep=, ?fail=, ?only=, ?tail=",
+        tags=("sample-app",), hint=f"`kubectl --context {K.context(cluster)} -n {namespace} logs deployment/{name}`")
+    backend.executor.run(K.kubectl(cluster, "-n", namespace, "rollout", "status", f"deployment/{name}", "--timeout=300s"),
+                         cluster=cluster, timeout=330, title=f"wait for {name} with meshlab's sample app", tags=("sample-app", "rollout"))
+    # remembered, so that deploying this version again (a scale-up re-applies it) keeps meshlab's app
+    backend.state.data["deployments"] = [{**x, "sample_app": True} if x is d else x for x in backend.deployments]
+    if not backend.dry_run:
+        backend.state.save()
+    backend._wait_synced(f"the new {name} endpoints")
+    return [] if backend.dry_run else backend.pods("helloworld", cluster, version, namespace)
