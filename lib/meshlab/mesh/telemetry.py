@@ -135,10 +135,6 @@ class Telemetry:
         out.append(Instance("prometheus-global", mgmt.cluster, mgmt.address, GLOBAL_PORT, mgmt.netns))
         return out
 
-    @property
-    def global_instance(self) -> Instance:
-        return self.instances()[-1]
-
     # ---- bring-up ------------------------------------------------------------------------------
     def enable(self) -> Table:
         """Load the stats filter into every sidecar, then start one Prometheus per cluster and the global one."""

@@ -26,7 +26,6 @@ from typing import Any
 from . import envoy as E
 
 ROOT_NAMESPACE = "istio-system"  # meshConfig.rootNamespace: mesh-wide policies live here
-TLS_MODE_MATCH = "envoy.transport_socket_match"  # endpoint metadata read by transport_socket_matches
 ALL_ISTIO_MTLS_ALPNS = ["istio", "istio-peer-exchange", "istio-http/1.0", "istio-http/1.1", "istio-h2"]
 CLIENT_MTLS_ALPNS = ["istio-peer-exchange", "istio", "h2"]  # what a client sidecar offers (ALPNInMeshH2WithMxc)
 RBAC_HTTP = E.T + "envoy.extensions.filters.http.rbac.v3.RBAC"
@@ -117,10 +116,6 @@ def client_transport(tls: dict[str, Any], auto: bool) -> dict[str, Any]:
             {"name": "tlsMode-disabled", "match": {}, "transport_socket": RAW_BUFFER},
         ]
     }
-
-
-def tls_mode_metadata() -> dict[str, Any]:
-    return {TLS_MODE_MATCH: {"tlsMode": "istio"}}
 
 
 # ---- AuthorizationPolicy -------------------------------------------------------------------------
