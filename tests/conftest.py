@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from meshlab.backends.local import net
 from meshlab.lab import Lab
 from meshlab.state import prefix_for
+from meshlab.wasm.hub import Hub
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -34,3 +36,14 @@ def flat_lab(lab_home: Path) -> Iterator[Lab]:
     lab = Lab.up("flat-network", samples=True, home_dir=lab_home, quiet=True)
     yield lab
     lab.down(quiet=True)
+
+
+@pytest.fixture(scope="module")
+def module_home() -> Iterator[Path]:
+    """A state directory shared by one test module (its lab, and a wasm hub beside it); everything removed and checked after."""
+    d = Path(tempfile.mkdtemp(prefix="mlm"))
+    yield d
+    Lab.down_all(d, quiet=True)
+    Hub.down_all(d / "hub")
+    assert not net.existing_namespaces(prefix_for(d)), "namespaces left behind"
+    shutil.rmtree(d, ignore_errors=True)

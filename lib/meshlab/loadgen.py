@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends.local import procs
-from .errors import MeshlabError, ToolError
+from .errors import MeshlabError
 from .exec import which
 
 WRK_HINT = "install it: `make setup` (Debian package wrk), or `sudo apt-get install -y wrk`"

@@ -8,18 +8,15 @@ Also: the kind backend's dry run of the same apply (the module push and the rewr
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from meshlab.backends.local import net, procs
+from meshlab.backends.local import procs
 from meshlab.errors import MeshlabError, ResourceError
 from meshlab.lab import Lab
-from meshlab.state import prefix_for
 from meshlab.wasm.build import build_once, filters
 from meshlab.wasm.deploy import signature
 from meshlab.wasm.handmade import write_crashing_filter
@@ -32,25 +29,15 @@ KEYS = ["key-alice-1234", "key-bob-5678"]
 
 
 @pytest.fixture(scope="module")
-def home() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="mlwp"))
-    yield d
-    Lab.down_all(d, quiet=True)
-    Hub.down_all(d / "hub")
-    assert not net.existing_namespaces(prefix_for(d)), "namespaces left behind"
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def lab(home: Path) -> Iterator[Lab]:
-    lab = Lab.up("separate-networks", samples=True, home_dir=home, quiet=True)
+def lab(module_home: Path) -> Iterator[Lab]:
+    lab = Lab.up("separate-networks", samples=True, home_dir=module_home, quiet=True)
     yield lab
     lab.down(quiet=True)
 
 
 @pytest.fixture(scope="module")
-def hub(home: Path, lab: Lab) -> Iterator[Hub]:
-    h = Hub.up(home / "hub")  # beside the lab's state: the proxies' agents trust its CA
+def hub(module_home: Path, lab: Lab) -> Iterator[Hub]:
+    h = Hub.up(module_home / "hub")  # beside the lab's state: the proxies' agents trust its CA
     h.add_user("alice", "alice-pw")
     for cluster in ("cluster1", "cluster2"):  # Istio reads the pull secret in each proxy's own cluster
         lab.create_pull_secret("alice", cluster, **h.pull_secret("alice"))
@@ -331,11 +318,11 @@ def test_a_wrong_digest_fault_denies_everything_and_the_right_one_repairs_it(cle
     assert lab.stats("helloworld-v1", "cluster1", "wasmcustom.fault_requests.alice")
 
 
-def test_cli_pull_secret_ecds_and_agent_log(clean: Lab, hub: Hub, home: Path, built: dict[str, Path],
+def test_cli_pull_secret_ecds_and_agent_log(clean: Lab, hub: Hub, module_home: Path, built: dict[str, Path],
                                             monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     from meshlab.wasm.cli import main
 
-    monkeypatch.setenv("MESHLAB_HOME", str(home))  # the lab's and the hub's home: what the CLI attaches to
+    monkeypatch.setenv("MESHLAB_HOME", str(module_home))  # the lab's and the hub's home: what the CLI attaches to
     assert main(["secret", "alice", "--cluster", "cluster2"]) == 0
     assert "secret/alice created in cluster2" in capsys.readouterr().out
     pushed = hub.push(built["add-header"], "wasm/add-header:cli", user="alice")

@@ -20,9 +20,7 @@ from typing import Any
 
 import pytest
 
-from meshlab.backends.local import net
 from meshlab.lab import Lab
-from meshlab.state import prefix_for
 from meshlab.wasm import agent, deploy
 from meshlab.wasm.build import build_once, filters
 from meshlab.wasm.handmade import crashing_filter
@@ -188,18 +186,8 @@ def test_a_wrong_checksum_or_bytes_that_are_not_wasm_fail_the_fetch(served: dict
 
 # ---- on real Envoy sidecars -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def home() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="mlwx"))
-    yield d
-    Lab.down_all(d, quiet=True)
-    Hub.down_all(d / "hub")
-    assert not net.existing_namespaces(prefix_for(d)), "namespaces left behind"
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def lab(home: Path) -> Iterator[Lab]:
-    lab = Lab.up("flat-network", samples=True, home_dir=home, quiet=True)
+def lab(module_home: Path) -> Iterator[Lab]:
+    lab = Lab.up("flat-network", samples=True, home_dir=module_home, quiet=True)
     yield lab
     lab.down(quiet=True)
 
@@ -290,9 +278,9 @@ def test_a_new_plugin_config_reaches_envoy_over_ecds_alone(clean: Lab, served: d
 
 
 @pytest.mark.istio("pilot/pkg/xds/ecds.go")
-def test_the_pull_secret_is_read_in_each_proxys_own_cluster(clean: Lab, home: Path, served: dict[str, Any]) -> None:
+def test_the_pull_secret_is_read_in_each_proxys_own_cluster(clean: Lab, module_home: Path, served: dict[str, Any]) -> None:
     lab = clean
-    hub = Hub.up(home / "hub")  # beside the lab's state: the agents trust its CA
+    hub = Hub.up(module_home / "hub")  # beside the lab's state: the agents trust its CA
     hub.add_user("alice", "alice-pw")
     pushed = hub.push(served["dir"] / "add-header.wasm", "wasm/add-header:v1", user="alice", root_ids=["add_header"])
     te = wasm_te("ah", selector={"matchLabels": {"app": "helloworld"}}, wasm={

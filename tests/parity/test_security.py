@@ -3,7 +3,6 @@ them, on the generated Envoy config and, in one shared lab, on real traffic thro
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,6 @@ from meshlab.backends.local import envoy as E
 from meshlab.backends.local import net
 from meshlab.backends.local import security as S
 from meshlab.backends.local.translate import Translator, Workload
-from meshlab.errors import ResourceError
 from meshlab.jwt import Issuer
 from meshlab.lab import Lab
 from meshlab.pki import WorkloadCert

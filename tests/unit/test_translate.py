@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from meshlab.backends.local import envoy as E
 from meshlab.backends.local.translate import Translator, Workload, host_aliases
