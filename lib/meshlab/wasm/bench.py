@@ -104,8 +104,10 @@ def hub_and_rollout() -> dict[str, Any]:
             v2 = hub.push(info.wasm, "bench/add-header:v2", user="bench", variant="compat")
             lab = Lab.up("separate-networks", samples=True, home_dir=Path(tmp), quiet=True)
             try:
+                for cluster in lab.topology.clusters:  # Istio reads the pull secret in each proxy's own cluster
+                    lab.create_pull_secret("bench", cluster, **hub.pull_secret("bench"))
                 def plugin(url: str, value: str) -> dict[str, Any]:
-                    return {"apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin", "metadata": {"name": "bench"},
+                    return {"apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin", "metadata": {"name": "bench", "namespace": "sample"},
                             "spec": {"url": url, "imagePullSecret": "bench", "pluginName": info.root_id,
                                      "selector": {"matchLabels": {"app": "helloworld"}}, "pluginConfig": {"name": "x-bench", "value": value}}}  # fmt: skip
 
