@@ -16,9 +16,20 @@ from meshlab.state import prefix_for
 from meshlab.wasm.hub import Hub
 
 
+_SESSION_HOME: list[str] = []
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # a learner's own lab (default state dir) must never be touched by the tests
-    os.environ.setdefault("MESHLAB_HOME", tempfile.mkdtemp(prefix="mlt"))
+    if "MESHLAB_HOME" not in os.environ:
+        _SESSION_HOME.append(tempfile.mkdtemp(prefix="mlt"))
+        os.environ["MESHLAB_HOME"] = _SESSION_HOME[0]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for d in _SESSION_HOME:
+        Lab.down_all(d, quiet=True)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture
@@ -28,6 +39,7 @@ def lab_home() -> Iterator[Path]:
     yield home
     Lab.down_all(home, quiet=True)
     left = net.existing_namespaces(prefix_for(home))
+    shutil.rmtree(home, ignore_errors=True)
     assert not left, f"namespaces left behind: {left}"
 
 

@@ -29,10 +29,8 @@ SHARED = "  mtlsConfig:\n    autoRestartPods: true\n    shared:\n      rootCerti
 
 
 @pytest.fixture(scope="module")
-def roots_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    import tempfile
-
-    home = Path(tempfile.mkdtemp(prefix="mlt"))
+def roots_lab(module_home: Path) -> Iterator[Lab]:
+    home = module_home
     lab = Lab.up("separate-roots", samples=True, home_dir=home, quiet=True)
     yield lab
     Lab.down_all(home, quiet=True)
@@ -97,10 +95,8 @@ def test_federated_telemetry_counts_cross_cluster_requests(roots_lab: Lab) -> No
     assert {r["metric"]["cluster"] for r in rows} == {"cluster2"}  # federated from cluster2's Prometheus
 
 
-def test_down_stops_prometheus_and_the_controller(tmp_path: Path) -> None:
-    import tempfile
-
-    home = Path(tempfile.mkdtemp(prefix="mlt"))
+def test_down_stops_prometheus_and_the_controller(lab_home: Path) -> None:
+    home = lab_home
     lab = Lab.up("separate-control-planes", samples=True, home_dir=home, quiet=True)
     try:
         lab.mesh.controller.start()

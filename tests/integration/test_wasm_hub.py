@@ -9,7 +9,6 @@ import hashlib
 import os
 import socket
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,8 +30,8 @@ def api_key() -> Path:
 
 
 @pytest.fixture(scope="module")
-def hub() -> Iterator[Hub]:
-    home = Path(tempfile.mkdtemp(prefix="mlhub"))
+def hub(module_home: Path) -> Iterator[Hub]:
+    home = module_home
     h = Hub.up(home / "hub")
     h.add_user("alice", "alice-pw")
     h.add_user("bob")

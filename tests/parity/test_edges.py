@@ -3,7 +3,6 @@ routing to both clusters, and TLS originated to a real HTTPS server outside the 
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +16,8 @@ HOST = "hello.example.com"
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    home = Path(tempfile.mkdtemp(prefix="mledge"))
+def lab(module_home: Path) -> Iterator[Lab]:
+    home = module_home
     lab = Lab.up("flat-network", samples=True, home_dir=home, quiet=True)
     lab.deploy("istio-ingressgateway", "cluster1")
     yield lab

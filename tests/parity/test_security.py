@@ -3,7 +3,6 @@ them, on the generated Envoy config and, in one shared lab, on real traffic thro
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -213,8 +212,8 @@ def test_jwt_filter_one_provider_per_rule_sorted_by_issuer() -> None:
 
 # ---- on real Envoys -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    home = Path(tempfile.mkdtemp(prefix="mlsec"))
+def lab(module_home: Path) -> Iterator[Lab]:
+    home = module_home
     lab = Lab.up("flat-network", samples=True, home_dir=home, quiet=True)
     lab.deploy("curl", "cluster1", namespace="legacy", sidecar=False)
     yield lab

@@ -4,7 +4,6 @@ standard request metrics (names and labels), produced by the istio-stats Wasm fi
 from __future__ import annotations
 
 import re
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,8 +36,8 @@ def test_prometheus_stats_listener_on_15090() -> None:
 
 
 @pytest.fixture(scope="module")
-def sn_lab() -> Iterator[Lab]:
-    home = Path(tempfile.mkdtemp(prefix="mlt"))
+def sn_lab(module_home: Path) -> Iterator[Lab]:
+    home = module_home
     lab = Lab.up("separate-networks", samples=True, home_dir=home, quiet=True)
     yield lab
     Lab.down_all(home, quiet=True)
