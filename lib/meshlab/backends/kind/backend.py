@@ -16,6 +16,7 @@ import re
 import shlex
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -983,17 +984,22 @@ def parse_proxy_status(output: str) -> dict[str, list[str]]:
     """``istioctl proxy-status -o json`` (one syncz response per istiod replica, printed one after the other)
     -> proxy ID (``<pod>.<namespace>``) -> the status of each xDS type (SYNCED, STALE, NOT_SENT, ERROR)."""
     out: dict[str, list[str]] = {}
+    for r in _syncz_resources(output):
+        node = (r.get("node") or {}).get("id")
+        if node:
+            configs = r.get("genericXdsConfigs", r.get("generic_xds_configs", []))
+            out[node] = [str(g.get("configStatus", g.get("config_status", ""))) for g in configs]
+    return out
+
+
+def _syncz_resources(output: str) -> Iterator[dict[str, Any]]:
+    """The per-proxy resources of ``istioctl proxy-status -o json``: JSON documents printed one after the other."""
     dec, text, i = json.JSONDecoder(), output.strip(), 0
     while i < len(text):
         doc, i = dec.raw_decode(text, i)
         while i < len(text) and text[i].isspace():
             i += 1
-        for r in doc.get("resources", []) if isinstance(doc, dict) else []:
-            node = (r.get("node") or {}).get("id")
-            if node:
-                configs = r.get("genericXdsConfigs", r.get("generic_xds_configs", []))
-                out[node] = [str(g.get("configStatus", g.get("config_status", ""))) for g in configs]
-    return out
+        yield from (doc.get("resources", []) if isinstance(doc, dict) else [])
 
 
 XDS_TYPES = {"Cluster": "CDS", "Listener": "LDS", "ClusterLoadAssignment": "EDS", "RouteConfiguration": "RDS",
@@ -1003,19 +1009,14 @@ XDS_TYPES = {"Cluster": "CDS", "Listener": "LDS", "ClusterLoadAssignment": "EDS"
 def parse_sync_rows(output: str) -> list[dict[str, str]]:
     """``istioctl proxy-status -o json`` -> one row per proxy: NAME, CLUSTER, then CDS/LDS/EDS/RDS/ECDS states."""
     rows = []
-    dec, text, i = json.JSONDecoder(), output.strip(), 0
-    while i < len(text):
-        doc, i = dec.raw_decode(text, i)
-        while i < len(text) and text[i].isspace():
-            i += 1
-        for r in doc.get("resources", []) if isinstance(doc, dict) else []:
-            node = r.get("node") or {}
-            row = {"NAME": node.get("id", ""), "CLUSTER": str((node.get("metadata") or {}).get("CLUSTER_ID", ""))}
-            for g in r.get("genericXdsConfigs", r.get("generic_xds_configs", [])):
-                short = XDS_TYPES.get(str(g.get("typeUrl", g.get("type_url", ""))).rsplit(".", 1)[-1])
-                if short:
-                    row[short] = str(g.get("configStatus", g.get("config_status", ""))).replace("NOT_SENT", "NOT SENT")
-            rows.append({**row, **{t: row.get(t, "NOT SENT") for t in XDS_TYPES.values()}})
+    for r in _syncz_resources(output):
+        node = r.get("node") or {}
+        row = {"NAME": node.get("id", ""), "CLUSTER": str((node.get("metadata") or {}).get("CLUSTER_ID", ""))}
+        for g in r.get("genericXdsConfigs", r.get("generic_xds_configs", [])):
+            short = XDS_TYPES.get(str(g.get("typeUrl", g.get("type_url", ""))).rsplit(".", 1)[-1])
+            if short:
+                row[short] = str(g.get("configStatus", g.get("config_status", ""))).replace("NOT_SENT", "NOT SENT")
+        rows.append({**row, **{t: row.get(t, "NOT SENT") for t in XDS_TYPES.values()}})
     return rows
 
 
