@@ -18,7 +18,7 @@ from meshlab.backends.kind import images, up_plan
 from meshlab.backends.kind.plan import Plan, Step
 from meshlab.topology import load_topology
 
-PATTERNS = ["flat-network", "separate-networks", "separate-control-planes"]
+PATTERNS = ["flat-network", "separate-networks", "separate-control-planes", "multi-primary"]
 
 
 @pytest.fixture(scope="module", params=PATTERNS)
@@ -357,6 +357,51 @@ def test_separate_control_planes(all_plans: dict[str, Plan]) -> None:
         assert n(plan.setter(f"{other.upper()}_EW_IP")) < n(s)
         assert n(plan.last(tag="sample-rollout")) < n(s)
     assert plan.find(tag="verify") == []
+
+
+def test_multi_primary_follows_istios_multi_network_guide(all_plans: dict[str, Plan]) -> None:
+    """istio.io "Install Multi-Primary on different networks", in the guide's order: per cluster the network
+    label, the primary install, the east-west gateway, expose-services; then the remote secrets, cluster1's
+    into cluster2 first, then cluster2's into cluster1; then `istioctl remote-clusters` in both."""
+    plan = all_plans["multi-primary"]
+    head = "\n".join(str(plan).splitlines()[:14])
+    assert "https://istio.io/latest/docs/setup/install/multicluster/multi-primary_multi-network/" in head
+    assert "not an Istio guide" not in str(plan)
+    steps = []
+    for c in ("cluster1", "cluster2"):
+        steps += [plan.first(tag=t, cluster=c) for t in ("network-label", "cacerts", "install-primary", "eastwest-install", "gateway-address", "expose-services")]
+    s12, s21 = plan.find(tag="remote-secret")
+    order = [s for s in steps if "network-label" not in s.tags and "cacerts" not in s.tags] + [s12, s21]
+    assert [n(s) for s in order] == sorted(n(s) for s in order), "the guide's order: cluster1 complete, cluster2 complete, then the secrets"
+    for c in ("cluster1", "cluster2"):  # namespace label and cacerts before that cluster's install
+        assert n(plan.first(tag="network-label", cluster=c)) < n(plan.first(tag="install-primary", cluster=c))
+        assert n(plan.first(tag="cacerts", cluster=c)) < n(plan.first(tag="install-primary", cluster=c))
+    # values: the guide's cluster1.yaml / cluster2.yaml (meshID, clusterName, network; no externalIstiod)
+    for c, net in (("cluster1", "network1"), ("cluster2", "network2")):
+        glob = iop(plan.first(tag="install-primary", cluster=c))["spec"]["values"]["global"]
+        assert glob == {"meshID": "mesh1", "multiCluster": {"clusterName": c}, "network": net}
+        ns = plan.first(tag="network-label", cluster=c).manifests[0]
+        assert ns["metadata"]["labels"] == {"topology.istio.io/network": net} and "annotations" not in ns["metadata"]
+        gw = iop(plan.first(tag="eastwest-install", cluster=c))["spec"]
+        assert gw["values"]["global"]["network"] == net
+        assert {"name": "ISTIO_META_REQUESTED_NETWORK_VIEW", "value": net} in gw["components"]["ingressGateways"][0]["k8s"]["env"]
+        [exp] = plan.first(tag="expose-services", cluster=c).manifests
+        assert exp["spec"]["servers"][0]["tls"] == {"mode": "AUTO_PASSTHROUGH"} and exp["spec"]["servers"][0]["hosts"] == ["*.local"]
+    # one shared root: both clusters' cacerts cut from it
+    [pki] = plan.find(tag="pki")
+    assert pki.args["clusters"] == {"cluster1": "shared-root", "cluster2": "shared-root"}
+    # remote secrets: --context of the cluster read, --name = its clusterName, --server its API server's container IP
+    for s, src, into in ((s12, "cluster1", "cluster2"), (s21, "cluster2", "cluster1")):
+        assert s.argv[:4] == ["istioctl", "create-remote-secret", "--context", f"kind-{src}"]
+        assert s.argv[s.argv.index("--name") + 1] == src
+        assert s.argv[s.argv.index("--server") + 1] == "https://${%s_IP}:6443" % src.upper()
+        assert s.pipe_to == ["kubectl", "--context", f"kind-{into}", "apply", "-f", "-"]
+    # nothing of primary-remote and nothing of federation
+    for tag in ("install-remote", "expose-istiod", "federation", "route"):
+        assert plan.find(tag=tag) == [], tag
+    assert "ISTIO_META_DNS_CAPTURE" not in str(plan) and "externalIstiod" not in str(plan)
+    assert [s.cluster for s in plan.find(tag="verify")] == ["cluster1", "cluster2"]
+    assert n(s21) < n(plan.first(tag="verify"))
 
 
 def test_three_cluster_topology(tmp_path: Path) -> None:

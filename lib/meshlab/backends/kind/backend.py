@@ -42,6 +42,7 @@ CALL_MARK = "@@meshlab-status="
 INGRESS = "istio-ingressgateway"  # installed in every primary by the default profile
 EXTERNAL_NAME = "meshlab-external"  # the HTTPS server "outside the mesh": a container on the kind network
 MULTI_PRIMARY_MULTI_NETWORK_GUIDE = "https://istio.io/latest/docs/setup/install/multicluster/multi-primary_multi-network/"
+MULTI_PRIMARY_GUIDE = "https://istio.io/latest/docs/setup/install/multicluster/multi-primary/"
 GATEWAY_NAMESPACE = "istio-system"  # where the east-west gateway (app=istio-eastwestgateway) runs
 PUSH_SETTLE = 1.5  # seconds: istiod debounces a change (100 ms quiet period, up to 10 s) before it pushes
 SYNC_TIMEOUT = 180.0  # seconds to wait until every proxy has acknowledged the latest push
@@ -136,6 +137,11 @@ def up_plan(t: Topology, state_dir: Path, samples: bool = True) -> Plan:
             "not an Istio guide: separate control planes federated by ServiceEntries is meshlab's design (two meshes, "
             "no remote secrets, see meshlab/federation.py); Istio's closest guide is multi-primary on different networks, "
             f"which exchanges remote secrets: {MULTI_PRIMARY_MULTI_NETWORK_GUIDE}")
+    if any(t.multi_primary(cp) for cp in t.control_planes):
+        plan.notes.append(
+            "follows Istio's guide step by step (with a cluster's network label set when its istio-system namespace is "
+            "created, before any install): " + (f"Install Multi-Primary on different networks, {MULTI_PRIMARY_MULTI_NETWORK_GUIDE}"
+                                                if I.multi_network(t) else f"Install Multi-Primary, {MULTI_PRIMARY_GUIDE}"))
     plan.phase = "prerequisites and tools"
     plan.meshlab("check the prerequisites: Docker engine and its memory, inotify limits, kubectl (as `meshlab doctor`)",
                  "check", "meshlab.prereqs.check_kind(); stop on a failed Docker/kubectl check and print its fix", tags=("doctor",))
