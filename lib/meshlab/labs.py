@@ -81,6 +81,11 @@ LABS: list[LabInfo] = [
     LabInfo("03", "03-shared-control-plane-separate-networks.ipynb",
             "pattern 2: east-west gateways (SNI passthrough on 15443), split-horizon EDS, real network isolation",
             {"local": 30, "kind": 50}, Start("separate-networks")),
+    LabInfo("03b", "03b-multi-primary.ipynb",
+            "multi-primary on different networks: an istiod per cluster reading both registries through remote "
+            "secrets (revocable), its failure domain measured, what to keep in step, a controlled east-west gateway, "
+            "and one trace across clusters (OpenTelemetry, OTLP)",
+            {"local": 35, "kind": 60}, Start("multi-primary")),
     LabInfo("04", "04-separate-control-planes.ipynb",
             "pattern 3: two control planes, federation (Service Mesh Hub style VirtualMesh → ServiceEntry + "
             "DestinationRule), the lesson of a shared root of trust",

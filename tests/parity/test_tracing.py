@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from meshlab import tracing as course
-from meshlab.backends.local import tracing as T
+from meshlab.controlplane import tracing as T
 
 PROVIDER = {"cluster": "outbound|4317||jaeger-collector.istio-system.svc.cluster.local", "authority": "jaeger-collector.istio-system.svc.cluster.local"}
 PROXY = T.Proxy("helloworld.sample", {"app": "helloworld", "service.istio.io/canonical-name": "helloworld",

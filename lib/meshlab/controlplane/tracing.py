@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .policy import matches
+from .pushcontext import matches
 
 OTEL_TRACER = "envoy.tracers.opentelemetry"
 OTEL_CONFIG = "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig"
