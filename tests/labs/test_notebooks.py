@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from run_labs import kernel_manager  # tests/labs/run_labs.py
+from run_labs import default_jobs, run_all  # tests/labs/run_labs.py
 
 from meshlab.exercises import ENV
 
@@ -160,27 +160,18 @@ def test_exercises(path: Path) -> None:
 
 
 @pytest.mark.notebook
-@pytest.mark.parametrize("path", LAB_NOTEBOOKS, ids=ids(LAB_NOTEBOOKS))
-def test_runs_with_papermill(path: Path, tmp_path: Path) -> None:
-    import papermill
-
-    out = tmp_path / path.name
-    papermill.execute_notebook(
-        str(path),
-        str(out),
-        parameters={"backend": "local", "solutions": True},  # CI runs every exercise's solution
-        kernel_name="python3",
-        kernel_manager_class=kernel_manager(),  # IPC sockets: no per-notebook "TCP without encryption" warning
-        cwd=str(LABS),
-        execution_timeout=CELL_TIMEOUT,
-        log_output=False,
-        progress_bar=False,
-    )
-    executed = nbformat.read(out, as_version=4)
-    assert executed.metadata.papermill.get("exception") in (None, False)
-    code = [c for c in executed.cells if c.cell_type == "code"]
-    assert code and all(c.execution_count is not None for c in code), "not every code cell ran"
-    assert not any(o.get("output_type") == "error" for c in code for o in c.outputs)
+def test_every_lab_runs_with_papermill(tmp_path: Path) -> None:
+    """Every lab top to bottom with solutions=True (CI runs every exercise's solution), several at once,
+    each in its own state directory: the parallel runner of ``make labs`` (tests/labs/run_labs.py)."""
+    results = run_all(LAB_NOTEBOOKS, tmp_path, {"backend": "local", "solutions": True}, CELL_TIMEOUT, default_jobs())
+    failed = {nb.name: f"{status}\n{reason}" for nb, (ok, status, reason, _) in results.items() if not ok}
+    assert not failed, "\n\n".join(f"{name}: {why}" for name, why in failed.items())
+    for path in LAB_NOTEBOOKS:
+        executed = nbformat.read(tmp_path / path.name, as_version=4)
+        assert executed.metadata.papermill.get("exception") in (None, False), path.name
+        code = [c for c in executed.cells if c.cell_type == "code"]
+        assert code and all(c.execution_count is not None for c in code), f"{path.name}: not every code cell ran"
+        assert not any(o.get("output_type") == "error" for c in code for o in c.outputs), path.name
 
 
 def run_nbval(path: Path, solutions: bool = True) -> subprocess.CompletedProcess[str]:
