@@ -6,7 +6,7 @@ denies every capability inside it, so ``ip netns add`` fails there and meshlab f
 mode. Ubuntu's documented remedy is not to turn the restriction off but to give the one program that needs
 user namespaces a profile with the ``userns`` permission.
 
-That program is meshlab's namespace holder (``meshlab.backends.local.net``: ``unshare --user --map-root-user
+That program is meshlab's namespace holder (``meshlab.runtime.net``: ``unshare --user --map-root-user
 --net --mount``). A profile for ``/usr/bin/unshare`` itself would lift the restriction for every user of
 ``unshare``, so ``install`` copies it to a path of meshlab's own (:data:`HOLDER`), optionally executable by
 one group only (the learners), and attaches the profile there; meshlab uses that copy when it exists.

@@ -65,7 +65,7 @@ def _read_int(path: str) -> int | None:
 
 def network_mode() -> NetworkMode:
     """The local backend's network mode on this machine (the backend's own choice, so they never disagree)."""
-    from .backends.local.net import choose_mode
+    from .runtime.net import choose_mode
 
     return choose_mode()[0]  # type: ignore[return-value]
 
@@ -81,7 +81,7 @@ def network_probe(mode: NetworkMode) -> Check:
     and remove it: "ready" means ``up`` works, not only that the tools exist."""
     import tempfile
 
-    from .backends.local.net import probe
+    from .runtime.net import probe
 
     with tempfile.TemporaryDirectory(prefix="mlprobe") as d:
         try:
@@ -94,7 +94,7 @@ def network_probe(mode: NetworkMode) -> Check:
 
 def userns_check() -> Check:
     """Whether this kernel lets an ordinary user create user namespaces (and, if not, which setting blocks it)."""
-    from .backends.local.net import userns_blockers
+    from .runtime.net import userns_blockers
 
     blocked = userns_blockers()
     if not blocked:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from meshlab import apparmor, exec as mexec, prereqs
-from meshlab.backends.local import net, procs
+from meshlab.runtime import net, procs
 from meshlab.errors import MeshlabError
 from meshlab.topology import load_topology
 

@@ -29,7 +29,7 @@ from ...traffic import Answer, CallResult, parse_answer
 
 if TYPE_CHECKING:
     from ...loadgen import LoadResult
-from ..local.translate import Workload
+from ...registry import Workload
 from . import clusters as K
 from . import images, ownership
 from . import istio as I
@@ -304,7 +304,7 @@ class KindBackend:
         """Delete the recorded kind clusters and the registry container; idempotent."""
         if state.data.get("dry_run"):
             return {"processes": 0, "namespaces": 0, "clusters": 0}  # a dry run created nothing
-        from ..local import procs  # local processes a kind lab started (lab 05's mesh controller)
+        from ...runtime import procs  # local processes a kind lab started (lab 05's mesh controller)
 
         stopped = procs.terminate(state.data.get("processes", []))
         plan = KindBackend.down_plan(state)
@@ -805,7 +805,7 @@ class KindBackend:
         meshlab's sample server with a certificate from "external-ca"; that CA also goes into a secret
         ``<name>-ca`` (key ``ca.crt``) in every cluster's sample namespace, for a DestinationRule's ``credentialName``."""
         from ...pki import PKI
-        from ..local import apps
+        from ...runtime import apps
 
         known = self.state.data.setdefault("external", {})
         if hostname in known:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ... import tracing, versions
-from ...backends.local.envoy import ACCESS_LOG_FORMAT
+from ...xds import ACCESS_LOG_FORMAT
 from ...topology import Cluster, Topology
 from . import tools
 from .clusters import context, kubectl, node_ip_var

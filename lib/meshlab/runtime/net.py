@@ -40,9 +40,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import MeshlabError
-from ...exec import run, which
-from ...topology import UNDERLAY, Cluster, Topology
+from ..errors import MeshlabError
+from ..exec import run, which
+from ..topology import UNDERLAY, Cluster, Topology
 from . import procs
 
 NETNS = "netns"
@@ -112,7 +112,7 @@ def userns_blockers(proc_sys: str | Path = "/proc/sys") -> list[Blocker]:
 
 
 def _apparmor_profile_installed() -> bool:
-    from ...apparmor import installed_holder
+    from ..apparmor import installed_holder
 
     return installed_holder() is not None
 
@@ -120,7 +120,7 @@ def _apparmor_profile_installed() -> bool:
 def unshare_program() -> str:
     """The program that creates a userns-mode lab's namespaces: the copy of ``unshare`` the AppArmor profile
     allows where an administrator installed it (meshlab.apparmor), else the system's ``unshare``."""
-    from ...apparmor import installed_holder
+    from ..apparmor import installed_holder
 
     return installed_holder() or which("unshare", "install util-linux (Debian package util-linux)")
 
@@ -372,7 +372,7 @@ def probe(mode: str, work_dir: Path) -> str:
     """Do once, in ``mode``, what ``meshlab up`` does: start the lab's holder, create a cluster node and a pod
     (namespaces, a veth pair, routes, sysctl), bind a gateway port in the pod, then remove it all.
     Returns what was done; raises the error ``up`` would raise."""
-    from ...topology import load_topology
+    from ..topology import load_topology
 
     topology = load_topology("flat-network")
     cluster = next(iter(topology.clusters.values()))

@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import ProcessExitedError
-from ...exec import child_env
+from ..errors import ProcessExitedError
+from ..exec import child_env
 
 _children: dict[int, subprocess.Popen[bytes]] = {}  # started by this Python process, reaped by _reap()
 
