@@ -49,7 +49,10 @@ C_FLAGS = [
 
 
 def repo_filters_dir() -> Path:
-    """``wasm-filters/`` of this checkout (or of the current directory, for an installed meshlab)."""
+    """``wasm-filters/`` of this checkout (or $MESHLAB_FILTERS: a learner's own copy on a hub; or of the
+    current directory, for an installed meshlab)."""
+    if os.environ.get("MESHLAB_FILTERS"):
+        return Path(os.environ["MESHLAB_FILTERS"])
     here = Path(__file__).resolve().parents[3] / "wasm-filters"
     return here if here.is_dir() else Path.cwd() / "wasm-filters"
 
