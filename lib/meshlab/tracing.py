@@ -118,3 +118,22 @@ def waterfall(trace: list[Span], title: str = "") -> "Figure":
     ax.set_title(title or f"trace {trace[0].trace_id}")
     fig.tight_layout()
     return fig
+
+
+def spans_from_jaeger(doc: dict[str, Any], cluster: str = "") -> list[Span]:
+    """Spans from Jaeger's query API (``/api/traces``: microseconds, ``span.kind`` and Istio's tags as tags),
+    in the collector's form, so both backends' traces read and draw the same."""
+    out = []
+    for trace in doc.get("data") or []:
+        processes = trace.get("processes") or {}
+        for s in trace.get("spans") or []:
+            tags = {t["key"]: t.get("value") for t in s.get("tags") or []}
+            parent = next((r["spanID"] for r in s.get("references") or [] if r.get("refType") == "CHILD_OF"), "")
+            start = int(s["startTime"]) * 1000
+            out.append(Span(
+                trace_id=s["traceID"].rjust(32, "0"), span_id=s["spanID"], parent_span_id=parent, name=s.get("operationName", ""),
+                kind=str(tags.pop("span.kind", "")).upper(), start_ns=start, end_ns=start + int(s.get("duration", 0)) * 1000,
+                service=(processes.get(s.get("processID"), {}) or {}).get("serviceName", ""),
+                attributes={"istio.cluster_id": cluster, **tags}, status="ERROR" if tags.get("error") else "",
+            ))  # fmt: skip
+    return out

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from meshlab.wasm import deploy
+from meshlab.controlplane import extensions as deploy
 
 
 def te(name: str, namespace: str, **spec: Any) -> dict[str, Any]:

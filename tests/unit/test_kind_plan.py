@@ -609,3 +609,49 @@ def test_separate_control_planes_says_it_is_meshlabs_design(all_plans: dict[str,
     assert "https://istio.io/latest/docs/setup/install/multicluster/multi-primary_multi-network/" in head
     for name in ("flat-network", "separate-networks"):  # these follow Istio's guides step for step
         assert "not an Istio guide" not in str(all_plans[name])
+
+
+def test_tracing_follows_istios_jaeger_task(all_plans: dict[str, Plan], tmp_path: Path) -> None:
+    """istio.io's Jaeger task (1.31): the `jaeger` OpenTelemetry provider in meshConfig at install (OTLP/gRPC to
+    jaeger-collector.istio-system:4317), the release's samples/addons/jaeger.yaml in every primary, rolled out;
+    a Telemetry in istio-system then turns tracing on (meshlab.tracing.telemetry)."""
+    from meshlab.backends.kind import istio as I
+
+    for name, plan in all_plans.items():
+        for s in plan.find(tag="install-primary"):
+            assert iop(s)["spec"]["meshConfig"]["extensionProviders"] == [
+                {"name": "jaeger", "opentelemetry": {"port": 4317, "service": "jaeger-collector.istio-system.svc.cluster.local"}}], name
+    plan = Plan("tracing")
+    I.add_tracing_addon(plan, load_topology("multi-primary"))
+    assert plan.problems() == []
+    addon = plan.find(tag="tracing-addon")
+    assert [s.cluster for s in addon] == ["cluster1", "cluster2"]
+    for s in addon:
+        assert s.argv == ["kubectl", "--context", f"kind-{s.cluster}", "apply", "-f",
+                          f"https://raw.githubusercontent.com/istio/istio/release-{versions.ISTIO_VERSION.rsplit('.', 1)[0]}/samples/addons/jaeger.yaml"]
+        wait = plan.first(tag="tracing-rollout", cluster=s.cluster)
+        assert n(s) < n(wait) and wait.argv[-2] == "deployment/jaeger"
+    assert I.jaeger_traces_path("curl.sample").startswith("/api/v1/namespaces/istio-system/services/tracing:http-query/proxy/jaeger/api/traces?service=curl.sample")
+
+
+def test_remote_secret_revocation_pipes_the_same_secret_to_kubectl_delete() -> None:
+    """`istioctl create-remote-secret ... | kubectl delete -f -` (the command's help), into the cluster holding it."""
+    from meshlab.backends.kind import istio as I
+
+    t = load_topology("multi-primary")
+    plan = Plan("revoke")
+    I._remote_secret(plan, t.clusters["cluster2"], t.clusters["cluster1"], "lab", delete=True)
+    [s] = plan.find(tag="remote-secret-delete")
+    assert s.argv[:6] == ["istioctl", "create-remote-secret", "--context", "kind-cluster2", "--name", "cluster2"]
+    assert s.pipe_to == ["kubectl", "--context", "kind-cluster1", "delete", "-f", "-"]
+
+
+def test_remote_clusters_table_is_parsed() -> None:
+    from meshlab.backends.kind.backend import parse_remote_clusters
+
+    out = ("NAME         SECRET                                        STATUS     ISTIOD                     REVISION\n"
+           "cluster1                                                   synced     istiod-5d8c9b7f6-abcde     \n"
+           "cluster2     istio-system/istio-remote-secret-cluster2     synced     istiod-5d8c9b7f6-abcde     \n")  # fmt: skip
+    rows = parse_remote_clusters(out)
+    assert [(r["NAME"], r["SECRET"], r["STATUS"]) for r in rows] == [
+        ("cluster1", "", "synced"), ("cluster2", "istio-system/istio-remote-secret-cluster2", "synced")]

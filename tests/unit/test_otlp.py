@@ -89,3 +89,18 @@ def test_istio_tracing_config_is_the_jaeger_tasks() -> None:
     t = tracing.telemetry(100)
     assert t["apiVersion"] == "telemetry.istio.io/v1" and t["metadata"] == {"name": "mesh-default", "namespace": "istio-system"}
     assert t["spec"] == {"tracing": [{"providers": [{"name": "jaeger"}], "randomSamplingPercentage": 100}]}
+
+
+def test_jaeger_query_api_reads_as_spans() -> None:
+    """On kind the spans come from each cluster's Jaeger (the addon's query API); they read like the collector's."""
+    doc = {"data": [{"traceID": "abc", "processes": {"p1": {"serviceName": "curl.sample"}, "p2": {"serviceName": "helloworld.sample"}},
+                     "spans": [
+                         {"traceID": "abc", "spanID": "01", "operationName": "helloworld.sample.svc.cluster.local:5000/*", "references": [],
+                          "startTime": 1000, "duration": 400, "tags": [{"key": "span.kind", "value": "client"}, {"key": "istio.cluster_id", "value": "cluster1"}], "processID": "p1"},
+                         {"traceID": "abc", "spanID": "02", "operationName": "helloworld.sample.svc.cluster.local:5000/*",
+                          "references": [{"refType": "CHILD_OF", "traceID": "abc", "spanID": "01"}],
+                          "startTime": 1100, "duration": 200, "tags": [{"key": "span.kind", "value": "server"}, {"key": "istio.cluster_id", "value": "cluster2"}], "processID": "p2"},
+                     ]}]}  # fmt: skip
+    spans = tracing.spans_from_jaeger(doc, cluster="cluster1")
+    assert [(s.kind, s.service, s.attributes["istio.cluster_id"]) for s in spans] == [("CLIENT", "curl.sample", "cluster1"), ("SERVER", "helloworld.sample", "cluster2")]
+    assert spans[1].parent_span_id == "01" and spans[0].trace_id == "abc".rjust(32, "0") and spans[0].duration_ms == 0.4

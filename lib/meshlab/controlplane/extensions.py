@@ -1,7 +1,7 @@
 """Declarative extensions on the local backend: istiod's half of Istio's ``TrafficExtension`` (Wasm and
 Lua, extensions.istio.io/v1alpha1, Istio >= 1.30) and of its predecessor ``WasmPlugin``.
 
-What istiod does with them (Istio 1.31; the agent's half is :mod:`meshlab.wasm.agent`):
+What istiod does with them (Istio 1.31; the agent's half is :mod:`meshlab.runtime.agent`):
 
 * a ``WasmPlugin`` becomes a synthetic TrafficExtension named ``<name>~istio-translated-wasmplugin``
   with the same selector, phase, priority, match and a ``wasm`` block
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ResourceError
-from . import oci
+from ..wasm import oci
 
 WASM_FILTER = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 RBAC_FILTER = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
