@@ -110,8 +110,13 @@ def exercise_problems(nb: nbformat.NotebookNode, lab: str) -> list[str]:
         if c.metadata.get("jupyter", {}).get("source_hidden") is not True:
             problems.append(f"{where}: hide it with metadata jupyter.source_hidden = true")
         body = trees[i].body if trees[i] else []
-        if not (len(body) == 1 and isinstance(body[0], ast.If) and ast.unparse(body[0].test) == "ex.solutions"):
-            problems.append(f"{where}: it must be one `if ex.solutions:` block")
+        if not (body and isinstance(body[0], ast.If) and ast.unparse(body[0].test) == "ex.solutions"):
+            problems.append(f"{where}: it must be one `if ex.solutions:` block, then ex.stop_unless_answered(...)")
+            continue
+        gates = calls(trees[i], "ex", "stop_unless_answered")
+        if len(body) != 2 or len(gates) != 1 or not (isinstance(body[1], ast.Expr) and body[1].value is gates[0]):
+            problems.append(f"{where}: after its `if ex.solutions:` block it must call ex.stop_unless_answered(id, answer) "
+                            "once, so Run All stops there until the learner has answered")
             continue
         prev = trees[i - 1] if i > 0 else None
         todo = {n for n, v in assigned_names(prev).items()
@@ -131,6 +136,9 @@ def exercise_problems(nb: nbformat.NotebookNode, lab: str) -> list[str]:
             problems.append(f"{where}: its check needs a literal id like \"{lab}.1\", got {ast.unparse(args[0]) if args else 'none'}")
         if len(args) < 2 or not (isinstance(args[1], ast.Name) and args[1].id in todo):
             problems.append(f"{where}: its check must grade the exercise's answer ({', '.join(sorted(todo))})")
+        if len(args) > 1 and [ast.unparse(a) for a in gates[0].args] != [repr(ex_id), ast.unparse(args[1])]:
+            problems.append(f"{where}: its gate must name the same exercise and answer as the check: "
+                            f"ex.stop_unless_answered({ex_id!r}, {ast.unparse(args[1]) if len(args) > 1 else '...'})")
         ids.append(str(ex_id))
         answers |= todo
         exercise_cells |= {i - 1, i, i + 1}
@@ -147,7 +155,10 @@ def exercise_problems(nb: nbformat.NotebookNode, lab: str) -> list[str]:
         problems.append(f"exercise ids repeat: {ids}")
     quizzes = [q for t in trees if t for q in calls(t, "ex", "quiz")]
     if not any(q.args and isinstance(q.args[0], ast.Constant) and q.args[0].value == lab for q in quizzes):
-        problems.append(f'no quiz: call ex.quiz("{lab}", [...]) once')
+        problems.append(f'no quiz: call ex.quiz("{lab}") once (its questions live in meshlab/quizzes.py)')
+    if any(len(q.args) > 1 or q.keywords for q in quizzes):
+        problems.append("a quiz cell lists its questions (and so its key): move them to meshlab/quizzes.py, "
+                        f'call ex.quiz("{lab}")')
     return problems
 
 
@@ -225,11 +236,11 @@ def fixture_lab(**overrides: str) -> nbformat.NotebookNode:
     src = {
         "params": 'backend = "local"\nsolutions = False',
         "setup": "from meshlab.exercises import Exercises\nex = Exercises(solutions)\nobserved = 2",
-        "ex1": "answer = ...", "sol1": "if ex.solutions:\n    answer = 2",
-        "check1": 'ex.check("05.1", answer, lambda a: a == observed, hint="count")',
-        "ex2": "rule = ...", "sol2": "if ex.solutions:\n    rule = 'x'",
+        "ex1": "answer = ...", "sol1": 'if ex.solutions:\n    answer = 2\nex.stop_unless_answered("05.1", answer)',
+        "check1": 'ex.check("05.1", answer, observed, hint="count")',
+        "ex2": "rule = ...", "sol2": 'if ex.solutions:\n    rule = "x"\nex.stop_unless_answered("05.2", rule)',
         "check2": 'ex.check("05.2", rule, lambda r: r == "x", hint="write it")',
-        "quiz": 'ex.quiz("05", [("q?", ["a", "b"], 0, "why")])',
+        "quiz": 'ex.quiz("05")',
     } | overrides
     hidden = {"tags": ["solution"], "jupyter": {"source_hidden": True}}
     nb = v4.new_notebook()
@@ -246,13 +257,16 @@ def test_exercise_rules_accept_a_complete_lab_and_name_each_defect() -> None:
         ({"setup": "ex = object()"}, "must create `ex = Exercises(solutions)`"),
         ({"ex1": "answer = 3"}, "assigning `...` to the answer"),
         ({"sol1": "answer = 2"}, "one `if ex.solutions:` block"),
-        ({"sol1": "if ex.solutions:\n    other = 2"}, "does not assign ['answer']"),
+        ({"sol1": "if ex.solutions:\n    answer = 2"}, "must call ex.stop_unless_answered(id, answer)"),
+        ({"sol1": 'if ex.solutions:\n    answer = 2\nex.stop_unless_answered("05.2", answer)'}, "same exercise and answer"),
+        ({"sol1": 'if ex.solutions:\n    other = 2\nex.stop_unless_answered("05.1", answer)'}, "does not assign ['answer']"),
         ({"check1": "print(answer)"}, "must call ex.check(...) once"),
         ({"check1": 'ex.check("5.1", answer, bool, hint="h")'}, 'literal id like "05.1"'),
         ({"check1": 'ex.check("05.1", 2, bool, hint="h")'}, "must grade the exercise's answer"),
         ({"check2": 'ex.check("05.1", rule, bool, hint="h")'}, "ids repeat"),
         ({"quiz": "pass"}, "no quiz"),
-        ({"quiz": 'ex.quiz("05", [])\nprint(answer + 1)'}, "which is `...` for a learner who skips"),
+        ({"quiz": 'ex.quiz("05")\nprint(answer + 1)'}, "which is `...` for a learner who skips"),
+        ({"quiz": 'ex.quiz("05", [("q?", ["a", "b"], 0, "why")])'}, "lists its questions"),
     ]:
         problems = exercise_problems(fixture_lab(**overrides), "05")
         assert any(problem in p for p in problems), f"{overrides}: expected {problem!r} in {problems}"
