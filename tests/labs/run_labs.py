@@ -8,8 +8,8 @@ exercise's hidden solution runs and is checked; ``-p solutions=False`` runs them
 Each executed notebook is written to the out dir (on failure too: papermill marks the failing cell). A
 failure does not stop the run; the exit status is 1 if any notebook failed.
 
-``--jobs N`` runs N notebooks at once, each in a process of its own, the longest first (durations of the
-last run are kept in the out dir). Every notebook gets a state directory of its own (``MESHLAB_HOME``;
+``--jobs N`` runs N notebooks at once, each in a process of its own, the longest first (each lab's time
+in the last run is kept in ``build/lab-durations.json``). Every notebook gets a state directory of its own (``MESHLAB_HOME``;
 below it if the caller set one) and its kernel IPC sockets in a private directory: a lab you are running,
 another notebook of this run, or another run on the same machine is never seen or torn down by this one.
 A kernel that does not start (a loaded machine) is given ``--start-timeout`` seconds and one more try.
@@ -32,6 +32,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 LABS = ROOT / "labs"
+DURATIONS = ROOT / "build" / "lab-durations.json"  # each lab's last headless time: the next run starts the longest first
 
 
 def lab_notebooks() -> list[Path]:
@@ -164,7 +165,7 @@ def run_all(notebooks: list[Path], out_dir: Path, parameters: dict[str, Any], ti
             start_timeout: int = 180) -> dict[Path, tuple[bool, str, str, float]]:
     """Run ``notebooks`` with ``jobs`` at a time (each in a process of its own: papermill changes the working
     directory of the process); results by notebook."""
-    memo = out_dir / "durations.json"
+    memo = DURATIONS
     try:
         durations = json.loads(memo.read_text())
     except (OSError, ValueError):
@@ -183,7 +184,13 @@ def run_all(notebooks: list[Path], out_dir: Path, parameters: dict[str, Any], ti
                 results[nb] = f.result()
                 print(f"{nb.name}: {results[nb][1]} ({results[nb][3]:.0f}s)", flush=True)
     durations.update({nb.name: r[3] for nb, r in results.items() if r[0]})
-    memo.write_text(json.dumps(durations, indent=1, sort_keys=True))
+    try:  # atomically: several runs may finish at once; a read-only checkout just keeps no memo
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(durations, indent=1, sort_keys=True))
+        tmp.replace(memo)
+    except OSError:
+        pass
     return {nb: results[nb] for nb in notebooks}
 
 
