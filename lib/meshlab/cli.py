@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .backends import backend_class
+from .backends import names as backend_names
 from .errors import MeshlabError, report
 
 
@@ -201,10 +203,8 @@ def _run(args: argparse.Namespace) -> int:
         print()
         print(readiness(ready, checks))
         return 0 if all(ready.values()) else 1
-    elif args.cmd == "kind":
-        from .backends.kind.images import run_images
-
-        return run_images(args.action, args.file, dry_run=args.dry_run)
+    elif args.cmd in backend_names():
+        return int(backend_class(args.cmd).command(args))  # a backend's own tools (`meshlab kind images ...`)
     elif args.cmd in ("labs", "goto", "reset", "export"):
         from . import labs
 

@@ -24,9 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .backends.kind.clusters import context
 from .errors import MeshlabError
 from .federation import expose_services_gateway
+from .topology import kube_context
 
 if TYPE_CHECKING:
     from .lab import Lab
@@ -53,29 +53,29 @@ def _remote(lab: "Lab") -> str:
 def _unlabel(lab: "Lab") -> str:
     c = _remote(lab)
     lab.backend.set_network_label(c, None)
-    return f"kubectl --context {context(c)} label namespace istio-system topology.istio.io/network-"
+    return f"kubectl --context {kube_context(c)} label namespace istio-system topology.istio.io/network-"
 
 
 def _relabel(lab: "Lab") -> str:
     c = _remote(lab)
     net = lab.topology.clusters[c].network
     lab.backend.set_network_label(c, net)
-    return f"kubectl --context {context(c)} label namespace istio-system topology.istio.io/network={net} --overwrite"
+    return f"kubectl --context {kube_context(c)} label namespace istio-system topology.istio.io/network={net} --overwrite"
 
 
 def _unexpose(lab: "Lab") -> str:
     _remote(lab)
     for cp in lab.topology.control_planes:
         lab.delete("Gateway", GATEWAY, cp, namespace="istio-system")
-    if lab.backend.name == "local":
+    if lab.backend.capabilities.waits_for_gateway_drain:
         _wait_drained(lab)
-    return "; ".join(f"kubectl --context {context(cp)} -n istio-system delete gateway {GATEWAY}" for cp in lab.topology.control_planes)
+    return "; ".join(f"kubectl --context {kube_context(cp)} -n istio-system delete gateway {GATEWAY}" for cp in lab.topology.control_planes)
 
 
 def _expose(lab: "Lab") -> str:
     for cp in lab.topology.control_planes:
         lab.apply(expose_services_gateway(), cp)
-    return "; ".join(f"kubectl --context {context(cp)} apply -f samples/multicluster/expose-services.yaml"
+    return "; ".join(f"kubectl --context {kube_context(cp)} apply -f samples/multicluster/expose-services.yaml"
                      for cp in lab.topology.control_planes)
 
 
@@ -111,7 +111,7 @@ def _shared_root(lab: "Lab") -> str:
     c = _second_primary(lab)
     root = lab.topology.meshes[lab.topology.clusters[c].mesh].root_ca
     lab.backend.set_ca_root(c, root)
-    return (f"kubectl --context {context(c)} -n istio-system create secret generic cacerts ... (from root {root!r}); "
+    return (f"kubectl --context {kube_context(c)} -n istio-system create secret generic cacerts ... (from root {root!r}); "
             "rollout restart istiod and the workloads")
 
 
@@ -244,7 +244,7 @@ def fails_over(lab: "Lab", max_ejection_percent: int) -> bool:
 def crash_leaves_endpoint(lab: "Lab") -> bool:
     """Whether a crashed app keeps its endpoint, so only outlier detection can take it out: on the local
     backend the sidecar stays and answers 503; on kind ``lab.kill`` scales to zero and EDS drops the pod."""
-    return lab.backend.name != "kind"
+    return lab.backend.capabilities.kill_leaves_sidecar
 
 
 def restore_v1(lab: "Lab") -> str:
