@@ -44,13 +44,19 @@ _CLONE_NEWNET = 0x40000000
 def choose_mode() -> tuple[str, str]:
     """Pick the network mode for this machine and say why."""
     forced = os.environ.get("MESHLAB_NET_MODE")
+    root = os.geteuid() == 0 and os.path.exists("/proc/self/ns/net")
+    return decide_mode(forced, root, lambda: _userns_allowed())
+
+
+def decide_mode(forced: str | None, root: bool, userns_allowed: Callable[[], bool] | bool) -> tuple[str, str]:
+    """The rule behind ``choose_mode``, for any machine: an override wins, then root, then user namespaces."""
     if forced:
         if forced not in MODES:
             raise MeshlabError(f"MESHLAB_NET_MODE={forced!r} is not a network mode", f"use one of: {', '.join(MODES)}")
         return forced, f"forced by MESHLAB_NET_MODE={forced}" + (f"; {_LOOPBACK_CAVEAT}" if forced == LOOPBACK else "")
-    if os.geteuid() == 0 and os.path.exists("/proc/self/ns/net"):
+    if root:
         return NETNS, "running as root: one network namespace per pod (full isolation)"
-    if _userns_allowed():
+    if userns_allowed() if callable(userns_allowed) else userns_allowed:
         return USERNS, "not root, but user namespaces are allowed: private namespaces per pod (full isolation)"
     return LOOPBACK, (
         f"not root and user namespaces are blocked; {_LOOPBACK_CAVEAT}. "
