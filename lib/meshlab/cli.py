@@ -143,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
 
     sub.add_parser("wasm", help="WebAssembly filters: build, inspect, the module hub, push/pull ... (meshlab wasm -h)")
+    sub.add_parser("room", help="a room of learners on one VM: accounts, logins, the JupyterHub (meshlab room -h)")
     sub.add_parser("version", help="print versions")
     return p
 
@@ -154,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
             from .wasm.cli import main as wasm_main
 
             return wasm_main(argv[1:])
+        if argv[:1] == ["room"]:  # the instructor's commands for a hub on one VM (`meshlab room -h`)
+            from .room.cli import main as room_main
+
+            return room_main(argv[1:])
         args = _parser().parse_args(argv)
         try:
             return _run(args)

@@ -65,14 +65,14 @@ def _read_int(path: str) -> int | None:
 
 def network_mode() -> NetworkMode:
     """The local backend's network mode on this machine (the backend's own choice, so they never disagree)."""
-    from .backends.local.net import choose_mode
+    from .runtime.net import choose_mode
 
     return choose_mode()[0]  # type: ignore[return-value]
 
 
 def mode_for(root: bool, user_namespaces: bool, forced: str | None = None) -> NetworkMode:
     """The network mode the local backend picks on a machine like that (lab 00's exercise grades against it)."""
-    from .backends.local.net import decide_mode
+    from .runtime.net import decide_mode
 
     return decide_mode(forced, root, user_namespaces)[0]  # type: ignore[return-value]
 

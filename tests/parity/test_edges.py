@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from meshlab.backends.local import net
+from meshlab.runtime import net
 from meshlab.lab import Lab
 from meshlab.state import prefix_for
 
@@ -25,7 +25,7 @@ def lab(module_home: Path) -> Iterator[Lab]:
     assert not net.existing_namespaces(prefix_for(home))
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/gateway.go")
+@pytest.mark.istio("pilot/pkg/networking/core/gateway.go: buildGatewayListeners")
 def test_gateway_servers_terminate_tls_and_route_to_both_clusters(lab: Lab) -> None:
     secret = lab.create_tls_secret("hello-credential", [HOST], "cluster1")
     lab.apply([
@@ -55,7 +55,7 @@ def test_gateway_servers_terminate_tls_and_route_to_both_clusters(lab: Lab) -> N
     assert lab.call("curl", f"http://{HOST}/hello", "cluster1", n=1).answers[0].status == 404
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/cluster_tls.go")
+@pytest.mark.istio("pilot/pkg/networking/core/cluster_tls.go: constructUpstreamTLS")
 def test_tls_origination_to_an_external_https_server(lab: Lab) -> None:
     ext = lab.external_https("external.meshlab.test")
     lab.apply([
