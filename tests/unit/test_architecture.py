@@ -51,7 +51,7 @@ def _layer(module: str) -> int:
     top = rest.split(".")[0]
     if top == "controlplane":
         return 1
-    if top == "runtime" or rest in ("loadgen", "ratelimit"):  # wrk in a pod's namespace; the rate-limit sample service
+    if top == "runtime" or rest in ("loadgen", "ratelimit", "apparmor"):  # wrk in a pod; the rate-limit service; userns profile
         return 2
     if top == "backends":
         return 3
@@ -61,7 +61,7 @@ def _layer(module: str) -> int:
         return 6
     model = {"errors", "exec", "versions", "state", "topology", "resources", "pki", "registry", "xds", "traffic", "display",
              "federation", "jwt", "system_packages", "wasm.oci", "wasm.abi", "wasm.inspect", "wasm.handmade",
-             "otlp", "tracing"}  # fmt: skip
+             "otlp", "tracing", "realcluster", "quizzes"}  # fmt: skip
     return 0 if rest in model else 5
 
 
