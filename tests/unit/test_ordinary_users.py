@@ -156,3 +156,22 @@ def test_a_failing_probe_makes_the_local_backend_not_ready(monkeypatch: pytest.M
     assert ready == {"local": False}
     probe = next(c for c in checks if c.name == "network probe")
     assert "Permission denied" in probe.detail and probe.fix == "the namespace is not usable"
+
+
+# ---- what a learner misses in the loopback mode ----------------------------------------------------
+class _Lab:
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+
+    def status(self) -> dict[str, str]:
+        return {"network_mode": self.mode}
+
+
+def test_an_isolation_check_says_what_the_loopback_mode_cannot_show() -> None:
+    from meshlab import checks
+
+    for mode in ("netns", "userns", "kind"):
+        assert checks.isolation_missing(_Lab(mode), "a pod refused") is None  # type: ignore[arg-type]
+    said = checks.isolation_missing(_Lab("loopback"), "a cluster1 pod refused by a cluster2 pod")  # type: ignore[arg-type]
+    assert said and "a cluster1 pod refused by a cluster2 pod" in said
+    assert "127.x" in said and "meshlab doctor" in said and "userns" in said
