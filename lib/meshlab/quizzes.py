@@ -10,7 +10,28 @@ rules are checked by ``tests/unit/test_quizzes.py``.
 
 from __future__ import annotations
 
-from .exercises import Question as Q
+import random
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Question:
+    """One multiple-choice question: the right option, three wrong ones (real misconceptions), and why."""
+
+    text: str
+    right: str
+    wrong: tuple[str, ...]
+    why: str
+    explain: bool = False  # an "explain this plot or number" question about what the lab showed
+
+    def options(self, correct_at: int, rng: random.Random) -> tuple[list[str], int]:
+        """The options in a learner's order, the right one at ``correct_at``; returns (options, correct)."""
+        others = list(self.wrong)
+        rng.shuffle(others)
+        return others[:correct_at] + [self.right] + others[correct_at:], correct_at
+
+
+Q = Question
 
 QUIZZES: dict[str, list[Q]] = {
     "00": [
@@ -158,7 +179,7 @@ QUIZZES: dict[str, list[Q]] = {
         Q('Which name does the shipped proxy-wasm ABI (0.2.1) use for the request-headers callback?',
           'proxy_on_request_headers',
           ('proxy_on_http_request_headers', 'on_request_headers'),
-          "proxy_on_request_headers(context_id, num_headers, end_of_stream); proxy_on_http_request_headers is a slide's naming-convention example"),
+          "proxy_on_request_headers(context_id, num_headers, end_of_stream); proxy_on_http_request_headers is from the unimplemented first draft of the spec (2020)"),
         Q("How does a module read a request header's value?",
           "it calls proxy_get_header_map_value; the host allocates in the module's memory and copies the value in",
           ('Envoy passes a pointer to its own memory', 'it reads a shared memory segment'),

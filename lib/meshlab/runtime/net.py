@@ -8,8 +8,10 @@ Layout (netns mode)::
     <p>-<cluster>-<pod>     a pod: eth0 with an address from the cluster's pod CIDR, default via br0
 
 Clusters on one network route each other's pods directly (the flat network). For clusters on
-different networks the node also has ``ip rule ... iif br0 to <remote pod CIDR> prohibit``: a pod
-cannot reach a remote pod, only addresses on the underlay (where east-west gateways listen).
+different networks the node also has ``ip rule ... iif br0 to <remote pod CIDR> blackhole``: a pod
+cannot reach a remote pod, only addresses on the underlay (where east-west gateways listen). The packets
+are dropped without an answer, as between real networks where a pod IP leads nowhere: a connect times out
+(``prohibit`` would refuse at once, and Envoy's retry would hide the failure).
 
 Modes, chosen automatically (override with $MESHLAB_NET_MODE):
 - ``netns``: as root, ``ip netns``. Full isolation.
@@ -56,15 +58,29 @@ _CLONE_NEWNET = 0x40000000
 def choose_mode() -> tuple[str, str]:
     """Pick the network mode for this machine and say why."""
     forced = os.environ.get("MESHLAB_NET_MODE")
+    root = os.geteuid() == 0 and os.path.exists("/proc/self/ns/net")
+    blocked: list[Blocker] = []
+
+    def userns_allowed() -> bool:
+        blocked.extend(userns_blockers())
+        return not blocked and _userns_allowed()
+
+    return decide_mode(forced, root, userns_allowed, blocked)
+
+
+def decide_mode(forced: str | None, root: bool, userns_allowed: Callable[[], bool] | bool,
+                blocked: list["Blocker"] | None = None) -> tuple[str, str]:
+    """The rule behind ``choose_mode``, for any machine: an override wins, then root, then user namespaces.
+    ``blocked``: the kernel settings that kept user namespaces away (filled by ``userns_allowed``), for the reason."""
     if forced:
         if forced not in MODES:
             raise MeshlabError(f"MESHLAB_NET_MODE={forced!r} is not a network mode", f"use one of: {', '.join(MODES)}")
         return forced, f"forced by MESHLAB_NET_MODE={forced}" + (f"; {_LOOPBACK_CAVEAT}" if forced == LOOPBACK else "")
-    if os.geteuid() == 0 and os.path.exists("/proc/self/ns/net"):
+    if root:
         return NETNS, "running as root: one network namespace per pod (full isolation)"
-    blocked = userns_blockers()
-    if not blocked and _userns_allowed():
+    if userns_allowed() if callable(userns_allowed) else userns_allowed:
         return USERNS, "not root, but user namespaces are allowed: private namespaces per pod (full isolation)"
+    blocked = blocked or []
     why = "; ".join(b.meaning for b in blocked) or "user namespaces are not usable here (`unshare --user --map-root-user --net` failed)"
     fix = "; ".join(b.fix for b in blocked) or "run as root, or ask the administrator to allow unprivileged user namespaces"
     return LOOPBACK, f"not root and {why}; {_LOOPBACK_CAVEAT}. To get isolation back: {fix}"
@@ -327,8 +343,9 @@ class Network:
                 via = self.node_ip(topology, other.name)
                 cmds.append(f"route add {other.pod_cidr} via {via}")
                 if other.network != c.network:
-                    # return traffic needs the route; pods must not use it: only gateways cross networks
-                    cmds.append(f"rule add pref 100 iif br0 to {other.pod_cidr} prohibit")
+                    # return traffic needs the route; pods must not use it: only gateways cross networks.
+                    # Dropped silently (a connect times out), as when a pod IP leads nowhere between real networks
+                    cmds.append(f"rule add pref 100 iif br0 to {other.pod_cidr} blackhole")
             self.ip("-n", node, "-batch", "-", input="\n".join(cmds) + "\n")
             run([*self.exec_prefix(node), "sysctl", "-qw", "net.ipv4.ip_forward=1"])
 
