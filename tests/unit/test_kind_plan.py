@@ -659,7 +659,7 @@ def test_remote_clusters_table_is_parsed() -> None:
 
 def test_lab_revokes_and_grants_remote_secrets_and_installs_jaeger_on_kind(tmp_path: Path) -> None:
     """The facade's multi-primary and tracing calls, as the kind backend records them in a dry run."""
-    from meshlab.backends.kind import dry_run_lab
+    from meshlab.lab import dry_run_lab
 
     lab = dry_run_lab("multi-primary", tmp_path)
     n = len(list(lab.backend.recorded))
