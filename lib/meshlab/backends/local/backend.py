@@ -242,10 +242,18 @@ class LocalBackend:
             "control_planes": d.get("control_planes", {}),
             "gateways": {w.cluster: w.ip for w in self.workloads if w.app == GATEWAY_APP},
             "workloads": [
-                {"pod": w.pod, "cluster": w.cluster, "app": w.app, "version": w.version, "ip": w.ip, "ready": not w.sidecar or self.proxy_ready(w)}
+                {"pod": w.pod, "cluster": w.cluster, "app": w.app, "version": w.version, "ip": w.ip, **self._pod_status(w)}
                 for w in self.workloads
             ],
         }
+
+    def _pod_status(self, w: Workload) -> dict[str, Any]:
+        """READY as kubectl counts it (every container: the app's process and the sidecar's Envoy) and why not."""
+        apps = [p for p in self.state.data.get("processes", []) if p["name"] == f"{w.pod}/app"]
+        app_up = any(procs.is_alive(p) for p in apps) if apps else True  # clients and gateways have no app process
+        proxy_up = not w.sidecar or self.proxy_ready(w)
+        status = "Running" if app_up and proxy_up else "app down" if not app_up else "proxy not ready"
+        return {"ready": app_up and proxy_up, "status": status}
 
     def sidecars(self) -> list[dict[str, Any]]:
         return [{"POD": w.pod, "CLUSTER": w.cluster, "APP": w.app, "READY": self.proxy_ready(w),
