@@ -49,14 +49,16 @@ unit: setup
 integration: setup
 	$(BIN)/python -m pytest tests/integration
 
-## Open JupyterLab on the labs (as root too: the netns network mode needs it). LAB_PORT=8888 by default.
+## Open JupyterLab on your working copy of the labs, my-labs/ (git-ignored: labs/ stays pristine; `meshlab reset`
+## offers to restore it). As root too: the netns network mode needs it. LAB_PORT=8888 by default.
 LAB_PORT ?= 8888
 lab: setup
+	@$(BIN)/meshlab my-labs
 	@token=$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(16))'); \
 	 extra=""; if [ "$$(id -u)" = 0 ]; then extra="--allow-root --no-browser"; fi; \
-	 echo "JupyterLab on labs/: open http://127.0.0.1:$(LAB_PORT)/lab?token=$$token (Ctrl-C stops it)"; \
-	 $(BIN)/jupyter lab --notebook-dir=labs --ServerApp.port=$(LAB_PORT) --ServerApp.port_retries=0 \
-	   --IdentityProvider.token=$$token $$extra
+	 echo "JupyterLab on my-labs/: open http://127.0.0.1:$(LAB_PORT)/lab?token=$$token (Ctrl-C stops it)"; \
+	 MESHLAB_LABS=$(CURDIR)/my-labs $(BIN)/jupyter lab --notebook-dir=my-labs --ServerApp.port=$(LAB_PORT) \
+	   --ServerApp.port_retries=0 --IdentityProvider.token=$$token $$extra
 
 bench: setup
 	$(BIN)/meshlab bench
