@@ -10,7 +10,7 @@ STAMP := $(VENV)/.meshlab-setup
 # `make setup BACKEND=kind` installs only what the kind backend needs (no Debian packages at all).
 BACKEND ?= all
 
-.PHONY: setup system-packages labs test lab unit integration bench filters down clean
+.PHONY: setup system-packages labs test lab unit integration bench filters down clean handout handout-deps
 
 FILTERS_STAMP := $(VENV)/.meshlab-filters
 FILTER_SOURCES := $(shell find wasm-filters -type f -not -path '*/build/*' -not -path '*/node_modules/*' 2>/dev/null)
@@ -40,8 +40,17 @@ labs: setup
 	$(BIN)/python tests/labs/run_labs.py --backend local --out build/labs
 
 ## The whole test suite: unit, integration (real Envoy), notebooks (papermill + nbval).
-test: setup
+test: setup handout-deps
 	$(BIN)/python -m pytest tests
+
+## What `meshlab export` needs to draw the handout's diagrams offline: Chromium (Debian) and Mermaid (npm, pinned).
+handout-deps: setup
+	@$(PYTHON) lib/meshlab/system_packages.py handout
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -c 'from meshlab.handout import install_mermaid; install_mermaid()'
+
+## The handout: every lab run headless, then rendered to HTML with its diagrams drawn (build/handout/).
+handout: labs handout-deps
+	$(BIN)/meshlab export
 
 unit: setup
 	$(BIN)/python -m pytest tests/unit
