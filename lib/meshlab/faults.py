@@ -37,10 +37,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .backends.kind.clusters import context
 from .errors import MeshlabError
 from .federation import expose_services_gateway
 from .resources import parse
+from .topology import kube_context
 
 if TYPE_CHECKING:
     from .lab import Lab
@@ -68,7 +68,7 @@ def _remote(lab: "Lab") -> str:
 def _unlabel(lab: "Lab") -> str:
     c = _remote(lab)
     lab.backend.set_network_label(c, None)
-    return f"kubectl --context {context(c)} label namespace istio-system topology.istio.io/network-"
+    return f"kubectl --context {kube_context(c)} label namespace istio-system topology.istio.io/network-"
 
 
 def _relabel(lab: "Lab", network: Any) -> str:
@@ -76,7 +76,7 @@ def _relabel(lab: "Lab", network: Any) -> str:
         raise MeshlabError(f"{network!r} is not a label value", 'give the value alone, e.g. "network7"')
     c = _remote(lab)
     lab.backend.set_network_label(c, network.strip())
-    return f"kubectl --context {context(c)} label namespace istio-system topology.istio.io/network={network.strip()} --overwrite"
+    return f"kubectl --context {kube_context(c)} label namespace istio-system topology.istio.io/network={network.strip()} --overwrite"
 
 
 def _network_of_remote(lab: "Lab") -> str:
@@ -99,9 +99,9 @@ def _unexpose(lab: "Lab") -> str:
     _remote(lab)
     for cp in lab.topology.control_planes:
         lab.delete("Gateway", GATEWAY, cp, namespace="istio-system")
-    if lab.backend.name == "local":
+    if lab.backend.capabilities.waits_for_gateway_drain:
         _wait_drained(lab)
-    return "; ".join(f"kubectl --context {context(cp)} -n istio-system delete gateway {GATEWAY}" for cp in lab.topology.control_planes)
+    return "; ".join(f"kubectl --context {kube_context(cp)} -n istio-system delete gateway {GATEWAY}" for cp in lab.topology.control_planes)
 
 
 def _expose(lab: "Lab", gateway: Any) -> str:
@@ -111,7 +111,7 @@ def _expose(lab: "Lab", gateway: Any) -> str:
                            "write one resource with kind: Gateway (apiVersion networking.istio.io/v1)")
     for cp in lab.topology.control_planes:
         lab.apply(docs, cp)
-    return "; ".join(f"kubectl --context {context(cp)} apply -f gateway.yaml" for cp in lab.topology.control_planes)
+    return "; ".join(f"kubectl --context {kube_context(cp)} apply -f gateway.yaml" for cp in lab.topology.control_planes)
 
 
 def _exposed_both_ways(lab: "Lab") -> bool:
@@ -155,7 +155,7 @@ def _shared_root(lab: "Lab", root: Any) -> str:
     if not isinstance(root, str) or not root.strip():
         raise MeshlabError(f"{root!r} is not the name of a root", 'give a root\'s name, e.g. "some-root"')
     lab.backend.set_ca_root(c, root.strip())
-    return (f"kubectl --context {context(c)} -n istio-system create secret generic cacerts ... (from root {root!r}); "
+    return (f"kubectl --context {kube_context(c)} -n istio-system create secret generic cacerts ... (from root {root!r}); "
             "rollout restart istiod and the workloads")
 
 
@@ -338,7 +338,7 @@ def fails_over(lab: "Lab", max_ejection_percent: int) -> bool:
 def crash_leaves_endpoint(lab: "Lab") -> bool:
     """Whether a crashed app keeps its endpoint, so only outlier detection can take it out: on the local
     backend the sidecar stays and answers 503; on kind ``lab.kill`` scales to zero and EDS drops the pod."""
-    return lab.backend.name != "kind"
+    return lab.backend.capabilities.kill_leaves_sidecar
 
 
 def restore_v1(lab: "Lab") -> str:
