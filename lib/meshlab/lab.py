@@ -394,6 +394,12 @@ class Lab:
         --name <cluster> | kubectl apply -f -``): it discovers that cluster's services and endpoints."""
         self.backend.set_remote_secret(cluster, in_cluster, present=True)
 
+    def set_mesh_config(self, cluster: str, mesh_config: dict[str, Any]) -> None:
+        """Change the meshConfig of the control plane serving ``cluster`` (its top-level keys replace the current
+        ones), e.g. ``{"serviceSettings": [{"settings": {"clusterLocal": True}, "hosts": ["*.sample.svc.cluster.local"]}]}``.
+        On kind: ``istioctl install`` again with the primary's IstioOperator and this meshConfig."""
+        self.backend.set_mesh_config(cluster, mesh_config)
+
     # ---- tracing ---------------------------------------------------------------------------------
     def enable_tracing(self) -> str:
         """Somewhere for spans to go: on kind Istio's Jaeger addon in each primary; on the local backend meshlab's

@@ -156,6 +156,8 @@ SHAPES: dict[str, dict[str, Any]] = {
         },
         "lua": {"inlineCode": str},
     },
+    # networking.istio.io: a sidecar's egress hosts only (meshlab.controlplane.sidecar)
+    "Sidecar": {"workloadSelector": {"labels": ("map", str)}, "egress": [{"hosts": [str]}]},
     # telemetry.istio.io/v1: tracing (meshlab.backends.local.tracing follows telemetry.go and tracing.go)
     "Telemetry": {
         "selector": {"matchLabels": ("map", str)},
@@ -419,7 +421,19 @@ def _check_envoy_filter(spec: dict[str, Any], where: str) -> None:
                                 "match the inbound port, or drop portNumber")
 
 
+def _check_sidecar(spec: dict[str, Any], where: str) -> None:
+    """Istio's validation: every egress host is ``namespace/dnsName`` (``.``, ``*`` or ``~`` allowed as namespace)."""
+    if not spec.get("egress"):
+        raise ResourceError(f"{where}: spec.egress is required by the local backend", "list the hosts: egress: [{hosts: [./*, istio-system/*]}]")
+    for i, e in enumerate(spec["egress"]):
+        for h in e.get("hosts", []):
+            if h.count("/") != 1 or not h.split("/")[1]:
+                raise ResourceError(f"{where}: spec.egress[{i}].hosts: {h!r} is not namespace/dnsName",
+                                    "write it like ./*, istio-system/*, */helloworld.sample.svc.cluster.local or ~other/*")
+
+
 _SEMANTIC = {
+    "Sidecar": _check_sidecar,
     "EnvoyFilter": _check_envoy_filter,
     "AuthorizationPolicy": _check_authorization_policy,
     "PeerAuthentication": _check_peer_authentication,

@@ -341,6 +341,15 @@ def add_istio(plan: Plan, t: Topology) -> None:
             _remote_secret(plan, a, b, f"{a.name} and {b.name} are primaries of mesh {a.mesh}")
 
 
+def add_mesh_config(plan: Plan, t: Topology, c: Cluster, mesh_config: dict[str, Any]) -> None:
+    """Change a primary's meshConfig the way it was set: ``istioctl install`` again with the primary's IstioOperator,
+    its meshConfig keys replaced by ``mesh_config``'s (istiod reloads the mesh config without a restart)."""
+    iop = primary_iop(t, c)
+    iop["spec"]["meshConfig"] = {**iop["spec"]["meshConfig"], **mesh_config}
+    plan.phase = f"meshConfig of {c.name}"
+    _install(plan, c, f"istioctl install again with meshConfig {', '.join(sorted(mesh_config))} changed", iop, ("istio-install", "mesh-config"))
+
+
 JAEGER_ADDON = f"https://raw.githubusercontent.com/istio/istio/release-{'.'.join(versions.ISTIO_VERSION.split('.')[:2])}/samples/addons/jaeger.yaml"
 
 
