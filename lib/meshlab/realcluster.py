@@ -99,6 +99,21 @@ def command(op: str, *, cluster: str | None = None, workload: str | None = None,
         return [f"kubectl scale -n istio-system {c} deploy/istiod --replicas={0 if op.startswith('stop') else 1}"]
     if op in ("pods", "sidecars"):
         return [f"kubectl get pods -n sample -o wide {ctx(x)}" for x in kw.get("clusters") or ["cluster1"]]
+    mgmt = '--context="${MGMT_CONTEXT}"'  # the management cluster (Gloo Mesh's name for where its API lives)
+    if op == "mesh_discover":
+        return [f"kubectl get meshes.discovery.mesh.gloo.solo.io,workloads.discovery.mesh.gloo.solo.io,"
+                f"destinations.discovery.mesh.gloo.solo.io -n gloo-mesh {mgmt}"]
+    if op == "mesh_apply":
+        return [f"kubectl apply {mgmt} -f {str(kw.get('kind', 'policy')).lower()}.yaml   # {kw.get('kind')} {kw.get('name')}"]
+    if op == "mesh_delete":
+        return [f"kubectl delete -n gloo-mesh {mgmt} {str(kw['kind']).lower()} {kw['name']}"]
+    if op == "mesh_describe":
+        return [f"kubectl get -n gloo-mesh {mgmt} {str(kw['kind']).lower()} {kw['name']} -o yaml"]
+    if op == "mesh_generated":
+        return [f"kubectl get serviceentries,destinationrules,virtualservices,authorizationpolicies -A {ctx(x)}"
+                for x in kw.get("clusters") or ["cluster1"]]
+    if op == "mesh_check":
+        return ["meshctl check"]
     if op == "call_from_outside":
         return [f"curl -sS --cacert ca.crt --resolve {kw['host']}:443:$INGRESS_HOST {kw['url']}"]
     return []

@@ -62,6 +62,13 @@ def test_every_lab_call_in_the_labs_has_a_real_cluster_command() -> None:
         assert hasattr(Lab, op), f"EXAMPLES names lab.{op}, which the facade does not have"
 
 
+def test_the_management_plane_calls_have_theirs_too() -> None:
+    for op, kw in {"mesh_discover": {}, "mesh_apply": {"kind": "VirtualMesh", "name": "vm"}, "mesh_delete": {"kind": "AccessPolicy", "name": "a"},
+                   "mesh_describe": {"kind": "Destination", "name": "d"}, "mesh_generated": {"clusters": ["cluster1"]}, "mesh_check": {}}.items():
+        assert realcluster.command(op, **kw), op
+    assert realcluster.command("mesh_apply", kind="VirtualMesh", name="vm") == ['kubectl apply --context="${MGMT_CONTEXT}" -f virtualmesh.yaml   # VirtualMesh vm']
+
+
 def test_commands_read_like_istios_guides() -> None:
     ep = realcluster.command("endpoints", **EXAMPLES["endpoints"])
     assert ep == ['istioctl proxy-config endpoints deploy/curl.sample --context="${CTX_CLUSTER1}" | grep helloworld']
