@@ -17,6 +17,7 @@ import html
 import os
 from typing import Any
 
+GATEWAYS = ("istio-eastwestgateway", "istio-ingressgateway", "istio-egressgateway")
 SAMPLES = {"helloworld": "samples/helloworld/helloworld.yaml", "curl": "samples/curl/curl.yaml"}
 
 
@@ -28,6 +29,8 @@ def ctx(cluster: str) -> str:
 def split(workload: str, namespace: str = "sample") -> tuple[str, str]:
     """``curl.legacy`` -> (``curl``, ``legacy``): meshlab names a workload in another namespace with a suffix."""
     name, _, ns = workload.partition(".")
+    if name in GATEWAYS:  # Istio's gateways live in istio-system
+        return name, ns or "istio-system"
     return name, ns or namespace
 
 

@@ -79,6 +79,8 @@ def test_commands_read_like_istios_guides() -> None:
     assert realcluster.command("stats", **EXAMPLES["stats"])[0].endswith("pilot-agent request GET stats | grep 'upstream_rq_retry'")
     assert realcluster.command("access_log", **EXAMPLES["access_log"])[0].startswith("kubectl logs -n sample --context=\"${CTX_CLUSTER2}\" deploy/helloworld-v2")
     assert "namespace" not in realcluster.command("call", cluster="cluster1", workload="curl.legacy", url="http://x")[0]
+    assert realcluster.command("access_log", cluster="cluster2", workload="istio-eastwestgateway")[0].startswith(
+        'kubectl logs -n istio-system --context="${CTX_CLUSTER2}" deploy/istio-eastwestgateway -c istio-proxy')
     assert " -n legacy " in realcluster.command("call", cluster="cluster1", workload="curl.legacy", url="http://x")[0]
 
 
