@@ -170,7 +170,7 @@ class Header:
                 f"**Starts from:** {i.start.describe()} — `meshlab goto {i.number}` builds that state"]
 
     def _repr_markdown_(self) -> str:
-        return "\n\n".join(self.lines())
+        return "\n>\n".join(f"> {line}" for line in self.lines())  # a box above the lab
 
     def __str__(self) -> str:
         return "\n".join(line.replace("**", "") for line in self.lines())
