@@ -127,7 +127,8 @@ def test_image_values_and_devcontainer_agree() -> None:
     assert '"meshlab.room.singleuser", "--lab"' in docker
     dev = json.loads((ROOT / ".devcontainer" / "devcontainer.json").read_text())
     assert (ROOT / ".devcontainer" / dev["build"]["dockerfile"]).resolve() == DOCKERFILE
-    assert dev["remoteUser"] == user and dev["workspaceFolder"].startswith(f"/home/{user}/")
+    assert dev["remoteUser"] == user and any(f"target=/home/{user}," in m for m in dev["mounts"])
+    assert dev["overrideCommand"] is False, "the image's command (JupyterLab on the learner's copy) must run"
     assert {"--cap-add=SYS_ADMIN", "--cap-add=NET_ADMIN"} <= set(dev["runArgs"]) and 8888 in dev["forwardPorts"]
     for flag in ("--cap-add SYS_ADMIN", "--cap-add NET_ADMIN", "seccomp=unconfined", "apparmor=unconfined"):
         assert flag in docker, f"the Dockerfile's `docker run` line lacks {flag}"
