@@ -102,6 +102,15 @@ def command(op: str, *, cluster: str | None = None, workload: str | None = None,
         return [f"kubectl scale -n istio-system {c} deploy/istiod --replicas={0 if op.startswith('stop') else 1}"]
     if op in ("pods", "sidecars"):
         return [f"kubectl get pods -n sample -o wide {ctx(x)}" for x in kw.get("clusters") or ["cluster1"]]
+    if op == "remote_clusters":
+        return [f"istioctl remote-clusters {c}"]
+    if op in ("create_remote_secret", "delete_remote_secret"):
+        verb = "apply" if op.startswith("create") else "delete"
+        return [f"istioctl create-remote-secret {ctx(kw['of'])} --name={kw['of']} | kubectl {verb} -f - {c}"]
+    if op == "enable_tracing":
+        return [f"kubectl apply {ctx(x)} -f samples/addons/jaeger.yaml" for x in kw.get("primaries") or ["cluster1"]]
+    if op == "traces":
+        return ['istioctl dashboard jaeger --context="${CTX_CLUSTER1}"   # or query your tracing backend']
     mgmt = '--context="${MGMT_CONTEXT}"'  # the management cluster (Gloo Mesh's name for where its API lives)
     if op == "mesh_discover":
         return [f"kubectl get meshes.discovery.mesh.gloo.solo.io,workloads.discovery.mesh.gloo.solo.io,"

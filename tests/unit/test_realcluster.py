@@ -41,6 +41,11 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "start_control_plane": {"cluster": "cluster1"},
     "pods": {"clusters": ["cluster1", "cluster2"]},
     "sidecars": {"clusters": ["cluster1"]},
+    "remote_clusters": {"cluster": "cluster1"},
+    "create_remote_secret": {"cluster": "cluster1", "of": "cluster2"},
+    "delete_remote_secret": {"cluster": "cluster1", "of": "cluster2"},
+    "enable_tracing": {"primaries": ["cluster1", "cluster2"]},
+    "traces": {},
     "call_from_outside": {"cluster": "cluster1", "url": "https://hello.example.com/hello", "host": "hello.example.com"},
 }
 
