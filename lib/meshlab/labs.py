@@ -170,7 +170,7 @@ LABS: list[LabInfo] = [
             _m(40, 20, 1, 15), Start("flat-network", samples=True), needs=("02",)),
     LabInfo("10", "10-troubleshooting.ipynb",
             "break and fix: seeded faults diagnosed with an operator's views (endpoints, sync status, "
-            "access-log flags, stats)",
+            "access-log flags, stats), each fix written by the learner and graded by traffic; a mystery round",
             _m(30, 40, 2, 25), Start("separate-networks"), needs=("03", "04", "06")),  # eight fixes to write, a mystery round
 ]  # fmt: skip
 
