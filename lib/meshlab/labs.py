@@ -183,7 +183,7 @@ LABS: list[LabInfo] = [
             you_will=('refuse plaintext with STRICT mTLS, then let one legacy client back in', 'find and fix an identity collision across clusters', 'require a JWT at the ingress and originate TLS at the egress',)),
     LabInfo("10", "10-troubleshooting.ipynb",
             "break and fix: seeded faults diagnosed with an operator's views (endpoints, sync status, "
-            "access-log flags, stats)",
+            "access-log flags, stats), each fix written by the learner and graded by traffic; a mystery round",
             _m(30, 40, 2, 25), Start("separate-networks"), needs=("03", "04", "06"),  # eight fixes to write, a mystery round
             you_will=("diagnose seeded faults with endpoints, proxy status, access logs and stats",
                       "write each fix and prove it with traffic", "find unnamed faults in a mystery round")),

@@ -165,6 +165,13 @@ QUIZZES: dict[str, list[Q]] = {
           "cluster2's gateway is configured by cluster2's istiod, which knows no such subset, so no filter chain matches the SNI",
           ("subsets never work across networks", "the VirtualService must live in cluster2", "mTLS breaks with subsets"),
           "configuration is per control plane: the serving cluster's gateway needs the subset too (keep config in step)"),
+        Q("With cluster1's istiod stopped, the lab measured 30 calls from cluster1: no errors, answers from both clusters. "
+          "What explains that number?",
+          "running proxies keep the configuration and certificates they already have; only new changes stop reaching them",
+          ("cluster2's istiod took over cluster1's proxies", "the calls were retried until cluster1's istiod came back",
+           "sidecars fall back to plain Kubernetes Services"),
+          "a stopped istiod pushes nothing, but Envoy keeps serving from its last config: the failure domain is the push, "
+          "not the data plane", explain=True),
     ],
     "04": [
         Q("A ServiceEntry names the host of an existing Kubernetes Service. Who defines the host's ports in Istio?",
