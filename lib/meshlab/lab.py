@@ -407,8 +407,14 @@ class Lab:
         kind: the Deployment is scaled to zero, since Kubernetes would restart a killed container)."""
         return self.backend.kill(workload, cluster)
 
+    def crash(self, workload: str, cluster: str) -> str:
+        """Crash a workload's app and keep its sidecar, on both backends: the endpoint stays in EDS and its
+        sidecar answers 503 (``UF``) until outlier detection ejects it (kind: the pods are replaced by ones
+        whose app never listens). ``restore`` brings the app back."""
+        return self.backend.crash(workload, cluster)
+
     def restore(self, workload: str, cluster: str) -> str:
-        """Restart a killed workload's app."""
+        """Restart a killed (or crashed) workload's app."""
         return self.backend.restore(workload, cluster)
 
     # ---- views ---------------------------------------------------------------------------------

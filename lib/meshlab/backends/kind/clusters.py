@@ -16,7 +16,7 @@ from typing import Any
 from ... import versions
 from ...errors import MeshlabError
 from ...topology import Cluster, Topology
-from . import ownership, tools
+from . import images, ownership, tools
 from .plan import Plan, var_name
 
 # not `kind-registry`: `meshlab down` must only remove what meshlab started; both can be changed when
@@ -47,7 +47,7 @@ def node_ip_var(cluster: str) -> str:
 
 
 def kind_config(topology: Topology, c: Cluster) -> dict[str, Any]:
-    """One single-node cluster: the pinned node image by digest, the topology's subnets, locality labels."""
+    """One single-node cluster: the pinned node image (by meshlab's tag of its digest), the topology's subnets, locality labels."""
     return {
         "kind": "Cluster",
         "apiVersion": "kind.x-k8s.io/v1alpha4",
@@ -55,7 +55,7 @@ def kind_config(topology: Topology, c: Cluster) -> dict[str, Any]:
         "nodes": [
             {
                 "role": "control-plane",
-                "image": versions.KIND_NODE_IMAGE,
+                "image": images.NODE_TAG,  # the pinned digest, tagged by meshlab (see images.add_node_image)
                 "labels": {"topology.kubernetes.io/region": c.region, "topology.kubernetes.io/zone": c.zone},
             }
         ],
@@ -161,6 +161,7 @@ def add_clusters(plan: Plan, topology: Topology, state_dir: Path) -> None:
     for c in topology.clusters.values():
         plan.run(f"remove meshlab's leftover kind cluster {c.name} from an earlier run (a no-op if there is none)",
                  ["kind", "delete", "cluster", "--name", c.name], cluster=c.name, timeout=300, tags=("cleanup",))
+    images.add_node_image(plan)
     context_file = str(state_dir / "kind" / "kube-context")
     plan.meshlab("remember the current kubectl context (`kind create cluster` switches it to the new cluster)",
                  "kube_context", f"`kubectl config current-context` -> {context_file}", args={"op": "save", "file": context_file},
@@ -176,8 +177,9 @@ def add_clusters(plan: Plan, topology: Topology, state_dir: Path) -> None:
                 f"{c.name}` shows why the node did not become Ready",
             )  # fmt: skip
     plan.meshlab("put the kubectl context back as it was: meshlab names --context on every command instead",
-                 "kube_context", f"`kubectl config use-context` <the context in {context_file}> (or unset it if there was none)",
-                 args={"op": "restore", "file": context_file}, tags=("safety", "context"))
+                 "kube_context", f"`kubectl config use-context` <the context in {context_file}> (or unset it if there was none), "
+                 f"only if the current one is still the lab's ({', '.join(context(n) for n in names)}); then forget it",
+                 args={"op": "restore", "file": context_file, "clusters": names}, tags=("safety", "context"))
     plan.meshlab("record the new clusters' node containers in meshlab's ledger (what `meshlab down` may delete)",
                  "record_clusters", f"docker inspect <cluster>-control-plane -> {state_dir / ownership.LEDGER}",
                  args={"state_dir": str(state_dir), "clusters": names}, tags=("safety", "claim"))

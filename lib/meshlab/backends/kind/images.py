@@ -16,6 +16,12 @@ The cache, for a room of laptops behind one address (Docker Hub rate limits):
 
 The cluster archive lives in the tools folder, named by a hash of the image list (a new pin makes a
 new archive) and the platform.
+
+The node image is pinned by digest, but Docker's classic image store does not export digest references
+(``docker save`` drops a name it cannot write as a tag, and ``docker load`` then gives an unnamed image).
+So meshlab also gives the verified image a tag of its own, :data:`NODE_TAG` (the pinned tag plus the
+digest's first 12 hex digits, in a ``meshlab/`` repository nothing is pulled from), saves it by that tag,
+and ``kind create`` uses that tag: an archive loaded on any store brings the node image back by name.
 """
 
 from __future__ import annotations
@@ -31,6 +37,14 @@ ARCH_VAR = "DOCKER_ARCH"  # the Docker engine's architecture (amd64, arm64): kin
 PLATFORM = "linux/${%s}" % ARCH_VAR
 
 
+def _node_tag(pinned: str) -> str:
+    name, _, digest = pinned.partition("@sha256:")
+    return f"meshlab/kind-node:{name.rpartition(':')[2]}-{digest[:12]}"
+
+
+NODE_TAG = _node_tag(versions.KIND_NODE_IMAGE)  # meshlab's tag of the pinned node image (see above)
+
+
 def cluster_images() -> list[str]:
     """What runs inside the clusters (loaded into every node)."""
     return tools.preload_images()
@@ -39,6 +53,22 @@ def cluster_images() -> list[str]:
 def host_images() -> list[str]:
     """Everything a lab pulls: the node image (``kind create``), the registry container, and the cluster images."""
     return [versions.KIND_NODE_IMAGE, tools.REGISTRY_IMAGE, *cluster_images()]
+
+
+def archived_images() -> list[str]:
+    """What ``images save`` writes: every pulled image, and the node image by meshlab's tag as well."""
+    return [NODE_TAG, *host_images()]
+
+
+def add_node_image(plan: Plan, pull: bool = True) -> None:
+    """The node image by digest, tagged :data:`NODE_TAG` (what ``kind create`` runs), unless Docker has that tag."""
+    have = ["docker", "image", "inspect", "--format", "{{.Id}}", NODE_TAG]
+    if pull:
+        plan.run(f"pull the kind node image by its pinned digest, unless Docker has it as {NODE_TAG}",
+                 ["docker", "pull", versions.KIND_NODE_IMAGE], unless=have, timeout=900, tags=("images", "node-image"),
+                 hint="Docker Hub rate limits? `docker login`, or load the instructor's archive: `meshlab kind images load FILE`")
+    plan.run(f"tag it {NODE_TAG}: the name survives `docker save`/`load` on every image store (a digest does not)",
+             ["docker", "tag", versions.KIND_NODE_IMAGE, NODE_TAG], unless=have, tags=("images", "node-image"))
 
 
 def cache_dir() -> Path:
@@ -111,6 +141,7 @@ def pull_plan() -> Plan:
     add_arch(plan)
     plan.run(f"make the image cache folder {cache_dir()}", ["mkdir", "-p", str(cache_dir())], tags=("images",))
     add_pulls(plan, host_images(), skip_if_archived=False)
+    add_node_image(plan, pull=False)
     add_save(plan, cluster_images(), cluster_archive())
     return plan
 
@@ -121,7 +152,8 @@ def save_plan(dest: Path) -> Plan:
     plan.phase = "image cache"
     add_arch(plan)
     add_pulls(plan, host_images(), skip_if_archived=False)
-    add_save(plan, host_images(), str(dest))
+    add_node_image(plan, pull=False)
+    add_save(plan, archived_images(), str(dest))
     return plan
 
 
@@ -158,7 +190,9 @@ def run_images(action: str, file: str | None, dry_run: bool = False) -> int:
     ex = Executor(False, progress=print)
     ex.execute(plan)
     if action == "load":
-        missing = [img for img in host_images() if not _in_docker(ex.resolve("docker"), img)]
+        docker = ex.resolve("docker")
+        # the node image counts by meshlab's tag (a classic store drops the digest reference)
+        missing = [img for img in host_images() if not _in_docker(docker, NODE_TAG if img == versions.KIND_NODE_IMAGE else img)]
         if missing:
             print(f"the archive lacks {len(missing)} pinned image(s), which `up` will pull: {', '.join(missing)}")
     done = {"pull": f"the pinned images are in Docker, and the cluster archive is in {cache_dir()}",

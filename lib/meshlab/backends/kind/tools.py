@@ -8,7 +8,9 @@ Where the checksum comes from:
 - **istioctl**: the ``.sha256`` file published next to every Istio release tarball; ``istioctl`` is
   taken from that tarball (``istio-<v>/bin/istioctl``), as Istio's guides do;
 - **MetalLB**: ``metallb-native.yaml`` at tag v0.16.1 has no published checksum, so its sha256 is
-  pinned here (computed from the file at that tag).
+  pinned here (computed from the file at that tag);
+- **Istio's Prometheus addon** (lab 05): ``samples/addons/prometheus.yaml`` at the Istio release tag,
+  likewise with a pinned sha256.
 
 The folder is ``$MESHLAB_TOOLS`` if set, else ``$XDG_DATA_HOME/meshlab/tools``, else
 ``~/.local/share/meshlab/tools``. Versions come from :mod:`meshlab.versions` (the one place for pins).
@@ -35,6 +37,10 @@ from ...errors import ToolError
 # sha256 of metallb/metallb config/manifests/metallb-native.yaml at tag v0.16.1 (commit 791dfcc63ced).
 METALLB_MANIFEST_SHA256 = "bf25feebb7582ca7df845efd52ffbc2960d6cbf4cfc972f47fded9f788b67f0b"
 
+# sha256 of istio/istio samples/addons/prometheus.yaml at tag 1.31.0 (unchanged on release-1.31 since
+# commit 3741e5f5ac98, 2026-03-04; the same bytes at 1.31.0-rc.0 and the branch head).
+PROMETHEUS_ADDON_SHA256 = {"1.31.0": "429abcb6cb74b6045d8787c66add166aa6ca77889835107bdea8dfb46dd1eca8"}
+
 # Images every cluster needs, pulled once on the host and loaded into each cluster with `kind load`.
 # Istio's own images are on Docker Hub (from 1.31 Istio no longer publishes to registry.istio.io).
 # The helloworld sample image is taken from Docker Hub too (docker.io/istio/examples-helloworld-v1:1.0,
@@ -50,6 +56,10 @@ ISTIO_HUB = "docker.io/istio"
 # `redis:alpine`, pinned here to a release tag so every laptop runs the same Redis).
 RATELIMIT_IMAGE = "docker.io/envoyproxy/ratelimit:30a4ce1a"
 REDIS_IMAGE = "docker.io/library/redis:7.4.2-alpine"
+# Lab 05's telemetry: the images Istio 1.31's Prometheus addon runs (its Deployment, at the pinned tag);
+# the global Prometheus meshlab adds runs the same Prometheus image.
+PROMETHEUS_IMAGE = "docker.io/prom/prometheus:v3.10.0"
+PROMETHEUS_RELOADER_IMAGE = "ghcr.io/prometheus-operator/prometheus-config-reloader:v0.89.0"
 
 
 def istio_images(version: str = versions.ISTIO_VERSION) -> list[str]:
@@ -62,7 +72,8 @@ def metallb_images(version: str = versions.METALLB_VERSION) -> list[str]:
 
 def preload_images() -> list[str]:
     """Every image the clusters run, in the order they are pulled."""
-    return istio_images() + metallb_images() + [HELLOWORLD_IMAGE, CURL_IMAGE, RATELIMIT_IMAGE, REDIS_IMAGE]
+    return istio_images() + metallb_images() + [HELLOWORLD_IMAGE, CURL_IMAGE, RATELIMIT_IMAGE, REDIS_IMAGE, PROMETHEUS_IMAGE,
+                                                 PROMETHEUS_RELOADER_IMAGE]
 
 
 def tools_dir() -> Path:
@@ -134,8 +145,24 @@ def metallb_artifact(version: str = versions.METALLB_VERSION, root: Path | None 
     return Artifact("metallb-native.yaml", version, url, dest, dest, sha256=pinned)
 
 
+def prometheus_addon_artifact(version: str = versions.ISTIO_VERSION, root: Path | None = None) -> Artifact:
+    """Istio's Prometheus addon at the release tag (not a branch: the same file on every laptop)."""
+    url = f"https://raw.githubusercontent.com/istio/istio/{version}/samples/addons/prometheus.yaml"
+    dest = (root or tools_dir()) / f"istio-{version}" / "addons" / "prometheus.yaml"
+    pinned = PROMETHEUS_ADDON_SHA256.get(version)
+    if pinned is None:
+        raise ToolError(f"no pinned sha256 for Istio {version}'s samples/addons/prometheus.yaml",
+                        "add it to PROMETHEUS_ADDON_SHA256 in meshlab/backends/kind/tools.py when bumping Istio "
+                        "(and its images to PROMETHEUS_IMAGE / PROMETHEUS_RELOADER_IMAGE)")
+    return Artifact("prometheus.yaml", version, url, dest, dest, sha256=pinned)
+
+
+ARTIFACTS = {"kind": kind_artifact, "istioctl": istioctl_artifact, "metallb": metallb_artifact,
+             "prometheus-addon": prometheus_addon_artifact}
+
+
 def artifacts() -> list[Artifact]:
-    return [kind_artifact(), istioctl_artifact(), metallb_artifact()]
+    return [f() for f in ARTIFACTS.values()]
 
 
 # ---- download and verification ----------------------------------------------------------------

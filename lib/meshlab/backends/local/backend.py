@@ -626,6 +626,18 @@ class LocalBackend:
                 procs.kill(p)
         return w.pod
 
+    crash = kill  # the sidecar stays either way
+
+    def wait_drained(self, workload: str, clusters: list[str], timeout: float = 10.0) -> None:
+        """A removed listener drains (``--drain-time-s``, 1 s here) before its connections close: wait until
+        ``workload``'s proxy in each of ``clusters`` drains none, so pooled connections no longer hide the change."""
+        deadline = time.monotonic() + timeout
+        stat = "listener_manager.total_listeners_draining"
+        while sum(self.stats(workload, c, stat).get(stat, 0) for c in clusters):
+            if time.monotonic() > deadline:
+                raise MeshlabError(f"{workload} still drains a listener after {timeout:.0f}s", "run `meshlab status`")
+            time.sleep(0.1)
+
     def restore(self, app: str, cluster: str) -> str:
         w = self.find(app, cluster)
         self.state.data["processes"] = [p for p in self.state.data["processes"] if p["name"] != f"{w.pod}/app" or procs.is_alive(p)]
