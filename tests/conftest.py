@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from meshlab.backends.local import net
+from meshlab.runtime import net
 from meshlab.lab import Lab
 from meshlab.state import prefix_for
 from meshlab.wasm.hub import Hub

@@ -10,7 +10,7 @@ __all__ = ["Lab", "MeshlabError", "Topology", "load_topology", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    # Imported on first use: the sample apps and helper processes (``python -m meshlab.backends.local.apps``)
+    # Imported on first use: the sample apps and helper processes (``python -m meshlab.runtime.apps``)
     # import this package too, and must start without loading the whole library.
     if name == "Lab":
         from .lab import Lab

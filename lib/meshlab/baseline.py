@@ -15,10 +15,10 @@ from string import Template
 
 import yaml
 
-from .backends.local import envoy as E
-from .backends.local import procs
+from .runtime import envoy as E
+from .runtime import procs
 from .backends.local.backend import LocalBackend
-from .backends.local.translate import GATEWAY_APP, Workload, sni
+from .registry import GATEWAY_APP, Workload, sni
 from .state import write_atomic
 
 TEMPLATE = Path(__file__).with_name("baseline") / "envoy-path.yaml"

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .backends.local import net
+from .runtime import net
 from .errors import MeshlabError
 from .loadgen import LoadResult, Repeated, wrk
 

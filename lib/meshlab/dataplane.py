@@ -91,7 +91,7 @@ def prometheus(lab: "Lab", workload: str, cluster: str) -> str:
     """The sidecar's stats in Prometheus text format (Envoy admin ``/stats/prometheus``), what a scraper reads."""
     if lab.backend.name == "kind":
         return str(lab.backend._admin(workload, cluster, "stats/prometheus"))  # type: ignore[union-attr]
-    from .backends.local.envoy import Admin
+    from .runtime.envoy import Admin
 
     status, body = Admin(lab.backend.find(workload, cluster).admin).get("/stats/prometheus")  # type: ignore[union-attr]
     if status != 200:

@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .backends.local.translate import GATEWAY_APP, GATEWAY_PORT, Workload
+from .registry import GATEWAY_APP, GATEWAY_PORT, Workload
 from .display import Table
 from .errors import MeshlabError
 from .topology import Topology

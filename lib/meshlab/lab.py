@@ -151,7 +151,7 @@ class Lab:
 
             alive = set(topology.clusters) <= set(kind_clusters())
         else:
-            from .backends.local import procs
+            from .runtime import procs
 
             alive = all(procs.is_alive(p) for p in state.data.get("processes", []))
         return lab if alive else None
@@ -356,7 +356,7 @@ class Lab:
     def extension_configs(self, workload: str, cluster: str) -> dict[str, dict[str, Any]]:
         """The extension configs the sidecar's Envoy got over ECDS (``istioctl proxy-config ecds``): name ->
         ``{"version_info", "ecds_filter"}``; Lua extensions are inline in the listener, not here."""
-        from .wasm.deploy import ecds_from_dump
+        from .controlplane.extensions import ecds_from_dump
 
         return ecds_from_dump(self.backend.envoy_config(workload, cluster))
 
@@ -440,7 +440,7 @@ class Lab:
 
 def _remove_scratch(d: Path) -> None:
     """A scratch directory's lab, then whatever else recorded processes below it (e.g. a hub), then the files."""
-    from .backends.local import procs
+    from .runtime import procs
 
     Lab.down_all(d, quiet=True)
     for f in sorted(d.rglob("state.json")):

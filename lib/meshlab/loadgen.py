@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backends.local import procs
+from .runtime import procs
 from .errors import MeshlabError
 from .exec import which
 

@@ -65,7 +65,7 @@ def _read_int(path: str) -> int | None:
 
 def network_mode() -> NetworkMode:
     """The local backend's network mode on this machine (the backend's own choice, so they never disagree)."""
-    from .backends.local.net import choose_mode
+    from .runtime.net import choose_mode
 
     return choose_mode()[0]  # type: ignore[return-value]
 

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .backends.local import envoy as E
-from .backends.local import procs
+from . import xds as E
+from .runtime import envoy, procs
 from .errors import MeshlabError
 from .loadgen import LoadResult, wrk
 from .wasm.standalone import LISTENER, WasmEnvoy, free_port
@@ -74,7 +74,7 @@ class RawEnvoy(WasmEnvoy):
 
     def _start_app(self, name: str, version: str) -> None:
         port = self.ports[name]
-        argv = [sys.executable, "-m", "meshlab.backends.local.apps", "helloworld",
+        argv = [sys.executable, "-m", "meshlab.runtime.apps", "helloworld",
                 "--listen", f"127.0.0.1:{port}", "--version", version, "--instance", name]  # fmt: skip
         p = procs.spawn(f"raw/{name}", argv, self.dir / f"{name}.log")
         self._record(p)

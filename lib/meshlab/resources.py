@@ -85,13 +85,13 @@ SHAPES: dict[str, dict[str, Any]] = {
         "exportTo": [str],
     },
     "VirtualService": {"hosts": [str], "gateways": [str], "http": [_HTTP_ROUTE], "exportTo": [str]},
-    # networking.istio.io: an ingress gateway's HTTP/HTTPS servers (meshlab.backends.local.edge builds its
+    # networking.istio.io: an ingress gateway's HTTP/HTTPS servers (meshlab.controlplane.gateway builds its
     # listeners) and what expose-services.yaml needs: SNI passthrough on an east-west gateway (lab 10 deletes it)
     "Gateway": {
         "selector": ("map", str),
         "servers": [{"port": {"number": int, "name": str, "protocol": str}, "hosts": [str], "tls": _SERVER_TLS, "name": str}],
     },
-    # security.istio.io/v1 (meshlab.backends.local.security translates them)
+    # security.istio.io/v1 (meshlab.controlplane.security translates them)
     "PeerAuthentication": {"selector": _SELECTOR, "mtls": _MTLS, "portLevelMtls": ("map", _MTLS)},
     "AuthorizationPolicy": {
         "selector": _SELECTOR,
@@ -108,7 +108,7 @@ SHAPES: dict[str, dict[str, Any]] = {
             }  # fmt: skip
         ],
     },
-    # extensions.istio.io/v1alpha1; meshlab.wasm.deploy fetches the module and builds the filter
+    # extensions.istio.io/v1alpha1; meshlab.controlplane.extensions builds the filter, meshlab.runtime.agent fetches the module
     "WasmPlugin": {
         "selector": {"matchLabels": ("map", str)},
         "url": str,
@@ -123,7 +123,7 @@ SHAPES: dict[str, dict[str, Any]] = {
         "type": str,
         "match": [{"mode": str, "ports": [{"number": int}]}],
     },
-    # networking.istio.io/v1alpha3; a subset applied by backends/local/envoyfilter.py
+    # networking.istio.io/v1alpha3; a subset applied by meshlab.controlplane.envoyfilter
     "EnvoyFilter": {
         "workloadSelector": {"labels": ("map", str)},
         "configPatches": [
@@ -138,7 +138,7 @@ SHAPES: dict[str, dict[str, Any]] = {
             }
         ],
     },
-    # extensions.istio.io/v1alpha1 (Istio >= 1.30): Wasm or Lua; meshlab.wasm.deploy builds the filters
+    # extensions.istio.io/v1alpha1 (Istio >= 1.30): Wasm or Lua; meshlab.controlplane.extensions builds the filters
     "TrafficExtension": {
         "selector": {"matchLabels": ("map", str)},
         "phase": str,

@@ -123,6 +123,21 @@ class Topology:
         """Clusters whose proxies are configured by ``control_plane`` (itself and its remotes)."""
         return [c for c in self.clusters.values() if c.control_plane == control_plane]
 
+    def remote_secrets(self, control_plane: str) -> list[str]:
+        """Clusters whose API server ``control_plane``'s istiod reads through a remote secret
+        (``istioctl create-remote-secret``): its remotes, and the other primaries of its mesh -- primaries
+        of one mesh exchange secrets both ways (Istio's multi-primary guides). Primaries of different
+        meshes exchange none (pattern 3: federation instead)."""
+        cp = self.cluster(control_plane)
+        if not cp.is_primary:
+            return []  # a remote runs no istiod: it holds no remote secrets
+        return [c.name for c in self.clusters.values()
+                if c.name != cp.name and c.mesh == cp.mesh and (c.remote_of == cp.name or c.is_primary)]  # fmt: skip
+
+    def multi_primary(self, control_plane: str) -> bool:
+        """Whether ``control_plane`` shares its mesh with another primary (each reads the other's registry)."""
+        return any(self.clusters[c].is_primary for c in self.remote_secrets(control_plane))
+
     def same_network(self, a: str, b: str) -> bool:
         return self.clusters[a].network == self.clusters[b].network
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from meshlab.backends.local import envoy as E
-from meshlab.backends.local import net, procs
+from meshlab.runtime import envoy as E
+from meshlab.runtime import net, procs
 from meshlab.errors import LabStateError, ProcessExitedError, RunError
 from meshlab.lab import Lab
 from meshlab.state import State, prefix_for

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from meshlab.backends.local import net, procs
+from meshlab.runtime import net, procs
 
 MESHLAB = [sys.executable, "-m", "meshlab.cli"]
 

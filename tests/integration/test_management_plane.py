@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from meshlab.backends.local import procs
+from meshlab.runtime import procs
 from meshlab.lab import Lab
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from meshlab.backends.local import net
+from meshlab.runtime import net
 from meshlab.errors import ResourceError
 from meshlab.lab import Lab
 from meshlab.topology import patterns_dir

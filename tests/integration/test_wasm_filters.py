@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from meshlab.backends.local import procs
+from meshlab.runtime import procs
 from meshlab.errors import MeshlabError
 from meshlab.wasm.build import build_filter, build_once, filters
 from meshlab.wasm.handmade import write_crashing_filter

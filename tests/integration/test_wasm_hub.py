@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from meshlab.backends.local import procs
+from meshlab.runtime import procs
 from meshlab.errors import MeshlabError
 from meshlab.wasm import oci
 from meshlab.wasm.build import build_once, filters

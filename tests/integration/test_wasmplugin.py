@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from meshlab.backends.local import procs
+from meshlab.runtime import procs
 from meshlab.errors import MeshlabError, ResourceError
 from meshlab.lab import Lab
 from meshlab.wasm.build import build_once, filters
-from meshlab.wasm.deploy import signature
+from meshlab.controlplane.extensions import signature
 from meshlab.wasm.handmade import write_crashing_filter
 from meshlab.wasm.hub import Hub
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from meshlab.backends.local import envoy as E
-from meshlab.backends.local.translate import Translator, Workload
+from meshlab import xds as E
+from meshlab.controlplane import Translator
+from meshlab.registry import Workload
 from meshlab.pki import WorkloadCert
 from meshlab.resources import parse
 from meshlab.topology import Topology

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from meshlab.backends.local import envoy as E
-from meshlab.backends.local.envoy import UNLIMITED
-from meshlab.backends.local.policy import apply_traffic_policy
+from meshlab import xds as E
+from meshlab.controlplane.clusters import UNLIMITED, apply_traffic_policy
+from meshlab.runtime.envoy import validate
 
 
 
@@ -48,7 +48,7 @@ def test_retry_budget_defaults_and_fields(tmp_path: Path) -> None:
     assert th["max_retries"] == 10  # kept, as in Istio (Envoy ignores it while a budget is set)
     cluster = E.static_cluster("outbound|5000||helloworld.sample.svc.cluster.local", "10.10.0.10", 5000)
     cluster.update(cluster_fields({"retryBudget": {"percent": 30, "minRetryConcurrency": 4, "budgetInterval": "10s"}}))
-    E.validate({"static_resources": {"clusters": [json.loads(json.dumps(cluster))]}}, tmp_path)
+    validate({"static_resources": {"clusters": [json.loads(json.dumps(cluster))]}}, tmp_path)
 
 
 @pytest.mark.istio("pilot/pkg/networking/core/cluster_traffic_policy.go")

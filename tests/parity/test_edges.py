@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from meshlab import checks
-from meshlab.backends.local import net
+from meshlab.runtime import net
 from meshlab.lab import Lab
 from meshlab.state import prefix_for
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from meshlab.backends.local import envoy as E
-from meshlab.backends.local.translate import Translator, Workload
+from meshlab import xds as E
+from meshlab.controlplane import Translator
+from meshlab.registry import Workload
 from meshlab.errors import ResourceError
 from meshlab.pki import WorkloadCert
 from meshlab.resources import parse

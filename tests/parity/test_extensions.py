@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from meshlab.lab import Lab
-from meshlab.wasm import agent, deploy
+from meshlab.controlplane import extensions as deploy
+from meshlab.runtime import agent
 from meshlab.wasm.build import build_once, filters
 from meshlab.wasm.handmade import crashing_filter
 from meshlab.wasm.hub import Hub

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from meshlab.backends.local.translate import GATEWAY_APP, GATEWAY_PORT, Translator, Workload
+from meshlab.controlplane import Translator
+from meshlab.registry import GATEWAY_APP, GATEWAY_PORT, Workload
 from meshlab.federation import expose_services_gateway
 from meshlab.topology import load_topology
 

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from meshlab.backends.local import envoy as E
-from meshlab.backends.local import net
-from meshlab.backends.local import security as S
-from meshlab.backends.local.translate import Translator, Workload
+from meshlab import xds as E
+from meshlab.runtime import net
+from meshlab.controlplane import security as S
+from meshlab.controlplane import Translator
+from meshlab.registry import Workload
 from meshlab.jwt import Issuer
 from meshlab.lab import Lab
 from meshlab.pki import WorkloadCert

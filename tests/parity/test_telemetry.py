@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from meshlab.backends.local import envoy as E
-from meshlab.backends.local.telemetry import STATS_PORT, stats_cluster, stats_listener
+from meshlab.runtime import envoy as E
+from meshlab.controlplane.telemetry import STATS_PORT, stats_cluster, stats_listener
 from meshlab.lab import Lab
 
 URL = "http://helloworld.sample:5000/hello"

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from meshlab.backends.local import envoy as E
-from meshlab.backends.local.policy import refuse_unmergeable
+from meshlab import xds as E
+from meshlab.controlplane import routes as R
+from meshlab.controlplane.pushcontext import refuse_unmergeable
 from meshlab.errors import ResourceError
 from meshlab.federation import virtual_mesh
 from meshlab.resources import parse
@@ -66,7 +67,7 @@ def test_default_retry_policy_does_not_retry_503() -> None:
     assert route["route"]["retry_policy"] == {
         "retry_on": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
         "num_retries": 2,
-        "retry_host_predicate": [E.PREVIOUS_HOSTS],
+        "retry_host_predicate": [R.PREVIOUS_HOSTS],
         "host_selection_retry_max_attempts": 5,
     }
     assert "retriable_status_codes" not in route["route"]["retry_policy"]  # since 1.24: 503 is not retried
@@ -91,13 +92,13 @@ def test_virtualservice_retries_as_convert_policy() -> None:
         "retriable_status_codes": [503],
         "num_retries": 3,
         "per_try_timeout": "2.000s",
-        "retry_host_predicate": [E.PREVIOUS_HOSTS],
+        "retry_host_predicate": [R.PREVIOUS_HOSTS],
         "host_selection_retry_max_attempts": 5,
-        "retry_priority": E.PREVIOUS_PRIORITIES,
+        "retry_priority": R.PREVIOUS_PRIORITIES,
     }
     assert policy("{attempts: 1, retryOn: 'retriable-status-codes,503'}")["retry_on"] == "retriable-status-codes"
     assert policy("{attempts: 1, retryIgnorePreviousHosts: false}")["retry_host_predicate"] == []
-    assert policy("{attempts: 4}")["retry_on"] == E.DEFAULT_RETRY_ON
+    assert policy("{attempts: 4}")["retry_on"] == R.DEFAULT_RETRY_ON
 
 
 @pytest.mark.istio("pilot/pkg/networking/core/route/route.go")

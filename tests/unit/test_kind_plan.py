@@ -18,7 +18,7 @@ from meshlab.backends.kind import images, up_plan
 from meshlab.backends.kind.plan import Plan, Step
 from meshlab.topology import load_topology
 
-PATTERNS = ["flat-network", "separate-networks", "separate-control-planes"]
+PATTERNS = ["flat-network", "separate-networks", "separate-control-planes", "multi-primary"]
 
 
 @pytest.fixture(scope="module", params=PATTERNS)
@@ -363,6 +363,51 @@ def test_separate_control_planes(all_plans: dict[str, Plan]) -> None:
     assert plan.find(tag="verify") == []
 
 
+def test_multi_primary_follows_istios_multi_network_guide(all_plans: dict[str, Plan]) -> None:
+    """istio.io "Install Multi-Primary on different networks", in the guide's order: per cluster the network
+    label, the primary install, the east-west gateway, expose-services; then the remote secrets, cluster1's
+    into cluster2 first, then cluster2's into cluster1; then `istioctl remote-clusters` in both."""
+    plan = all_plans["multi-primary"]
+    head = "\n".join(str(plan).splitlines()[:14])
+    assert "https://istio.io/latest/docs/setup/install/multicluster/multi-primary_multi-network/" in head
+    assert "not an Istio guide" not in str(plan)
+    steps = []
+    for c in ("cluster1", "cluster2"):
+        steps += [plan.first(tag=t, cluster=c) for t in ("network-label", "cacerts", "install-primary", "eastwest-install", "gateway-address", "expose-services")]
+    s12, s21 = plan.find(tag="remote-secret")
+    order = [s for s in steps if "network-label" not in s.tags and "cacerts" not in s.tags] + [s12, s21]
+    assert [n(s) for s in order] == sorted(n(s) for s in order), "the guide's order: cluster1 complete, cluster2 complete, then the secrets"
+    for c in ("cluster1", "cluster2"):  # namespace label and cacerts before that cluster's install
+        assert n(plan.first(tag="network-label", cluster=c)) < n(plan.first(tag="install-primary", cluster=c))
+        assert n(plan.first(tag="cacerts", cluster=c)) < n(plan.first(tag="install-primary", cluster=c))
+    # values: the guide's cluster1.yaml / cluster2.yaml (meshID, clusterName, network; no externalIstiod)
+    for c, net in (("cluster1", "network1"), ("cluster2", "network2")):
+        glob = iop(plan.first(tag="install-primary", cluster=c))["spec"]["values"]["global"]
+        assert glob == {"meshID": "mesh1", "multiCluster": {"clusterName": c}, "network": net}
+        ns = plan.first(tag="network-label", cluster=c).manifests[0]
+        assert ns["metadata"]["labels"] == {"topology.istio.io/network": net} and "annotations" not in ns["metadata"]
+        gw = iop(plan.first(tag="eastwest-install", cluster=c))["spec"]
+        assert gw["values"]["global"]["network"] == net
+        assert {"name": "ISTIO_META_REQUESTED_NETWORK_VIEW", "value": net} in gw["components"]["ingressGateways"][0]["k8s"]["env"]
+        [exp] = plan.first(tag="expose-services", cluster=c).manifests
+        assert exp["spec"]["servers"][0]["tls"] == {"mode": "AUTO_PASSTHROUGH"} and exp["spec"]["servers"][0]["hosts"] == ["*.local"]
+    # one shared root: both clusters' cacerts cut from it
+    [pki] = plan.find(tag="pki")
+    assert pki.args["clusters"] == {"cluster1": "shared-root", "cluster2": "shared-root"}
+    # remote secrets: --context of the cluster read, --name = its clusterName, --server its API server's container IP
+    for s, src, into in ((s12, "cluster1", "cluster2"), (s21, "cluster2", "cluster1")):
+        assert s.argv[:4] == ["istioctl", "create-remote-secret", "--context", f"kind-{src}"]
+        assert s.argv[s.argv.index("--name") + 1] == src
+        assert s.argv[s.argv.index("--server") + 1] == "https://${%s_IP}:6443" % src.upper()
+        assert s.pipe_to == ["kubectl", "--context", f"kind-{into}", "apply", "-f", "-"]
+    # nothing of primary-remote and nothing of federation
+    for tag in ("install-remote", "expose-istiod", "federation", "route"):
+        assert plan.find(tag=tag) == [], tag
+    assert "ISTIO_META_DNS_CAPTURE" not in str(plan) and "externalIstiod" not in str(plan)
+    assert [s.cluster for s in plan.find(tag="verify")] == ["cluster1", "cluster2"]
+    assert n(s21) < n(plan.first(tag="verify"))
+
+
 def test_three_cluster_topology(tmp_path: Path) -> None:
     """A primary with two remotes, one on its network and one on another; a file written here."""
     pattern = tmp_path / "three.yaml"
@@ -569,3 +614,49 @@ def test_separate_control_planes_says_it_is_meshlabs_design(all_plans: dict[str,
     assert "https://istio.io/latest/docs/setup/install/multicluster/multi-primary_multi-network/" in head
     for name in ("flat-network", "separate-networks"):  # these follow Istio's guides step for step
         assert "not an Istio guide" not in str(all_plans[name])
+
+
+def test_tracing_follows_istios_jaeger_task(all_plans: dict[str, Plan], tmp_path: Path) -> None:
+    """istio.io's Jaeger task (1.31): the `jaeger` OpenTelemetry provider in meshConfig at install (OTLP/gRPC to
+    jaeger-collector.istio-system:4317), the release's samples/addons/jaeger.yaml in every primary, rolled out;
+    a Telemetry in istio-system then turns tracing on (meshlab.tracing.telemetry)."""
+    from meshlab.backends.kind import istio as I
+
+    for name, plan in all_plans.items():
+        for s in plan.find(tag="install-primary"):
+            assert iop(s)["spec"]["meshConfig"]["extensionProviders"] == [
+                {"name": "jaeger", "opentelemetry": {"port": 4317, "service": "jaeger-collector.istio-system.svc.cluster.local"}}], name
+    plan = Plan("tracing")
+    I.add_tracing_addon(plan, load_topology("multi-primary"))
+    assert plan.problems() == []
+    addon = plan.find(tag="tracing-addon")
+    assert [s.cluster for s in addon] == ["cluster1", "cluster2"]
+    for s in addon:
+        assert s.argv == ["kubectl", "--context", f"kind-{s.cluster}", "apply", "-f",
+                          f"https://raw.githubusercontent.com/istio/istio/release-{versions.ISTIO_VERSION.rsplit('.', 1)[0]}/samples/addons/jaeger.yaml"]
+        wait = plan.first(tag="tracing-rollout", cluster=s.cluster)
+        assert n(s) < n(wait) and wait.argv[-2] == "deployment/jaeger"
+    assert I.jaeger_traces_path("curl.sample").startswith("/api/v1/namespaces/istio-system/services/tracing:http-query/proxy/jaeger/api/traces?service=curl.sample")
+
+
+def test_remote_secret_revocation_pipes_the_same_secret_to_kubectl_delete() -> None:
+    """`istioctl create-remote-secret ... | kubectl delete -f -` (the command's help), into the cluster holding it."""
+    from meshlab.backends.kind import istio as I
+
+    t = load_topology("multi-primary")
+    plan = Plan("revoke")
+    I._remote_secret(plan, t.clusters["cluster2"], t.clusters["cluster1"], "lab", delete=True)
+    [s] = plan.find(tag="remote-secret-delete")
+    assert s.argv[:6] == ["istioctl", "create-remote-secret", "--context", "kind-cluster2", "--name", "cluster2"]
+    assert s.pipe_to == ["kubectl", "--context", "kind-cluster1", "delete", "-f", "-"]
+
+
+def test_remote_clusters_table_is_parsed() -> None:
+    from meshlab.backends.kind.backend import parse_remote_clusters
+
+    out = ("NAME         SECRET                                        STATUS     ISTIOD                     REVISION\n"
+           "cluster1                                                   synced     istiod-5d8c9b7f6-abcde     \n"
+           "cluster2     istio-system/istio-remote-secret-cluster2     synced     istiod-5d8c9b7f6-abcde     \n")  # fmt: skip
+    rows = parse_remote_clusters(out)
+    assert [(r["NAME"], r["SECRET"], r["STATUS"]) for r in rows] == [
+        ("cluster1", "", "synced"), ("cluster2", "istio-system/istio-remote-secret-cluster2", "synced")]

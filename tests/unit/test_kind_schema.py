@@ -15,7 +15,7 @@ from meshlab.backends.kind.istio import eastwest_iop, expose_istiod, primary_iop
 from meshlab.backends.kind.samples import curl, helloworld_deployment, helloworld_service, namespace
 from meshlab.topology import load_topology
 
-PATTERNS = ["flat-network", "separate-networks", "separate-control-planes"]
+PATTERNS = ["flat-network", "separate-networks", "separate-control-planes", "multi-primary"]
 
 
 @pytest.fixture(scope="module")

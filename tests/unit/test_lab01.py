@@ -261,7 +261,7 @@ def test_helloworld_on_kind_runs_meshlabs_sample_app_before_the_sections_that_ne
     ConfigMap with the image's Python, rolled out before the first request with ``?sleep=``."""
     from meshlab import dataplane as dp
     from meshlab.backends.kind import samples, tools
-    from meshlab.backends.local import apps
+    from meshlab.runtime import apps
     from meshlab.errors import LabStateError
 
     lab = dry_run_lab_("flat-network", tmp_path)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from cryptography import x509
 
-from meshlab.backends.local.translate import Workload
+from meshlab.registry import Workload
 from meshlab.errors import MeshlabError, ResourceError
 from meshlab.mesh import controller, kubefed, policy, telemetry, virtualmesh
 from meshlab.mesh.discovery import discover

@@ -85,7 +85,7 @@ def test_valid_doc_parses() -> None:
 
 
 def test_builtin_patterns_listed() -> None:
-    assert builtin_patterns() == ["flat-network", "separate-control-planes", "separate-networks", "separate-roots"]
+    assert builtin_patterns() == ["flat-network", "multi-primary", "separate-control-planes", "separate-networks", "separate-roots"]
 
 
 def test_flat_network() -> None:
@@ -127,6 +127,21 @@ def test_separate_control_planes() -> None:
     assert [c.name for c in t.served_by("cluster1")] == ["cluster1"]
     assert [c.name for c in t.served_by("cluster2")] == ["cluster2"]
     assert len(t.networks) == 2
+
+
+def test_multi_primary() -> None:
+    """Two primaries of one mesh on two networks: each istiod reads the other's API server (remote secrets
+    both ways); pattern 3's two meshes exchange none; a primary reads its remotes."""
+    t = load_topology("multi-primary")
+    assert t.control_planes == ["cluster1", "cluster2"] and list(t.meshes) == ["mesh1"]
+    assert not t.same_network("cluster1", "cluster2")
+    assert [c.name for c in t.served_by("cluster1")] == ["cluster1"], "each istiod configures only its own cluster's proxies"
+    assert t.remote_secrets("cluster1") == ["cluster2"] and t.remote_secrets("cluster2") == ["cluster1"]
+    assert t.multi_primary("cluster1") and t.multi_primary("cluster2")
+    scp = load_topology("separate-control-planes")
+    assert scp.remote_secrets("cluster1") == [] and not scp.multi_primary("cluster1")
+    sn = load_topology("separate-networks")
+    assert sn.remote_secrets("cluster1") == ["cluster2"] and not sn.multi_primary("cluster1")
 
 
 def test_root_ca_defaults_to_root() -> None:

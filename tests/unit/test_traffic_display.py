@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from meshlab.backends.local import envoy as E
+from meshlab import xds as E
+from meshlab.runtime.envoy import XdsWriter
 from meshlab.display import MERMAID_INIT, Diagram, Table, mermaid
 from meshlab.errors import MeshlabError
 from meshlab.state import State, write_atomic
@@ -219,9 +220,9 @@ def test_load_assignment_empty() -> None:
 
 def test_xds_writer_rewrites_only_what_changed_with_rising_versions(tmp_path: Path) -> None:
     cfg = E.ProxyConfig([], [E.static_cluster("c", "127.0.0.1", 1)], {"outbound|1||x": [E.Endpoint("10.0.0.1", 1, "r", "z")]})
-    w = E.XdsWriter(tmp_path)
+    w = XdsWriter(tmp_path)
     assert w.write(cfg) == 3  # eds, cds, lds
-    assert E.XdsWriter(tmp_path).write(cfg) == 0  # another writer (another process) sees nothing new
+    assert XdsWriter(tmp_path).write(cfg) == 0  # another writer (another process) sees nothing new
     cfg.endpoints["outbound|1||x"].append(E.Endpoint("10.0.0.2", 1, "r", "z"))
     assert w.write(cfg) == 1
     doc = json.loads(E.eds_path(tmp_path, "outbound|1||x").read_text())

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 
-from meshlab.backends.local import envoy as E
-from meshlab.backends.local.translate import Translator, Workload, host_aliases
+from meshlab import xds as E
+from meshlab.controlplane import Translator
+from meshlab.controlplane.generator import host_aliases
+from meshlab.registry import Workload
 from meshlab.pki import WorkloadCert
 from meshlab.topology import Topology, load_topology
 

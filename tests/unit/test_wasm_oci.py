@@ -15,7 +15,8 @@ import pytest
 
 from meshlab.errors import ResourceError
 from meshlab.resources import parse
-from meshlab.wasm import deploy, oci
+from meshlab.controlplane import extensions as deploy
+from meshlab.wasm import oci
 from meshlab.wasm.handmade import crashing_filter
 from meshlab.wasm.inspect import NotProxyWasmError
 

@@ -98,7 +98,7 @@ def test_kind_workflow_paths_cover_what_the_kind_labs_depend_on() -> None:
     patterns = [_glob_re(p) for p in on["push"]["paths"]]
     needed = _meshlab_closure("meshlab.lab", "meshlab.cli", "meshlab.backends.kind", "meshlab.federation")
     assert ROOT / "lib" / "meshlab" / "federation.py" in needed
-    assert ROOT / "lib" / "meshlab" / "backends" / "local" / "envoy.py" in needed, "the access-log format comes from here"
+    assert ROOT / "lib" / "meshlab" / "xds.py" in needed, "the access-log format comes from here"
     needed |= {ROOT / "lib" / "pyproject.toml", ROOT / "Makefile", KIND_WORKFLOW, ROOT / "tests" / "labs" / "run_labs.py"}
     needed |= set((ROOT / "labs").glob("*.ipynb")) | set((ROOT / "clusters" / "patterns").glob("*.yaml"))
     uncovered = sorted(str(f.relative_to(ROOT)) for f in needed if not any(p.match(str(f.relative_to(ROOT))) for p in patterns))

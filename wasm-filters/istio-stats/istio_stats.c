@@ -13,7 +13,7 @@
  * response_flags, connection_security_policy.
  *
  * Labels ride in the stat name as ".<label>=<value>;" and the proxy's bootstrap turns them into
- * Envoy tags (stats_config.stats_tags, one regex per label: meshlab.backends.local.telemetry),
+ * Envoy tags (stats_config.stats_tags, one regex per label: meshlab.controlplane.telemetry),
  * which /stats/prometheus prints as Prometheus labels.
  *
  * Who the peer is comes from a metadata exchange, as in Istio: the client's filter adds its own

@@ -231,7 +231,7 @@ class ManagementPlane:
 
     def check(self) -> Table:
         """Like ``meshctl check``: is the management plane healthy, and is its output applied?"""
-        from ..backends.local import procs
+        from ..runtime import procs
 
         rows = []
         st = self.lab.state.data

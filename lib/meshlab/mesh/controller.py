@@ -123,7 +123,7 @@ def events(run_dir: str | Path, last: int = 50) -> list[str]:
 # ---- the controller process ----------------------------------------------------------------------
 def start(lab: "Lab") -> dict[str, Any]:
     """Start the controller process for this lab (once); it is recorded, so ``meshlab down`` stops it."""
-    from ..backends.local import procs
+    from ..runtime import procs
 
     for p in lab.state.data.get("processes", []):
         if p["name"] == "mesh-controller" and procs.is_alive(p):
@@ -138,7 +138,7 @@ def start(lab: "Lab") -> dict[str, Any]:
 
 
 def stop(lab: "Lab") -> int:
-    from ..backends.local import procs
+    from ..runtime import procs
 
     mine = [p for p in lab.state.data.get("processes", []) if p["name"] == "mesh-controller"]
     stopped = procs.terminate(mine)
@@ -148,7 +148,7 @@ def stop(lab: "Lab") -> int:
 
 
 def running(lab: "Lab") -> bool:
-    from ..backends.local import procs
+    from ..runtime import procs
 
     return any(p["name"] == "mesh-controller" and procs.is_alive(p) for p in lab.state.data.get("processes", []))
 

@@ -7,7 +7,7 @@ namespace (it reaches that cluster's pods, like an in-cluster Prometheus), liste
 underlay address; the global one runs in the first cluster's node namespace (the management
 cluster) and scrapes each cluster's ``/federate``. Targets are the sidecars' ``:15090/stats/prometheus``
 (file-based discovery, rewritten by the mesh controller as pods come and go). The metrics come from
-the ``istio-stats`` Wasm filter (:mod:`meshlab.backends.local.telemetry`). Every process is recorded
+the ``istio-stats`` Wasm filter (:mod:`meshlab.controlplane.telemetry`). Every process is recorded
 in the lab state, so ``meshlab down`` stops it.
 
 Kind backend: Istio's Prometheus addon (``samples/addons/prometheus.yaml``) in every cluster, and a
@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
-from ..backends.local.edge import INGRESS_APP
-from ..backends.local.translate import GATEWAY_APP
+from ..registry import GATEWAY_APP, INGRESS_APP
 from ..display import Diagram, Table
 from ..errors import MeshlabError, ToolError
 from ..exec import run
@@ -140,7 +139,7 @@ class Telemetry:
         """Load the stats filter into every sidecar, then start one Prometheus per cluster and the global one."""
         if self.lab.backend.name == "kind":
             return self._enable_kind()
-        from ..backends.local import procs
+        from ..runtime import procs
         from ..wasm.build import build_once, repo_filters_dir
 
         binary = prometheus_binary()
@@ -189,7 +188,7 @@ class Telemetry:
 
     def write_targets(self) -> bool:
         """(Re)write each cluster's file-based discovery; Prometheus picks changes up by itself. True if any changed."""
-        from ..backends.local.telemetry import STATS_PORT
+        from ..controlplane.telemetry import STATS_PORT
         from ..state import write_atomic
 
         changed = False
@@ -214,12 +213,12 @@ class Telemetry:
     # ---- queries -------------------------------------------------------------------------------
     def _get(self, inst: Instance, path: str, timeout: float = 10.0) -> tuple[int, str]:
         """HTTP GET to a Prometheus from inside the namespace it runs in."""
-        from ..backends.local import client, net
+        from ..runtime import client, net
 
         kw = {"host": inst.address, "port": inst.port, "authority": f"{inst.address}:{inst.port}", "path": path, "n": 1, "headers": {}, "timeout": timeout}
         if self.lab.backend.mode == net.USERNS:
             argv = self.lab.backend.network.exec_prefix(inst.netns) + [  # type: ignore[union-attr]
-                sys.executable, "-m", "meshlab.backends.local.client", json.dumps({"op": "calls", **kw})]
+                sys.executable, "-m", "meshlab.runtime.client", json.dumps({"op": "calls", **kw})]
             raw = json.loads(run(argv, timeout=timeout + 5).stdout)
         else:
             with net.in_netns(inst.netns):

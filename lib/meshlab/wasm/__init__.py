@@ -13,8 +13,9 @@
 Modules: ``build`` (AssemblyScript, C), ``inspect`` (the wasm binary and the ABI check), ``abi`` (the
 proxy-wasm spec tables), ``standalone`` (Envoy with a hot-swappable Wasm filter), ``handmade``
 (modules assembled byte by byte), ``oci`` (modules as OCI images, the distribution API), ``hub``
-(the registry meshlab runs), ``deploy`` (Istio's WasmPlugin: fetch like istio-agent, translate like
-istiod), ``cli`` (``meshlab wasm ...``), ``bench``.
+(the registry meshlab runs), ``publish`` (a module into the hub), ``cli`` (``meshlab wasm ...``), ``bench``.
+Istio's own handling of a module lives with the emulated control plane (:mod:`meshlab.controlplane.extensions`:
+translate like istiod) and the runtime (:mod:`meshlab.runtime.agent`: fetch like istio-agent).
 """
 
 from . import hub, oci

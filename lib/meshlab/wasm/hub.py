@@ -41,7 +41,7 @@ from typing import Any
 
 import yaml
 
-from ..backends.local import procs
+from ..runtime import procs
 from ..display import Table
 from ..errors import LabStateError, MeshlabError
 from ..exec import which

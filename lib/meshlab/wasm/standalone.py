@@ -37,13 +37,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..backends.local import envoy as E
-from ..backends.local import procs
+from .. import xds as X
+from ..runtime import envoy as E
+from ..runtime import procs
 from ..errors import LabStateError, MeshlabError
 from ..state import State, home, write_atomic
 
-WASM_FILTER = E.T + "envoy.extensions.filters.http.wasm.v3.Wasm"
-STRING_VALUE = E.T + "google.protobuf.StringValue"
+WASM_FILTER = X.T + "envoy.extensions.filters.http.wasm.v3.Wasm"
+STRING_VALUE = X.T + "google.protobuf.StringValue"
 V8 = "envoy.wasm.runtime.v8"
 LISTENER = "wasm_demo"
 UPSTREAM = "helloworld"
@@ -214,7 +215,7 @@ class WasmEnvoy:
 
     def _start_upstream(self) -> None:
         argv = [
-            sys.executable, "-m", "meshlab.backends.local.apps", "helloworld",
+            sys.executable, "-m", "meshlab.runtime.apps", "helloworld",
             "--listen", f"127.0.0.1:{self.upstream_port}", "--version", "v1", "--instance", "wasm-upstream",
         ]  # fmt: skip
         p = procs.spawn("wasm/upstream", argv, self.dir / "upstream.log")
@@ -230,7 +231,7 @@ class WasmEnvoy:
         return {
             "node": {"id": "wasm-demo", "cluster": "wasm-demo"},
             "admin": {"address": {"pipe": {"path": str(self.admin.path)}}},
-            "static_resources": {"clusters": [E.static_cluster(UPSTREAM, "127.0.0.1", self.upstream_port)]},
+            "static_resources": {"clusters": [X.static_cluster(UPSTREAM, "127.0.0.1", self.upstream_port)]},
             "dynamic_resources": {"lds_config": {"path_config_source": {"path": str(self.lds)}, "resource_api_version": "V3"}},
         }
 
@@ -303,7 +304,7 @@ class WasmEnvoy:
         }
 
     def _listener(self, loaded: Loaded | None) -> dict[str, Any]:
-        filters = ([self.wasm_filter(loaded)] if loaded else []) + [{"name": "envoy.filters.http.router", "typed_config": {"@type": E.ROUTER}}]
+        filters = ([self.wasm_filter(loaded)] if loaded else []) + [{"name": "envoy.filters.http.router", "typed_config": {"@type": X.ROUTER}}]
         log_format = dict(ACCESS_LOG_FORMAT)
         for h in self.log_headers:
             log_format[h] = f"%REQ({h})%"
@@ -311,7 +312,7 @@ class WasmEnvoy:
             "name": "local",
             "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": UPSTREAM}}]}],
         }
-        return E.listener(
+        return X.listener(
             LISTENER,
             "127.0.0.1",
             self.port,
@@ -321,7 +322,7 @@ class WasmEnvoy:
                         {
                             "name": "envoy.filters.network.http_connection_manager",
                             "typed_config": {
-                                "@type": E.HCM,
+                                "@type": X.HCM,
                                 "stat_prefix": LISTENER,
                                 "route_config": route,
                                 "http_filters": filters,
@@ -329,7 +330,7 @@ class WasmEnvoy:
                                     {
                                         "name": "envoy.access_loggers.file",
                                         "typed_config": {
-                                            "@type": E.FILE_LOG,
+                                            "@type": X.FILE_LOG,
                                             "path": str(self.access_log_path),
                                             "log_format": {"json_format": log_format},
                                         },
@@ -343,7 +344,7 @@ class WasmEnvoy:
         )
 
     def _lds_doc(self, loaded: Loaded | None) -> dict[str, Any]:
-        return {"version_info": str(self.version), "resources": [E.resource("envoy.config.listener.v3.Listener", self._listener(loaded))]}
+        return {"version_info": str(self.version), "resources": [X.resource("envoy.config.listener.v3.Listener", self._listener(loaded))]}
 
     def load(
         self,

@@ -29,7 +29,7 @@ from ...traffic import Answer, CallResult, parse_answer
 
 if TYPE_CHECKING:
     from ...loadgen import LoadResult
-from ..local.translate import Workload
+from ...registry import Workload
 from . import clusters as K
 from . import images, ownership
 from . import istio as I
@@ -43,6 +43,7 @@ CALL_MARK = "@@meshlab-status="
 INGRESS = "istio-ingressgateway"  # installed in every primary by the default profile
 EXTERNAL_NAME = "meshlab-external"  # the HTTPS server "outside the mesh": a container on the kind network
 MULTI_PRIMARY_MULTI_NETWORK_GUIDE = "https://istio.io/latest/docs/setup/install/multicluster/multi-primary_multi-network/"
+MULTI_PRIMARY_GUIDE = "https://istio.io/latest/docs/setup/install/multicluster/multi-primary/"
 GATEWAY_NAMESPACE = "istio-system"  # where the east-west gateway (app=istio-eastwestgateway) runs
 PUSH_SETTLE = 1.5  # seconds: istiod debounces a change (100 ms quiet period, up to 10 s) before it pushes
 SYNC_TIMEOUT = 180.0  # seconds to wait until every proxy has acknowledged the latest push
@@ -140,6 +141,11 @@ def up_plan(t: Topology, state_dir: Path, samples: bool = True) -> Plan:
             "not an Istio guide: separate control planes federated by ServiceEntries is meshlab's design (two meshes, "
             "no remote secrets, see meshlab/federation.py); Istio's closest guide is multi-primary on different networks, "
             f"which exchanges remote secrets: {MULTI_PRIMARY_MULTI_NETWORK_GUIDE}")
+    if any(t.multi_primary(cp) for cp in t.control_planes):
+        plan.notes.append(
+            "follows Istio's guide step by step (with a cluster's network label set when its istio-system namespace is "
+            "created, before any install): " + (f"Install Multi-Primary on different networks, {MULTI_PRIMARY_MULTI_NETWORK_GUIDE}"
+                                                if I.multi_network(t) else f"Install Multi-Primary, {MULTI_PRIMARY_GUIDE}"))
     plan.phase = "prerequisites and tools"
     plan.meshlab("check the prerequisites: Docker engine and its memory, inotify limits, kubectl (as `meshlab doctor`)",
                  "check", "meshlab.prereqs.check_kind(); stop on a failed Docker/kubectl check and print its fix", tags=("doctor",))
@@ -307,7 +313,7 @@ class KindBackend:
         """Delete the recorded kind clusters and the registry container; idempotent."""
         if state.data.get("dry_run"):
             return {"processes": 0, "namespaces": 0, "clusters": 0}  # a dry run created nothing
-        from ..local import procs  # local processes a kind lab started (lab 05's mesh controller)
+        from ...runtime import procs  # local processes a kind lab started (lab 05's mesh controller)
 
         stopped = procs.terminate(state.data.get("processes", []))
         context_file = Path(state.data.get("run_dir") or state.dir / "kind") / "kube-context"
@@ -637,6 +643,52 @@ class KindBackend:
                           tags=("wait", "rollout"),
                           hint=f"`kubectl --context {K.context(cluster)} -n {namespace} get pods`; `... describe deployment {name}`")  # fmt: skip
 
+    # ---- multi-primary: remote secrets ---------------------------------------------------------------
+    def set_remote_secret(self, cluster: str, in_cluster: str, present: bool) -> None:
+        """Create (or revoke) the remote secret that lets istiod in ``in_cluster`` read ``cluster``'s API server:
+        ``istioctl create-remote-secret --name <cluster> | kubectl apply`` (or ``delete``) in ``in_cluster``."""
+        src, into = self.topology.cluster(cluster), self.topology.cluster(in_cluster)
+        if not into.is_primary or src.name == into.name:
+            raise MeshlabError(f"{in_cluster} cannot hold a remote secret for {cluster}",
+                               "name a primary (a cluster that runs istiod) and another cluster")
+        plan = Plan(f"remote secret of {cluster} in {in_cluster}")
+        I._remote_secret(plan, src, into, "requested by the lab", delete=not present)
+        self.executor.execute(plan)
+        self._wait_synced(f"istiod in {in_cluster} {'reading' if present else 'no longer reading'} {cluster}")
+
+    def remote_clusters(self, cluster: str) -> list[dict[str, str]]:
+        """``istioctl remote-clusters``: the clusters istiod in ``cluster`` reads, with their secret and sync status."""
+        self.topology.cluster(cluster)
+        return parse_remote_clusters(self._capture(["istioctl", "remote-clusters", "--context", K.context(cluster)], cluster,
+                                                   f"the clusters istiod in {cluster} reads"))
+
+    # ---- tracing: Istio's Jaeger addon -----------------------------------------------------------------
+    def enable_tracing(self) -> str:
+        """Istio's Jaeger addon (``samples/addons/jaeger.yaml`` of the release, OTLP on 4317) in every primary, whose
+        istiod already has the ``jaeger`` extension provider (meshConfig, at install); a ``Telemetry`` then turns
+        tracing on (:func:`meshlab.tracing.telemetry`)."""
+        plan = Plan("Istio's tracing addon")
+        I.add_tracing_addon(plan, self.topology)
+        self.executor.execute(plan)
+        return "jaeger addon in " + ", ".join(self.topology.control_planes)
+
+    def spans(self) -> list[Any]:
+        """Every span the Jaeger of each primary holds for the lab's services, read through the API server's
+        service proxy (``kubectl get --raw``), merged by trace id (each cluster's proxies report to their own)."""
+        from ...tracing import spans_from_jaeger
+
+        out: list[Any] = []
+        for cp in self.topology.control_planes:
+            for service in sorted({f"{d['app']}.{d['namespace']}" for d in self.deployments}):
+                raw = self._capture(K.kubectl(cp, "get", "--raw", I.jaeger_traces_path(service)), cp, f"traces of {service} in {cp}'s Jaeger")
+                out += spans_from_jaeger(json.loads(raw or "{}"), cluster=cp)
+        seen, unique = set(), []
+        for sp in out:
+            if (sp.trace_id, sp.span_id) not in seen:
+                seen.add((sp.trace_id, sp.span_id))
+                unique.append(sp)
+        return unique
+
     def set_ca_root(self, cluster: str, root: str) -> None:
         """Plug-in CA: cut ``cluster``'s ``cacerts`` from the named ``root``, restart istiod, then every workload
         it serves, so each gets a certificate (and trust bundle) of that root (Istio's plug-in CA guide)."""
@@ -844,7 +896,7 @@ class KindBackend:
         meshlab's sample server with a certificate from "external-ca"; that CA also goes into a secret
         ``<name>-ca`` (key ``ca.crt``) in every cluster's sample namespace, for a DestinationRule's ``credentialName``."""
         from ...pki import PKI
-        from ..local import apps
+        from ...runtime import apps
 
         known = self.state.data.setdefault("external", {})
         if hostname in known:
@@ -1102,6 +1154,24 @@ def parse_endpoints(output: str, service: str | None = None) -> list[dict[str, s
                 "PRIORITY": str(h.get("priority", 0)),
                 "WEIGHT": str(h.get("weight", 1)),
             })  # fmt: skip
+    return rows
+
+
+def parse_remote_clusters(output: str) -> list[dict[str, str]]:
+    """``istioctl remote-clusters``' table (NAME SECRET STATUS ISTIOD REVISION; istioctl/pkg/proxyconfig/clusters.go
+    writeMulticlusterStatus): one row per cluster an istiod reads, its own (config) cluster first with no secret."""
+    lines = [ln for ln in output.splitlines() if ln.strip()]
+    if not lines or not lines[0].startswith("NAME"):
+        return []
+    head = lines[0]
+    cols = [(m.start(), m.group()) for m in re.finditer(r"\S+", head)]
+    rows = []
+    for ln in lines[1:]:
+        row = {}
+        for i, (start, name) in enumerate(cols):
+            end = cols[i + 1][0] if i + 1 < len(cols) else None
+            row[name] = ln[start:end].strip()
+        rows.append(row)
     return rows
 
 

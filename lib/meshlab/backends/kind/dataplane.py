@@ -20,7 +20,7 @@ what the local backend's killed app behind a live sidecar does. No extra image t
 
 **meshlab's sample app.** The lab makes helloworld slow or flaky with query parameters (``?sleep=``,
 ``?fail=``, ``?only=``, ``?tail=``) that only meshlab's sample app understands
-(:mod:`meshlab.backends.local.apps`); Istio's helloworld image (a Flask app) ignores them. So on kind the
+(:mod:`meshlab.runtime.apps`); Istio's helloworld image (a Flask app) ignores them. So on kind the
 helloworld Deployments run that same file, shipped as the ConfigMap ``meshlab-sample-app`` and started
 with the image's own Python (stdlib only): same names, labels, port and version, so the Service, the
 subsets and every Istio resource stay as they are. No extra image to pull.
@@ -138,7 +138,7 @@ def sample_app_manifests(version: str, replicas: int = 1, ns: str = S.NAMESPACE,
     """The ConfigMap with meshlab's ``apps.py``, then helloworld ``version``'s Deployment running it with the
     image's Python: the sample's Deployment with only the container's command, a volume and ``POD_NAME`` added
     (the instance name in each answer is the pod's, as with Istio's app, so ``lab.call`` finds the pod)."""
-    from ..local import apps
+    from ...runtime import apps
 
     d = S.helloworld_deployment(version, replicas, ns, sidecar, service_account)
     pod = d["spec"]["template"]["spec"]

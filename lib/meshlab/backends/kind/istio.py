@@ -22,8 +22,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ... import versions
-from ...backends.local.envoy import ACCESS_LOG_FORMAT
+from ... import tracing, versions
+from ...xds import ACCESS_LOG_FORMAT
 from ...topology import Cluster, Topology
 from . import tools
 from .clusters import context, kubectl, node_ip_var
@@ -100,6 +100,8 @@ def primary_iop(t: Topology, c: Cluster) -> dict[str, Any]:
         # ISTIO_META_DNS_AUTO_ALLOCATE is deprecated: only the capture flag is needed.
         default_config["proxyMetadata"] = {"ISTIO_META_DNS_CAPTURE": "true"}
     mesh_config["defaultConfig"] = default_config
+    # istio.io's Jaeger task: the OTLP provider is named at install; a Telemetry resource turns tracing on (lab 03b)
+    mesh_config["extensionProviders"] = [tracing.extension_provider()]
     return {
         "apiVersion": "install.istio.io/v1alpha1",
         "kind": "IstioOperator",
@@ -282,12 +284,18 @@ def _expose_services(plan: Plan, c: Cluster, why: str) -> None:
              note="not in Istio's guide: a lab convenience; without it a gateway logs a connection only when it closes")
 
 
-def _remote_secret(plan: Plan, source: Cluster, into: Cluster, why: str) -> None:
+def _remote_secret(plan: Plan, source: Cluster, into: Cluster, why: str, delete: bool = False) -> None:
+    """``istioctl create-remote-secret ... | kubectl apply -f -`` into the cluster whose istiod should read
+    ``source``; with ``delete``, the same secret piped to ``kubectl delete`` (the command's help: how a secret is
+    revoked), after which that istiod drops ``source``'s registry and its endpoints."""
+    title = (f"revoke the remote secret: istiod in {into.name} stops reading {source.name}'s API server ({why})" if delete else
+             f"remote secret: give istiod in {into.name} access to {source.name}'s API server at its container IP ({why})")
     plan.run(
-        f"remote secret: give istiod in {into.name} access to {source.name}'s API server at its container IP ({why})",
+        title,
         ["istioctl", "create-remote-secret", "--context", context(source.name), "--name", source.name,
          "--server", "https://${%s}:6443" % node_ip_var(source.name)],
-        pipe_to=kubectl(into.name, "apply", "-f", "-"), cluster=source.name, tags=("remote-secret",),
+        pipe_to=kubectl(into.name, "delete" if delete else "apply", "-f", "-"), cluster=source.name,
+        tags=("remote-secret-delete",) if delete else ("remote-secret",),
         note=f"--server is {source.name}'s control-plane container IP: the kubeconfig's 127.0.0.1 port only works "
         "from the host, istiod in another cluster cannot reach it",
         hint=f"`istioctl --context {context(into.name)} remote-clusters` should list {source.name} as synced; "
@@ -331,6 +339,27 @@ def add_istio(plan: Plan, t: Topology) -> None:
         plan.phase = "multi-primary: exchange remote secrets between primaries of one mesh"
         for a, b in pairs:
             _remote_secret(plan, a, b, f"{a.name} and {b.name} are primaries of mesh {a.mesh}")
+
+
+JAEGER_ADDON = f"https://raw.githubusercontent.com/istio/istio/release-{'.'.join(versions.ISTIO_VERSION.split('.')[:2])}/samples/addons/jaeger.yaml"
+
+
+def add_tracing_addon(plan: Plan, t: Topology) -> None:
+    """Istio's Jaeger addon in every primary (istio.io, "Jaeger" integration: ``kubectl apply -f`` the release's
+    ``samples/addons/jaeger.yaml``): Jaeger all-in-one in istio-system, OTLP/gRPC on ``jaeger-collector:4317``,
+    the query UI and API on ``tracing:80`` under ``/jaeger``. Each cluster's proxies report to their own Jaeger."""
+    plan.phase = "tracing: Istio's Jaeger addon"
+    for c in [c for c in t.clusters.values() if c.is_primary]:
+        plan.run(f"install the Jaeger addon in {c.name} (samples/addons/jaeger.yaml of Istio's release branch)",
+                 kubectl(c.name, "apply", "-f", JAEGER_ADDON), cluster=c.name, tags=("tracing-addon",),
+                 hint="the node pulls docker.io/jaegertracing/jaeger itself: it needs the internet (or load the image with `kind load`)")
+        plan.run("wait until Jaeger is rolled out", kubectl(c.name, "-n", "istio-system", "rollout", "status", "deployment/jaeger",
+                 f"--timeout={INSTALL_TIMEOUT}s"), cluster=c.name, timeout=INSTALL_TIMEOUT + 30, tags=("wait", "tracing-rollout"))  # fmt: skip
+
+
+def jaeger_traces_path(service: str, limit: int = 50) -> str:
+    """Jaeger's query API (``/jaeger/api/traces``) through the API server's service proxy to Service ``tracing``."""
+    return f"/api/v1/namespaces/istio-system/services/tracing:http-query/proxy/jaeger/api/traces?service={service}&limit={limit}&lookback=1h"
 
 
 def add_verify(plan: Plan, t: Topology) -> None:

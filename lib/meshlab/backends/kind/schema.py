@@ -62,6 +62,13 @@ ISTIO_OPERATOR = {
                 "accessLogFile": "string",
                 "accessLogEncoding": {"enum": ["TEXT", "JSON"]},
                 "accessLogFormat": "string",
+                "enableTracing": "boolean",
+                # MeshConfig.ExtensionProvider (subset): the OpenTelemetry tracing provider of istio.io's Jaeger task
+                "extensionProviders": {"list": {"props": {
+                    "name": "string",
+                    "opentelemetry": {"props": {"service": "string", "port": "integer", "maxTagLength": "integer"},
+                                      "required": ["service", "port"]},
+                }, "required": ["name"]}},
                 "defaultConfig": {"props": {  # ProxyConfig (subset)
                     "proxyMetadata": {"map": "string"},
                     "proxyStatsMatcher": {"props": {

@@ -80,7 +80,7 @@ def _ship_plugin(doc: dict[str, Any]) -> tuple[dict[str, Any], Step | None]:
         )  # fmt: skip
         return {**doc, "spec": spec}, step
     if scheme == "file":
-        from ...wasm.deploy import read_file_url
+        from ...controlplane.extensions import read_file_url
 
         path, data = read_file_url(url, where)
         sha = hashlib.sha256(data).hexdigest()

@@ -25,14 +25,15 @@ from ...state import State, prefix_for, write_atomic
 from ...topology import Topology
 from ...traffic import Answer, CallResult, parse_answer, split_url
 from ...exec import run
-from . import client, net, procs
-from . import envoy as E
-from .policy import refuse_unmergeable, resolve_host
-from .security import signature as security_signature
-from .security import unmatched_selectors
-from .edge import INGRESS_APP
-from .telemetry import stats_config
-from .translate import GATEWAY_APP, OUTBOUND_PORT, Translator, Workload
+from ...xds import ProxyConfig, ecds_path, eds_path
+from ...controlplane import Translator
+from ...controlplane.pushcontext import refuse_unmergeable, resolve_host
+from ...controlplane.security import signature as security_signature
+from ...controlplane.security import unmatched_selectors
+from ...controlplane.telemetry import stats_config
+from ...registry import GATEWAY_APP, INGRESS_APP, OUTBOUND_PORT, Workload
+from ...runtime import client, net, procs
+from ...runtime import envoy as E
 
 if TYPE_CHECKING:
     from ...loadgen import LoadResult
@@ -69,9 +70,9 @@ def _http_filter_names(lds: Path) -> Any:
 
 
 def _wasm_signature(lds: Path) -> Any:
-    """The Wasm and security filters and chain matches in a listener file (meshlab.wasm.deploy.signature,
+    """The Wasm and security filters and chain matches in a listener file (meshlab.controlplane.extensions.signature,
     security.signature), or None without a file: when they change, old connections must drain first."""
-    from ...wasm.deploy import signature
+    from ...controlplane.extensions import signature
 
     try:
         listeners = json.loads(lds.read_text())["resources"]
@@ -92,7 +93,7 @@ def _ecds_rejections(admin: E.Admin) -> dict[str, int]:
 
 def _ecds_versions(admin: E.Admin) -> dict[str, str]:
     """The version of each extension config Envoy runs (the full ``/config_dump``'s ECDS section)."""
-    from ...wasm.deploy import ecds_from_dump
+    from ...controlplane.extensions import ecds_from_dump
 
     try:
         status, body = admin.get("/config_dump")
@@ -138,7 +139,7 @@ class LocalBackend:
     def __init__(self, topology: Topology, state: State) -> None:
         self.topology = topology
         self.state = state
-        self.agent_events: list[tuple[str, Any]] = []  # (pod, meshlab.wasm.agent.Event) of the last syncs
+        self.agent_events: list[tuple[str, Any]] = []  # (pod, meshlab.runtime.agent.Event) of the last syncs
         d = state.data
         self.run_dir = Path(d["run_dir"])
         self.network = net.Network(d["mode"], d["prefix"], lambda ns: state.record("namespaces", ns), d.get("holder"))
@@ -400,7 +401,7 @@ class LocalBackend:
                 write_atomic(self.ratelimit_config(), DEFAULT_CONFIG)
             app = ["meshlab.ratelimit", "--config", str(self.ratelimit_config())]
         else:
-            app = ["meshlab.backends.local.apps", "helloworld", "--version", w.version, "--instance", w.pod]
+            app = ["meshlab.runtime.apps", "helloworld", "--version", w.version, "--instance", w.pod]
         argv = self.network.exec_prefix(w.netns) + [sys.executable, "-m", *app, "--listen", f"{w.app_host}:{w.ports[0]}"]
         log = self.run_dir / "logs" / f"{w.pod}.app.log"
         start = log.stat().st_size if log.exists() else 0  # a restored app appends to the same log
@@ -449,7 +450,7 @@ class LocalBackend:
         procs.wait_until(admin.ready, p, "Envoy's /ready answered 200")
         self._wait_applied(w, cfg)
 
-    def proxy_config(self, w: Workload) -> E.ProxyConfig:
+    def proxy_config(self, w: Workload) -> ProxyConfig:
         """What the proxy's Envoy gets: istiod's config for it, with the extension configs (ECDS) as its
         agent rewrote them (modules fetched to local files, or the RBAC fallback)."""
         registry = self.workloads
@@ -470,8 +471,8 @@ class LocalBackend:
         return cfg
 
     def agent(self, w: Workload) -> Any:
-        """The proxy's istio-agent (its Wasm part): module cache, log, metrics (meshlab.wasm.agent)."""
-        from ...wasm.agent import Agent
+        """The proxy's istio-agent (its Wasm part): module cache, log, metrics (meshlab.runtime.agent)."""
+        from ...runtime.agent import Agent
         from ...wasm.hub import hub_home
 
         return Agent(self.proxy_dir(w) / "agent", self.run_dir / "logs" / f"{w.pod}.agent.log", [hub_home(), self.state.dir / "hub"])
@@ -479,7 +480,7 @@ class LocalBackend:
     def _with_pull_secrets(self, w: Workload, extensions: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """istiod's ECDS generator puts the content of each referenced pull secret into the config, read in
         the *proxy's* cluster; a secret missing there becomes "" (``pilot/pkg/xds/ecds.go``)."""
-        from ...wasm.deploy import SECRET_ENV
+        from ...controlplane.extensions import SECRET_ENV
 
         secrets = self.state.data.get("pull_secrets", {}).get(w.cluster, {})
         out = {}
@@ -519,7 +520,7 @@ class LocalBackend:
         selected proxy's agent fetches it, and what each agent did (module fetched, or the RBAC filter
         put in its place when the fetch failed) is reported in the returned lines.
         """
-        from ...wasm.deploy import check
+        from ...controlplane.extensions import check
 
         cp = self.topology.cluster(cluster).control_plane
         stored = self.state.data.setdefault("resources", [])
@@ -674,7 +675,7 @@ class LocalBackend:
             self._wait_applied(w, cfg, lds=lds_change, ecds_rejected=ecds_rejected)
 
     def _wait_applied(
-        self, w: Workload, cfg: E.ProxyConfig, timeout: float = 15.0, lds: tuple[str | None, dict[str, Any], bool] | None = None,
+        self, w: Workload, cfg: ProxyConfig, timeout: float = 15.0, lds: tuple[str | None, dict[str, Any], bool] | None = None,
         ecds_rejected: dict[str, int] | None = None,
     ) -> None:  # fmt: skip
         """Wait on Envoy's own view until it runs ``cfg``: every listener active (a listener whose
@@ -690,7 +691,7 @@ class LocalBackend:
         log = self.run_dir / "logs" / f"{w.pod}.envoy.log"
         deadline = time.monotonic() + timeout
         have: dict[str, list[str]] = {}
-        ecds_files = {n: _file_version(E.ecds_path(self.proxy_dir(w) / "xds", n)) for n in cfg.extensions}
+        ecds_files = {n: _file_version(ecds_path(self.proxy_dir(w) / "xds", n)) for n in cfg.extensions}
 
         def rejected(what: str) -> ResourceError:
             time.sleep(0.3)  # Envoy flushes its log every 200 ms
@@ -772,7 +773,7 @@ class LocalBackend:
         if self.mode != net.USERNS:
             with net.in_netns(netns):
                 return client.calls(**kw) if op == "calls" else client.connect(**kw)
-        argv = self.network.exec_prefix(netns) + [sys.executable, "-m", "meshlab.backends.local.client", json.dumps({"op": op, **kw})]
+        argv = self.network.exec_prefix(netns) + [sys.executable, "-m", "meshlab.runtime.client", json.dumps({"op": op, **kw})]
         return json.loads(run(argv, timeout=60).stdout)
 
     # ---- the edges: outside clients, external services, TLS secrets -----------------------------
@@ -804,7 +805,7 @@ class LocalBackend:
         ip = self.network.external_ip()
         cert, key, ca = self.pki.server(hostname.split(".")[0], [hostname, ip], root="external-ca")
         argv = self.network.exec_prefix(self.network.external_ns()) + [
-            sys.executable, "-m", "meshlab.backends.local.apps", "helloworld", "--listen", f"{ip}:443",
+            sys.executable, "-m", "meshlab.runtime.apps", "helloworld", "--listen", f"{ip}:443",
             "--version", "external", "--instance", hostname, "--tls-cert", str(cert), "--tls-key", str(key),
         ]  # fmt: skip
         log = self.run_dir / "logs" / f"external-{hostname}.log"
@@ -949,7 +950,7 @@ class LocalBackend:
                 names = set()
             eds = {}
             for name in sorted(names):
-                la = json.loads(E.eds_path(xds, name).read_text())["resources"][0]
+                la = json.loads(eds_path(xds, name).read_text())["resources"][0]
                 eds[name] = sorted(f"{e['endpoint']['address']['socket_address']['address']}:"
                                                  f"{e['endpoint']['address']['socket_address']['port_value']}"
                                                  for loc in la.get("endpoints", []) for e in loc.get("lb_endpoints", []))
@@ -962,7 +963,7 @@ class LocalBackend:
 
     def _ecds_status(self, w: Workload, xds: Path) -> str:
         """ECDS of one proxy: every extension config its listeners discover, at the version written for it."""
-        from ...wasm.deploy import ecds_from_dump, referenced
+        from ...controlplane.extensions import ecds_from_dump, referenced
 
         try:
             names = referenced(json.loads((xds / "lds.json").read_text())["resources"])
@@ -974,7 +975,7 @@ class LocalBackend:
             have = ecds_from_dump(E.Admin(w.admin).config_dump())
         except (OSError, MeshlabError):
             return "STALE"
-        synced = all(_file_version(E.ecds_path(xds, n)) == str(have.get(n, {}).get("version_info")) for n in names)
+        synced = all(_file_version(ecds_path(xds, n)) == str(have.get(n, {}).get("version_info")) for n in names)
         return "SYNCED" if synced else "STALE"
 
     def access_log(self, workload: str, cluster: str, last: int = 20) -> list[dict[str, Any]]:

@@ -29,9 +29,9 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ...errors import MeshlabError
-from ...exec import run
-from ...topology import UNDERLAY, Cluster, Topology
+from ..errors import MeshlabError
+from ..exec import run
+from ..topology import UNDERLAY, Cluster, Topology
 
 NETNS = "netns"
 USERNS = "userns"

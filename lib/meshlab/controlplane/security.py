@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from . import envoy as E
+from .. import xds as E
 
 ROOT_NAMESPACE = "istio-system"  # meshConfig.rootNamespace: mesh-wide policies live here
 ALL_ISTIO_MTLS_ALPNS = ["istio", "istio-peer-exchange", "istio-http/1.0", "istio-http/1.1", "istio-h2"]

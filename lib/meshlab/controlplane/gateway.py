@@ -12,13 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ...errors import ResourceError
-from . import envoy as E
+from .. import xds as E
+from ..errors import ResourceError
 from . import security as S
-from .policy import http_routes, resolve_host
-
-INGRESS_APP = "istio-ingressgateway"
-INGRESS_LABELS = {"istio": "ingressgateway"}
+from .pushcontext import resolve_host
+from .routes import http_routes
 
 
 def _ns(r: dict[str, Any]) -> str:

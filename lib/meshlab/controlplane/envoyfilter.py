@@ -22,7 +22,7 @@ import copy
 import dataclasses
 from typing import Any
 
-from . import envoy as E
+from .. import xds as E
 
 ROOT_NAMESPACE = "istio-system"
 HCM_NAME = "envoy.filters.network.http_connection_manager"

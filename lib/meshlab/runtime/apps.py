@@ -12,7 +12,7 @@ data-plane experiments of lab 01:
 It is a small asyncio HTTP/1.1 server with keep-alive, so it is never the bottleneck when the
 benchmark measures the sidecars.
 
-Run: ``python -m meshlab.backends.local.apps helloworld --listen 127.0.0.1:5000 --version v1 --instance NAME``;
+Run: ``python -m meshlab.runtime.apps helloworld --listen 127.0.0.1:5000 --version v1 --instance NAME``;
 with ``--tls-cert``/``--tls-key`` it serves HTTPS (an external service on the underlay) and says in
 headers which TLS version the client negotiated (``x-served-tls``) and which server name it asked for
 (``x-served-sni``, absent without SNI).

@@ -2,7 +2,7 @@
 
 Run in-process (the calling thread enters the pod's namespace) or, in user-namespace mode where a
 multithreaded process may not join another user namespace, as a subprocess inside the pod:
-``python -m meshlab.backends.local.client '{"op": "calls", ...}'`` printing JSON.
+``python -m meshlab.runtime.client '{"op": "calls", ...}'`` printing JSON.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ...wasm.deploy import STRING_VALUE, V8, WASM_FILTER
-from . import envoy as E
+from .. import xds as E
+from .extensions import STRING_VALUE, V8, WASM_FILTER
 
 STATS_PORT = 15090  # Istio's ENVOY_PROMETHEUS_PORT (pilot/cmd/pilot-agent/options/options.go)
 ROOT_ID = "istio_stats"

@@ -1,7 +1,7 @@
 """Declarative extensions on the local backend: istiod's half of Istio's ``TrafficExtension`` (Wasm and
 Lua, extensions.istio.io/v1alpha1, Istio >= 1.30) and of its predecessor ``WasmPlugin``.
 
-What istiod does with them (Istio 1.31; the agent's half is :mod:`meshlab.wasm.agent`):
+What istiod does with them (Istio 1.31; the agent's half is :mod:`meshlab.runtime.agent`):
 
 * a ``WasmPlugin`` becomes a synthetic TrafficExtension named ``<name>~istio-translated-wasmplugin``
   with the same selector, phase, priority, match and a ``wasm`` block
@@ -27,12 +27,14 @@ What istiod does with them (Istio 1.31; the agent's half is :mod:`meshlab.wasm.a
 from __future__ import annotations
 
 import json
+import math
 import urllib.parse
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from ..errors import ResourceError
-from . import oci
+from ..wasm import oci
 
 WASM_FILTER = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 RBAC_FILTER = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
@@ -161,9 +163,46 @@ def matches_listener(doc: dict[str, Any], direction: str, port: int | None) -> b
 
 
 def extensions_for(labels: dict[str, str], namespace: str, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The TrafficExtensions (WasmPlugins translated) that select a workload, in creation (apply) order."""
+    """The TrafficExtensions (WasmPlugins translated) that select a workload: those of its own namespace,
+    then those of the root namespace, each in creation (apply) order (``TrafficExtensionsByListenerInfo``)."""
     tes = [as_traffic_extension(r) for r in resources if r.get("kind") in ("TrafficExtension", "WasmPlugin")]
-    return [t for t in tes if selects(t, labels, namespace)]
+    chosen = [t for t in tes if selects(t, labels, namespace)]
+    return [t for t in chosen if namespace_of(t) == namespace] + [t for t in chosen if namespace_of(t) != namespace]
+
+
+def _go_float(f: float) -> str:
+    """A float64 as Go's encoding/json writes it: shortest digits, plain notation from 1e-6 up to 1e21."""
+    if math.isnan(f) or math.isinf(f):
+        raise ResourceError(f"pluginConfig: {f} is not a JSON number", "use a finite number")
+    if f == 0 or 1e-6 <= abs(f) < 1e21:
+        plain = format(Decimal(repr(f)), "f")
+        return plain.rstrip("0").rstrip(".") if "." in plain else plain
+    mantissa, _, exp = repr(f).partition("e")
+    return f"{mantissa.removesuffix('.0')}e{exp[0]}{exp[1:].lstrip('0')}"
+
+
+def _go_string(s: str) -> str:
+    """A string as Go's encoding/json writes it (HTML-safe: <, > and & escaped; U+2028/2029 escaped)."""
+    out = json.dumps(s, ensure_ascii=False)
+    for c, e in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        out = out.replace(c, e)
+    return out
+
+
+def struct_json(value: Any) -> str:
+    """``pluginConfig`` (a protobuf Struct) as golang/protobuf's jsonpb writes it for istiod (protomarshal.ToJSON):
+    keys sorted, no spaces, every number a float64."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_go_string(str(k))}:{struct_json(v)}" for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(struct_json(v) for v in value) + "]"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return _go_float(float(value))
+    return _go_string(str(value))
 
 
 def _priority(te: dict[str, Any]) -> int:
@@ -216,8 +255,8 @@ def extension_config(te: dict[str, Any]) -> dict[str, Any]:
         "root_id": w.get("pluginName", ""),
         "vm_config": {"runtime": V8, "code": code, "environment_variables": {"key_values": env}},
     }
-    if w.get("pluginConfig"):  # Istio passes the Struct to the plugin as a JSON string
-        config["configuration"] = {"@type": STRING_VALUE, "value": json.dumps(w["pluginConfig"], separators=(",", ":"))}
+    if w.get("pluginConfig"):  # Istio passes the Struct to the plugin as a JSON string (buildWasmConfig)
+        config["configuration"] = {"@type": STRING_VALUE, "value": struct_json(w["pluginConfig"])}
     config["failure_policy"] = FAILURE_POLICY[w.get("failStrategy", "FAIL_CLOSE")]  # FAIL_CLOSE is the enum's zero value
     return {"@type": EXTENSION_CONFIG, "name": resource_name(te), "typed_config": {"@type": WASM_FILTER, "config": config}}
 

@@ -41,8 +41,8 @@ from typing import Any
 
 from ..errors import MeshlabError
 from ..state import write_atomic
-from . import oci
-from .deploy import POLICY_ENV, RBAC_FILTER, SECRET_ENV, VERSION_ENV, WASM_FILTER, scheme_of
+from ..wasm import oci
+from ..controlplane.extensions import POLICY_ENV, RBAC_FILTER, SECRET_ENV, VERSION_ENV, WASM_FILTER, scheme_of
 
 MAX_BYTES = 256 * 1024 * 1024  # Istio's ISTIO_WASM_MAX_BINARY_SIZE_BYTES default
 WASM_MAGIC = b"\0asm"
@@ -92,7 +92,7 @@ def cache_path(cache: Path, url: str, checksum: str) -> Path:
 
 
 def _hubs(hub_dirs: list[Path]) -> list[Any]:
-    from .hub import Hub
+    from ..wasm.hub import Hub
 
     return [h for d in dict.fromkeys(hub_dirs) if (h := Hub.running(d)) is not None]
 
@@ -173,7 +173,7 @@ def fetch(
 
 def _hints(data: bytes, url: str, root_ids: list[str], root_id: str) -> list[str]:
     """What meshlab checks beyond Istio: would Envoy load it (ABI, imports), does it register the root id."""
-    from .inspect import inspect_bytes
+    from ..wasm.inspect import inspect_bytes
 
     try:
         report = inspect_bytes(data, url)

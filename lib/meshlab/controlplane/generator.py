@@ -1,4 +1,7 @@
-"""The local control plane: topology + workload registry -> the Envoy config of every sidecar.
+"""meshlab's istiod: topology + workload registry + Istio resources -> the Envoy config of every proxy.
+
+The config generator (``pilot/pkg/networking/core``: ``ConfigGenerator``, listener.go, cluster.go,
+httproute.go, gateway.go): a pure function of its inputs -- no processes, no files, no network.
 
 It follows what istiod does for the same inputs:
 - a control plane sees the workloads of every cluster it serves (``Topology.served_by``);
@@ -14,8 +17,8 @@ It follows what istiod does for the same inputs:
   (:mod:`.security`), and forwards to the app on the pod's loopback; clients use auto-mTLS;
 - TrafficExtensions and WasmPlugins become filters in the HTTP connection managers of the workloads
   they select, ordered by phase and priority: Lua inline, Wasm as an extension config discovered over
-  ECDS, which the proxy's agent rewrites before Envoy loads it (:mod:`meshlab.wasm.deploy`,
-  :mod:`meshlab.wasm.agent`).
+  ECDS, which the proxy's agent rewrites before Envoy loads it (:mod:`.extensions`,
+  :mod:`meshlab.runtime.agent`).
 """
 
 from __future__ import annotations
@@ -23,76 +26,31 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import ResourceError
-from ...pki import WorkloadCert
-from ...topology import Topology
-from . import envoy as E
+from .. import xds as E
+from ..errors import ResourceError
+from ..pki import WorkloadCert
+from ..registry import DOMAIN_SUFFIX, GATEWAY_PORT, OUTBOUND_PORT, Service, Workload, outbound_cluster_name, sni
+from ..topology import Topology
 from . import envoyfilter
 from . import security as S
-from .edge import auto_sni_options, gateway_listeners, origination
 from . import telemetry as T
-from .policy import apply_traffic_policy, destination_rule, http_routes, matches, resolve_host, subsets, virtual_service
+from .clusters import apply_traffic_policy, eds_cluster
+from .extensions import PHASES, extension_configs, http_filters, referenced
+from .gateway import auto_sni_options, gateway_listeners, origination
+from .pushcontext import destination_rule, matches, resolve_host, subsets, virtual_service
+from .routes import ISTIO_DEFAULT_RETRY, ISTIO_INBOUND_RETRY, http_routes
 
-OUTBOUND_PORT = 15001
-GATEWAY_PORT = 15443
-GATEWAY_APP = "istio-eastwestgateway"
-GATEWAY_LABELS = {GATEWAY_APP: {"istio": "eastwestgateway"}, "istio-ingressgateway": {"istio": "ingressgateway"}}  # as installed
 TCP_PROXY = E.T + "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
-DOMAIN_SUFFIX = "svc.cluster.local"
 # route.go ``BuildDefaultHTTPInboundRoute``: no timeout, and Istio's inbound retry policy
 INBOUND_ROUTE = {
     "timeout": "0s",
     "max_stream_duration": {"max_stream_duration": "0s", "grpc_timeout_header_max": "0s"},
-    "retry_policy": E.ISTIO_INBOUND_RETRY,
+    "retry_policy": ISTIO_INBOUND_RETRY,
 }
-
-
-@dataclass
-class Workload:
-    """One pod: its identity, addresses and the service ports its app serves (none for clients)."""
-
-    pod: str
-    deployment: str
-    app: str
-    version: str
-    cluster: str
-    namespace: str
-    service_account: str
-    ip: str
-    netns: str | None
-    outbound: str
-    app_host: str
-    ports: list[int] = field(default_factory=list)
-    port_names: list[str] = field(default_factory=list)  # the Kubernetes Service's port names, as ``ports``
-    admin: str = ""
-    access_log: str = ""
-    sidecar: bool = True  # False: a plain process in the pod (plaintext, no identity)
-    protocol: str = "http"  # "grpc": the sidecar speaks HTTP/2 to the app (Istio: the Service port's protocol)
-
-    def record(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def fqdn(self) -> str:
-        return f"{self.app}.{self.namespace}.{DOMAIN_SUFFIX}"
-
-    @property
-    def labels(self) -> dict[str, str]:
-        if self.app in GATEWAY_LABELS:  # as installed; expose-services selects istio=eastwestgateway
-            return {"app": self.app, **GATEWAY_LABELS[self.app]}
-        return {"app": self.app, "version": self.version}
-
-
-def outbound_cluster_name(port: int, fqdn: str, subset: str = "") -> str:
-    return f"outbound|{port}|{subset}|{fqdn}"
-
-
-def sni(port: int, fqdn: str, subset: str = "") -> str:
-    return f"outbound_.{port}_.{subset}_.{fqdn}"
 
 
 def host_aliases(name: str, namespace: str, client_namespace: str) -> list[str]:
@@ -122,20 +80,6 @@ def host_matches(pattern: str, fqdn: str) -> bool:
     return host == "*" or host == fqdn or (host.startswith("*.") and fqdn.endswith(host[1:]))
 
 
-@dataclass(frozen=True)
-class Service:
-    """A Kubernetes Service as the registry shows it: ports and their names (endpoints join on the name)."""
-
-    name: str
-    namespace: str
-    ports: tuple[int, ...]
-    port_names: tuple[str, ...] = ()
-
-    @property
-    def fqdn(self) -> str:
-        return f"{self.name}.{self.namespace}.{DOMAIN_SUFFIX}"
-
-
 @dataclass
 class Outbound:
     """A destination as one proxy sees it: ports, the Host names that reach it, who serves it."""
@@ -161,7 +105,7 @@ class Translator:
         secrets: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self.topology = topology
-        self.telemetry = telemetry  # the istio-stats module (path, sha256) when telemetry is on: meshlab.backends.local.telemetry
+        self.telemetry = telemetry  # the istio-stats module (path, sha256) when telemetry is on: meshlab.controlplane.telemetry
         self.secrets = secrets or {}  # TLS secrets of the proxy's cluster, by name (credentialName)
         self.gateway_ip = gateway_ip  # cluster -> east-west gateway address (multi-network patterns)
         self.certs = certs  # pod -> its certificate files
@@ -184,8 +128,6 @@ class Translator:
     ) -> list[dict[str, Any]]:
         """TrafficExtensions (and WasmPlugins) selecting ``w`` as HTTP filters of one connection manager, in
         Istio's order (only those of ``phase`` when given)."""
-        from ...wasm.deploy import PHASES, http_filters
-
         phases = PHASES if phase is None else (phase.removesuffix("_PHASE"),)
         return http_filters(w.labels, w.namespace, resources, direction, lambda name: E.ecds_path(xds, name), port, phases)
 
@@ -348,7 +290,7 @@ class Translator:
                         extra["upstream_bind_config"] = {"source_address": {"address": w.ip, "port_value": 0}}
                     extra.update(apply_traffic_policy(policy, eps, (me.region, me.zone), client_labels))
                     clusters.append(
-                        E.eds_cluster(
+                        eds_cluster(
                             name, E.eds_path(xds, name), tls=None, http2=not svc.external, lb_policy=extra.pop("lb_policy", "LEAST_REQUEST"),
                             max_requests_per_connection=extra.pop("max_requests_per_connection", None), extra=extra,
                         )  # fmt: skip
@@ -380,7 +322,7 @@ class Translator:
                             "match": {"prefix": "/"},
                             "route": {
                                 "cluster": outbound_cluster_name(port, svc.fqdn), "timeout": "0s", "max_grpc_timeout": "0s",
-                                "retry_policy": dict(E.ISTIO_DEFAULT_RETRY),
+                                "retry_policy": dict(ISTIO_DEFAULT_RETRY),
                             },  # fmt: skip
                         }
                     ]
@@ -451,7 +393,6 @@ class Translator:
         if self.telemetry:
             listeners.append(T.stats_listener(w.ip))
             clusters.append(T.stats_cluster(w.admin))
-        from ...wasm.deploy import extension_configs, referenced
 
         used = referenced(listeners)  # istiod serves the extension configs the proxy's listeners ask for
         extensions = {n: c for n, c in extension_configs(w.labels, w.namespace, resources).items() if n in used}
@@ -506,7 +447,7 @@ class Translator:
                 for subset, selector in [("", {}), *subsets(resources, svc.fqdn).items()]:
                     name = sni(port, svc.fqdn, subset)
                     pods = [w for w in visible if w.app == svc.name and w.namespace == svc.namespace and port in w.ports and matches(w.labels, selector)]
-                    clusters.append(E.eds_cluster(name, E.eds_path(xds, name), tls=None, http2=False))
+                    clusters.append(eds_cluster(name, E.eds_path(xds, name), tls=None, http2=False))
                     endpoints[name] = [
                         E.Endpoint(w.ip, port, self.topology.clusters[w.cluster].region, self.topology.clusters[w.cluster].zone) for w in pods
                     ]

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import ProcessExitedError
+from ..errors import ProcessExitedError
 
 _children: dict[int, subprocess.Popen[bytes]] = {}  # started by this Python process, reaped by _reap()
 

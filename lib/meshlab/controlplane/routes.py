@@ -1,0 +1,150 @@
+"""HTTP routes: a VirtualService's ``http`` rules as the routes of a service's virtual host (match, weighted
+destinations, retries, timeout, fault injection, mirroring), and Istio's default routes.
+
+Follows ``pilot/pkg/networking/core/route/route.go`` (``BuildHTTPRoutesForVirtualService``,
+``BuildDefaultHTTPInboundRoute``, ``TranslateFault``) and ``route/retry/retry.go`` (``DefaultPolicy``,
+``ConvertPolicy``).
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from ..errors import ResourceError
+from ..resources import envoy_duration
+from ..xds import T
+
+FAULT = T + "envoy.extensions.filters.http.fault.v3.HTTPFault"
+
+# Istio's default route retry policy (istio/istio pilot/pkg/networking/core/route/retry/retry.go,
+# ``DefaultPolicy``): no retriable status codes, so a 503 from the upstream is NOT retried (since 1.24).
+PREVIOUS_HOSTS = {
+    "name": "envoy.retry_host_predicates.previous_hosts",
+    "typed_config": {"@type": T + "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"},
+}
+# ``retryRemoteLocalities: true``: a retry may leave the priority level it failed in
+PREVIOUS_PRIORITIES = {
+    "name": "envoy.retry_priorities.previous_priorities",
+    "typed_config": {"@type": T + "envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig", "update_frequency": 2},
+}
+DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+ISTIO_DEFAULT_RETRY = {
+    "retry_on": DEFAULT_RETRY_ON,
+    "num_retries": 2,
+    "retry_host_predicate": [PREVIOUS_HOSTS],
+    "host_selection_retry_max_attempts": 5,
+}
+# The inbound route's policy (route.go ``BuildDefaultHTTPInboundRoute``, non-gRPC ports): retry a
+# request only when the connection to the app was reset before the request was sent.
+ISTIO_INBOUND_RETRY = {"retry_on": "reset-before-request", "num_retries": 2}
+
+
+def retry_policy(retries: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``retry.ConvertPolicy``: no ``retries`` = Istio's default; ``attempts`` 0 (or unset) = no policy;
+    HTTP status codes in ``retryOn`` become ``retriable_status_codes`` (and add ``retriable-status-codes``)."""
+    if retries is None:
+        return dict(ISTIO_DEFAULT_RETRY)
+    if retries.get("attempts", 0) <= 0:
+        return None
+    rp: dict[str, Any] = {**ISTIO_DEFAULT_RETRY, "num_retries": retries["attempts"]}
+    if retries.get("retryOn"):
+        words, codes = [], []
+        for part in (p.strip() for p in retries["retryOn"].split(",")):
+            if part.isdigit() and int(part) in _HTTP_CODES:
+                codes.append(int(part))
+            elif part:
+                words.append(part)
+        rp["retry_on"] = ",".join(words)
+        if codes:
+            rp["retriable_status_codes"] = codes
+            if "retriable-status-codes" not in rp["retry_on"]:
+                rp["retry_on"] += ",retriable-status-codes"
+    if "perTryTimeout" in retries:
+        rp["per_try_timeout"] = envoy_duration(retries["perTryTimeout"])
+    if "retryIgnorePreviousHosts" in retries:
+        rp["retry_host_predicate"] = [PREVIOUS_HOSTS] if retries["retryIgnorePreviousHosts"] else []
+    if retries.get("retryRemoteLocalities"):
+        rp["retry_priority"] = PREVIOUS_PRIORITIES
+    if "backoff" in retries:
+        rp["retry_back_off"] = {"base_interval": envoy_duration(retries["backoff"])}
+    return rp
+
+
+_HTTP_CODES = {int(s) for s in HTTPStatus}
+
+
+def _string_match(m: dict[str, str], where: str) -> dict[str, Any]:
+    if "exact" in m:
+        return {"exact": m["exact"]}
+    if "prefix" in m:
+        return {"prefix": m["prefix"]}
+    if "regex" in m:
+        return {"safe_regex": {"regex": m["regex"]}}
+    raise ResourceError(f"{where}: give one of exact, prefix or regex", "e.g. {exact: /hello}")
+
+
+def _percent(p: dict[str, Any] | None) -> dict[str, Any]:
+    """Istio's percentage (a double, 0-100) as Envoy's FractionalPercent."""
+    value = 100.0 if p is None else float(p.get("value", 0))
+    return {"numerator": int(round(value * 10000)), "denominator": "MILLION"}
+
+
+def http_routes(
+    vs: dict[str, Any], port: int, cluster_for: "callable[[str, str, int | None], str]"  # type: ignore[valid-type]
+) -> list[dict[str, Any]]:
+    """VirtualService http routes -> Envoy routes for the virtual host on ``port``.
+
+    ``cluster_for(host, subset, port)`` names the destination cluster and raises if it does not exist.
+    """
+    name = vs["metadata"]["name"]
+    out: list[dict[str, Any]] = []
+    for i, h in enumerate(vs["spec"].get("http", [])):
+        where = f"VirtualService {name!r} spec.http[{i}]"
+        for m in h.get("match") or [{}]:
+            match: dict[str, Any] = {"prefix": "/"}
+            uri = m.get("uri")
+            if uri:
+                sm = _string_match(uri, f"{where}.match.uri")
+                match = {"path": sm["exact"]} if "exact" in sm else {"prefix": sm["prefix"]} if "prefix" in sm else {"safe_regex": sm["safe_regex"]}
+            if m.get("headers"):
+                match["headers"] = [
+                    {"name": k, "string_match": _string_match(v, f"{where}.match.headers.{k}")} for k, v in m["headers"].items()
+                ]
+            routes = h.get("route", [])
+            if not routes:
+                raise ResourceError(f"{where}: needs at least one route destination", "add route: [{destination: {host: ...}}]")
+            targets = [
+                (cluster_for(r["destination"]["host"], r["destination"].get("subset", ""), r["destination"].get("port", {}).get("number")), r.get("weight", 100 if len(routes) == 1 else 0))
+                for r in routes
+            ]
+            timeout = envoy_duration(h["timeout"]) if "timeout" in h else "0s"
+            action: dict[str, Any] = {"timeout": timeout, "max_grpc_timeout": timeout}  # route.go setTimeout
+            if len(targets) == 1:
+                action["cluster"] = targets[0][0]
+            else:
+                if sum(w for _, w in targets) != 100:
+                    raise ResourceError(f"{where}: route weights add up to {sum(w for _, w in targets)}, not 100", "make the weights sum to 100")
+                action["weighted_clusters"] = {"clusters": [{"name": c, "weight": w} for c, w in targets if w]}
+            rp = retry_policy(h.get("retries"))
+            if rp is not None:
+                action["retry_policy"] = rp
+            mirror = h.get("mirror")
+            if mirror:
+                action["request_mirror_policies"] = [
+                    {
+                        "cluster": cluster_for(mirror["host"], mirror.get("subset", ""), mirror.get("port", {}).get("number")),
+                        "runtime_fraction": {"default_value": _percent(h.get("mirrorPercentage"))},
+                    }
+                ]
+            route: dict[str, Any] = {"name": h.get("name", f"{name}-{i}"), "match": match, "route": action}
+            fault = h.get("fault")
+            if fault:
+                cfg: dict[str, Any] = {"@type": FAULT}
+                if "delay" in fault:
+                    cfg["delay"] = {"fixed_delay": envoy_duration(fault["delay"]["fixedDelay"]), "percentage": _percent(fault["delay"].get("percentage"))}
+                if "abort" in fault:
+                    cfg["abort"] = {"http_status": fault["abort"]["httpStatus"], "percentage": _percent(fault["abort"].get("percentage"))}
+                route["typed_per_filter_config"] = {"envoy.filters.http.fault": cfg}
+            out.append(route)
+    return out
