@@ -133,8 +133,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the results as JSON")
     s.add_argument("--wasm", action="store_true", help="Envoy with each wasm filter against without, and build times")
 
-    s = sub.add_parser("kind", help="kind backend tools: the image cache (meshlab kind images pull|save FILE|load FILE)")
-    ks = s.add_subparsers(dest="kind_cmd", required=True, metavar="WHAT", help="images: the image cache")
+    s = sub.add_parser("kind", help="kind backend tools: the image cache (meshlab kind images pull|save FILE|load FILE), "
+                       "the instructor's dress rehearsal (meshlab kind rehearse)")
+    ks = s.add_subparsers(dest="kind_cmd", required=True, metavar="WHAT", help="images: the image cache; rehearse: the dress rehearsal")
+    r = ks.add_parser("rehearse", help="the day before a workshop: bring a pattern up, run every kind step the labs use "
+                      "(timed and checked), print a table and a verdict, remove everything")
+    r.add_argument("--dry-run", action="store_true", help="print what each step would run, run nothing")
     s = ks.add_parser("images", help="pull every pinned image once; save them into one archive; load that archive")
     s.add_argument("action", choices=["pull", "save", "load"],
                    help="pull: every pinned image, for this Docker engine's platform; save FILE: one archive to hand out; "
@@ -202,6 +206,10 @@ def _run(args: argparse.Namespace) -> int:
         print(readiness(ready, checks))
         return 0 if all(ready.values()) else 1
     elif args.cmd == "kind":
+        if args.kind_cmd == "rehearse":
+            from .backends.kind.rehearse import rehearse
+
+            return rehearse(dry_run=args.dry_run)
         from .backends.kind.images import run_images
 
         return run_images(args.action, args.file, dry_run=args.dry_run)

@@ -629,11 +629,15 @@ def test_tracing_follows_istios_jaeger_task(all_plans: dict[str, Plan], tmp_path
     plan = Plan("tracing")
     I.add_tracing_addon(plan, load_topology("multi-primary"))
     assert plan.problems() == []
-    addon = plan.find(tag="tracing-addon")
+    from meshlab.backends.kind import tools
+
+    fetch, *addon = plan.find(tag="tracing-addon")
+    jaeger = tools.addon_artifact("jaeger")
+    assert fetch.args == {"name": "jaeger-addon"} and jaeger.sha256, "the release's file at its tag, checksum-verified"
+    assert jaeger.url == f"https://raw.githubusercontent.com/istio/istio/{versions.ISTIO_VERSION}/samples/addons/jaeger.yaml"
     assert [s.cluster for s in addon] == ["cluster1", "cluster2"]
     for s in addon:
-        assert s.argv == ["kubectl", "--context", f"kind-{s.cluster}", "apply", "-f",
-                          f"https://raw.githubusercontent.com/istio/istio/release-{versions.ISTIO_VERSION.rsplit('.', 1)[0]}/samples/addons/jaeger.yaml"]
+        assert s.argv == ["kubectl", "--context", f"kind-{s.cluster}", "apply", "-f", str(jaeger.program)]
         wait = plan.first(tag="tracing-rollout", cluster=s.cluster)
         assert n(s) < n(wait) and wait.argv[-2] == "deployment/jaeger"
     assert I.jaeger_traces_path("curl.sample").startswith("/api/v1/namespaces/istio-system/services/tracing:http-query/proxy/jaeger/api/traces?service=curl.sample")

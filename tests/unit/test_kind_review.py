@@ -4,6 +4,7 @@ recorded plan, or the real code path against stand-ins for the cluster)."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import time
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from meshlab import faults
+from meshlab import faults, versions
 from meshlab.backends.kind import KindBackend, dry_run_lab
 from meshlab.backends.kind.executor import Executor
 from meshlab.state import State
@@ -134,3 +135,129 @@ def test_the_load_script_measures_the_time_its_loops_really_ran(tmp_path: Path) 
     assert 1.3 <= measured <= wall + 0.02, (measured, wall)
     assert out.count("MESHLAB-LOAD 200") > 10
     assert elapsed_of("no mark\n", 3.0) == 3.0
+
+
+# ---- items 5, 6, 7 on lab 05's kind steps ----------------------------------------------------------------
+
+@pytest.fixture
+def lab05(tmp_path: Path) -> Any:
+    return dry_run_lab("separate-roots", tmp_path)
+
+
+def test_lab05_polls_for_each_prometheus_address_and_pins_the_addon(lab05: Any) -> None:
+    from meshlab.backends.kind import tools
+
+    n = len(lab05.backend.recorded.steps)
+    lab05.mesh.telemetry.enable()
+    steps = steps_since(lab05, n)
+    [fetch] = [s for s in steps if s.action == "meshlab"]
+    assert fetch.args == {"name": "prometheus-addon"}
+    addon = tools.ARTIFACTS["prometheus-addon"]()
+    assert addon.sha256 and f"/istio/istio/{tools.versions.ISTIO_VERSION}/samples/addons/prometheus.yaml" in addon.url, "a tag, not a branch"
+    addresses = [s for s in steps if s.capture and s.capture.startswith("PROMETHEUS_")]
+    assert [s.capture for s in addresses] == ["PROMETHEUS_CLUSTER1_IP", "PROMETHEUS_CLUSTER2_IP"] and all(s.poll for s in addresses)
+    rollouts = [s for s in steps if "rollout status deployment/prometheus " in " ".join(s.argv) + " "]
+    assert len(rollouts) == 2, "the addon is waited for in every cluster"
+    lab05.backend.recorded.check()  # every placeholder set by an earlier step, every manifest valid
+
+
+def test_lab05_shared_trust_bounce_waits_for_each_rollout(lab05: Any) -> None:
+    n = len(lab05.backend.recorded.steps)
+    lab05.mesh.restart("cluster2")
+    argvs = [" ".join(s.argv[3:]) for s in steps_since(lab05, n) if s.argv and s.argv[0] == "kubectl"]
+    assert not [a for a in argvs if "condition=Available" in a]
+    assert "-n istio-system rollout restart deployment/istio-eastwestgateway" in argvs
+    assert any(a.startswith("-n istio-system rollout status deployment/istio-eastwestgateway") for a in argvs)
+    assert any(a.startswith("-n sample rollout status deployment/helloworld-v2") for a in argvs)
+
+
+# ---- item 7: the image cache holds every image any plan runs --------------------------------------------
+
+IMAGE_REF = re.compile(r"^[a-z0-9][\w.-]*(:\d+)?/[\w./-]+(:[\w.-]+)?(@sha256:[0-9a-f]{64})?$")
+
+
+def _images_of(steps: list[Any]) -> set[str]:
+    """Every image the steps make Docker or a cluster run: containers in manifests, `docker run|pull` images,
+    Istio's images (IstioOperator hub/tag), and the images of the manifests applied from verified files."""
+    from meshlab.backends.kind import images, tools
+
+    by_file = {str(tools.metallb_artifact().program): tools.metallb_images(),
+               **{str(tools.addon_artifact(n).program): imgs for n, imgs in tools.ADDON_IMAGES.items()}}
+    out: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("kind") == "IstioOperator":
+                out.update(f"{node['spec']['hub']}/{c}:{node['spec']['tag']}" for c in ("pilot", "proxyv2"))
+            if isinstance(node.get("image"), str):
+                out.add(node["image"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    for s in steps:
+        walk(s.manifests)
+        if s.argv[:2] in (["docker", "run"], ["docker", "pull"]):
+            out.update(a for a in s.argv[2:] if IMAGE_REF.match(a))
+        if s.argv[:1] == ["kubectl"] and "apply" in s.argv and s.argv[s.argv.index("-f") + 1] in by_file:
+            out.update(by_file[s.argv[s.argv.index("-f") + 1]])
+    return {versions.KIND_NODE_IMAGE if i == images.NODE_TAG else i for i in out}
+
+
+def test_the_image_cache_is_exactly_the_images_of_every_plan(tmp_path: Path) -> None:
+    """Bring-up of every pattern, every kind-only step the labs use (the rehearsal's acts), the tracing addon:
+    the images they run are exactly what `meshlab kind images pull` caches (nothing pulled in the room)."""
+    from meshlab.backends.kind import images, istio, rehearse, up_plan
+    from meshlab.backends.kind.plan import Plan
+    from meshlab.topology import patterns_dir
+
+    steps: list[Any] = []
+    for p in sorted(patterns_dir().glob("*.yaml")):
+        steps += up_plan(load_topology(p), tmp_path / p.stem, samples=True).steps
+    lines: list[str] = []
+    assert rehearse.rehearse(dry_run=True, progress=lines.append) == 0
+    lab = dry_run_lab(rehearse.PATTERN, tmp_path / "acts")
+    for act in rehearse.acts():
+        try:
+            act.run(lab)
+        except Exception:  # noqa: BLE001 - a dry run cannot read answers; the commands are recorded
+            pass
+    steps += lab.backend.recorded.steps
+    tracing = Plan("tracing")
+    istio.add_tracing_addon(tracing, load_topology("separate-control-planes"))
+    steps += tracing.steps
+    assert _images_of(steps) == set(images.host_images())
+
+
+ISTIO_GIT = Path("/work/.mirror/istio+istio/repo")
+
+
+@pytest.mark.skipif(not ISTIO_GIT.is_dir(), reason="no clone of istio/istio on this machine")
+def test_the_pinned_addons_and_their_images_are_istios_at_release_1_31() -> None:
+    """The sha256 and the images pinned for Istio's addons are those of the files in Istio's release-1.31 branch."""
+    import hashlib
+
+    from meshlab.backends.kind import tools
+
+    for name, imgs in tools.ADDON_IMAGES.items():
+        text = subprocess.run(["git", f"--git-dir={ISTIO_GIT}", "show", f"release-1.31:samples/addons/{name}.yaml"],
+                              capture_output=True, check=True).stdout
+        assert hashlib.sha256(text).hexdigest() == tools.ADDONS_SHA256[(tools.versions.ISTIO_VERSION, name)]
+        assert sorted(set(re.findall(r'image: "?([^"\s]+)"?', text.decode()))) == sorted(imgs)
+
+
+# ---- item 14: the dress rehearsal ------------------------------------------------------------------------
+
+def test_rehearse_dry_run_prints_its_plan(capsys: pytest.CaptureFixture[str]) -> None:
+    from meshlab.cli import main
+
+    assert main(["kind", "rehearse", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "meshlab plan: separate-networks" in out, "the bring-up plan first"
+    for title in ("every lab's bring-up plan", "a call from outside through the ingress gateway", "the global rate-limit service",
+                  "Prometheus", "a Wasm module from the hub", "fault 'network-label' injected and repaired"):
+        assert f"## {title}" in out
+    assert "$ docker run --rm -i --pull=never --network kind" in out and "kubectl --context kind-cluster1 apply -f" in out
+    assert "FAIL:" not in out and "verdict: not rehearsed (dry run)" in out

@@ -88,8 +88,12 @@ def kill(lab: "Lab", app: str, cluster: str, namespace: str) -> str:
     if lab.backend.name == "kind":
         from ..backends.kind.clusters import kubectl
 
-        lab.backend.executor.run(kubectl(cluster, "-n", namespace, "scale", "deployment", "-l", f"app={app}", "--replicas=0"),  # type: ignore[union-attr]
-                                 cluster=cluster, title=f"scale {app} in {namespace} to 0")
+        ex = lab.backend.executor  # type: ignore[union-attr]
+        ex.run(kubectl(cluster, "-n", namespace, "scale", "deployment", "-l", f"app={app}", "--replicas=0"),
+               cluster=cluster, title=f"scale {app} in {namespace} to 0", tags=("kubefed-kill",))
+        ex.run(kubectl(cluster, "-n", namespace, "wait", "--for=delete", "pod", "-l", f"app={app}", "--timeout=120s"),
+               cluster=cluster, timeout=150, title=f"wait until {app}'s pods in {namespace} are gone", tags=("kubefed-kill",))
+        lab.backend._wait_synced(f"the removal of {app}'s endpoints in {cluster}")  # type: ignore[union-attr]
         return f"{namespace}/{app}"
     pod = next((w.pod for w in lab.backend.workloads if w.cluster == cluster and w.namespace == namespace and w.app == app), None)
     if pod is None:
