@@ -40,6 +40,18 @@ def pods_have_own_addresses(lab: "Lab") -> bool:
     return str(lab.status()["network_mode"]) != "loopback"
 
 
+def isolation_missing(lab: "Lab", lesson: str) -> str | None:
+    """None where every pod has a network of its own (netns, userns, kind). In the loopback mode, the
+    sentence a check cell prints instead of its assertion: what ``lesson`` would have shown, why this
+    mode cannot show it, and how to get the mode that can."""
+    if pods_have_own_addresses(lab):
+        return None
+    return (f"NOT SHOWN in the loopback mode: {lesson}. Here every pod is a 127.x address in this host's "
+            "network, so any process reaches any pod's address, and can bypass its sidecar. To see it, run the "
+            "lab as root (netns mode) or as a user allowed to create user namespaces (userns mode): "
+            "`meshlab doctor --backend local` says what blocks them on this machine and the fix.")
+
+
 def gateway_addresses(lab: "Lab") -> dict[str, str]:
     """Each cluster's east-west gateway address (local: its node's underlay IP; kind: its MetalLB IP)."""
     return dict(lab.status()["gateways"])

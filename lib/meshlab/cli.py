@@ -111,6 +111,13 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("doctor", help="check prerequisites; exit status 1 unless every backend asked for is ready")
     s.add_argument("--backend", choices=["local", "kind", "both"], default="both", help="which backend to check (default: both)")
 
+    s = sub.add_parser("admin", help="host set-up an administrator runs once (as root): the AppArmor profile")
+    asub = s.add_subparsers(dest="admin_cmd", required=True, metavar="WHAT", help="apparmor: Ubuntu's user-namespace restriction")
+    s = asub.add_parser("apparmor", help="install/remove the profile that lets meshlab's namespace holder create user namespaces")
+    s.add_argument("action", choices=["status", "install", "remove"],
+                   help="status: is the restriction on, is the profile there; install/remove it (root)")
+    s.add_argument("--group", help="install: only this group's members may use the holder (e.g. the learners)")
+
     # ---- instructor tools: the course catalogue (meshlab.labs) -----------------------------------
     s = sub.add_parser("labs", help="the labs: time per backend, and the state each starts from")
     s.add_argument("--backend", choices=["local", "kind"], help="show the times of one backend only")
@@ -147,6 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
 
     sub.add_parser("wasm", help="WebAssembly filters: build, inspect, the module hub, push/pull ... (meshlab wasm -h)")
+    sub.add_parser("room", help="a room of learners on one VM: accounts, logins, the JupyterHub (meshlab room -h)")
     sub.add_parser("version", help="print versions")
     return p
 
@@ -158,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
             from .wasm.cli import main as wasm_main
 
             return wasm_main(argv[1:])
+        if argv[:1] == ["room"]:  # the instructor's commands for a hub on one VM (`meshlab room -h`)
+            from .room.cli import main as room_main
+
+            return room_main(argv[1:])
         args = _parser().parse_args(argv)
         try:
             return _run(args)
@@ -205,6 +217,13 @@ def _run(args: argparse.Namespace) -> int:
         print()
         print(readiness(ready, checks))
         return 0 if all(ready.values()) else 1
+    elif args.cmd == "admin":
+        from . import apparmor
+
+        if args.action == "status":
+            print(apparmor.status())
+        else:
+            print("\n".join(apparmor.install(args.group) if args.action == "install" else apparmor.remove()))
     elif args.cmd == "kind":
         if args.kind_cmd == "rehearse":
             from .backends.kind.rehearse import rehearse

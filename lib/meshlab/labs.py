@@ -136,6 +136,27 @@ PREREQUISITES: dict[str, tuple[str, Callable[[], str]]] = {
 }
 
 
+def network_needs(number: str | int) -> list[str]:
+    """What lab ``number`` would fetch from the network while it runs on the local backend ([] after
+    ``make setup``: it installs every npm dependency and builds every filter, so a room works offline)."""
+    info = find(number)
+    if "filters" not in info.start.prepare:
+        return []
+    from .wasm.build import filters, npm_installed
+
+    return [f"the npm registry: the dependencies of {f.dir} are not installed (its build runs `npm ci`)"
+            for f in filters() if not npm_installed(f)]
+
+
+def say_network_needs(number: str | int) -> str:
+    """A lab's first words on the network: nothing needed, or what it will fetch and how to avoid it."""
+    needs = network_needs(number)
+    if not needs:
+        return f"lab {find(number).number} needs no network: every dependency is installed (make setup)"
+    return "\n".join([f"lab {find(number).number} will use the network while it runs:", *(f"  - {n}" for n in needs),
+                      "  to work offline (a workshop room), run `make setup` (or `meshlab wasm build-all`) first"])
+
+
 def find(number: str | int) -> LabInfo:
     """A lab by number: ``6``, ``"06"`` or a notebook name such as ``06-locality-failover``."""
     key = str(number).strip()

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from run_labs import kernel_manager  # tests/labs/run_labs.py
+from drill import WRONG_KEY, drilled  # tests/labs/drill.py
+from run_labs import default_jobs, run_all  # tests/labs/run_labs.py
 
 from meshlab.exercises import ENV
 
@@ -109,9 +110,17 @@ def exercise_problems(nb: nbformat.NotebookNode, lab: str) -> list[str]:
         where = f"solution cell {i}"
         if c.metadata.get("jupyter", {}).get("source_hidden") is not True:
             problems.append(f"{where}: hide it with metadata jupyter.source_hidden = true")
+        if not str(c.metadata.get("meshlab", {}).get(WRONG_KEY, "")).strip():
+            problems.append(f"{where}: give a wrong answer a learner might give (a Python expression; `_right` is the "
+                            f"solution's answer) in its metadata meshlab.{WRONG_KEY}: the drill checks it is refused")
         body = trees[i].body if trees[i] else []
-        if not (len(body) == 1 and isinstance(body[0], ast.If) and ast.unparse(body[0].test) == "ex.solutions"):
-            problems.append(f"{where}: it must be one `if ex.solutions:` block")
+        if not (body and isinstance(body[0], ast.If) and ast.unparse(body[0].test) == "ex.solutions"):
+            problems.append(f"{where}: it must be one `if ex.solutions:` block, then ex.stop_unless_answered(...)")
+            continue
+        gates = calls(trees[i], "ex", "stop_unless_answered")
+        if len(body) != 2 or len(gates) != 1 or not (isinstance(body[1], ast.Expr) and body[1].value is gates[0]):
+            problems.append(f"{where}: after its `if ex.solutions:` block it must call ex.stop_unless_answered(id, answer) "
+                            "once, so Run All stops there until the learner has answered")
             continue
         prev = trees[i - 1] if i > 0 else None
         todo = {n for n, v in assigned_names(prev).items()
@@ -131,6 +140,9 @@ def exercise_problems(nb: nbformat.NotebookNode, lab: str) -> list[str]:
             problems.append(f"{where}: its check needs a literal id like \"{lab}.1\", got {ast.unparse(args[0]) if args else 'none'}")
         if len(args) < 2 or not (isinstance(args[1], ast.Name) and args[1].id in todo):
             problems.append(f"{where}: its check must grade the exercise's answer ({', '.join(sorted(todo))})")
+        if len(args) > 1 and [ast.unparse(a) for a in gates[0].args] != [repr(ex_id), ast.unparse(args[1])]:
+            problems.append(f"{where}: its gate must name the same exercise and answer as the check: "
+                            f"ex.stop_unless_answered({ex_id!r}, {ast.unparse(args[1]) if len(args) > 1 else '...'})")
         ids.append(str(ex_id))
         answers |= todo
         exercise_cells |= {i - 1, i, i + 1}
@@ -147,7 +159,10 @@ def exercise_problems(nb: nbformat.NotebookNode, lab: str) -> list[str]:
         problems.append(f"exercise ids repeat: {ids}")
     quizzes = [q for t in trees if t for q in calls(t, "ex", "quiz")]
     if not any(q.args and isinstance(q.args[0], ast.Constant) and q.args[0].value == lab for q in quizzes):
-        problems.append(f'no quiz: call ex.quiz("{lab}", [...]) once')
+        problems.append(f'no quiz: call ex.quiz("{lab}") once (its questions live in meshlab/quizzes.py)')
+    if any(len(q.args) > 1 or q.keywords for q in quizzes):
+        problems.append("a quiz cell lists its questions (and so its key): move them to meshlab/quizzes.py, "
+                        f'call ex.quiz("{lab}")')
     return problems
 
 
@@ -160,27 +175,31 @@ def test_exercises(path: Path) -> None:
 
 
 @pytest.mark.notebook
-@pytest.mark.parametrize("path", LAB_NOTEBOOKS, ids=ids(LAB_NOTEBOOKS))
-def test_runs_with_papermill(path: Path, tmp_path: Path) -> None:
-    import papermill
-
-    out = tmp_path / path.name
-    papermill.execute_notebook(
-        str(path),
-        str(out),
-        parameters={"backend": "local", "solutions": True},  # CI runs every exercise's solution
-        kernel_name="python3",
-        kernel_manager_class=kernel_manager(),  # IPC sockets: no per-notebook "TCP without encryption" warning
-        cwd=str(LABS),
-        execution_timeout=CELL_TIMEOUT,
-        log_output=False,
-        progress_bar=False,
-    )
-    executed = nbformat.read(out, as_version=4)
-    assert executed.metadata.papermill.get("exception") in (None, False)
-    code = [c for c in executed.cells if c.cell_type == "code"]
-    assert code and all(c.execution_count is not None for c in code), "not every code cell ran"
-    assert not any(o.get("output_type") == "error" for c in code for o in c.outputs)
+def test_every_lab_runs_with_papermill(tmp_path: Path) -> None:
+    """Every lab runs top to bottom with its solutions, several at once, each in its own state directory (the
+    parallel runner of ``make labs``, tests/labs/run_labs.py); on the way the exercise drill
+    (tests/labs/drill.py) runs every check twice with a wrong answer, once empty and once unanswered, each
+    refused with feedback and no traceback, before the solution's answer passes the original check cell."""
+    sources, out = tmp_path / "drilled", tmp_path / "executed"
+    sources.mkdir()
+    out.mkdir()
+    for path in LAB_NOTEBOOKS:
+        nbformat.write(drilled(nbformat.read(path, as_version=4)), sources / path.name)
+    drilled_labs = [sources / path.name for path in LAB_NOTEBOOKS]
+    # CI runs every exercise's solution
+    results = run_all(drilled_labs, out, {"backend": "local", "solutions": True}, CELL_TIMEOUT, default_jobs())
+    failed = {nb.name: f"{status}\n{reason}" for nb, (ok, status, reason, _) in results.items() if not ok}
+    assert not failed, "\n\n".join(f"{name}: {why}" for name, why in failed.items())
+    for path in LAB_NOTEBOOKS:
+        executed = nbformat.read(out / path.name, as_version=4)
+        assert executed.metadata.papermill.get("exception") in (None, False), path.name
+        code = [c for c in executed.cells if c.cell_type == "code"]
+        assert code and all(c.execution_count is not None for c in code), f"{path.name}: not every code cell ran"
+        assert not any(o.get("output_type") == "error" for c in code for o in c.outputs), path.name
+        drill = "".join(o.get("text", "") for c in code if "drill" in c.metadata.get("tags", []) for o in c.outputs)
+        for ex_id in re.findall(r'ex\.check\("(\d\d\.\d+)"', "".join(c.source for c in code)):
+            for what in ("wrong answer: refused", "wrong (again) answer: refused", "empty answer: refused", "unanswered: Run All stops"):
+                assert f"drill {ex_id}, {what}" in drill, f"{path.name}: exercise {ex_id}: the drill did not report '{what}'"
 
 
 def run_nbval(path: Path, solutions: bool = True) -> subprocess.CompletedProcess[str]:
@@ -225,16 +244,23 @@ def fixture_lab(**overrides: str) -> nbformat.NotebookNode:
     src = {
         "params": 'backend = "local"\nsolutions = False',
         "setup": "from meshlab.exercises import Exercises\nex = Exercises(solutions)\nobserved = 2",
-        "ex1": "answer = ...", "sol1": "if ex.solutions:\n    answer = 2",
-        "check1": 'ex.check("05.1", answer, lambda a: a == observed, hint="count")',
-        "ex2": "rule = ...", "sol2": "if ex.solutions:\n    rule = 'x'",
-        "check2": 'ex.check("05.2", rule, lambda r: r == "x", hint="write it")',
-        "quiz": 'ex.quiz("05", [("q?", ["a", "b"], 0, "why")])',
+        "ex1": "answer = ...", "sol1": 'if ex.solutions:\n    answer = 2\nex.stop_unless_answered("05.1", answer)',
+        "check1": 'ex.check("05.1", answer, observed, hint="count", evidence=f"observed: {observed}")',
+        "ex2": "rule = ...", "sol2": 'if ex.solutions:\n    rule = "x"\nex.stop_unless_answered("05.2", rule)',
+        "check2": 'print("rule applied")\nex.check("05.2", rule, lambda r: r == "x", hint="write it")',
+        "quiz": 'ex.quiz("05")',
     } | overrides
-    hidden = {"tags": ["solution"], "jupyter": {"source_hidden": True}}
+    wrong = {"sol1": "_right + 1", "sol2": '"y"'}
+
+    def metadata(k: str) -> dict:
+        if k == "params":
+            return {"tags": ["parameters"]}
+        if k in wrong:
+            return {"tags": ["solution"], "jupyter": {"source_hidden": True}, "meshlab": {WRONG_KEY: wrong[k]}}
+        return {}
+
     nb = v4.new_notebook()
-    nb.cells = [v4.new_code_cell(s, metadata={"tags": ["parameters"]} if k == "params" else
-                                 dict(hidden) if k.startswith("sol") else {}) for k, s in src.items()]
+    nb.cells = [v4.new_code_cell(s, metadata=metadata(k)) for k, s in src.items()]
     return nb
 
 
@@ -246,19 +272,24 @@ def test_exercise_rules_accept_a_complete_lab_and_name_each_defect() -> None:
         ({"setup": "ex = object()"}, "must create `ex = Exercises(solutions)`"),
         ({"ex1": "answer = 3"}, "assigning `...` to the answer"),
         ({"sol1": "answer = 2"}, "one `if ex.solutions:` block"),
-        ({"sol1": "if ex.solutions:\n    other = 2"}, "does not assign ['answer']"),
+        ({"sol1": "if ex.solutions:\n    answer = 2"}, "must call ex.stop_unless_answered(id, answer)"),
+        ({"sol1": 'if ex.solutions:\n    answer = 2\nex.stop_unless_answered("05.2", answer)'}, "same exercise and answer"),
+        ({"sol1": 'if ex.solutions:\n    other = 2\nex.stop_unless_answered("05.1", answer)'}, "does not assign ['answer']"),
         ({"check1": "print(answer)"}, "must call ex.check(...) once"),
         ({"check1": 'ex.check("5.1", answer, bool, hint="h")'}, 'literal id like "05.1"'),
         ({"check1": 'ex.check("05.1", 2, bool, hint="h")'}, "must grade the exercise's answer"),
         ({"check2": 'ex.check("05.1", rule, bool, hint="h")'}, "ids repeat"),
         ({"quiz": "pass"}, "no quiz"),
-        ({"quiz": 'ex.quiz("05", [])\nprint(answer + 1)'}, "which is `...` for a learner who skips"),
+        ({"quiz": 'ex.quiz("05")\nprint(answer + 1)'}, "which is `...` for a learner who skips"),
+        ({"quiz": 'ex.quiz("05", [("q?", ["a", "b"], 0, "why")])'}, "lists its questions"),
     ]:
         problems = exercise_problems(fixture_lab(**overrides), "05")
         assert any(problem in p for p in problems), f"{overrides}: expected {problem!r} in {problems}"
     nb = fixture_lab()
     del nb.cells[3].metadata["jupyter"]
     assert any("source_hidden" in p for p in exercise_problems(nb, "05"))
+    del nb.cells[3].metadata["meshlab"]
+    assert any("meshlab.wrong" in p for p in exercise_problems(nb, "05"))
     nb.cells = nb.cells[:3] + nb.cells[6:]  # one exercise left
     assert any("2 or more" in p for p in exercise_problems(nb, "05"))
 
@@ -270,10 +301,84 @@ def test_quiz_in_a_kernel_is_a_widget_with_its_text_behind_it() -> None:
 
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}})
     nb.cells = [nbformat.v4.new_code_cell(
-        "from meshlab.exercises import Exercises\n"
-        'Exercises(False).quiz("05", [("Which port?", ["15443", "15012"], 0, "the gateway\'s mTLS port")])'
+        "from meshlab.exercises import Exercises, Question\n"
+        'Exercises(False).quiz("05", [Question("Which port?", "15443", ("15012", "15017", "15021"), "the gateway\'s mTLS port")])'
     )]
     NotebookClient(nb, timeout=60, kernel_name="python3").execute()
     (out,) = nb.cells[0].outputs
     assert "application/vnd.jupyter.widget-view+json" in out.data
-    assert "1. Which port?" in out.data["text/plain"] and "a) 15443" in out.data["text/plain"]
+    assert "1. Which port?" in out.data["text/plain"] and ") 15443" in out.data["text/plain"]
+
+
+@pytest.mark.notebook
+def test_feedback_in_a_kernel_has_no_traceback_and_stops_run_all() -> None:
+    """What JupyterLab's Run All does: queue every cell with stop_on_error. A wrong answer shows only the
+    verdict and the hint, and the cells queued after it are aborted (the experiment after it does not run)."""
+    from jupyter_client import KernelManager
+
+    km = KernelManager(kernel_name="python3", transport="ipc")
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        cells = [
+            "from meshlab.exercises import Exercises\nex = Exercises(False)",
+            'ex.check("05.1", 3, 2, hint="count the endpoints", evidence="the table")',
+            "experiment_ran = True",
+        ]
+        msg_ids = [kc.execute(src) for src in cells]  # queued at once, as Run All does
+        by_id: dict[str, dict] = {}
+        while len(by_id) < len(msg_ids):
+            reply = kc.get_shell_msg(timeout=60)
+            if reply["parent_header"].get("msg_id") in msg_ids:
+                by_id[reply["parent_header"]["msg_id"]] = reply["content"]
+        replies = [by_id[m] for m in msg_ids]
+        assert [r["status"] for r in replies] == ["ok", "error", "aborted"]
+        assert replies[1]["ename"] == "NotYet"
+        error = None
+        while True:
+            msg = kc.get_iopub_msg(timeout=10)
+            if msg["msg_type"] == "error":
+                error = msg["content"]
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle" \
+                    and msg["parent_header"].get("msg_id") == msg_ids[-1]:
+                break
+        assert error is not None
+        shown = "\n".join(error["traceback"])
+        assert shown.startswith("✗ exercise 05.1: your answer 3 is not what the lab observed")
+        assert "hint: count the endpoints" in shown and "Traceback" not in shown and "File " not in shown
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def run_drilled(nb: nbformat.NotebookNode, tmp_path: Path) -> str:
+    """Execute the drilled ``nb`` with solutions on (nbclient, as papermill would); all its output text."""
+    from nbclient import NotebookClient
+
+    nb = drilled(nb)
+    nb.cells[0].source = 'backend = "local"\nsolutions = True'
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    NotebookClient(nb, timeout=60, kernel_name="python3", kernel_manager_class=kernel_manager()).execute()
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+@pytest.mark.notebook
+def test_the_drill_passes_good_exercises_and_catches_bad_ones(tmp_path: Path) -> None:
+    from nbclient.exceptions import CellExecutionError
+
+    out = run_drilled(fixture_lab(), tmp_path)
+    for what in ("wrong answer: refused", "wrong (again) answer: refused", "empty answer: refused", "unanswered: Run All stops"):
+        assert f"drill 05.1, {what}" in out and f"drill 05.2, {what}" in out
+    assert "✓ exercise 05.1: right" in out
+
+    for overrides, problem in [
+        # a check cell that changes the lab on every run: after two wrong tries the right answer is refused
+        ({"check1": "observed += 1\nex.check('05.1', answer, observed, hint='count', evidence=observed)"}, "answer was accepted"),
+        ({"check2": 'print("applied")\nex.check("05.2", rule, lambda r: "x".startswith(r), hint="write it")'}, "the empty answer was accepted"),
+        ({"check1": 'ex.check("05.1", answer, observed, hint="count")'}, "shows no evidence"),
+        ({"check2": 'rule + 1\nex.check("05.2", rule, "x", hint="h", evidence="e")'}, "TypeError"),  # a traceback
+    ]:
+        with pytest.raises(CellExecutionError, match=problem):
+            run_drilled(fixture_lab(**overrides), tmp_path)

@@ -24,13 +24,13 @@ def thresholds(policy: dict[str, Any]) -> dict[str, Any]:
     return cluster_fields(policy)["circuit_breakers"]["thresholds"][0]
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/cluster_traffic_policy.go")
+@pytest.mark.istio("pilot/pkg/networking/core/cluster_traffic_policy.go: applyConnectionPool")
 def test_circuit_breakers_are_unlimited_by_default() -> None:
     """getDefaultCircuitBreakerThresholds: MaxUint32 everywhere, even without a DestinationRule."""
     assert thresholds({}) == {k: UNLIMITED for k in ("max_connections", "max_pending_requests", "max_requests", "max_retries")}
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/cluster_traffic_policy.go")
+@pytest.mark.istio("pilot/pkg/networking/core/cluster_traffic_policy.go: applyConnectionPool")
 def test_connection_pool_sets_the_limits() -> None:
     th = thresholds({"connectionPool": {"tcp": {"maxConnections": 1},
                                          "http": {"http1MaxPendingRequests": 2, "http2MaxRequests": 3, "maxRetries": 4}}})
@@ -38,7 +38,7 @@ def test_connection_pool_sets_the_limits() -> None:
     assert "retry_budget" not in th
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/cluster_traffic_policy.go")
+@pytest.mark.istio("pilot/pkg/networking/core/cluster_traffic_policy.go: applyRetryBudget")
 def test_retry_budget_defaults_and_fields(tmp_path: Path) -> None:
     """applyRetryBudget: 20 % and 3 concurrent retries unless given; budgetInterval passed through."""
     assert thresholds({"retryBudget": {}})["retry_budget"] == {"budget_percent": {"value": 20.0}, "min_retry_concurrency": 3}
@@ -51,7 +51,7 @@ def test_retry_budget_defaults_and_fields(tmp_path: Path) -> None:
     validate({"static_resources": {"clusters": [json.loads(json.dumps(cluster))]}}, tmp_path)
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/cluster_traffic_policy.go")
+@pytest.mark.istio("pilot/pkg/networking/core/cluster_traffic_policy.go: applyOutlierDetection")
 def test_min_health_percent_is_the_panic_threshold() -> None:
     """applyOutlierDetection: with outlierDetection the panic threshold is minHealthPercent, 0 (off) by default;
     applyLoadBalancer: without it, 0 too (Istio sends unhealthy endpoints by default)."""

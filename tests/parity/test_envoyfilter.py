@@ -70,7 +70,7 @@ def http_filter_patch(op: str, sub: str | None = None, context: str = "SIDECAR_I
 """
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/envoyfilter/listener_patch.go")
+@pytest.mark.istio("pilot/pkg/networking/core/envoyfilter/listener_patch.go: patchHTTPFilters")
 def test_http_filter_operations_follow_istio() -> None:
     base = http_filters(sidecar(HELLO), inbound=True)
     assert base[-1] == "envoy.filters.http.router"
@@ -82,7 +82,7 @@ def test_http_filter_operations_follow_istio() -> None:
     assert at("INSERT_BEFORE", "no.such.filter") == base, "a subFilter that matches nothing applies nothing"
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/envoyfilter/listener_patch.go")
+@pytest.mark.istio("pilot/pkg/networking/core/envoyfilter/listener_patch.go: patchContextMatch")
 def test_envoy_filter_context_and_workload_selection() -> None:
     out_base = http_filters(sidecar(CURL), inbound=False)
     outbound = envoy_filter(http_filter_patch("INSERT_FIRST", context="SIDECAR_OUTBOUND"), selector="{app: curl}")
@@ -94,7 +94,7 @@ def test_envoy_filter_context_and_workload_selection() -> None:
     assert http_filters(sidecar(HELLO, root), inbound=True)[0] == "x.added", "the root namespace's applies everywhere"
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/envoyfilter/rc_patch.go")
+@pytest.mark.istio("pilot/pkg/networking/core/envoyfilter/rc_patch.go: patchVirtualHost")
 def test_virtual_host_merge_on_the_inbound_vhost(tmp_path: Path) -> None:
     patch = """  - applyTo: VIRTUAL_HOST
     match: {context: SIDECAR_INBOUND, routeConfiguration: {vhost: {name: "inbound|http|5000"}}}
@@ -108,12 +108,12 @@ def test_virtual_host_merge_on_the_inbound_vhost(tmp_path: Path) -> None:
     assert "rate_limits" not in inbound_vhost(sidecar(HELLO, envoy_filter(other)))
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/httproute.go")
+@pytest.mark.istio("pilot/pkg/networking/core/httproute.go: buildSidecarInboundHTTPRouteConfig")
 def test_inbound_virtual_host_is_named_inbound_http_port() -> None:
     assert inbound_vhost(sidecar(HELLO))["name"] == "inbound|http|5000"
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/envoyfilter/listener_patch.go")
+@pytest.mark.istio("pilot/pkg/networking/core/envoyfilter/listener_patch.go: ApplyListenerPatches")
 def test_unsupported_envoy_filter_patches_are_refused_by_name() -> None:
     with pytest.raises(ResourceError, match="CLUSTER"):
         parse(envoy_filter("  - applyTo: CLUSTER\n    patch: {operation: ADD, value: {name: c}}\n"))

@@ -49,7 +49,7 @@ def hcm_filters(labels: dict[str, str], resources: list[dict[str, Any]], directi
 
 
 # ---- istiod: translation, selection, order, the listener filter and the ECDS resource ------------------
-@pytest.mark.istio("pilot/pkg/config/kube/extensions/translate.go")
+@pytest.mark.istio("pilot/pkg/config/kube/extensions/translate.go: translateWasmPlugin")
 def test_a_wasmplugin_becomes_a_synthetic_traffic_extension() -> None:
     wp = resource("WasmPlugin", "auth", url="oci://reg:5000/wasm/auth:v1", sha256="a" * 64, pluginName="auth", phase="AUTHN", priority=7,
                   failStrategy="FAIL_OPEN", selector=V1, pluginConfig={"k": 1}, imagePullSecret="s", match=[{"mode": "SERVER"}])  # fmt: skip
@@ -61,7 +61,7 @@ def test_a_wasmplugin_becomes_a_synthetic_traffic_extension() -> None:
     assert deploy.resource_name(te) == "extensions.istio.io/trafficextension/sample.auth~istio-translated-wasmplugin"
 
 
-@pytest.mark.istio("pilot/pkg/model/push_context.go")
+@pytest.mark.istio("pilot/pkg/model/push_context.go: sortByPriority")
 def test_extensions_are_ordered_by_phase_then_priority_then_creation() -> None:
     res = [
         wasm_te("a", phase="STATS"),
@@ -77,7 +77,7 @@ def test_extensions_are_ordered_by_phase_then_priority_then_creation() -> None:
                                                       "sample.h~istio-translated-wasmplugin"]  # fmt: skip
 
 
-@pytest.mark.istio("pilot/pkg/model/extensions.go")
+@pytest.mark.istio("pilot/pkg/model/extensions.go: MatchListener")
 def test_selector_namespace_and_match_choose_the_listeners() -> None:
     res = [wasm_te("a", selector=V1), wasm_te("b", match=[{"mode": "SERVER"}]), wasm_te("c", match=[{"mode": "SERVER", "ports": [{"number": 9080}]}])]
     v1, v2 = {"app": "helloworld", "version": "v1"}, {"app": "helloworld", "version": "v2"}
@@ -89,7 +89,7 @@ def test_selector_namespace_and_match_choose_the_listeners() -> None:
     assert names(hcm_filters(v1, [root], namespace="other")) == ["istio-system.r"]  # the root namespace reaches every namespace
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/extension/extensionfilter.go")
+@pytest.mark.istio("pilot/pkg/networking/core/extension/extensionfilter.go: toEnvoyHTTPTrafficExtension")
 def test_a_wasm_extension_is_discovered_over_ecds_with_remote_code() -> None:
     te = wasm_te("ah", "oci://reg:5000/wasm/ah:v1", wasm={"sha256": "b" * 64, "pluginName": "add_header", "pluginConfig": {"name": "x", "value": "1"},
                                                         "imagePullSecret": "alice", "imagePullPolicy": "Always"})  # fmt: skip
@@ -140,7 +140,7 @@ def ecds_for(te: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return deploy.extension_configs({}, "sample", [te])
 
 
-@pytest.mark.istio("pkg/wasm/convert.go")
+@pytest.mark.istio("pkg/wasm/convert.go: rewriteVMConfig")
 def test_the_agent_rewrites_remote_code_to_a_local_file_and_strips_istio_meta(served: dict[str, Any], tmp_path: Path) -> None:
     a = agent.Agent(tmp_path, tmp_path / "agent.log", [])
     te = wasm_te("ok", served["base"] + "/crash.wasm", wasm={"sha256": served["sha"]["crash.wasm"], "imagePullPolicy": "IfNotPresent"})
@@ -157,7 +157,7 @@ def test_the_agent_rewrites_remote_code_to_a_local_file_and_strips_istio_meta(se
     assert again == out and events == [], "an unchanged extension config is not converted again"
 
 
-@pytest.mark.istio("pkg/wasm/convert.go")
+@pytest.mark.istio("pkg/wasm/convert.go: createHTTPDefaultFilter")
 def test_a_failed_fetch_becomes_a_deny_all_or_allow_all_rbac_filter(tmp_path: Path) -> None:
     a = agent.Agent(tmp_path, tmp_path / "agent.log", [])
     closed = wasm_te("c", "http://127.0.0.1:9/none.wasm")  # nothing listens on port 9 (discard)
@@ -173,7 +173,7 @@ def test_a_failed_fetch_becomes_a_deny_all_or_allow_all_rbac_filter(tmp_path: Pa
     assert "applying deny RBAC filter" in (tmp_path / "agent.log").read_text()
 
 
-@pytest.mark.istio("pkg/wasm/cache.go")
+@pytest.mark.istio("pkg/wasm/cache.go: getOrFetch")
 def test_a_wrong_checksum_or_bytes_that_are_not_wasm_fail_the_fetch(served: dict[str, Any], tmp_path: Path) -> None:
     a = agent.Agent(tmp_path, tmp_path / "agent.log", [])
     wrong = wasm_te("w", served["base"] + "/crash.wasm", wasm={"sha256": "c" * 64})
@@ -215,7 +215,7 @@ def ecds_in_envoy(lab: Lab, app: str, cluster: str) -> dict[str, dict[str, Any]]
     return lab.extension_configs(app, cluster)
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/extension/lua.go")
+@pytest.mark.istio("pilot/pkg/networking/core/extension/lua.go: BuildHTTPLuaFilter")
 def test_a_lua_traffic_extension_adds_a_header_on_the_selected_sidecar_only(clean: Lab) -> None:
     out = clean.apply(resource("TrafficExtension", "lua-header", selector=V1, lua={"inlineCode": LUA}), cluster="cluster1")
     assert out == ["trafficextension/lua-header configured (control plane cluster1)"]
@@ -227,7 +227,7 @@ def test_a_lua_traffic_extension_adds_a_header_on_the_selected_sidecar_only(clea
     assert not ecds_in_envoy(clean, "helloworld-v1", "cluster1"), "Lua is inlined, never delivered over ECDS"
 
 
-@pytest.mark.istio("pkg/wasm/convert.go")
+@pytest.mark.istio("pkg/wasm/convert.go: createHTTPDefaultFilter")
 def test_fail_close_denies_and_fail_open_passes_when_the_module_cannot_be_fetched(clean: Lab) -> None:
     lab = clean
     broken = {"url": "http://127.0.0.1:9/none.wasm", "pluginName": "x"}
@@ -241,7 +241,7 @@ def test_fail_close_denies_and_fail_open_passes_when_the_module_cannot_be_fetche
     assert ext["ecds_filter"]["typed_config"]["rules_stat_prefix"] == "wasm-default-allow"
 
 
-@pytest.mark.istio("pkg/wasm/cache.go")
+@pytest.mark.istio("pkg/wasm/cache.go: getOrFetch")
 def test_a_wrong_sha256_fails_in_each_proxy_not_at_apply(clean: Lab, served: dict[str, Any]) -> None:
     lab = clean
     wrong = {"url": served["base"] + "/add-header.wasm", "sha256": "d" * 64, "pluginName": "add_header"}
@@ -255,7 +255,7 @@ def test_a_wrong_sha256_fails_in_each_proxy_not_at_apply(clean: Lab, served: dic
     assert not lab.agent_log("curl", "cluster1"), "the client's proxy is not selected: its agent fetched nothing"
 
 
-@pytest.mark.istio("pilot/pkg/xds/ecds.go")
+@pytest.mark.istio("pilot/pkg/xds/ecds.go: Generate")
 def test_a_new_plugin_config_reaches_envoy_over_ecds_alone(clean: Lab, served: dict[str, Any]) -> None:
     lab = clean
 
@@ -278,7 +278,7 @@ def test_a_new_plugin_config_reaches_envoy_over_ecds_alone(clean: Lab, served: d
     assert {p["name"]: p["pid"] for p in lab.state.data["processes"] if p["name"].endswith("/envoy")} == envoys
 
 
-@pytest.mark.istio("pilot/pkg/xds/ecds.go")
+@pytest.mark.istio("pilot/pkg/xds/ecds.go: GeneratePullSecrets")
 def test_the_pull_secret_is_read_in_each_proxys_own_cluster(clean: Lab, module_home: Path, served: dict[str, Any]) -> None:
     lab = clean
     hub = Hub.up(module_home / "hub")  # beside the lab's state: the agents trust its CA

@@ -30,7 +30,7 @@ def addresses(t: Translator, client: str) -> set[str]:
     return {f"{e.address}:{e.port}" for e in t.endpoints(client, PODS, 5000)}
 
 
-@pytest.mark.istio("pilot/pkg/xds/endpoints/ep_filters.go")
+@pytest.mark.istio("pilot/pkg/xds/endpoints/ep_filters.go: EndpointsByNetworkFilter")
 def test_an_unlabelled_cluster_has_endpoints_on_no_network_so_every_proxy_dials_its_pods() -> None:
     """controller.go Network(): a pod's network is its own label, else its istio-system namespace's, else "".
     EndpointsByNetworkFilter keeps an endpoint whose network is "" or the proxy's own (IsSameOrEmpty) at its
@@ -48,7 +48,7 @@ def test_an_unlabelled_cluster_has_endpoints_on_no_network_so_every_proxy_dials_
     assert {f"{e.address}:{e.port}" for eps in cfg.endpoints.values() for e in eps} == {"10.10.0.10:5000", "10.20.0.10:5000"}
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/gateway.go")
+@pytest.mark.istio("pilot/pkg/networking/core/gateway.go: builtAutoPassthroughFilterChains")
 def test_the_east_west_gateway_listens_on_15443_only_for_an_auto_passthrough_gateway() -> None:
     """buildGatewayListeners: a gateway proxy's listeners come from the Gateway resources selecting it; the
     expose-services Gateway (AUTO_PASSTHROUGH, *.local, 15443) gives one SNI filter chain per service port."""

@@ -42,7 +42,7 @@ def ap(name: str, spec: dict[str, Any], ns: str = "sample", annotations: dict[st
 
 
 # ---- PeerAuthentication ---------------------------------------------------------------------------
-@pytest.mark.istio("pilot/pkg/security/authn/policy_applier.go")
+@pytest.mark.istio("pilot/pkg/security/authn/policy_applier.go: ComposePeerAuthentication")
 def test_peer_authentication_precedence() -> None:
     assert S.mtls_mode([], HW, "sample", 5000) == "PERMISSIVE"  # no policy: PERMISSIVE
     mesh = pa("default", "istio-system", "STRICT")
@@ -60,7 +60,7 @@ def test_peer_authentication_precedence() -> None:
     assert S.mtls_mode([mesh, root_wl], HW, "sample", 5000) == "STRICT"  # workload policies in the root namespace are ignored
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/filterchain_options.go")
+@pytest.mark.istio("pilot/pkg/networking/core/filterchain_options.go: getFilterChainMatchOptions")
 def test_inbound_filter_chains_per_mode() -> None:
     tls = {"require_client_certificate": True}
     strict = S.inbound_filter_chains("STRICT", tls, [])
@@ -82,7 +82,7 @@ def _wl(pod: str, app: str, ip: str, ports: list[int], sidecar: bool = True, clu
     return Workload(pod, app, app, "v1" if ports else "", cluster, "sample", app, ip, None, "127.0.0.1", "127.0.0.6", ports, sidecar=sidecar)
 
 
-@pytest.mark.istio("pilot/pkg/xds/endpoints/mtls_checker.go")
+@pytest.mark.istio("pilot/pkg/xds/endpoints/mtls_checker.go: checkMtlsEnabled")
 def test_auto_mtls_follows_the_servers_mode() -> None:
     curl = _wl("curl-0", "curl", "10.10.0.9", [])
     hw, legacy = _wl("hw-0", "helloworld", "10.10.0.10", [5000]), _wl("hw-1", "helloworld", "10.10.0.11", [5000], sidecar=False)
@@ -106,7 +106,7 @@ def test_auto_mtls_follows_the_servers_mode() -> None:
 
 
 # ---- AuthorizationPolicy --------------------------------------------------------------------------
-@pytest.mark.istio("pilot/pkg/security/authz/builder/builder.go")
+@pytest.mark.istio("pilot/pkg/security/authz/builder/builder.go: build")
 def test_rbac_filters_audit_deny_allow_in_order_with_istio_names() -> None:
     allow = ap("allow-curl", {"selector": {"matchLabels": {"app": "helloworld"}}, "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/sample/sa/curl"]}}]}]})
     deny = ap("deny-admin", {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin/*"], "methods": ["POST"]}}]}]})
@@ -133,7 +133,7 @@ def test_rbac_filters_audit_deny_allow_in_order_with_istio_names() -> None:
     assert S.rbac_filters([allow], {"app": "other"}, "sample", ["cluster.local"]) == []  # selector does not match: no filter
 
 
-@pytest.mark.istio("pilot/pkg/security/authz/model/generator.go")
+@pytest.mark.istio("pilot/pkg/security/authz/model/generator.go: srcPrincipalGenerator.principal")
 def test_rbac_matchers_for_source_operation_and_when() -> None:
     spec = {"rules": [{
         "from": [{"source": {"namespaces": ["sample"], "ipBlocks": ["10.10.0.0/16"], "notPrincipals": ["*/sa/bad"], "requestPrincipals": ["https://iss/alice"]}}],
@@ -161,7 +161,7 @@ def test_rbac_matchers_for_source_operation_and_when() -> None:
     ]
 
 
-@pytest.mark.istio("pilot/pkg/security/authz/model/model.go")
+@pytest.mark.istio("pilot/pkg/security/authz/model/model.go: checkError")
 def test_http_only_fields_on_tcp_drop_an_allow_rule_and_widen_a_deny_rule() -> None:
     rule = {"from": [{"source": {"namespaces": ["sample"]}}], "to": [{"operation": {"methods": ["GET"]}}]}
     allow = S.rbac_filters([ap("a", {"rules": [rule]})], HW, "sample", ["cluster.local"], for_tcp=True)
@@ -172,7 +172,7 @@ def test_http_only_fields_on_tcp_drop_an_allow_rule_and_widen_a_deny_rule() -> N
     assert perm == [{"and_rules": {"rules": [{"any": True}]}}]  # methods dropped: any request of that namespace is denied
 
 
-@pytest.mark.istio("pilot/pkg/security/trustdomain/bundle.go")
+@pytest.mark.istio("pilot/pkg/security/trustdomain/bundle.go: ReplaceTrustDomainAliases")
 def test_trust_domain_aliases_rewrite_principals() -> None:
     bundle = ["cluster2.local", "cluster1.local"]
     assert S.migrate_trust_domain("cluster1.local/ns/sample/sa/curl", bundle) == [
@@ -192,7 +192,7 @@ def test_trust_domain_aliases_rewrite_principals() -> None:
 
 
 # ---- RequestAuthentication ------------------------------------------------------------------------
-@pytest.mark.istio("pilot/pkg/security/authn/policy_applier.go")
+@pytest.mark.istio("pilot/pkg/security/authn/policy_applier.go: convertToEnvoyJwtConfig")
 def test_jwt_filter_one_provider_per_rule_sorted_by_issuer() -> None:
     a, b = Issuer("https://b.example"), Issuer("https://a.example")
     ra = parse({"apiVersion": "security.istio.io/v1", "kind": "RequestAuthentication", "metadata": {"name": "jwt", "namespace": "sample"},
@@ -222,7 +222,7 @@ def lab(module_home: Path) -> Iterator[Lab]:
     assert not net.existing_namespaces(prefix_for(home))
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/listener_inbound.go")
+@pytest.mark.istio("pilot/pkg/networking/core/listener_inbound.go: inboundChainForOpts")
 def test_plaintext_client_served_under_permissive_refused_under_strict(lab: Lab) -> None:
     r = lab.call("curl.legacy", URL, cluster="cluster1", n=2)
     assert [a.status for a in r.answers] == [200, 200], r.answers  # default PERMISSIVE: the raw_buffer chain serves it
@@ -240,7 +240,7 @@ def test_plaintext_client_served_under_permissive_refused_under_strict(lab: Lab)
         lab.delete("PeerAuthentication", "default", "cluster1", namespace="istio-system")
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/listener_builder.go")
+@pytest.mark.istio("pilot/pkg/networking/core/listener_builder.go: buildHTTPConnectionManager")
 def test_denied_request_gets_403_rbac_in_access_log_and_stats(lab: Lab) -> None:
     lab.apply(ap("deny-hello", {"selector": {"matchLabels": {"app": "helloworld"}}, "action": "DENY",
                                 "rules": [{"to": [{"operation": {"paths": ["/hello"]}}]}]}), "cluster1")  # fmt: skip
@@ -256,7 +256,7 @@ def test_denied_request_gets_403_rbac_in_access_log_and_stats(lab: Lab) -> None:
         lab.delete("AuthorizationPolicy", "deny-hello", "cluster1")
 
 
-@pytest.mark.istio("pilot/pkg/networking/plugin/authn/authentication.go")
+@pytest.mark.istio("pilot/pkg/networking/plugin/authn/authentication.go: BuildHTTP")
 def test_jwt_401_without_valid_token_403_without_token_200_with(lab: Lab) -> None:
     issuer = Issuer("https://issuer.meshlab.example")
     lab.apply([

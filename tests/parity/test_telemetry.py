@@ -24,7 +24,7 @@ DASHBOARD_LABELS = {
 }  # fmt: skip
 
 
-@pytest.mark.istio("pkg/bootstrap/testdata/stats_compression_golden.json")
+@pytest.mark.istio("tools/packaging/common/envoy_bootstrap.json: prometheus_stats")
 def test_prometheus_stats_listener_on_15090() -> None:
     lis = stats_listener("10.10.0.10")
     assert lis["name"] == "0.0.0.0_15090" and lis["address"]["socket_address"]["port_value"] == STATS_PORT == 15090
@@ -57,7 +57,7 @@ def _series(lab: Lab, workload: str, cluster: str, metric: str = "istio_requests
 
 
 @pytest.mark.integration
-@pytest.mark.istio("manifests/addons/dashboards/istio-workload-dashboard.json")
+@pytest.mark.istio("manifests/addons/dashboards/istio-workload-dashboard.json: istio_requests_total")
 def test_istio_requests_total_with_the_standard_labels(sn_lab: Lab) -> None:
     lab = sn_lab
     lab.mesh.telemetry.enable()

@@ -60,7 +60,7 @@ spec:
 
 
 # ---- routes, retries, timeouts ------------------------------------------------------------------
-@pytest.mark.istio("pilot/pkg/networking/core/route/retry/retry.go")
+@pytest.mark.istio("pilot/pkg/networking/core/route/retry/retry.go: DefaultPolicy")
 def test_default_retry_policy_does_not_retry_503() -> None:
     client, reg = registry_two_clusters()
     (route,) = routes(sidecar(FLAT, client, reg))
@@ -76,7 +76,7 @@ def test_default_retry_policy_does_not_retry_503() -> None:
     assert vroute["route"]["retry_policy"] == route["route"]["retry_policy"]
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/route/retry/retry.go")
+@pytest.mark.istio("pilot/pkg/networking/core/route/retry/retry.go: ConvertPolicy")
 def test_virtualservice_retries_as_convert_policy() -> None:
     client, reg = registry_two_clusters()
 
@@ -101,7 +101,7 @@ def test_virtualservice_retries_as_convert_policy() -> None:
     assert policy("{attempts: 4}")["retry_on"] == R.DEFAULT_RETRY_ON
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/route/route.go")
+@pytest.mark.istio("pilot/pkg/networking/core/route/route.go: BuildDefaultHTTPInboundRoute")
 def test_inbound_route_retries_reset_before_request_and_has_no_timeout() -> None:
     client, reg = registry_two_clusters()
     cfg = sidecar(FLAT, reg[0], [client, reg[1]])
@@ -113,7 +113,7 @@ def test_inbound_route_retries_reset_before_request_and_has_no_timeout() -> None
     assert route["route"]["max_stream_duration"] == {"max_stream_duration": "0s", "grpc_timeout_header_max": "0s"}
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/route/route.go")
+@pytest.mark.istio("pilot/pkg/networking/core/route/route.go: setTimeout")
 def test_timeouts_default_off_and_virtualservice_timeout() -> None:
     client, reg = registry_two_clusters()
     (r,) = routes(sidecar(FLAT, client, reg))
@@ -123,7 +123,7 @@ def test_timeouts_default_off_and_virtualservice_timeout() -> None:
 
 
 # ---- cluster policy ------------------------------------------------------------------------------
-@pytest.mark.istio("pilot/pkg/networking/core/cluster_traffic_policy.go")
+@pytest.mark.istio("pilot/pkg/networking/core/cluster_traffic_policy.go: applyOutlierDetection")
 def test_outlier_detection_translation_and_panic_threshold() -> None:
     client, reg = registry_two_clusters()
     c = cluster(sidecar(FLAT, client, reg))
@@ -141,7 +141,7 @@ def test_outlier_detection_translation_and_panic_threshold() -> None:
     assert c["common_lb_config"]["healthy_panic_threshold"] == {"value": 30}
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/cluster_traffic_policy.go")
+@pytest.mark.istio("pilot/pkg/networking/core/cluster_traffic_policy.go: applyConnectionPool")
 def test_connection_pool_defaults_and_translation() -> None:
     client, reg = registry_two_clusters()
     unlimited = {"max_connections": 4294967295, "max_pending_requests": 4294967295, "max_requests": 4294967295,
@@ -161,7 +161,7 @@ def test_connection_pool_defaults_and_translation() -> None:
 
 
 # ---- locality load balancing ---------------------------------------------------------------------
-@pytest.mark.istio("pilot/pkg/networking/core/loadbalancer/loadbalancer.go")
+@pytest.mark.istio("pilot/pkg/networking/core/loadbalancer/loadbalancer.go: ApplyLocalityLoadBalancer")
 def test_locality_weighted_lb_config_only_with_a_locality_setting() -> None:
     client, reg = registry_two_clusters()
     od = "    outlierDetection: {consecutive5xxErrors: 1}\n"
@@ -178,7 +178,7 @@ def test_locality_weighted_lb_config_only_with_a_locality_setting() -> None:
     assert not lwlb("  trafficPolicy:\n" + od + "    loadBalancer: {localityLbSetting: {enabled: false, failover: [{from: region1, to: region2}]}}")
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/loadbalancer/loadbalancer.go")
+@pytest.mark.istio("pilot/pkg/networking/core/loadbalancer/loadbalancer.go: applyLocalityFailover")
 def test_locality_failover_priorities(tmp_path: Path) -> None:
     topo = load_topology(pattern(tmp_path, {
         "c1": ("m", "n1", "r1/z1", None), "c2": ("m", "n1", "r1/z2", "c1"),
@@ -194,7 +194,7 @@ def test_locality_failover_priorities(tmp_path: Path) -> None:
     assert prio(failover) == {"r1/z1": 0, "r1/z2": 1, "r3/z1": 2, "r2/z1": 3}
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/loadbalancer/loadbalancer.go")
+@pytest.mark.istio("pilot/pkg/networking/core/loadbalancer/loadbalancer.go: applyFailoverPriorityPerLocality")
 def test_failover_priority_labels() -> None:
     client, reg = registry_two_clusters()
     od = "  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 1}\n"
@@ -209,7 +209,7 @@ def test_failover_priority_labels() -> None:
     assert [(a, p) for a, _, _, p, _ in eps(cfg)] == [("10.10.0.10", 1), ("10.250.0.2", 0)]  # curl has no version label: "" matches the gateway's
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/loadbalancer/loadbalancer.go")
+@pytest.mark.istio("pilot/pkg/networking/core/loadbalancer/loadbalancer.go: applyLocalityWeights")
 def test_distribute_shares_weights_and_drops_unlisted_localities(tmp_path: Path) -> None:
     topo = load_topology(pattern(tmp_path, {
         "c1": ("m", "n1", "r1/z1", None), "c2": ("m", "n1", "r1/z2", "c1"), "c3": ("m", "n1", "r2/z1", "c1"),
@@ -226,7 +226,7 @@ def test_distribute_shares_weights_and_drops_unlisted_localities(tmp_path: Path)
 
 
 # ---- split-horizon EDS --------------------------------------------------------------------------
-@pytest.mark.istio("pilot/pkg/xds/endpoints/ep_filters.go")
+@pytest.mark.istio("pilot/pkg/xds/endpoints/ep_filters.go: EndpointsByNetworkFilter")
 def test_split_horizon_gateway_per_cluster_weights_scaled_and_summed(tmp_path: Path) -> None:
     # network n2 has two clusters, so two gateways: Istio scales every weight by lcm(1, 2) = 2
     topo = load_topology(pattern(tmp_path, {
@@ -249,7 +249,7 @@ def test_split_horizon_gateway_per_cluster_weights_scaled_and_summed(tmp_path: P
 
 
 # ---- TLS naming ---------------------------------------------------------------------------------
-@pytest.mark.istio("pilot/pkg/networking/core/cluster_tls.go")
+@pytest.mark.istio("pilot/pkg/networking/core/cluster_tls.go: buildIstioMutualTLS")
 def test_auto_mtls_sni_and_sans() -> None:
     client, reg = registry_two_clusters()
     cfg = sidecar(SEP, client, reg, dr("hw", "  subsets: [{name: v2, labels: {version: v2}}]"))
@@ -280,7 +280,7 @@ spec:
 """
 
 
-@pytest.mark.istio("pilot/pkg/model/push_context.go")
+@pytest.mark.istio("pilot/pkg/model/push_context.go: initServiceRegistry")
 def test_kubernetes_service_wins_the_host() -> None:
     client, reg = registry_two_clusters()
     cfg = sidecar(FLAT, client, reg, service_entry("se", "tcp-7000", number=7000))
@@ -289,7 +289,7 @@ def test_kubernetes_service_wins_the_host() -> None:
     assert [a for a, *_ in eps(cfg)] == ["10.10.0.10", "10.20.0.10"]
 
 
-@pytest.mark.istio("pilot/pkg/xds/endpoints/endpoint_builder.go")
+@pytest.mark.istio("pilot/pkg/xds/endpoints/endpoint_builder.go: BuildClusterLoadAssignment")
 def test_serviceentry_endpoints_join_only_on_the_service_port_name() -> None:
     client, reg = registry_two_clusters()
     wrong = sidecar(FLAT, client, reg, service_entry("se", "http-5000"))
@@ -298,7 +298,7 @@ def test_serviceentry_endpoints_join_only_on_the_service_port_name() -> None:
     assert eps(right)[-1] == ("10.250.0.9", 15443, "region9/zone9", 0, 1)
 
 
-@pytest.mark.istio("pilot/pkg/model/push_context.go")
+@pytest.mark.istio("pilot/pkg/model/push_context.go: initServiceRegistry")
 def test_serviceentry_owns_a_host_without_service_the_oldest_first() -> None:
     client = workload("curl", "curl", "cluster1", "10.10.0.9")
     cfg = sidecar(FLAT, client, [], service_entry("first", "http") + "---" + service_entry("second", "web", "10.250.0.8"))
@@ -309,7 +309,7 @@ def test_serviceentry_owns_a_host_without_service_the_oldest_first() -> None:
 
 
 # ---- several DestinationRules for one host -------------------------------------------------------
-@pytest.mark.istio("pilot/pkg/model/destination_rule.go")
+@pytest.mark.istio("pilot/pkg/model/destination_rule.go: mergeDestinationRule")
 def test_destination_rules_merge_oldest_policy_wins() -> None:
     client, reg = registry_two_clusters()
     first = dr("a", "  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n  subsets: [{name: v1, labels: {version: v1}}]")
@@ -332,7 +332,7 @@ def sn_lab(lab_home: Path) -> Iterator[Lab]:
 
 
 @pytest.mark.integration
-@pytest.mark.istio("pilot/pkg/networking/core/route/retry/retry.go")
+@pytest.mark.istio("pilot/pkg/networking/core/route/retry/retry.go: DefaultPolicy")
 def test_a_crashed_app_behind_its_sidecar_gives_503s_until_retryon_503(sn_lab: Lab) -> None:
     # only the crashed endpoint: every call reaches it; its sidecar answers 503, which Istio does not retry
     sn_lab.kill("helloworld", cluster="cluster2")
@@ -349,7 +349,7 @@ def test_a_crashed_app_behind_its_sidecar_gives_503s_until_retryon_503(sn_lab: L
 
 
 @pytest.mark.integration
-@pytest.mark.istio("pilot/pkg/model/destination_rule.go")
+@pytest.mark.istio("pilot/pkg/model/destination_rule.go: mergeDestinationRule")
 def test_three_meshes_federate_and_reach_each_other(lab_home: Path, tmp_path: Path) -> None:
     path = pattern(tmp_path, {"c1": ("m1", "n1", "r1/z1", None), "c2": ("m2", "n2", "r2/z1", None), "c3": ("m3", "n3", "r3/z1", None)})
     lab = Lab.up(str(path), home_dir=lab_home, quiet=True)
@@ -369,7 +369,7 @@ def test_three_meshes_federate_and_reach_each_other(lab_home: Path, tmp_path: Pa
         lab.down(quiet=True)
 
 
-@pytest.mark.istio("pilot/pkg/xds/endpoints/endpoint_builder.go")
+@pytest.mark.istio("pilot/pkg/xds/endpoints/endpoint_builder.go: BuildClusterLoadAssignment")
 def test_federation_serviceentry_ports_are_named_like_the_service() -> None:
     topo = load_topology("separate-control-planes")
     reg = [workload("hw-1", "helloworld", "cluster1", "10.10.0.10"), workload("hw-2", "helloworld", "cluster2", "10.20.0.10", "v2")]
@@ -383,7 +383,7 @@ def test_federation_serviceentry_ports_are_named_like_the_service() -> None:
     assert [a for a, *_ in eps(sidecar(topo, client, reg, docs))] == ["10.10.0.10", "10.250.0.2"]
 
 
-@pytest.mark.istio("pilot/pkg/model/push_context.go")
+@pytest.mark.istio("pilot/pkg/model/push_context.go: setDestinationRules")
 def test_destination_rules_with_different_export_to_are_refused_by_name() -> None:
     a = {"kind": "DestinationRule", "metadata": {"name": "a", "namespace": "sample"}, "spec": {"host": "helloworld", "exportTo": ["."]}}
     b = {"kind": "DestinationRule", "metadata": {"name": "b", "namespace": "sample"}, "spec": {"host": "helloworld"}}
@@ -391,7 +391,7 @@ def test_destination_rules_with_different_export_to_are_refused_by_name() -> Non
         refuse_unmergeable(b, [a])
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/loadbalancer/loadbalancer.go")
+@pytest.mark.istio("pilot/pkg/networking/core/loadbalancer/loadbalancer.go: GetEffectiveLbSetting")
 def test_service_traffic_distribution_is_refused_by_name() -> None:
     # Istio turns trafficDistribution into a forced failoverPriority; the local backend has no Service objects
     with pytest.raises(ResourceError, match="spec.trafficDistribution"):
@@ -399,7 +399,7 @@ def test_service_traffic_distribution_is_refused_by_name() -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.istio("pilot/cmd/pilot-agent/status/ready/probe.go")
+@pytest.mark.istio("pilot/cmd/pilot-agent/status/ready/probe.go: checkConfigStatus")
 def test_a_sidecar_started_while_its_control_plane_is_down_gets_no_config_and_is_not_ready(sn_lab: Lab) -> None:
     sn_lab.stop_control_plane("cluster1")
     before = {p["POD"] for p in sn_lab.sidecars()}

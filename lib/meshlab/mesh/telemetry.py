@@ -29,8 +29,8 @@ import yaml
 
 from ..registry import GATEWAY_APP, INGRESS_APP
 from ..display import Diagram, Table
-from ..errors import MeshlabError, ToolError
-from ..exec import run
+from ..errors import MeshlabError
+from ..exec import run, which
 
 if TYPE_CHECKING:
     from ..lab import Lab
@@ -43,13 +43,8 @@ FEDERATE_MATCH = '{job="kubernetes-pods"}'
 
 
 def prometheus_binary() -> str:
-    path = shutil.which("prometheus")
-    if not path:
-        raise ToolError(
-            "Prometheus is not installed (Debian package prometheus)",
-            "run `make setup` (it installs it), or `apt-get install prometheus`",
-        )
-    return path
+    return which("prometheus", "Prometheus is not installed (Debian package prometheus): run `make setup` "
+                 "(it installs it), or `apt-get install prometheus`")
 
 
 @dataclass
@@ -128,7 +123,7 @@ class Telemetry:
         out = []
         clusters = list(self.lab.topology.clusters)
         for i, c in enumerate(clusters):
-            addr = f"127.251.0.{i + 1}" if be.mode == "loopback" else net.node_ip(self.lab.topology, c)
+            addr = net.node_service_ip(self.lab.topology, c)
             out.append(Instance(f"prometheus-{c}", c, addr, PORT, None if be.mode == "loopback" else net.node_ns(c)))
         mgmt = out[0]
         out.append(Instance("prometheus-global", mgmt.cluster, mgmt.address, GLOBAL_PORT, mgmt.netns))

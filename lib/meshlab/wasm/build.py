@@ -49,7 +49,10 @@ C_FLAGS = [
 
 
 def repo_filters_dir() -> Path:
-    """``wasm-filters/`` of this checkout (or of the current directory, for an installed meshlab)."""
+    """``wasm-filters/`` of this checkout (or $MESHLAB_FILTERS: a learner's own copy on a hub; or of the
+    current directory, for an installed meshlab)."""
+    if os.environ.get("MESHLAB_FILTERS"):
+        return Path(os.environ["MESHLAB_FILTERS"])
     here = Path(__file__).resolve().parents[3] / "wasm-filters"
     return here if here.is_dir() else Path.cwd() / "wasm-filters"
 
@@ -157,6 +160,18 @@ def _lock_digest(d: Path) -> str:
     return h.hexdigest()
 
 
+def npm_installed(info: FilterInfo) -> bool:
+    """True when building the filter needs nothing from npm: a C filter, or node_modules installed from the
+    current lock file (``make setup`` installs them; a lab that finds them missing says it needs the registry)."""
+    if info.language != "assemblyscript":
+        return True
+    stamp = info.dir / "node_modules" / LOCK_STAMP
+    try:
+        return stamp.read_text().strip() == _lock_digest(info.dir)
+    except OSError:
+        return False
+
+
 def _build_assemblyscript(info: FilterInfo, log: list[str]) -> None:
     d = info.dir
     if not (d / "package.json").exists():
@@ -171,12 +186,10 @@ def _build_assemblyscript(info: FilterInfo, log: list[str]) -> None:
         raise MeshlabError(f"{d / 'package.json'} has no `build` script", 'add "build": "asc assembly/index.ts --binaryFile build/filter.wasm ..."')
     env = _tool_env()
     npm_bin = npm()
-    stamp = d / "node_modules" / LOCK_STAMP
-    digest = _lock_digest(d)
-    if not stamp.exists() or stamp.read_text().strip() != digest:
+    if not npm_installed(info):
         t = time.perf_counter()
         run([npm_bin, "--prefix", str(d), "ci", "--no-audit", "--no-fund", "--loglevel=error"], env=env, timeout=600, hint=_npm_hint(d))
-        stamp.write_text(digest + "\n")
+        (d / "node_modules" / LOCK_STAMP).write_text(_lock_digest(d) + "\n")
         log.append(f"npm ci: {time.perf_counter() - t:.1f}s")
     else:
         log.append("npm ci: skipped (node_modules matches package-lock.json)")
@@ -186,7 +199,8 @@ def _build_assemblyscript(info: FilterInfo, log: list[str]) -> None:
 
 
 def _npm_hint(d: Path) -> str:
-    return f"npm could not install the locked dependencies of {d}: check the registry is reachable (`npm ping`), or delete {d / 'node_modules'} and retry"
+    return (f"npm could not install the locked dependencies of {d} from the registry: check it is reachable "
+            f"(`npm ping`), or delete {d / 'node_modules'} and retry; `make setup` installs them ahead of a workshop")
 
 
 def _build_c(info: FilterInfo, log: list[str]) -> None:

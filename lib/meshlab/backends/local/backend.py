@@ -30,6 +30,7 @@ from ...controlplane import Translator
 from ...controlplane.pushcontext import refuse_unmergeable, resolve_host
 from ...controlplane.security import signature as security_signature
 from ...controlplane.security import unmatched_selectors
+from ...controlplane.gateway import ingress_target_port
 from ...controlplane.telemetry import stats_config
 from ...registry import GATEWAY_APP, INGRESS_APP, OUTBOUND_PORT, Workload
 from ...runtime import client, net, procs
@@ -142,7 +143,8 @@ class LocalBackend:
         self.agent_events: list[tuple[str, Any]] = []  # (pod, meshlab.runtime.agent.Event) of the last syncs
         d = state.data
         self.run_dir = Path(d["run_dir"])
-        self.network = net.Network(d["mode"], d["prefix"], lambda ns: state.record("namespaces", ns), d.get("holder"))
+        self.network = net.Network(d["mode"], d["prefix"], lambda ns: state.record("namespaces", ns), d.get("holder"),
+                                   d.get("loopback_block"))
         self.pki = PKI(self.run_dir / "pki")
 
     # ---- lifecycle -----------------------------------------------------------------------------
@@ -176,13 +178,10 @@ class LocalBackend:
             }
         )
         state.record("files", str(run_dir))
-        if mode == net.USERNS:  # one process owns every namespace of the lab; killing it removes them all
-            ready = run_dir / "holder.ready"
-            holder = procs.spawn("userns-holder", net.Network.holder_argv(str(ready)), run_dir / "logs" / "holder.log")
-            state.record("processes", holder.record())
-            procs.wait_until(ready.exists, holder, "its private /run/netns is mounted")
-            state.data["holder"] = holder.pid
-            state.save()
+        # userns: one process owns every namespace of the lab (killing it removes them all);
+        # loopback: one process holds the lab's own block of 127.x addresses
+        state.data.update(net.start_holder(mode, run_dir, str(state.dir), lambda p: state.record("processes", p.record())))
+        state.save()
         be = cls(topology, state)
         be.network.create_underlay(topology)
         for c in topology.clusters.values():
@@ -331,7 +330,7 @@ class LocalBackend:
             procs.terminate(mine)
             d["processes"] = [p for p in d["processes"] if p not in mine]
             if w.netns:
-                net.delete_namespaces([w.netns])
+                self.network.delete([w.netns])
                 d["namespaces"] = [n for n in d["namespaces"] if n != w.netns]
             d["workloads"] = [x for x in d["workloads"] if x["pod"] != w.pod]
             d.setdefault("removed", []).append(w.pod)  # keeps admin socket numbers unique
@@ -804,18 +803,21 @@ class LocalBackend:
         self.network.add_external_host(self.topology)
         ip = self.network.external_ip()
         cert, key, ca = self.pki.server(hostname.split(".")[0], [hostname, ip], root="external-ca")
+        # 443 inside the lab's namespaces; the loopback mode shares the host's network, where an ordinary
+        # user cannot bind a port below 1024
+        port = 8443 if self.mode == net.LOOPBACK else 443
         argv = self.network.exec_prefix(self.network.external_ns()) + [
-            sys.executable, "-m", "meshlab.runtime.apps", "helloworld", "--listen", f"{ip}:443",
+            sys.executable, "-m", "meshlab.runtime.apps", "helloworld", "--listen", f"{ip}:{port}",
             "--version", "external", "--instance", hostname, "--tls-cert", str(cert), "--tls-key", str(key),
         ]  # fmt: skip
         log = self.run_dir / "logs" / f"external-{hostname}.log"
         p = procs.spawn(f"external/{hostname}", argv, log)
         self.state.record("processes", p.record())
-        procs.wait_until(lambda: b"listening on" in log.read_bytes(), p, f"the external server listens on {ip}:443")
+        procs.wait_until(lambda: b"listening on" in log.read_bytes(), p, f"the external server listens on {ip}:{port}")
         secret = f"{hostname.split('.')[0]}-ca"  # its CA as a secret in every cluster, for a DestinationRule's credentialName
         for c in self.topology.clusters:
             self.state.data.setdefault("tls_secrets", {})[f"{c}/{secret}"] = {"ca": str(ca)}
-        known[hostname] = {"hostname": hostname, "address": ip, "port": 443, "ca": str(ca), "secret": secret}
+        known[hostname] = {"hostname": hostname, "address": ip, "port": port, "ca": str(ca), "secret": secret}
         self.state.save()
         return dict(known[hostname])
 
@@ -832,8 +834,8 @@ class LocalBackend:
             raise MeshlabError(f"cannot call {url!r} from outside", "write it like https://hello.example.com/hello")
         host, port, path = u.hostname, u.port or (443 if u.scheme == "https" else 80), (u.path or "/") + (f"?{u.query}" if u.query else "")
         tls = {"sni": host, "ca": ca} if u.scheme == "https" else None
-        raw = self._in_netns(
-            self.network.external_ns(), "calls", host=gw.ip, port=port, authority=host, path=path, n=n,
+        raw = self._in_netns(  # through the gateway's Service: 443 reaches the pod's 8443
+            self.network.external_ns(), "calls", host=gw.ip, port=ingress_target_port(port), authority=host, path=path, n=n,
             headers=headers or {}, timeout=timeout, tls=tls,
         )  # fmt: skip
         where = {x.pod: x.cluster for x in self.workloads}
