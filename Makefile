@@ -9,6 +9,8 @@ STAMP := $(VENV)/.meshlab-setup
 
 # `make setup BACKEND=kind` installs only what the kind backend needs (no Debian packages at all).
 BACKEND ?= all
+# lib/pyproject.toml's extras: the labs, the room's hub, the tools that check the hosting files (the image skips those)
+EXTRAS ?= lab,hub,hosting-checks
 
 .PHONY: setup system-packages labs test lab unit integration bench filters down clean
 
@@ -24,7 +26,7 @@ system-packages:
 
 $(STAMP): lib/pyproject.toml hub/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e './lib[lab,hub]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e './lib[$(EXTRAS)]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (meshlab)" >/dev/null
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/npm ci --prefix hub --no-audit --no-fund --loglevel=error  # the room hub's proxy
 	$(BIN)/meshlab version

@@ -252,11 +252,13 @@ class Lab:
     ) -> Table:  # fmt: skip
         """Run a sample app (``helloworld`` or ``curl``) with its sidecar in ``cluster``; ``sidecar=False``
         runs it without one (plaintext, no identity), ``service_account`` overrides the app's own."""
+        self._real("deploy", cluster, app=app, version=version, replicas=replicas, namespace=namespace)
         ws = self.backend.deploy(app, cluster, version=version, replicas=replicas, namespace=namespace, sidecar=sidecar, service_account=service_account)
         return Table([{"POD": w.pod, "CLUSTER": w.cluster, "IP": w.ip, "VERSION": w.version} for w in ws])
 
     def undeploy(self, app: str, cluster: str, namespace: str = "sample") -> list[str]:
         """Remove a deployed app's pods from ``cluster``: its endpoints disappear from every proxy."""
+        self._real("undeploy", cluster, app=app, namespace=namespace)
         return self.backend.undeploy(app, cluster, namespace=namespace)  # type: ignore[union-attr]
 
     def deploy_samples(self) -> None:
@@ -267,16 +269,19 @@ class Lab:
 
     def call(self, workload: str, url: str, cluster: str, n: int = 1, headers: dict[str, str] | None = None) -> CallResult:
         """Send ``n`` HTTP requests from ``workload``'s pod in ``cluster`` through its sidecar."""
+        self._real("call", cluster, workload, url=url, n=n, headers=headers)
         return self.backend.call(workload, url, cluster=cluster, n=n, headers=headers)
 
     def call_from_outside(self, url: str, cluster: str, n: int = 1, headers: dict[str, str] | None = None, ca: str | None = None) -> CallResult:
         """Send ``n`` requests from outside the mesh to ``cluster``'s ingress gateway (``https://`` with SNI =
         the URL's host, verified against ``ca``), like ``curl --resolve host:443:<gateway IP> --cacert ca``."""
+        self._real("call_from_outside", cluster, url=url, host=url.split("/")[2].split(":")[0])
         return self.backend.call_from_outside(url, cluster, n=n, headers=headers, ca=ca)
 
     def create_tls_secret(self, name: str, hosts: list[str], cluster: str) -> dict[str, str]:
         """A TLS secret (server certificate for ``hosts``, from an "ingress-ca") for a Gateway's
         ``credentialName`` in ``cluster``; returns its files: cert, key and the ca to verify it."""
+        self._real("create_tls_secret", cluster, name=name)
         return self.backend.create_tls_secret(name, hosts, cluster)
 
     def external_https(self, hostname: str = "external.meshlab.test") -> dict[str, Any]:
@@ -290,33 +295,40 @@ class Lab:
         """Drive ``url`` from ``workload``'s pod for ``seconds`` with ``connections`` concurrent callers, through its
         sidecar: throughput, p50/p90/p99 and how many answers were not 2xx. Local: wrk in the pod's network
         namespace; kind: concurrent curl loops inside the pod (the sample image has no wrk)."""
+        self._real("load", cluster, workload, url=url, connections=connections, seconds=seconds)
         return self.backend.load(workload, url, cluster, connections=connections, seconds=seconds, headers=headers)
 
     def connect(self, workload: str, cluster: str, address: str, port: int) -> str:
         """A raw TCP connect from the pod, bypassing its sidecar: ``connected`` or ``refused: ...``."""
+        self._real("connect", cluster, workload, address=address, port=port)
         return self.backend.connect(workload, cluster, address, port)
 
     def endpoints(self, workload: str, cluster: str, service: str | None = None) -> Table:
         """The endpoints ``workload``'s sidecar knows, like ``istioctl proxy-config endpoints``."""
+        self._real("endpoints", cluster, workload, service=service)
         return Table(self.backend.endpoints(workload, cluster, service), title=f"endpoints of {workload} in {cluster}")
 
     def proxy_status(self) -> Table:
         """Like ``istioctl proxy-status``: per proxy, is each xDS type SYNCED with its control plane, STALE
         (sent, not acknowledged: pending or rejected) or NOT SENT; and which control plane serves it."""
+        self._real("proxy_status", primaries=list(self.topology.control_planes))
         return Table(self.backend.proxy_status(), title=f"proxy status of {self.topology.name}")
 
     def access_log(self, workload: str, cluster: str, last: int = 20) -> Table:
         """The sidecar's access log entries (JSON), newest last: shows the peer's SPIFFE identity.
 
         A list of dicts that shows as an HTML table in a notebook (wide values scroll, never wrap)."""
+        self._real("access_log", cluster, workload, last=last)
         return Table(self.backend.access_log(workload, cluster, last), title=f"access log of {workload} in {cluster}")
 
     def stats(self, workload: str, cluster: str, contains: str = "") -> dict[str, int]:
         """Envoy's non-zero stats of ``workload``'s sidecar, e.g. ``contains="ssl.fail_verify_error"``."""
+        self._real("stats", cluster, workload, contains=contains)
         return self.backend.stats(workload, cluster, contains)
 
     def envoy_config(self, workload: str, cluster: str, resource: str | None = None) -> dict[str, Any]:
         """The sidecar's live Envoy config (``/config_dump``), optionally one resource type."""
+        self._real("envoy_config", cluster, workload, resource=resource)
         return self.backend.envoy_config(workload, cluster, resource)
 
     def validate(self) -> int:
@@ -336,19 +348,23 @@ class Lab:
         else:
             from .resources import parse
 
-        out = self.backend.apply(parse(resources), cluster)
+        docs = parse(resources)
+        self._real("apply", cluster, kinds=[f"{d.get('kind')} {(d.get('metadata') or {}).get('name')}" for d in docs if isinstance(d, dict)])
+        out = self.backend.apply(docs, cluster)
         for line in out:
             print(line)
         return out
 
     def delete(self, kind: str, name: str, cluster: str, namespace: str = "sample") -> None:
         """Remove a resource applied earlier; proxies fall back to their defaults."""
+        self._real("delete", cluster, kind=kind, name=name, namespace=namespace)
         self.backend.delete(kind, name, cluster, namespace)
 
     # ---- Wasm delivery: pull secrets and the proxies' agents -------------------------------------
     def create_pull_secret(self, name: str, cluster: str, registry: str, username: str, password: str, namespace: str = "sample") -> str:
         """A docker-registry Secret in ``cluster`` for an extension's ``imagePullSecret``. Istio reads it in
         the cluster of each *proxy* that pulls, so a mesh spanning clusters needs it in each of them."""
+        self._real("create_pull_secret", cluster, name=name, registry=registry, username=username, namespace=namespace)
         out = str(self.backend.create_pull_secret(name, cluster, registry, username, password, namespace))
         print(out)
         return out
@@ -356,12 +372,14 @@ class Lab:
     def extension_configs(self, workload: str, cluster: str) -> dict[str, dict[str, Any]]:
         """The extension configs the sidecar's Envoy got over ECDS (``istioctl proxy-config ecds``): name ->
         ``{"version_info", "ecds_filter"}``; Lua extensions are inline in the listener, not here."""
+        self._real("extension_configs", cluster, workload)
         from .controlplane.extensions import ecds_from_dump
 
         return ecds_from_dump(self.backend.envoy_config(workload, cluster))
 
     def agent_log(self, workload: str, cluster: str) -> list[str]:
         """The Wasm lines of the sidecar's istio-agent log: module fetches, failures and their fallback."""
+        self._real("agent_log", cluster, workload)
         return list(self.backend.agent_log(workload, cluster))
 
     @property
@@ -396,25 +414,30 @@ class Lab:
 
     def stop_control_plane(self, cluster: str) -> None:
         """Stop the control plane running in ``cluster``: proxies keep their last config, new ones get none."""
+        self._real("stop_control_plane", cluster)
         self.backend.set_control_plane(cluster, running=False)
 
     def start_control_plane(self, cluster: str) -> None:
         """Start it again; it pushes everything that changed meanwhile."""
+        self._real("start_control_plane", cluster)
         self.backend.set_control_plane(cluster, running=True)
 
     def kill(self, workload: str, cluster: str) -> str:
         """Crash a workload's app (local: SIGKILL, its sidecar stays and answers 503 for it;
         kind: the Deployment is scaled to zero, since Kubernetes would restart a killed container)."""
+        self._real("kill", cluster, workload)
         return self.backend.kill(workload, cluster)
 
     def crash(self, workload: str, cluster: str) -> str:
         """Crash a workload's app and keep its sidecar, on both backends: the endpoint stays in EDS and its
         sidecar answers 503 (``UF``) until outlier detection ejects it (kind: the pods are replaced by ones
         whose app never listens). ``restore`` brings the app back."""
+        self._real("crash", cluster, workload)
         return self.backend.crash(workload, cluster)
 
     def restore(self, workload: str, cluster: str) -> str:
         """Restart a killed (or crashed) workload's app."""
+        self._real("restore", cluster, workload)
         return self.backend.restore(workload, cluster)
 
     # ---- views ---------------------------------------------------------------------------------
@@ -424,12 +447,30 @@ class Lab:
         return self.backend.status()
 
     def pods(self) -> Table:
+        self._real("pods", clusters=list(self.topology.clusters))
         return Table(self.backend.status()["workloads"], title=f"pods of {self.topology.name}")
 
     def sidecars(self) -> Table:
         """Every sidecar and gateway and whether it is READY: configured by its control plane (local: Envoy's
         own /ready; kind: the pod's readiness, with a row for each pod the injection webhook refused)."""
+        self._real("sidecars", clusters=list(self.topology.clusters))
         return Table(self.backend.sidecars(), title=f"sidecars of {self.topology.name}")
+
+    def _real(self, op: str, cluster: str | None = None, workload: str | None = None, **kw: Any) -> None:
+        """Show what ``lab.<op>(...)`` is on a real cluster under the running notebook cell (meshlab.realcluster)."""
+        from . import realcluster
+
+        realcluster.show(realcluster.command(op, cluster=cluster, workload=workload,
+                                             deployment=self._deployment_of(workload, cluster), **kw))
+
+    def _deployment_of(self, workload: str | None, cluster: str | None) -> str | None:
+        """The Deployment behind a workload name (``helloworld`` -> ``helloworld-v1``), when the lab knows one."""
+        if not workload or not cluster or not self.state.data:
+            return None
+        name, _, ns = workload.partition(".")
+        found = {w.deployment for w in self.backend.workloads
+                 if w.cluster == cluster and (ns or "sample") == w.namespace and name in (w.pod, w.app, w.deployment)}
+        return found.pop() if len(found) == 1 else None
 
     def diagram(self) -> Diagram:
         return Diagram(mermaid(self.topology))

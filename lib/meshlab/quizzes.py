@@ -139,7 +139,7 @@ QUIZZES: dict[str, list[Q]] = {
         Q('Which name does the shipped proxy-wasm ABI (0.2.1) use for the request-headers callback?',
           'proxy_on_request_headers',
           ('proxy_on_http_request_headers', 'on_request_headers'),
-          "proxy_on_request_headers(context_id, num_headers, end_of_stream); proxy_on_http_request_headers is a slide's naming-convention example"),
+          "proxy_on_request_headers(context_id, num_headers, end_of_stream); proxy_on_http_request_headers is from the unimplemented first draft of the spec (2020)"),
         Q("How does a module read a request header's value?",
           "it calls proxy_get_header_map_value; the host allocates in the module's memory and copies the value in",
           ('Envoy passes a pointer to its own memory', 'it reads a shared memory segment'),

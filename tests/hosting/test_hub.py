@@ -3,7 +3,8 @@
 Three learners created by ``meshlab room add`` log in through the hub's REST API with their printed
 passwords, their servers spawn as their own Unix users (with the room's limits and their own copy of the
 notebooks), lab 00 runs in the three servers at the same time through the Jupyter server API and passes,
-and stopping the hub leaves no process behind; the accounts are deleted at the end.
+then each brings up a mesh of their own at the same time and calls through it; stopping the hub leaves
+no process behind; the accounts are deleted at the end.
 
 Root only (it creates Unix accounts and the hub switches users): CI runs as root.
 """
@@ -34,6 +35,19 @@ pytestmark = [
 ]
 
 LAB = "labs/00-setup.ipynb"  # quick, starts nothing; it checks this machine as the learner sees it
+# then each learner brings up a mesh of their own at the same time as the others, and calls through it
+MESH = """
+from meshlab import prereqs
+from meshlab.lab import Lab
+
+lab = Lab.up("flat-network", samples=True, quiet=True)
+try:
+    answers = lab.call("curl", "http://helloworld.sample:5000/hello", cluster="cluster1", n=4)
+    assert answers.errors == 0, answers
+finally:
+    lab.down(quiet=True)
+print("MODE", prereqs.network_mode())
+"""
 
 
 def free_port() -> int:
@@ -150,6 +164,7 @@ def test_three_learners_run_a_lab_at_once(room: dict) -> None:
             assert await p.login(login.password) == 201, f"{p.name} could not log in with the printed password"
         await asyncio.gather(*(p.start_server() for p in people))
         await asyncio.gather(*(p.run_notebook(LAB, 'backend = "local"\nsolutions = True\n') for p in people))
+        await asyncio.gather(*(p.run_cells([(-1, MESH)]) for p in people))
         return people
 
     t = time.monotonic()
@@ -157,11 +172,13 @@ def test_three_learners_run_a_lab_at_once(room: dict) -> None:
         people = asyncio.run(scenario())
     except AssertionError as e:
         raise AssertionError(f"{e}\n--- the hub's log:\n{room['log'].read_text()[-4000:]}") from None
-    print(f"hub up in {t - room['started']:.1f}s; 3 logins, 3 servers, lab 00 three times at once in {time.monotonic() - t:.1f}s")
+    modes = {r.stdout.split("MODE", 1)[1].strip() for p in people for r in p.results if "MODE" in r.stdout}
+    print(f"hub up in {t - room['started']:.1f}s; 3 logins, 3 servers, lab 00 and a mesh each, three at once, "
+          f"in {time.monotonic() - t:.1f}s (network mode {', '.join(sorted(modes))})")
     for p, login in zip(people, room["logins"]):
         failed = [r for r in p.results if r.status != "ok"]
         assert not failed, f"{p.name}: cell {failed[0].index} failed: {failed[0].error}\n{failed[0].stdout[-2000:]}"
-        assert len(p.results) > 10, f"{p.name}: only {len(p.results)} cells ran"
+        assert len(p.results) > 10 and "MODE" in p.results[-1].stdout, f"{p.name}: only {len(p.results)} cells ran"
         # the server (and so every kernel and lab it starts) runs as the learner, with the room's limits
         pid = server_pid(p.name)
         assert os.stat(f"/proc/{pid}").st_uid == login.uid, f"{p.name}'s server runs as uid {os.stat(f'/proc/{pid}').st_uid}"
@@ -193,3 +210,12 @@ def test_stopping_the_hub_leaves_nothing(room: dict) -> None:
     assert not processes_of(uids), f"learners' processes left after the hub stopped: {processes_of(uids)}"
     assert not Path(f"/proc/{proxy_pid}").exists(), "configurable-http-proxy still runs"
     assert not [line for line in processes_of({0}) if "jupyterhub_idle_culler" in line], "the culler still runs"
+
+
+def test_remove_deletes_only_learners() -> None:
+    from meshlab.errors import MeshlabError
+
+    with pytest.raises(MeshlabError) as e:
+        learners.remove(["root", "nobody"])
+    assert "not learners" in e.value.message
+    assert pwd.getpwnam("root") and pwd.getpwnam("nobody")

@@ -130,9 +130,12 @@ def exercise_problems(nb: nbformat.NotebookNode, lab: str) -> list[str]:
             continue
         if missing := todo - set(assigned_names(body[0])):
             problems.append(f"{where}: it does not assign {sorted(missing)}")
-        checks = calls(trees[i + 1], "ex", "check") if i + 1 < len(cells) and trees[i + 1] else []
+        # the check follows the solution, right away or after the experiment a prediction is about (issue 20)
+        graded = next((j for j in range(i + 1, len(cells)) if trees[j] and any(
+            isinstance(a, ast.Name) and a.id in todo for c in calls(trees[j], "ex", "check") for a in c.args[1:2])), None)
+        checks = calls(trees[graded], "ex", "check") if graded is not None else []
         if len(checks) != 1:
-            problems.append(f"{where}: the cell after it must call ex.check(...) once")
+            problems.append(f"{where}: a cell after it must call ex.check(...) once and must grade the exercise's answer")
             continue
         args = checks[0].args
         ex_id = args[0].value if args and isinstance(args[0], ast.Constant) else None
@@ -145,7 +148,7 @@ def exercise_problems(nb: nbformat.NotebookNode, lab: str) -> list[str]:
                             f"ex.stop_unless_answered({ex_id!r}, {ast.unparse(args[1]) if len(args) > 1 else '...'})")
         ids.append(str(ex_id))
         answers |= todo
-        exercise_cells |= {i - 1, i, i + 1}
+        exercise_cells |= {i - 1, i, graded}
     for i, tree in enumerate(trees):
         if tree is None or i in exercise_cells:
             continue

@@ -153,7 +153,7 @@ def client_side(topology: Any, dest: dict[str, Any], gateway: str, sans: list[st
     ref = dest["spec"]["kubeService"]["ref"]
     c = topology.clusters[ref["clusterName"]]
     host = global_hostname(ref["name"], ref["namespace"], ref["clusterName"])
-    ports = [p["port"] for p in dest["spec"]["kubeService"]["ports"]]
+    ports = {p["port"]: p["name"] for p in dest["spec"]["kubeService"]["ports"]}  # the Service's port names
     labels = {"meshlab.dev/federated-from": ref["clusterName"], "meshlab.dev/destination": dest["metadata"]["name"]}
     return [
         {
@@ -165,12 +165,12 @@ def client_side(topology: Any, dest: dict[str, Any], gateway: str, sans: list[st
                 "addresses": [vip(host)],
                 "location": "MESH_INTERNAL",
                 "resolution": "STATIC",
-                "ports": [{"number": p, "name": f"http-{p}", "protocol": "HTTP"} for p in ports],
+                "ports": [{"number": p, "name": name, "protocol": "HTTP"} for p, name in ports.items()],
                 "subjectAltNames": sans,
                 "endpoints": [
                     {
                         "address": gateway,
-                        "ports": {f"http-{p}": GATEWAY_PORT for p in ports},
+                        "ports": {name: GATEWAY_PORT for name in ports.values()},
                         "labels": {"cluster": ref["clusterName"]},
                         "network": c.network,
                         "locality": c.locality,

@@ -56,15 +56,29 @@ _CLONE_NEWNET = 0x40000000
 def choose_mode() -> tuple[str, str]:
     """Pick the network mode for this machine and say why."""
     forced = os.environ.get("MESHLAB_NET_MODE")
+    root = os.geteuid() == 0 and os.path.exists("/proc/self/ns/net")
+    blocked: list[Blocker] = []
+
+    def userns_allowed() -> bool:
+        blocked.extend(userns_blockers())
+        return not blocked and _userns_allowed()
+
+    return decide_mode(forced, root, userns_allowed, blocked)
+
+
+def decide_mode(forced: str | None, root: bool, userns_allowed: Callable[[], bool] | bool,
+                blocked: list["Blocker"] | None = None) -> tuple[str, str]:
+    """The rule behind ``choose_mode``, for any machine: an override wins, then root, then user namespaces.
+    ``blocked``: the kernel settings that kept user namespaces away (filled by ``userns_allowed``), for the reason."""
     if forced:
         if forced not in MODES:
             raise MeshlabError(f"MESHLAB_NET_MODE={forced!r} is not a network mode", f"use one of: {', '.join(MODES)}")
         return forced, f"forced by MESHLAB_NET_MODE={forced}" + (f"; {_LOOPBACK_CAVEAT}" if forced == LOOPBACK else "")
-    if os.geteuid() == 0 and os.path.exists("/proc/self/ns/net"):
+    if root:
         return NETNS, "running as root: one network namespace per pod (full isolation)"
-    blocked = userns_blockers()
-    if not blocked and _userns_allowed():
+    if userns_allowed() if callable(userns_allowed) else userns_allowed:
         return USERNS, "not root, but user namespaces are allowed: private namespaces per pod (full isolation)"
+    blocked = blocked or []
     why = "; ".join(b.meaning for b in blocked) or "user namespaces are not usable here (`unshare --user --map-root-user --net` failed)"
     fix = "; ".join(b.fix for b in blocked) or "run as root, or ask the administrator to allow unprivileged user namespaces"
     return LOOPBACK, f"not root and {why}; {_LOOPBACK_CAVEAT}. To get isolation back: {fix}"
