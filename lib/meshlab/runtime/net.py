@@ -8,8 +8,10 @@ Layout (netns mode)::
     <p>-<cluster>-<pod>     a pod: eth0 with an address from the cluster's pod CIDR, default via br0
 
 Clusters on one network route each other's pods directly (the flat network). For clusters on
-different networks the node also has ``ip rule ... iif br0 to <remote pod CIDR> prohibit``: a pod
-cannot reach a remote pod, only addresses on the underlay (where east-west gateways listen).
+different networks the node also has ``ip rule ... iif br0 to <remote pod CIDR> blackhole``: a pod
+cannot reach a remote pod, only addresses on the underlay (where east-west gateways listen). The packets
+are dropped without an answer, as between real networks where a pod IP leads nowhere: a connect times out
+(``prohibit`` would refuse at once, and Envoy's retry would hide the failure).
 
 Modes, chosen automatically (override with $MESHLAB_NET_MODE):
 - ``netns``: as root, ``ip netns``. Full isolation.
@@ -341,8 +343,9 @@ class Network:
                 via = self.node_ip(topology, other.name)
                 cmds.append(f"route add {other.pod_cidr} via {via}")
                 if other.network != c.network:
-                    # return traffic needs the route; pods must not use it: only gateways cross networks
-                    cmds.append(f"rule add pref 100 iif br0 to {other.pod_cidr} prohibit")
+                    # return traffic needs the route; pods must not use it: only gateways cross networks.
+                    # Dropped silently (a connect times out), as when a pod IP leads nowhere between real networks
+                    cmds.append(f"rule add pref 100 iif br0 to {other.pod_cidr} blackhole")
             self.ip("-n", node, "-batch", "-", input="\n".join(cmds) + "\n")
             run([*self.exec_prefix(node), "sysctl", "-qw", "net.ipv4.ip_forward=1"])
 
