@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .backends import backend_class
+from .backends import names as backend_names
 from .errors import MeshlabError, report
 
 
@@ -224,14 +226,8 @@ def _run(args: argparse.Namespace) -> int:
             print(apparmor.status())
         else:
             print("\n".join(apparmor.install(args.group) if args.action == "install" else apparmor.remove()))
-    elif args.cmd == "kind":
-        if args.kind_cmd == "rehearse":
-            from .backends.kind.rehearse import rehearse
-
-            return rehearse(dry_run=args.dry_run)
-        from .backends.kind.images import run_images
-
-        return run_images(args.action, args.file, dry_run=args.dry_run)
+    elif args.cmd in backend_names():
+        return int(backend_class(args.cmd).command(args))  # a backend's own tools (`meshlab kind images ...`)
     elif args.cmd in ("labs", "goto", "reset", "export"):
         from . import labs
 

@@ -36,10 +36,10 @@ import os
 import random
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from .errors import MeshlabError
+from .quizzes import Question
 
 ENV = "MESHLAB_SOLUTIONS"
 LEARNER_ENV = "MESHLAB_LEARNER"  # the seed of a learner's quiz order (default: user@host)
@@ -127,23 +127,6 @@ def _short(answer: Any) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- quizzes
-
-@dataclass(frozen=True)
-class Question:
-    """One multiple-choice question: the right option, three wrong ones (real misconceptions), and why."""
-
-    text: str
-    right: str
-    wrong: tuple[str, ...]
-    why: str
-    explain: bool = False  # an "explain this plot or number" question about what the lab showed
-
-    def options(self, correct_at: int, rng: random.Random) -> tuple[list[str], int]:
-        """The options in a learner's order, the right one at ``correct_at``; returns (options, correct)."""
-        others = list(self.wrong)
-        rng.shuffle(others)
-        return others[:correct_at] + [self.right] + others[correct_at:], correct_at
-
 
 def _letter(i: int) -> str:
     return "abcdefghijklmnopqrstuvwxyz"[i]

@@ -37,10 +37,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .backends.kind.clusters import context
 from .errors import MeshlabError
 from .federation import expose_services_gateway
 from .resources import parse
+from .topology import kube_context
 
 if TYPE_CHECKING:
     from .lab import Lab
@@ -70,8 +70,8 @@ def _remote(lab: "Lab") -> str:
 def _unlabel(lab: "Lab") -> str:
     c = _remote(lab)
     lab.backend.set_network_label(c, None)
-    return (f"kubectl --context {context(c)} label namespace istio-system {NETWORK}-; "
-            f"kubectl --context {context(c)} -n sample label pods -l {INJECTED} {NETWORK}-")
+    return (f"kubectl --context {kube_context(c)} label namespace istio-system {NETWORK}-; "
+            f"kubectl --context {kube_context(c)} -n sample label pods -l {INJECTED} {NETWORK}-")
 
 
 def _relabel(lab: "Lab", network: Any) -> str:
@@ -80,8 +80,8 @@ def _relabel(lab: "Lab", network: Any) -> str:
     c = _remote(lab)
     net = network.strip()
     lab.backend.set_network_label(c, net)
-    return (f"kubectl --context {context(c)} label namespace istio-system {NETWORK}={net} --overwrite; "
-            f"kubectl --context {context(c)} -n sample label pods -l {INJECTED} {NETWORK}={net} --overwrite")
+    return (f"kubectl --context {kube_context(c)} label namespace istio-system {NETWORK}={net} --overwrite; "
+            f"kubectl --context {kube_context(c)} -n sample label pods -l {INJECTED} {NETWORK}={net} --overwrite")
 
 
 def _network_of_remote(lab: "Lab") -> str:
@@ -107,7 +107,7 @@ def _unexpose(lab: "Lab") -> str:
     # a removed listener drains (Envoy's --drain-time-s: 45 s on Istio, 1 s here) before its connections
     # close: until then pooled connections through the gateway hide the change
     lab.backend.wait_drained("istio-eastwestgateway", list(lab.topology.clusters))
-    return "; ".join(f"kubectl --context {context(cp)} -n istio-system delete gateway {GATEWAY}" for cp in lab.topology.control_planes)
+    return "; ".join(f"kubectl --context {kube_context(cp)} -n istio-system delete gateway {GATEWAY}" for cp in lab.topology.control_planes)
 
 
 def _expose(lab: "Lab", gateway: Any) -> str:
@@ -117,7 +117,7 @@ def _expose(lab: "Lab", gateway: Any) -> str:
                            "write one resource with kind: Gateway (apiVersion networking.istio.io/v1)")
     for cp in lab.topology.control_planes:
         lab.apply(docs, cp)
-    return "; ".join(f"kubectl --context {context(cp)} apply -f gateway.yaml" for cp in lab.topology.control_planes)
+    return "; ".join(f"kubectl --context {kube_context(cp)} apply -f gateway.yaml" for cp in lab.topology.control_planes)
 
 
 def _exposed_both_ways(lab: "Lab") -> bool:
@@ -147,7 +147,7 @@ def _shared_root(lab: "Lab", root: Any) -> str:
     if not isinstance(root, str) or not root.strip():
         raise MeshlabError(f"{root!r} is not the name of a root", 'give a root\'s name, e.g. "some-root"')
     lab.backend.set_ca_root(c, root.strip())
-    return (f"kubectl --context {context(c)} -n istio-system create secret generic cacerts ... (from root {root!r}); "
+    return (f"kubectl --context {kube_context(c)} -n istio-system create secret generic cacerts ... (from root {root!r}); "
             "rollout restart istiod and the workloads")
 
 

@@ -26,15 +26,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .backends.local.backend import LocalBackend
-from .display import Diagram, Progress, Table, mermaid
+from .backends import Backend, backend_class
+from .display import Diagram, Table, mermaid, pods_table
 from .errors import LabStateError, MeshlabError
 from .state import State
 from .topology import Topology, load_topology
 from .traffic import CallResult
 
 if TYPE_CHECKING:
-    from .backends.kind import KindBackend, Plan
+    from .backends.kind import Plan
     from .federation import VirtualMesh
     from .loadgen import LoadResult
     from .mesh import ManagementPlane
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 
 class Lab:
-    def __init__(self, topology: Topology, backend: "LocalBackend | KindBackend", state: State) -> None:
+    def __init__(self, topology: Topology, backend: Backend, state: State) -> None:
         self.topology = topology
         self.backend = backend
         self.state = state
@@ -75,16 +75,13 @@ class Lab:
         samples is adopted instead of rebuilt, as long as nothing changed it since and it still runs.
         """
         topology = load_topology(pattern)
-        if backend not in ("local", "kind"):
-            raise MeshlabError(f"unknown backend {backend!r}", "use backend='local' or backend='kind'", "use --backend local or --backend kind")
+        backend_cls = backend_class(backend)
         if dry_run:
-            if backend != "kind":
-                raise MeshlabError("dry_run is for the kind backend", "the local backend starts in well under a second: run it")
-            from .backends.kind import KindBackend
-
+            if not backend_cls.capabilities.dry_run:
+                raise MeshlabError(f"dry_run is for the kind backend, not {backend}", "the local backend starts in well under a second: run it")
             preview = State(Path(home_dir) if home_dir else None)
             preview.data = {}  # never saved: a dry run records no lab and leaves the current one alone
-            return KindBackend.create(topology, preview, samples=samples, dry_run=True, progress=None).plan  # type: ignore[return-value]
+            return backend_cls.preview(topology, preview, samples=samples)  # type: ignore[no-any-return]
         state = State(Path(home_dir) if home_dir else None)
         adopted = cls._adopt(state, topology, backend, samples) if state.exists and not prepared_for else None
         if adopted:
@@ -103,22 +100,7 @@ class Lab:
                 print(f"removed the previous lab ({removed['processes']} processes, {removed['namespaces']} namespaces)")
         t0 = time.perf_counter()
         try:
-            if backend == "kind":
-                from .backends.kind import KindBackend
-
-                # the kind plan deploys the samples itself, in the order Istio's verify guide uses
-                if quiet:
-                    kbe = KindBackend.create(topology, state, samples=samples, progress=None)
-                else:
-                    with Progress(f"kind bring-up of {topology.name}") as progress:
-                        kbe = KindBackend.create(topology, state, samples=samples, progress=progress)
-                    kbe.executor.progress = print  # later steps (deploy, apply) print one line each
-                lab = cls(topology, kbe, state)
-            else:
-                be = LocalBackend.create(topology, state)
-                lab = cls(topology, be, state)
-                if samples:
-                    lab.deploy_samples()
+            lab = cls(topology, backend_cls.bring_up(topology, state, samples=samples, quiet=quiet), state)
         except BaseException:
             cls.down_all(state.dir, quiet=True)  # a half-built lab is never left behind
             raise
@@ -131,9 +113,7 @@ class Lab:
         if not quiet:
             print(
                 f"{topology.name} is up on the {backend} backend in {time.perf_counter() - t0:.2f}s: "
-                f"{len(topology.clusters)} clusters, control planes in {', '.join(topology.control_planes)}"
-                + (f"\nnetwork mode: {lab.backend.mode} ({state.data['mode_reason']})" if backend == "local" else
-                   f"\ncontexts: {', '.join('kind-' + c for c in topology.clusters)}")
+                f"{len(topology.clusters)} clusters, control planes in {', '.join(topology.control_planes)}\n{lab.backend.describe()}"
             )
         return lab
 
@@ -146,15 +126,7 @@ class Lab:
         if mark != _fingerprint(state.data, backend, samples):
             return None  # something was deployed, applied, stopped ... since: build afresh
         lab = cls.attach(state.dir)
-        if backend == "kind":
-            from .backends.kind import kind_clusters
-
-            alive = set(topology.clusters) <= set(kind_clusters())
-        else:
-            from .runtime import procs
-
-            alive = all(procs.is_alive(p) for p in state.data.get("processes", []))
-        return lab if alive else None
+        return lab if lab.backend.alive() else None
 
     @classmethod
     def attach(cls, home_dir: str | os.PathLike[str] | None = None) -> "Lab":
@@ -163,11 +135,7 @@ class Lab:
         if not state.exists or "pattern" not in state.data:
             raise LabStateError(f"no lab is running (no state in {state.dir})", "start one: Lab.up('flat-network')", "start one: meshlab up flat-network")
         topology = load_topology(state.data["pattern"])
-        if state.data.get("backend") == "kind":
-            from .backends.kind import KindBackend
-
-            return cls(topology, KindBackend(topology, state), state)
-        return cls(topology, LocalBackend(topology, state), state)
+        return cls(topology, backend_class(state.data.get("backend", "local"))(topology, state), state)
 
     def down(self, quiet: bool = False) -> dict[str, int]:
         """Remove every process, namespace and file of this lab. Safe to call twice."""
@@ -184,12 +152,7 @@ class Lab:
                 print("nothing to remove: no lab recorded in", state.dir)
             return {"processes": 0, "namespaces": 0}
         t0 = time.perf_counter()
-        if state.data.get("backend") == "kind":
-            from .backends.kind import KindBackend
-
-            removed = KindBackend.destroy(state, progress=None if quiet else print)
-        else:
-            removed = LocalBackend.destroy(state)
+        removed = backend_class(state.data.get("backend", "local")).destroy(state, progress=None if quiet else print)
         state.forget()
         if not quiet:
             print(
@@ -253,19 +216,13 @@ class Lab:
         """Run a sample app (``helloworld`` or ``curl``) with its sidecar in ``cluster``; ``sidecar=False``
         runs it without one (plaintext, no identity), ``service_account`` overrides the app's own."""
         self._real("deploy", cluster, app=app, version=version, replicas=replicas, namespace=namespace)
-        ws = self.backend.deploy(app, cluster, version=version, replicas=replicas, namespace=namespace, sidecar=sidecar, service_account=service_account)
-        return Table([{"POD": w.pod, "CLUSTER": w.cluster, "IP": w.ip, "VERSION": w.version} for w in ws])
+        return pods_table(self.backend.deploy(app, cluster, version=version, replicas=replicas, namespace=namespace, sidecar=sidecar,
+                                              service_account=service_account))
 
     def undeploy(self, app: str, cluster: str, namespace: str = "sample") -> list[str]:
         """Remove a deployed app's pods from ``cluster``: its endpoints disappear from every proxy."""
         self._real("undeploy", cluster, app=app, namespace=namespace)
-        return self.backend.undeploy(app, cluster, namespace=namespace)  # type: ignore[union-attr]
-
-    def deploy_samples(self) -> None:
-        """Istio's verify step: helloworld v1 in the first cluster, v2 in the second, ...; curl in each."""
-        for i, c in enumerate(self.topology.clusters):
-            self.backend.deploy("helloworld", c, version=f"v{i + 1}")
-            self.backend.deploy("curl", c)
+        return self.backend.undeploy(app, cluster, namespace=namespace)
 
     def call(self, workload: str, url: str, cluster: str, n: int = 1, headers: dict[str, str] | None = None) -> CallResult:
         """Send ``n`` HTTP requests from ``workload``'s pod in ``cluster`` through its sidecar."""
@@ -343,12 +300,7 @@ class Lab:
         the local backend does not implement is refused with its name, never ignored. On kind, every
         Istio kind is accepted, checked strictly against Istio's CRD schemas, and applied to the cluster.
         """
-        if self.backend.name == "kind":
-            from .backends.kind.schema import load_documents as parse
-        else:
-            from .resources import parse
-
-        docs = parse(resources)
+        docs = self.backend.parse(resources)
         self._real("apply", cluster, kinds=[f"{d.get('kind')} {(d.get('metadata') or {}).get('name')}" for d in docs if isinstance(d, dict)])
         out = self.backend.apply(docs, cluster)
         for line in out:
@@ -399,11 +351,7 @@ class Lab:
         """Form a VirtualMesh: generate ServiceEntries + DestinationRules per client mesh and apply them."""
         from .federation import virtual_mesh
 
-        if self.backend.name == "kind":
-            gateways = self.backend.gateway_addresses()  # type: ignore[union-attr]
-        else:
-            gateways = {c: self.backend.network.gateway_ip(self.topology, c) for c in self.topology.clusters}  # type: ignore[union-attr]
-        vm = virtual_mesh(self.topology, self.backend.workloads, gateways, meshes)
+        vm = virtual_mesh(self.topology, self.backend.workloads, self.backend.gateway_addresses(), meshes)
         if not vm.shared_root:
             print("warning: these meshes do not share a root CA: cross-mesh mTLS handshakes will fail")
         if apply:
@@ -494,3 +442,13 @@ def _fingerprint(data: dict[str, Any], backend: str, samples: bool) -> str:
     rest = {k: v for k, v in data.items() if k not in ("prepared", "prepared_for")}
     blob = json.dumps([backend, samples, rest], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def dry_run_lab(pattern: str | os.PathLike[str], home_dir: str | os.PathLike[str], samples: bool = True, backend: str = "kind") -> Lab:
+    """A :class:`Lab` that runs nothing: bring-up is recorded in ``home_dir``'s state, and every later call
+    (``deploy``, ``apply``, a lab's own kind steps) lands in ``lab.backend.recorded``. This is how a lab's kind
+    branch is tested here, without Docker (see ``lib/meshlab/backends/kind/README.md``)."""
+    state = State(Path(home_dir))
+    backend_class(backend).preview(load_topology(pattern), state, samples=samples)
+    state.save()  # a dry run records the lab (never anything created), so Lab.attach finds it
+    return Lab.attach(home_dir)

@@ -255,9 +255,9 @@ def check_kind() -> list[Check]:
     checks.append(inotify_check(_read_int("/proc/sys/fs/inotify/max_user_watches"),
                                 _read_int("/proc/sys/fs/inotify/max_user_instances")))
     checks.append(kubectl_check())
-    from .backends.kind.tools import tool_checks
+    from .backends import backend_class
 
-    checks += tool_checks()  # kind and istioctl in the tools folder, at the pinned versions, checksum-verified
+    checks += backend_class("kind").tool_checks()  # kind and istioctl in the tools folder, at the pinned versions, checksum-verified
     checks += package_checks("kind")  # none today: the kind backend runs its registry as a container
     return checks
 

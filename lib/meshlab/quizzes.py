@@ -10,7 +10,28 @@ rules are checked by ``tests/unit/test_quizzes.py``.
 
 from __future__ import annotations
 
-from .exercises import Question as Q
+import random
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Question:
+    """One multiple-choice question: the right option, three wrong ones (real misconceptions), and why."""
+
+    text: str
+    right: str
+    wrong: tuple[str, ...]
+    why: str
+    explain: bool = False  # an "explain this plot or number" question about what the lab showed
+
+    def options(self, correct_at: int, rng: random.Random) -> tuple[list[str], int]:
+        """The options in a learner's order, the right one at ``correct_at``; returns (options, correct)."""
+        others = list(self.wrong)
+        rng.shuffle(others)
+        return others[:correct_at] + [self.right] + others[correct_at:], correct_at
+
+
+Q = Question
 
 QUIZZES: dict[str, list[Q]] = {
     "00": [

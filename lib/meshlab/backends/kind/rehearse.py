@@ -154,19 +154,16 @@ def _crashed(lab: "Lab") -> str:
 
 
 def _prometheus(lab: "Lab") -> str:
-    from ...mesh.kindsteps import enable_telemetry, query
-
-    targets = enable_telemetry(lab)
+    lab.mesh.telemetry.enable()
+    if lab.backend.dry_run:  # type: ignore[attr-defined]
+        raise LabStateError("dry run: nothing to query", "run without --dry-run")
     deadline = time.monotonic() + 120  # the addon scrapes every 15 s, the global one federates every 15 s
-    while True:
-        doc = query(lab, "/api/v1/query", {"query": "count(up == 1)"})
-        if doc is None:
-            raise LabStateError("dry run: nothing to query", "run without --dry-run")
-        if doc["data"]["result"]:
-            return f"addon in {', '.join(targets)}; the global Prometheus sees {doc['data']['result'][0]['value'][1]} targets up"
+    while not (up := lab.mesh.telemetry.total("up == 1")):
         if time.monotonic() > deadline:
-            raise MeshlabError("the global Prometheus has no target up after 120 s", "`kubectl --context kind-cluster1 -n istio-system logs deploy/prometheus-global`")
+            raise MeshlabError("the global Prometheus has no target up after 120 s",
+                               "`kubectl --context kind-cluster1 -n istio-system logs deploy/prometheus-global`")
         time.sleep(5)
+    return f"the addon in every cluster; the global Prometheus sees {up:.0f} targets up"
 
 
 def _hub(lab: "Lab") -> str:

@@ -21,12 +21,14 @@ from urllib.parse import urlsplit
 
 from ...errors import LabStateError, MeshlabError, ResourceError
 from ...pki import PKI, WorkloadCert
-from ...state import State, prefix_for, write_atomic
+from ...state import State, load_generated, prefix_for, write_atomic
 from ...topology import Topology
 from ...traffic import Answer, CallResult, parse_answer, split_url
 from ...exec import run
 from ...xds import ProxyConfig, ecds_path, eds_path
 from ...controlplane import Translator
+from ...display import Table, pods_table
+from .. import Capabilities
 from ...controlplane.pushcontext import refuse_unmergeable, resolve_host
 from ...controlplane.security import signature as security_signature
 from ...controlplane.security import unmatched_selectors
@@ -136,6 +138,12 @@ def pod_name(cluster: str, deployment: str, replica: int) -> str:
 
 class LocalBackend:
     name = "local"
+    footprint = "no namespaces, no processes"  # what `meshlab down` removes, as a Cleanup check says it
+    capabilities = Capabilities(
+        dry_run=False, captures_every_port=False, preserves_caller_ip=True, kill_leaves_sidecar=True,
+        inbound_listener=None, routes_over_rds=False, client_san_prefix=True, addon_telemetry=False, scrape_seconds=None,
+        prometheus_cluster_tag="envoy_cluster_name",  # Envoy's default tag extraction: the name up to its first dot
+    )  # fmt: skip
 
     def __init__(self, topology: Topology, state: State) -> None:
         self.topology = topology
@@ -220,6 +228,40 @@ class LocalBackend:
         self.state.save()
         self._start_proxy(gw)
         return gw
+
+    @classmethod
+    def bring_up(cls, topology: Topology, state: State, *, samples: bool = False, quiet: bool = False) -> "LocalBackend":
+        """:meth:`create`, then (``samples``) what Istio's verify step needs: helloworld v1 in the first cluster,
+        v2 in the second, ...; curl in each."""
+        be = cls.create(topology, state)
+        if samples:
+            for i, c in enumerate(topology.clusters):
+                be.deploy("helloworld", c, version=f"v{i + 1}")
+                be.deploy("curl", c)
+        return be
+
+    def alive(self) -> bool:
+        return all(procs.is_alive(p) for p in self.state.data.get("processes", []))
+
+    def describe(self) -> str:
+        return f"network mode: {self.mode} ({self.state.data['mode_reason']})"
+
+    @staticmethod
+    def parse(resources: Any) -> list[dict[str, Any]]:
+        """The subset of Istio's API the translator implements; any other field is refused by name."""
+        from ...resources import parse
+
+        return parse(resources)
+
+    @staticmethod
+    def leftover_clusters(clusters: tuple[str, ...]) -> list[str]:
+        return []  # no clusters outside the lab's namespaces and processes
+
+    def gateway_addresses(self) -> dict[str, str]:
+        """Each cluster's east-west gateway address (multi-network patterns only: none on one network)."""
+        if len(self.topology.networks) < 2:
+            return {}
+        return {c: self.network.gateway_ip(self.topology, c) for c in self.topology.clusters}
 
     @property
     def mode(self) -> str:
@@ -372,6 +414,63 @@ class LocalBackend:
         self.state.save()
         self.sync(cluster)
 
+    # ---- lab 01's experiments and lab 05's management plane -------------------------------------------
+    def use_sample_app(self, cluster: str, version: str) -> list[Workload]:
+        """Nothing to do: the local backend's helloworld is meshlab's sample app already (no new pods)."""
+        return []
+
+    def deploy_rate_limit_service(self, cluster: str, rules: str) -> Table:
+        """meshlab's RLS v3 service as a mesh workload, with ``rules`` (envoyproxy/ratelimit's format)."""
+        self.ratelimit_config().parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.ratelimit_config(), rules)
+        return pods_table(self.deploy("ratelimit", cluster))
+
+    def rate_limit_rules(self) -> str:
+        return self.ratelimit_config().read_text()
+
+    def crash_replicas(self, cluster: str, replicas: int) -> list[str]:
+        """New v1 pods whose app is killed: their sidecars stay and answer 503."""
+        crashed = [w.pod for w in self.deploy("helloworld", cluster, version="v1", replicas=replicas)]
+        for pod in crashed:
+            self.kill(pod, cluster)
+        return crashed
+
+    def heal_replicas(self, crashed: list[str], cluster: str) -> None:
+        for pod in crashed:
+            self.restore(pod, cluster)
+
+    def push_generated(self, old: dict[str, list[dict[str, Any]]], new: dict[str, list[dict[str, Any]]]) -> None:
+        """The management plane wrote its objects where :meth:`resources_for` reads them: push to the proxies."""
+        self.sync()
+
+    def install_cacerts(self, cluster: str, root: str, cacerts: Path) -> list[tuple[str, str]]:
+        """The control plane of ``cluster`` signs with the intermediate in ``cacerts`` after a restart; running
+        pods keep their certificates until they restart."""
+        self.set_ca_root(cluster, root, reissue=False)
+        self.set_control_plane(cluster, running=False)
+        self.set_control_plane(cluster, running=True)
+        return [("4 write cacerts", "ca-cert, ca-key, root-cert, cert-chain"), ("5 restart istiod", "new pods get certificates under the shared root")]
+
+    def scale_app(self, app: str, cluster: str, namespace: str, replicas: int) -> str:
+        """Replicas 0 crashes the app of each of its pods (their sidecars stay); more restores them."""
+        pods = [w.pod for w in self.workloads if w.cluster == cluster and w.namespace == namespace and w.app == app]
+        if not pods:
+            raise ResourceError(f"no {app} in {cluster}/{namespace}", "place it first: lab.mesh.kubefed_place(...)")
+        return ", ".join(self.kill(p, cluster) if replicas == 0 else self.restore(p, cluster) for p in pods)
+
+    def start_baseline(self, client: Workload, server: Workload) -> str:
+        """``meshlab bench``'s hand-written Envoy pair on the same path as the mesh (:mod:`.baseline`)."""
+        from . import baseline
+
+        return baseline.start(self, client, server)
+
+    def prometheus_text(self, workload: str, cluster: str) -> str:
+        """The sidecar's stats in Prometheus text format (Envoy admin ``/stats/prometheus``)."""
+        status, body = E.Admin(self.find(workload, cluster).admin).get("/stats/prometheus")
+        if status != 200:
+            raise KeyError(f"/stats/prometheus of {workload} ({cluster}) answered {status}")
+        return body
+
     def ratelimit_config(self) -> Path:
         """The rate-limit service's rules (envoyproxy/ratelimit's config.yaml; Istio's sample mounts it from a
         ConfigMap): the service reads the file again whenever it changes."""
@@ -508,7 +607,6 @@ class LocalBackend:
     def resources_for(self, cluster: str) -> list[dict[str, Any]]:
         """Resources held by the control plane that configures ``cluster``'s proxies."""
         cp = self.topology.clusters[cluster].control_plane
-        from ...mesh.controller import load_generated  # what the management plane generated (meshlab.mesh)
 
         return [r["resource"] for r in self.state.data.get("resources", []) if r["control_plane"] == cp] + load_generated(self.run_dir).get(cp, [])
 
@@ -1011,7 +1109,7 @@ class LocalBackend:
 
     # ---- teardown ------------------------------------------------------------------------------
     @staticmethod
-    def destroy(state: State) -> dict[str, int]:
+    def destroy(state: State, progress: Any = None) -> dict[str, int]:
         """Stop every recorded process, delete every recorded (and prefixed) namespace, remove files."""
         d = state.data
         stopped = procs.terminate(d.get("processes", []))
