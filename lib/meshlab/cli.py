@@ -226,6 +226,10 @@ def _run(args: argparse.Namespace) -> int:
             print(apparmor.status())
         else:
             print("\n".join(apparmor.install(args.group) if args.action == "install" else apparmor.remove()))
+    elif getattr(args, "kind_cmd", None) == "rehearse":  # runs the labs' own code: a tool above the facade
+        from .rehearse import rehearse
+
+        return rehearse(dry_run=args.dry_run)
     elif args.cmd in backend_names():
         return int(backend_class(args.cmd).command(args))  # a backend's own tools (`meshlab kind images ...`)
     elif args.cmd in ("labs", "goto", "reset", "export"):

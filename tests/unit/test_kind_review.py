@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from meshlab import faults, versions
-from meshlab.backends.kind import KindBackend, dry_run_lab
+from meshlab.backends.kind import KindBackend
+from meshlab.lab import dry_run_lab
 from meshlab.backends.kind.executor import Executor
 from meshlab.state import State
 from meshlab.topology import load_topology
@@ -209,7 +210,8 @@ def _images_of(steps: list[Any]) -> set[str]:
 def test_the_image_cache_is_exactly_the_images_of_every_plan(tmp_path: Path) -> None:
     """Bring-up of every pattern, every kind-only step the labs use (the rehearsal's acts), the tracing addon:
     the images they run are exactly what `meshlab kind images pull` caches (nothing pulled in the room)."""
-    from meshlab.backends.kind import images, istio, rehearse, up_plan
+    from meshlab import rehearse
+    from meshlab.backends.kind import images, istio, up_plan
     from meshlab.backends.kind.plan import Plan
     from meshlab.topology import patterns_dir
 

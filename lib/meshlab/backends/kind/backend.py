@@ -342,11 +342,7 @@ class KindBackend:
 
     @staticmethod
     def command(args: Any) -> int:
-        """``meshlab kind images|rehearse``: the kind backend's own tools (the image cache, the dress rehearsal)."""
-        if args.kind_cmd == "rehearse":
-            from .rehearse import rehearse
-
-            return rehearse(dry_run=args.dry_run)
+        """``meshlab kind images``: the kind backend's own tools (the image cache)."""
         from .images import run_images
 
         return run_images(args.action, args.file, dry_run=args.dry_run)

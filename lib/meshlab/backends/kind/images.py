@@ -17,11 +17,8 @@ The cache, for a room of laptops behind one address (Docker Hub rate limits):
 The cluster archive lives in the tools folder, named by a hash of the image list (a new pin makes a
 new archive) and the platform.
 
-The node image is pinned by digest, but Docker's classic image store does not export digest references
-(``docker save`` drops a name it cannot write as a tag, and ``docker load`` then gives an unnamed image).
-So meshlab also gives the verified image a tag of its own, :data:`NODE_TAG` (the pinned tag plus the
-digest's first 12 hex digits, in a ``meshlab/`` repository nothing is pulled from), saves it by that tag,
-and ``kind create`` uses that tag: an archive loaded on any store brings the node image back by name.
+The node image also travels under meshlab's own tag (:data:`.clusters.NODE_TAG`, what ``kind create``
+runs): Docker's classic image store does not export digest references.
 """
 
 from __future__ import annotations
@@ -31,18 +28,11 @@ from pathlib import Path
 
 from ... import versions
 from . import tools
+from .clusters import NODE_TAG, add_node_image
 from .plan import Plan
 
 ARCH_VAR = "DOCKER_ARCH"  # the Docker engine's architecture (amd64, arm64): kind nodes run linux/<it>
 PLATFORM = "linux/${%s}" % ARCH_VAR
-
-
-def _node_tag(pinned: str) -> str:
-    name, _, digest = pinned.partition("@sha256:")
-    return f"meshlab/kind-node:{name.rpartition(':')[2]}-{digest[:12]}"
-
-
-NODE_TAG = _node_tag(versions.KIND_NODE_IMAGE)  # meshlab's tag of the pinned node image (see above)
 
 
 def cluster_images() -> list[str]:
@@ -58,17 +48,6 @@ def host_images() -> list[str]:
 def archived_images() -> list[str]:
     """What ``images save`` writes: every pulled image, and the node image by meshlab's tag as well."""
     return [NODE_TAG, *host_images()]
-
-
-def add_node_image(plan: Plan, pull: bool = True) -> None:
-    """The node image by digest, tagged :data:`NODE_TAG` (what ``kind create`` runs), unless Docker has that tag."""
-    have = ["docker", "image", "inspect", "--format", "{{.Id}}", NODE_TAG]
-    if pull:
-        plan.run(f"pull the kind node image by its pinned digest, unless Docker has it as {NODE_TAG}",
-                 ["docker", "pull", versions.KIND_NODE_IMAGE], unless=have, timeout=900, tags=("images", "node-image"),
-                 hint="Docker Hub rate limits? `docker login`, or load the instructor's archive: `meshlab kind images load FILE`")
-    plan.run(f"tag it {NODE_TAG}: the name survives `docker save`/`load` on every image store (a digest does not)",
-             ["docker", "tag", versions.KIND_NODE_IMAGE, NODE_TAG], unless=have, tags=("images", "node-image"))
 
 
 def cache_dir() -> Path:

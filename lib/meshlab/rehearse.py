@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...errors import LabStateError, MeshlabError
+from .errors import LabStateError, MeshlabError
 
 if TYPE_CHECKING:
-    from ...lab import Lab
+    from .lab import Lab
 
 PATTERN = "separate-networks"
 URL = "http://helloworld.sample:5000/hello"
@@ -65,14 +65,13 @@ def _both_clusters(lab: "Lab", what: str, r: object) -> str:
 
 def _plans(lab: "Lab") -> str:
     """Every lab's bring-up plan builds and passes its own check (manifests valid, placeholders set)."""
-    from ...labs import LABS
-    from ...topology import load_topology
-    from .backend import up_plan
+    from .lab import Lab
+    from .labs import LABS
 
     patterns = sorted({info.start.pattern for info in LABS if info.start.pattern} | {PATTERN})
     with tempfile.TemporaryDirectory(prefix="meshlab-plan-") as d:
         for p in patterns:
-            up_plan(load_topology(p), Path(d), samples=True).check()
+            Lab.up(p, backend="kind", samples=True, dry_run=True, home_dir=d).check()  # type: ignore[union-attr]
     return f"{len(patterns)} bring-up plans valid: {', '.join(patterns)}"
 
 
@@ -136,14 +135,14 @@ spec:
 
 
 def _rate_limit(lab: "Lab") -> str:
-    from ... import dataplane as dp
+    from . import dataplane as dp
 
     dp.deploy_rate_limit_service(lab, "cluster1")
     return "ratelimit and redis rolled out; istiod pushed their endpoints"
 
 
 def _crashed(lab: "Lab") -> str:
-    from ... import dataplane as dp
+    from . import dataplane as dp
 
     crashed = dp.crash_replicas(lab, "cluster1", 2)
     r = lab.call("curl", URL, cluster="cluster1", n=10)
@@ -155,7 +154,7 @@ def _crashed(lab: "Lab") -> str:
 
 def _prometheus(lab: "Lab") -> str:
     lab.mesh.telemetry.enable()
-    if lab.backend.dry_run:  # type: ignore[attr-defined]
+    if lab.state.data.get("dry_run"):
         raise LabStateError("dry run: nothing to query", "run without --dry-run")
     deadline = time.monotonic() + 120  # the addon scrapes every 15 s, the global one federates every 15 s
     while not (up := lab.mesh.telemetry.total("up == 1")):
@@ -167,7 +166,7 @@ def _prometheus(lab: "Lab") -> str:
 
 
 def _hub(lab: "Lab") -> str:
-    from ... import faults
+    from . import faults
 
     plugin = faults.header_metric_plugin(lab)
     lab.apply(plugin, lab.topology.control_planes[0])
@@ -181,7 +180,7 @@ def _hub(lab: "Lab") -> str:
 
 def _fault(name: str) -> Callable[["Lab"], str]:
     def run(lab: "Lab") -> str:
-        from ... import faults
+        from . import faults
 
         faults.inject(lab, name)
         faults.repair(lab, name)
@@ -216,10 +215,10 @@ def acts() -> list[Act]:
 
 def rehearse(dry_run: bool = False, progress: Callable[[str], None] | None = print) -> int:
     """Run (or, dry, print) the rehearsal; 0 if every act passed."""
-    from ...display import Table
-    from ...lab import Lab
+    from .display import Table
+    from .lab import Lab
 
-    from ...wasm.hub import Hub
+    from .wasm.hub import Hub
 
     say = progress or (lambda _line: None)
     hub_before = Hub.running() is not None  # lab 08's hub: started by the rehearsal if needed, then stopped again
@@ -229,10 +228,9 @@ def rehearse(dry_run: bool = False, progress: Callable[[str], None] | None = pri
     lab = None
     try:
         if dry_run:
-            from ...topology import load_topology
-            from .backend import dry_run_lab, up_plan
+            from .lab import dry_run_lab
 
-            say(str(up_plan(load_topology(PATTERN), home, samples=True)))
+            say(str(Lab.up(PATTERN, backend="kind", samples=True, dry_run=True, home_dir=home)))
             lab = dry_run_lab(PATTERN, home)
         else:
             start = time.monotonic()
