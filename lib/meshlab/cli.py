@@ -126,7 +126,11 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("goto", help="bring the environment to the state lab N starts from (reset first)")
     s.add_argument("lab", help="lab number (6, 06) or notebook name")
     s.add_argument("--backend", choices=["local", "kind"], default="local", help="where the lab will run (default local)")
-    sub.add_parser("reset", help="back to a fresh clone: stop everything, remove every lab, scratch lab and hub data")
+    s = sub.add_parser("reset", help="back to a fresh clone: stop everything, remove every lab, scratch lab and hub "
+                                     "data; offers to restore your edited copies of the notebooks (my-labs/)")
+    s.add_argument("--notebooks", action="store_true", help="restore every edited notebook in my-labs/ without asking")
+    sub.add_parser("my-labs", help="make your working copy of the labs in my-labs/ (what `make lab` opens; "
+                                   "copies you already have are kept)")
     s = sub.add_parser("export", help="render executed notebooks to HTML for a handout (after `make labs`)")
     s.add_argument("notebooks", nargs="*", type=Path,
                    help="executed notebooks (default: every lab in --from)")
@@ -232,7 +236,7 @@ def _run(args: argparse.Namespace) -> int:
         return rehearse(dry_run=args.dry_run)
     elif args.cmd in backend_names():
         return int(backend_class(args.cmd).command(args))  # a backend's own tools (`meshlab kind images ...`)
-    elif args.cmd in ("labs", "goto", "reset", "export"):
+    elif args.cmd in ("labs", "goto", "reset", "my-labs", "export"):
         from . import labs
 
         if args.cmd == "labs":
@@ -243,6 +247,14 @@ def _run(args: argparse.Namespace) -> int:
                   + (f" (its Lab.up uses this {info.start.pattern} lab)" if info.start.pattern else ""))
         elif args.cmd == "reset":
             labs.reset()
+            if args.notebooks:
+                restored = labs.restore_copies()
+                print(f"restored {len(restored)} notebooks in {labs.MY_LABS}" if restored else f"no edited notebooks in {labs.MY_LABS}")
+            else:
+                labs.offer_restore(input if sys.stdin.isatty() else None)
+        elif args.cmd == "my-labs":
+            copied = labs.learner_copy()
+            print(f"your labs: {labs.MY_LABS}" + (f" ({len(copied)} notebooks copied from labs/)" if copied else ""))
         else:
             from .handout import export
 

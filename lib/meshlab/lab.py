@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .backends import Backend, backend_class
 from .display import Diagram, Table, mermaid, pods_table
-from .errors import LabStateError, MeshlabError
+from .errors import LabDownError, LabStateError, MeshlabError
 from .state import State
 from .topology import Topology, load_topology
 from .traffic import CallResult
@@ -44,8 +44,16 @@ if TYPE_CHECKING:
 class Lab:
     def __init__(self, topology: Topology, backend: Backend, state: State) -> None:
         self.topology = topology
-        self.backend = backend
+        self._backend = backend
         self.state = state
+
+    @property
+    def backend(self) -> Backend:
+        """The backend of a lab that is up. After the lab's Cleanup (``lab.down()``) or ``meshlab down``
+        in a shell, every use of the lab says so (:class:`LabDownError`) instead of failing deep inside."""
+        if not self.state.data or not self.state.exists:
+            raise LabDownError()
+        return self._backend
 
     # ---- bring-up / attach / teardown ----------------------------------------------------------
     @classmethod
@@ -390,8 +398,6 @@ class Lab:
 
     # ---- views ---------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        if not self.state.data:
-            raise LabStateError("this lab is down", "bring one up: Lab.up(pattern)", "bring one up: meshlab up PATTERN")
         return self.backend.status()
 
     def pods(self) -> Table:
@@ -424,7 +430,9 @@ class Lab:
         return Diagram(mermaid(self.topology))
 
     def __repr__(self) -> str:
-        return f"<Lab {self.topology.name} backend={self.backend.name} mode={self.backend.mode} at {self.state.dir}>"
+        if not self.state.data or not self.state.exists:
+            return f"<Lab {self.topology.name}, down (was at {self.state.dir})>"
+        return f"<Lab {self.topology.name} backend={self._backend.name} mode={self._backend.mode} at {self.state.dir}>"
 
 
 def _remove_scratch(d: Path) -> None:

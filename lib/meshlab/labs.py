@@ -29,8 +29,41 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def labs_dir() -> Path:
-    """The notebooks: ``labs/`` in the repository (or $MESHLAB_LABS)."""
+    """The notebooks: ``labs/`` in the repository (or $MESHLAB_LABS: ``make lab`` points it at the learner's copy)."""
     return Path(os.environ.get("MESHLAB_LABS") or ROOT / "labs")
+
+
+COURSE_LABS = ROOT / "labs"  # the tracked notebooks: pristine, what `make labs`, CI and the handout run
+MY_LABS = ROOT / "my-labs"  # the learner's working copy (git-ignored): what `make lab` opens and saves into
+
+
+def learner_copy(dest: Path = MY_LABS, source: Path = COURSE_LABS) -> list[str]:
+    """Copy every course notebook missing from ``dest`` (the learner's answers in existing copies stay);
+    returns the names copied. JupyterLab opens ``dest``, so saving never touches the tracked ``labs/``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for nb in sorted(source.glob("*.ipynb")):
+        if not (dest / nb.name).exists():
+            shutil.copyfile(nb, dest / nb.name)
+            copied.append(nb.name)
+    return copied
+
+
+def edited_copies(dest: Path = MY_LABS, source: Path = COURSE_LABS) -> list[str]:
+    """The learner's copies that differ from the course's notebooks (answers written, outputs saved)."""
+    return [nb.name for nb in sorted(source.glob("*.ipynb"))
+            if (dest / nb.name).exists() and (dest / nb.name).read_bytes() != nb.read_bytes()]
+
+
+def restore_copies(names: list[str] | None = None, dest: Path = MY_LABS, source: Path = COURSE_LABS) -> list[str]:
+    """Put the course's version back over the learner's copies (``names``, default: every edited one)."""
+    restored = []
+    for name in edited_copies(dest, source) if names is None else names:
+        if not (source / name).is_file():
+            raise MeshlabError(f"no course notebook {name}", f"the course's notebooks are in {source}")
+        shutil.copyfile(source / name, dest / name)
+        restored.append(name)
+    return restored
 
 
 @dataclass(frozen=True)
@@ -133,7 +166,7 @@ LABS: list[LabInfo] = [
     LabInfo("10", "10-troubleshooting.ipynb",
             "break and fix: seeded faults diagnosed with an operator's views (endpoints, sync status, "
             "access-log flags, stats)",
-            _m(30, 20, 2, 25), Start("separate-networks"), needs=("03", "04", "06")),
+            _m(30, 40, 2, 25), Start("separate-networks"), needs=("03", "04", "06")),  # eight fixes to write, a mystery round
 ]  # fmt: skip
 
 
@@ -318,6 +351,25 @@ def reset(quiet: bool = False) -> dict[str, int]:
               f"{removed['scratch labs']} scratch labs, {removed['standalone envoys']} standalone Envoys, "
               f"{removed['hub processes']} hub processes; state in {home()} cleared")
     return removed
+
+
+def offer_restore(ask: Callable[[str], str] | None = None, dest: Path = MY_LABS) -> list[str]:
+    """After a reset: offer to restore the learner's edited notebook copies (their answers would be lost).
+    ``ask`` prompts (``input`` on a terminal); without one, say how to restore. Returns the names restored."""
+    edited = edited_copies(dest)
+    if not edited:
+        return []
+    listing = ", ".join(edited)
+    if ask is None:
+        print(f"your copies of the labs in {dest} keep your answers ({listing}); "
+              "restore the course's version with: meshlab reset --notebooks")
+        return []
+    if ask(f"restore the course's version of {listing} in {dest}? Your answers and outputs there are lost [y/N] ").strip().lower() not in ("y", "yes"):
+        print(f"kept your copies in {dest}")
+        return []
+    restored = restore_copies(edited, dest)
+    print(f"restored {len(restored)} notebooks in {dest}")
+    return restored
 
 
 def goto(number: str | int, backend: str = "local", quiet: bool = False) -> "LabInfo":

@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from drill import WRONG_KEY, drilled  # tests/labs/drill.py
-from run_labs import default_jobs, run_all  # tests/labs/run_labs.py
+from run_labs import default_jobs, kernel_manager, run_all  # tests/labs/run_labs.py
 
 from meshlab.exercises import ENV
 

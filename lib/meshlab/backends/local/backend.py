@@ -128,6 +128,19 @@ def _file_lock(path: Path) -> Iterator[None]:
         yield
 
 
+def bind_hint(envoy_words: str) -> str | None:
+    """The fix for a listener Envoy could not bind, from its own words (None if it says no such thing)."""
+    low = envoy_words.lower()
+    if "permission denied" in low:
+        return ("ports below 1024 need root (net.ipv4.ip_unprivileged_port_start): listen on a port of 1024 or more, "
+                "as Istio's gateways do (the ingress gateway's Service maps 80/443 to the pod's 8080/8443)")
+    if "address already in use" in low or "in use" in low:
+        return "another lab or process uses that address: `meshlab down` (or stop the other lab), then try again"
+    if "cannot assign requested address" in low:
+        return "that address is not on this host or namespace: `meshlab down`, then `meshlab up` again"
+    return None
+
+
 def pod_name(cluster: str, deployment: str, replica: int) -> str:
     """Deterministic, Kubernetes-looking pod names: ``helloworld-v1-7d9c5-x8k2q``."""
     h = hashlib.sha256(f"{cluster}/{deployment}/{replica}".encode()).hexdigest()
@@ -283,10 +296,18 @@ class LocalBackend:
             "control_planes": d.get("control_planes", {}),
             "gateways": {w.cluster: w.ip for w in self.workloads if w.app == GATEWAY_APP},
             "workloads": [
-                {"pod": w.pod, "cluster": w.cluster, "app": w.app, "version": w.version, "ip": w.ip, "ready": not w.sidecar or self.proxy_ready(w)}
+                {"pod": w.pod, "cluster": w.cluster, "app": w.app, "version": w.version, "ip": w.ip, **self._pod_status(w)}
                 for w in self.workloads
             ],
         }
+
+    def _pod_status(self, w: Workload) -> dict[str, Any]:
+        """READY as kubectl counts it (every container: the app's process and the sidecar's Envoy) and why not."""
+        apps = [p for p in self.state.data.get("processes", []) if p["name"] == f"{w.pod}/app"]
+        app_up = any(procs.is_alive(p) for p in apps) if apps else True  # clients and gateways have no app process
+        proxy_up = not w.sidecar or self.proxy_ready(w)
+        status = "Running" if app_up and proxy_up else "app down" if not app_up else "proxy not ready"
+        return {"ready": app_up and proxy_up, "status": status}
 
     def sidecars(self) -> list[dict[str, Any]]:
         return [{"POD": w.pod, "CLUSTER": w.cluster, "APP": w.app, "READY": self.proxy_ready(w),
@@ -790,13 +811,15 @@ class LocalBackend:
         have: dict[str, list[str]] = {}
         ecds_files = {n: _file_version(ecds_path(self.proxy_dir(w) / "xds", n)) for n in cfg.extensions}
 
-        def rejected(what: str) -> ResourceError:
+        def rejected(what: str) -> MeshlabError:
             time.sleep(0.3)  # Envoy flushes its log every 200 ms
             lines = [ln for ln in procs.log_tail(log, 300).splitlines()
-                     if ("][wasm]" in ln and ("[error]" in ln or "[critical]" in ln)) or "rejected" in ln or "Unable to create" in ln]  # fmt: skip
-            return ResourceError(
-                f"the proxy of {w.pod} rejected its new {what} and keeps the previous one:\n"
-                + "\n".join(f"  {ln}" for ln in lines[-8:] or [procs.log_tail(log, 5)]),
+                     if ("][wasm]" in ln and ("[error]" in ln or "[critical]" in ln)) or "rejected" in ln or "Unable to create" in ln
+                     or "cannot bind" in ln]  # fmt: skip
+            text = "\n".join(f"  {ln}" for ln in lines[-8:] or [procs.log_tail(log, 5)])
+            message = f"the proxy of {w.pod} rejected its new {what} and keeps the previous one:\n" + text
+            return MeshlabError(message, bind_hint(text)) if bind_hint(text) else ResourceError(
+                message,
                 "a Wasm module that fails to start, or whose proxy_on_configure returns false (e.g. for a bad "
                 "pluginConfig), is refused: fix the resource and apply it again",
             )
@@ -828,9 +851,10 @@ class LocalBackend:
             if stats.get("listener_manager.listener_create_failure", 0):
                 time.sleep(0.3)  # Envoy flushes its log every 200 ms
                 lines = [ln for ln in procs.log_tail(log, 200).splitlines() if "listener" in ln and ("bind" in ln or "in use" in ln)]
+                text = "\n".join(lines[-3:] or [procs.log_tail(log, 5)])
                 raise MeshlabError(
-                    f"the proxy of {w.pod} could not open a listener:\n" + "\n".join(lines[-3:] or [procs.log_tail(log, 5)]),
-                    "another lab or process uses that address: `meshlab down` (or stop the other lab), then try again",
+                    f"the proxy of {w.pod} could not open a listener:\n" + text,
+                    bind_hint(text) or "read Envoy's words above: `meshlab down` (or stop the other lab), then try again",
                 )
             have = {}
             for cs in admin.clusters().get("cluster_statuses", []):
