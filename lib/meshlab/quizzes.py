@@ -147,6 +147,32 @@ QUIZZES: dict[str, list[Q]] = {
           "spreads per pod, not per endpoint",
           explain=True),
     ],
+    "03b": [
+        Q("In a multi-primary mesh, which istiod configures the sidecar of a pod in cluster2?",
+          "cluster2's own istiod",
+          ("cluster1's, the first primary", "both, alternately", "whichever answers first"),
+          "each proxy connects to its own cluster's istiod; the remote secrets only let each istiod read the other registry"),
+        Q("The remote secret for cluster2 is deleted in cluster1. What do cluster1's sidecars see for a service that runs only in cluster2?",
+          "no endpoint at all",
+          ("cluster2's gateway, as before", "cluster2's pod IPs", "the same endpoints until cluster2's istiod restarts"),
+          "istiod in cluster1 drops cluster2's registry (its informers stop): the endpoints vanish for the proxies it configures"),
+        Q("Why does the east-west gateway add no span to a cross-cluster trace?",
+          "it forwards the TLS bytes by SNI and never sees the HTTP request or its headers",
+          ("tracing is off on gateways by default", "its spans go to another collector", "it removes the traceparent header"),
+          "AUTO_PASSTHROUGH is tcp_proxy behind a TLS inspector: no HTTP connection manager, so no tracer and no span"),
+        Q("A DestinationRule subset is applied in cluster1 only, and a VirtualService there routes to it. Calls from cluster1 "
+          "to that subset in cluster2 fail. Why?",
+          "cluster2's gateway is configured by cluster2's istiod, which knows no such subset, so no filter chain matches the SNI",
+          ("subsets never work across networks", "the VirtualService must live in cluster2", "mTLS breaks with subsets"),
+          "configuration is per control plane: the serving cluster's gateway needs the subset too (keep config in step)"),
+        Q("With cluster1's istiod stopped, the lab measured 30 calls from cluster1: no errors, answers from both clusters. "
+          "What explains that number?",
+          "running proxies keep the configuration and certificates they already have; only new changes stop reaching them",
+          ("cluster2's istiod took over cluster1's proxies", "the calls were retried until cluster1's istiod came back",
+           "sidecars fall back to plain Kubernetes Services"),
+          "a stopped istiod pushes nothing, but Envoy keeps serving from its last config: the failure domain is the push, "
+          "not the data plane", explain=True),
+    ],
     "04": [
         Q("A ServiceEntry names the host of an existing Kubernetes Service. Who defines the host's ports in Istio?",
           "the Kubernetes Service",
