@@ -631,7 +631,7 @@ def test_tracing_follows_istios_jaeger_task(all_plans: dict[str, Plan], tmp_path
     assert plan.problems() == []
     from meshlab.backends.kind import tools
 
-    fetch, *addon = plan.find(tag="tracing-addon")
+    fetch, addon = plan.first(tag="tools"), plan.find(tag="tracing-addon")
     jaeger = tools.addon_artifact("jaeger")
     assert fetch.args == {"name": "jaeger-addon"} and jaeger.sha256, "the release's file at its tag, checksum-verified"
     assert jaeger.url == f"https://raw.githubusercontent.com/istio/istio/{versions.ISTIO_VERSION}/samples/addons/jaeger.yaml"

@@ -350,7 +350,7 @@ def add_tracing_addon(plan: Plan, t: Topology) -> None:
     plan.phase = "tracing: Istio's Jaeger addon"
     plan.meshlab(f"get {addon.name} {addon.version} into the tools folder, checksum-verified (skipped if already there)", "tool",
                  f"download {addon.url} -> {addon.program}; verify its sha256 against {addon.checksum_source}",
-                 args={"name": "jaeger-addon"}, tags=("tools", "tracing-addon"))
+                 args={"name": "jaeger-addon"}, tags=("tools",))
     for c in [c for c in t.clusters.values() if c.is_primary]:
         plan.run(f"install the Jaeger addon in {c.name} (samples/addons/jaeger.yaml of Istio {addon.version})",
                  kubectl(c.name, "apply", "-f", str(addon.program)), cluster=c.name, tags=("tracing-addon",),
