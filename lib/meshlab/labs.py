@@ -37,6 +37,13 @@ COURSE_LABS = ROOT / "labs"  # the tracked notebooks: pristine, what `make labs`
 MY_LABS = ROOT / "my-labs"  # the learner's working copy (git-ignored): what `make lab` opens and saves into
 
 
+def learner_labs() -> Path:
+    """Where this learner's copies are: $MESHLAB_LABS when it points at a copy (``make lab``, a room's server
+    sets it to the learner's own), else ``my-labs/``."""
+    d = labs_dir()
+    return d if d.resolve() != COURSE_LABS.resolve() else MY_LABS
+
+
 def learner_copy(dest: Path = MY_LABS, source: Path = COURSE_LABS) -> list[str]:
     """Copy every course notebook missing from ``dest`` (the learner's answers in existing copies stay);
     returns the names copied. JupyterLab opens ``dest``, so saving never touches the tracked ``labs/``."""
@@ -358,9 +365,10 @@ def reset(quiet: bool = False) -> dict[str, int]:
     return removed
 
 
-def offer_restore(ask: Callable[[str], str] | None = None, dest: Path = MY_LABS) -> list[str]:
+def offer_restore(ask: Callable[[str], str] | None = None, dest: Path | None = None) -> list[str]:
     """After a reset: offer to restore the learner's edited notebook copies (their answers would be lost).
     ``ask`` prompts (``input`` on a terminal); without one, say how to restore. Returns the names restored."""
+    dest = dest or learner_labs()
     edited = edited_copies(dest)
     if not edited:
         return []
