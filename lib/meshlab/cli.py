@@ -248,8 +248,9 @@ def _run(args: argparse.Namespace) -> int:
         elif args.cmd == "reset":
             labs.reset()
             if args.notebooks:
-                restored = labs.restore_copies()
-                print(f"restored {len(restored)} notebooks in {labs.MY_LABS}" if restored else f"no edited notebooks in {labs.MY_LABS}")
+                mine = labs.learner_labs()
+                restored = labs.restore_copies(dest=mine)
+                print(f"restored {len(restored)} notebooks in {mine}" if restored else f"no edited notebooks in {mine}")
             else:
                 labs.offer_restore(input if sys.stdin.isatty() else None)
         elif args.cmd == "my-labs":
