@@ -7,7 +7,7 @@ baselines from the same run.
   the app called directly inside its pod (no mesh); curl's sidecar -> helloworld's sidecar (mTLS,
   HTTP/1.1 as Istio on an ``http`` port, no access log on either side: Istio's defaults) -> app; sidecar -> east-west gateway (SNI passthrough) -> sidecar -> app across networks;
   and the same cross-network path built from a hand-written static Envoy config
-  (``baseline/envoy-path.yaml``). meshlab's cross-network throughput is reported as a ratio to the
+  (``backends/local/envoy-path.yaml``). meshlab's cross-network throughput is reported as a ratio to the
   hand-written one (the goal: >= 0.9x), and the generator's headroom as the direct path's rate over
   the mesh's (wrk must drive far more than the mesh can take, or it would be measuring itself);
 - failover: client-visible errors and time from killing the local instance to the first answer
@@ -139,7 +139,6 @@ LABELS = {
 
 def paths(runs: int, seconds: float, home: str) -> dict[str, Any]:
     """Every path once per round (throughput at 16 connections, latency at 1), ``runs`` rounds."""
-    from . import baseline
     from .lab import Lab
     from .resources import parse
 
@@ -150,7 +149,7 @@ def paths(runs: int, seconds: float, home: str) -> dict[str, Any]:
         (hw2,) = be.deploy("helloworld", "cluster2", version="v2")
         (curl,) = be.deploy("curl", "cluster1")
         be.apply(parse(ROUTING), "cluster1")
-        hand = baseline.start(be, curl, hw2)
+        hand = be.start_baseline(curl, hw2)  # type: ignore[attr-defined]  # a local-backend tool
         url = "http://helloworld.sample:5000/hello"
         remote = {"x-bench-path": "remote"}
         curl_ns = be.network.exec_prefix(curl.netns)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .backends import backend_class
 from .errors import LabStateError
 from .prereqs import check_kind, check_local
 
@@ -24,9 +25,10 @@ if TYPE_CHECKING:
 # ---- prerequisites (lab 00) ---------------------------------------------------------------------
 def assert_backend_ready(backend: str) -> str:
     """Every required check of ``backend`` passes on this machine; else an AssertionError lists the fixes."""
-    if backend not in ("local", "kind"):
+    checkers = {"local": check_local, "kind": check_kind}
+    if backend not in checkers:
         raise AssertionError(f"backend must be 'local' or 'kind', not {backend!r}")
-    checks = check_local() if backend == "local" else check_kind()
+    checks = checkers[backend]()
     failed = [c for c in checks if c.required and not c.ok]
     assert not failed, f"the {backend} backend is not usable yet; fix:\n" + "\n".join(f"  - {c.name}: {c.fix}" for c in failed)
     mode = next((c.detail for c in checks if c.name == "network mode"), None)
@@ -38,6 +40,18 @@ def pods_have_own_addresses(lab: "Lab") -> bool:
     """Whether pod IPs are real addresses in the cluster's pod CIDR (netns, userns, kind), or 127.x
     stand-ins that share the host network (the local backend's loopback fallback)."""
     return str(lab.status()["network_mode"]) != "loopback"
+
+
+def isolation_missing(lab: "Lab", lesson: str) -> str | None:
+    """None where every pod has a network of its own (netns, userns, kind). In the loopback mode, the
+    sentence a check cell prints instead of its assertion: what ``lesson`` would have shown, why this
+    mode cannot show it, and how to get the mode that can."""
+    if pods_have_own_addresses(lab):
+        return None
+    return (f"NOT SHOWN in the loopback mode: {lesson}. Here every pod is a 127.x address in this host's "
+            "network, so any process reaches any pod's address, and can bypass its sidecar. To see it, run the "
+            "lab as root (netns mode) or as a user allowed to create user namespaces (userns mode): "
+            "`meshlab doctor --backend local` says what blocks them on this machine and the fix.")
 
 
 def gateway_addresses(lab: "Lab") -> dict[str, str]:
@@ -70,8 +84,9 @@ def inbound_port_chains(lab: "Lab", workload: str, cluster: str, port: int) -> t
     """The listener that serves ``workload``'s inbound ``port`` and its filter chains for that port (see
     :func:`inbound_tls`: ``virtualInbound`` on kind, ``<pod IP>_<port>`` on the local backend)."""
     listeners = [x["active_state"]["listener"] for x in lab.envoy_config(workload, cluster, "dynamic_listeners")["configs"]]
-    if lab.backend.name == "kind":
-        listener = next(x for x in listeners if x["name"] == "virtualInbound")
+    shared = lab.backend.capabilities.inbound_listener
+    if shared:
+        listener = next(x for x in listeners if x["name"] == shared)
         return listener, [c for c in listener["filter_chains"] if c.get("filter_chain_match", {}).get("destination_port") == port]
     listener = next(x for x in listeners if x["name"].endswith(f"_{port}") and x["name"] != "virtualOutbound" and not x["name"].startswith("0.0.0.0"))
     return listener, listener["filter_chains"]
@@ -99,32 +114,32 @@ def inbound_client_sans(lab: "Lab", trust_domain: str = "cluster.local") -> list
     """The client SAN matchers a sidecar's inbound mTLS chain carries (compare :func:`inbound_tls`): none
     from istiod -- any certificate under the mesh root passes, names are AuthorizationPolicy's job; meshlab's
     translator also pins the trust domain as a ``spiffe://<trust domain>/`` prefix."""
-    return [] if lab.backend.name == "kind" else [{"prefix": f"spiffe://{trust_domain}/"}]
+    return [{"prefix": f"spiffe://{trust_domain}/"}] if lab.backend.capabilities.client_san_prefix else []
 
 
 def sidecar_captures_every_port(lab: "Lab") -> bool:
     """kind: iptables sends every inbound port to the sidecar, so a raw connect to an unused port still
     connects; local: the sidecar binds only the service's ports, so the pod refuses the others."""
-    return lab.backend.name == "kind"
+    return lab.backend.capabilities.captures_every_port
 
 
 def callers_keep_their_pod_ip(lab: "Lab") -> bool:
     """local: the server sees the calling pod's IP; kind: kindnet SNATs traffic that leaves a node, so a
     caller in another cluster arrives as its node's address."""
-    return lab.backend.name != "kind"
+    return lab.backend.capabilities.preserves_caller_ip
 
 
 def killed_app_is_ejected(lab: "Lab") -> bool:
     """local: ``lab.kill`` crashes the app, its sidecar answers 503 (UF) and outlier detection ejects the
     host for ``baseEjectionTime``; kind: the Deployment is scaled to zero, the endpoint leaves EDS, so
     there is nothing to eject (and nothing to retry)."""
-    return lab.backend.name != "kind"
+    return lab.backend.capabilities.kill_leaves_sidecar
 
 
 def virtual_host(lab: "Lab", workload: str, cluster: str, name: str) -> dict[str, Any]:
     """The route configuration's virtual host ``name`` (e.g. ``helloworld.sample.svc.cluster.local:5000``)
     in ``workload``'s sidecar: from RDS on kind, inline in the ``virtualOutbound`` listener on local."""
-    if lab.backend.name == "kind":
+    if lab.backend.capabilities.routes_over_rds:
         configs = lab.envoy_config(workload, cluster, "dynamic_route_configs")["configs"]
         hosts = [v for r in configs for v in r["route_config"].get("virtual_hosts", [])]
     else:
@@ -169,10 +184,7 @@ def leftovers(fp: Footprint) -> list[str]:
         left.append(f"a lab is still recorded in {fp.home}")
     except LabStateError:
         pass
-    if fp.backend == "kind":
-        from .backends.kind import kind_clusters
-
-        left += [f"kind cluster {c}" for c in sorted(set(kind_clusters()) & set(fp.clusters))]
+    left += backend_class(fp.backend).leftover_clusters(fp.clusters)
     return left
 
 
@@ -180,8 +192,7 @@ def assert_nothing_left(fp: Footprint) -> str:
     """No namespace, process, recorded lab or kind cluster of the lab remains; else says what and the fix."""
     left = leftovers(fp)
     assert not left, "left behind: " + "; ".join(left) + " — run `meshlab down`"
-    return ("clean: no kind clusters of this lab, no lab recorded" if fp.backend == "kind"
-            else "clean: no namespaces, no processes, no lab recorded")
+    return f"clean: {backend_class(fp.backend).footprint}, no lab recorded"
 
 
 def _processes() -> list[tuple[int, str]]:

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .backends import backend_class
+from .backends import names as backend_names
 from .errors import MeshlabError, report
 
 
@@ -111,13 +113,24 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("doctor", help="check prerequisites; exit status 1 unless every backend asked for is ready")
     s.add_argument("--backend", choices=["local", "kind", "both"], default="both", help="which backend to check (default: both)")
 
+    s = sub.add_parser("admin", help="host set-up an administrator runs once (as root): the AppArmor profile")
+    asub = s.add_subparsers(dest="admin_cmd", required=True, metavar="WHAT", help="apparmor: Ubuntu's user-namespace restriction")
+    s = asub.add_parser("apparmor", help="install/remove the profile that lets meshlab's namespace holder create user namespaces")
+    s.add_argument("action", choices=["status", "install", "remove"],
+                   help="status: is the restriction on, is the profile there; install/remove it (root)")
+    s.add_argument("--group", help="install: only this group's members may use the holder (e.g. the learners)")
+
     # ---- instructor tools: the course catalogue (meshlab.labs) -----------------------------------
     s = sub.add_parser("labs", help="the labs: time per backend, and the state each starts from")
     s.add_argument("--backend", choices=["local", "kind"], help="show the times of one backend only")
     s = sub.add_parser("goto", help="bring the environment to the state lab N starts from (reset first)")
     s.add_argument("lab", help="lab number (6, 06) or notebook name")
     s.add_argument("--backend", choices=["local", "kind"], default="local", help="where the lab will run (default local)")
-    sub.add_parser("reset", help="back to a fresh clone: stop everything, remove every lab, scratch lab and hub data")
+    s = sub.add_parser("reset", help="back to a fresh clone: stop everything, remove every lab, scratch lab and hub "
+                                     "data; offers to restore your edited copies of the notebooks (my-labs/)")
+    s.add_argument("--notebooks", action="store_true", help="restore every edited notebook in my-labs/ without asking")
+    sub.add_parser("my-labs", help="make your working copy of the labs in my-labs/ (what `make lab` opens; "
+                                   "copies you already have are kept)")
     s = sub.add_parser("export", help="render executed notebooks to HTML for a handout (after `make labs`)")
     s.add_argument("notebooks", nargs="*", type=Path,
                    help="executed notebooks (default: every lab in --from)")
@@ -206,11 +219,16 @@ def _run(args: argparse.Namespace) -> int:
         print()
         print(readiness(ready, checks))
         return 0 if all(ready.values()) else 1
-    elif args.cmd == "kind":
-        from .backends.kind.images import run_images
+    elif args.cmd == "admin":
+        from . import apparmor
 
-        return run_images(args.action, args.file, dry_run=args.dry_run)
-    elif args.cmd in ("labs", "goto", "reset", "export"):
+        if args.action == "status":
+            print(apparmor.status())
+        else:
+            print("\n".join(apparmor.install(args.group) if args.action == "install" else apparmor.remove()))
+    elif args.cmd in backend_names():
+        return int(backend_class(args.cmd).command(args))  # a backend's own tools (`meshlab kind images ...`)
+    elif args.cmd in ("labs", "goto", "reset", "my-labs", "export"):
         from . import labs
 
         if args.cmd == "labs":
@@ -221,6 +239,14 @@ def _run(args: argparse.Namespace) -> int:
                   + (f" (its Lab.up uses this {info.start.pattern} lab)" if info.start.pattern else ""))
         elif args.cmd == "reset":
             labs.reset()
+            if args.notebooks:
+                restored = labs.restore_copies()
+                print(f"restored {len(restored)} notebooks in {labs.MY_LABS}" if restored else f"no edited notebooks in {labs.MY_LABS}")
+            else:
+                labs.offer_restore(input if sys.stdin.isatty() else None)
+        elif args.cmd == "my-labs":
+            copied = labs.learner_copy()
+            print(f"your labs: {labs.MY_LABS}" + (f" ({len(copied)} notebooks copied from labs/)" if copied else ""))
         else:
             from .handout import export
 

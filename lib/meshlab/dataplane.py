@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from .display import pods_table
+
 if TYPE_CHECKING:
     from .lab import Lab
     from .display import Table
@@ -111,14 +113,7 @@ def envoy_cluster(lab: "Lab", workload: str, cluster: str, name: str | None = No
 
 def prometheus(lab: "Lab", workload: str, cluster: str) -> str:
     """The sidecar's stats in Prometheus text format (Envoy admin ``/stats/prometheus``), what a scraper reads."""
-    if lab.backend.name == "kind":
-        return str(lab.backend._admin(workload, cluster, "stats/prometheus"))  # type: ignore[union-attr]
-    from .runtime.envoy import Admin
-
-    status, body = Admin(lab.backend.find(workload, cluster).admin).get("/stats/prometheus")  # type: ignore[union-attr]
-    if status != 200:
-        raise KeyError(f"/stats/prometheus of {workload} ({cluster}) answered {status}")
-    return body
+    return lab.backend.prometheus_text(workload, cluster)
 
 
 def prometheus_cluster_label(lab: "Lab", name: str | None = None) -> str:
@@ -126,9 +121,8 @@ def prometheus_cluster_label(lab: "Lab", name: str | None = None) -> str:
     Local: Envoy's default tag ``envoy.cluster_name``, cut at the name's first dot; kind: Istio's bootstrap tag
     ``cluster_name``, up to the ``;`` istiod appends (pkg/bootstrap/testdata/*_golden.json), the whole name."""
     name = name or outbound_cluster()
-    if lab.backend.name == "kind":
-        return f'cluster_name="{name}"'
-    return f'envoy_cluster_name="{name.split(".", 1)[0]}"'
+    tag = lab.backend.capabilities.prometheus_cluster_tag
+    return f'{tag}="{name}"' if tag == "cluster_name" else f'{tag}="{name.split(".", 1)[0]}"'
 
 
 def inbound_http_filters(lab: "Lab", workload: str, cluster: str) -> list[dict[str, Any]]:
@@ -145,57 +139,31 @@ def deploy_helloworld(lab: "Lab", cluster: str, version: str = "v1") -> "Table":
     the Deployment runs that same sample app instead of Istio's Flask app, which ignores the query
     (:func:`meshlab.backends.kind.dataplane.run_sample_app`)."""
     deployed = lab.deploy("helloworld", cluster=cluster, version=version)
-    if lab.backend.name != "kind":
-        return deployed
-    from .backends.kind import dataplane as kd
-
-    from .display import Table
-
-    pods = kd.run_sample_app(lab.backend, cluster, version)  # type: ignore[arg-type]
-    return Table([{"POD": p.pod, "CLUSTER": p.cluster, "IP": p.ip, "VERSION": p.version} for p in pods]) if pods else deployed
+    pods = lab.backend.use_sample_app(cluster, version)
+    return pods_table(pods) if pods else deployed
 
 
 def deploy_rate_limit_service(lab: "Lab", cluster: str) -> Any:
     """The RLS v3 rate-limit service (``ratelimit``, gRPC on 8081) in ``cluster``, reachable from every cluster
     of the mesh: local, meshlab's own service as a mesh workload; kind, Istio's recipe (envoyproxy/ratelimit
     with Redis, the lab's rules as its ConfigMap: :mod:`meshlab.backends.kind.dataplane`)."""
-    if lab.backend.name == "kind":
-        from .backends.kind import dataplane as kd
-        from .ratelimit import DEFAULT_CONFIG
+    from .ratelimit import DEFAULT_CONFIG
 
-        return kd.deploy_rate_limit_service(lab.backend, cluster, DEFAULT_CONFIG)  # type: ignore[arg-type]
-    return lab.deploy("ratelimit", cluster=cluster)
+    return lab.backend.deploy_rate_limit_service(cluster, DEFAULT_CONFIG)
 
 
 def rate_limit_rules(lab: "Lab") -> str:
     """The rate-limit service's rules (envoyproxy/ratelimit's config.yaml format)."""
-    if lab.backend.name == "kind":
-        from .ratelimit import DEFAULT_CONFIG
-
-        return DEFAULT_CONFIG  # what deploy_rate_limit_service put into the ConfigMap ratelimit-config
-    return lab.backend.ratelimit_config().read_text()  # type: ignore[union-attr]
+    return lab.backend.rate_limit_rules()
 
 
 def crash_replicas(lab: "Lab", cluster: str, replicas: int = 3) -> list[str]:
     """``replicas`` more helloworld pods whose app has crashed while their sidecars answer 503, next to the
     healthy ones (the outlier-detection experiment). Local: new v1 pods whose app is killed; kind: a
     Deployment ``helloworld-broken`` under the same Service (``lab.kill`` on kind removes whole pods)."""
-    if lab.backend.name == "kind":
-        from .backends.kind import dataplane as kd
-
-        return kd.crash_replicas(lab.backend, cluster, replicas)  # type: ignore[arg-type]
-    crashed = lab.deploy("helloworld", cluster=cluster, version="v1", replicas=replicas).column("POD")
-    for pod in crashed:
-        lab.kill(pod, cluster=cluster)
-    return list(crashed)
+    return lab.backend.crash_replicas(cluster, replicas)
 
 
 def heal_replicas(lab: "Lab", crashed: list[str], cluster: str) -> None:
     """Undo :func:`crash_replicas` (local: restart the apps; kind: delete the broken Deployment)."""
-    if lab.backend.name == "kind":
-        from .backends.kind import dataplane as kd
-
-        kd.heal_replicas(lab.backend, cluster)  # type: ignore[arg-type]
-        return
-    for pod in crashed:
-        lab.restore(pod, cluster=cluster)
+    lab.backend.heal_replicas(crashed, cluster)

@@ -11,6 +11,11 @@ from typing import Any
 from .topology import Topology
 
 
+def pods_table(pods: Any) -> "Table":
+    """Pods (workloads of either backend) as the table ``lab.deploy`` shows."""
+    return Table([{"POD": w.pod, "CLUSTER": w.cluster, "IP": w.ip, "VERSION": w.version} for w in pods])
+
+
 class Table(list[dict[str, Any]]):
     """A list of row dicts that prints as an aligned text table and renders as HTML in Jupyter."""
 

@@ -26,15 +26,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .backends.local.backend import LocalBackend
-from .display import Diagram, Progress, Table, mermaid
-from .errors import LabStateError, MeshlabError
+from .backends import Backend, backend_class
+from .display import Diagram, Table, mermaid, pods_table
+from .errors import LabDownError, LabStateError, MeshlabError
 from .state import State
 from .topology import Topology, load_topology
 from .traffic import CallResult
 
 if TYPE_CHECKING:
-    from .backends.kind import KindBackend, Plan
+    from .backends.kind import Plan
     from .federation import VirtualMesh
     from .loadgen import LoadResult
     from .mesh import ManagementPlane
@@ -42,10 +42,18 @@ if TYPE_CHECKING:
 
 
 class Lab:
-    def __init__(self, topology: Topology, backend: "LocalBackend | KindBackend", state: State) -> None:
+    def __init__(self, topology: Topology, backend: Backend, state: State) -> None:
         self.topology = topology
-        self.backend = backend
+        self._backend = backend
         self.state = state
+
+    @property
+    def backend(self) -> Backend:
+        """The backend of a lab that is up. After the lab's Cleanup (``lab.down()``) or ``meshlab down``
+        in a shell, every use of the lab says so (:class:`LabDownError`) instead of failing deep inside."""
+        if not self.state.data or not self.state.exists:
+            raise LabDownError()
+        return self._backend
 
     # ---- bring-up / attach / teardown ----------------------------------------------------------
     @classmethod
@@ -75,16 +83,13 @@ class Lab:
         samples is adopted instead of rebuilt, as long as nothing changed it since and it still runs.
         """
         topology = load_topology(pattern)
-        if backend not in ("local", "kind"):
-            raise MeshlabError(f"unknown backend {backend!r}", "use backend='local' or backend='kind'", "use --backend local or --backend kind")
+        backend_cls = backend_class(backend)
         if dry_run:
-            if backend != "kind":
-                raise MeshlabError("dry_run is for the kind backend", "the local backend starts in well under a second: run it")
-            from .backends.kind import KindBackend
-
+            if not backend_cls.capabilities.dry_run:
+                raise MeshlabError(f"dry_run is for the kind backend, not {backend}", "the local backend starts in well under a second: run it")
             preview = State(Path(home_dir) if home_dir else None)
             preview.data = {}  # never saved: a dry run records no lab and leaves the current one alone
-            return KindBackend.create(topology, preview, samples=samples, dry_run=True, progress=None).plan  # type: ignore[return-value]
+            return backend_cls.preview(topology, preview, samples=samples)  # type: ignore[no-any-return]
         state = State(Path(home_dir) if home_dir else None)
         adopted = cls._adopt(state, topology, backend, samples) if state.exists and not prepared_for else None
         if adopted:
@@ -103,22 +108,7 @@ class Lab:
                 print(f"removed the previous lab ({removed['processes']} processes, {removed['namespaces']} namespaces)")
         t0 = time.perf_counter()
         try:
-            if backend == "kind":
-                from .backends.kind import KindBackend
-
-                # the kind plan deploys the samples itself, in the order Istio's verify guide uses
-                if quiet:
-                    kbe = KindBackend.create(topology, state, samples=samples, progress=None)
-                else:
-                    with Progress(f"kind bring-up of {topology.name}") as progress:
-                        kbe = KindBackend.create(topology, state, samples=samples, progress=progress)
-                    kbe.executor.progress = print  # later steps (deploy, apply) print one line each
-                lab = cls(topology, kbe, state)
-            else:
-                be = LocalBackend.create(topology, state)
-                lab = cls(topology, be, state)
-                if samples:
-                    lab.deploy_samples()
+            lab = cls(topology, backend_cls.bring_up(topology, state, samples=samples, quiet=quiet), state)
         except BaseException:
             cls.down_all(state.dir, quiet=True)  # a half-built lab is never left behind
             raise
@@ -131,9 +121,7 @@ class Lab:
         if not quiet:
             print(
                 f"{topology.name} is up on the {backend} backend in {time.perf_counter() - t0:.2f}s: "
-                f"{len(topology.clusters)} clusters, control planes in {', '.join(topology.control_planes)}"
-                + (f"\nnetwork mode: {lab.backend.mode} ({state.data['mode_reason']})" if backend == "local" else
-                   f"\ncontexts: {', '.join('kind-' + c for c in topology.clusters)}")
+                f"{len(topology.clusters)} clusters, control planes in {', '.join(topology.control_planes)}\n{lab.backend.describe()}"
             )
         return lab
 
@@ -146,15 +134,7 @@ class Lab:
         if mark != _fingerprint(state.data, backend, samples):
             return None  # something was deployed, applied, stopped ... since: build afresh
         lab = cls.attach(state.dir)
-        if backend == "kind":
-            from .backends.kind import kind_clusters
-
-            alive = set(topology.clusters) <= set(kind_clusters())
-        else:
-            from .runtime import procs
-
-            alive = all(procs.is_alive(p) for p in state.data.get("processes", []))
-        return lab if alive else None
+        return lab if lab.backend.alive() else None
 
     @classmethod
     def attach(cls, home_dir: str | os.PathLike[str] | None = None) -> "Lab":
@@ -163,11 +143,7 @@ class Lab:
         if not state.exists or "pattern" not in state.data:
             raise LabStateError(f"no lab is running (no state in {state.dir})", "start one: Lab.up('flat-network')", "start one: meshlab up flat-network")
         topology = load_topology(state.data["pattern"])
-        if state.data.get("backend") == "kind":
-            from .backends.kind import KindBackend
-
-            return cls(topology, KindBackend(topology, state), state)
-        return cls(topology, LocalBackend(topology, state), state)
+        return cls(topology, backend_class(state.data.get("backend", "local"))(topology, state), state)
 
     def down(self, quiet: bool = False) -> dict[str, int]:
         """Remove every process, namespace and file of this lab. Safe to call twice."""
@@ -184,12 +160,7 @@ class Lab:
                 print("nothing to remove: no lab recorded in", state.dir)
             return {"processes": 0, "namespaces": 0}
         t0 = time.perf_counter()
-        if state.data.get("backend") == "kind":
-            from .backends.kind import KindBackend
-
-            removed = KindBackend.destroy(state, progress=None if quiet else print)
-        else:
-            removed = LocalBackend.destroy(state)
+        removed = backend_class(state.data.get("backend", "local")).destroy(state, progress=None if quiet else print)
         state.forget()
         if not quiet:
             print(
@@ -252,31 +223,30 @@ class Lab:
     ) -> Table:  # fmt: skip
         """Run a sample app (``helloworld`` or ``curl``) with its sidecar in ``cluster``; ``sidecar=False``
         runs it without one (plaintext, no identity), ``service_account`` overrides the app's own."""
-        ws = self.backend.deploy(app, cluster, version=version, replicas=replicas, namespace=namespace, sidecar=sidecar, service_account=service_account)
-        return Table([{"POD": w.pod, "CLUSTER": w.cluster, "IP": w.ip, "VERSION": w.version} for w in ws])
+        self._real("deploy", cluster, app=app, version=version, replicas=replicas, namespace=namespace)
+        return pods_table(self.backend.deploy(app, cluster, version=version, replicas=replicas, namespace=namespace, sidecar=sidecar,
+                                              service_account=service_account))
 
     def undeploy(self, app: str, cluster: str, namespace: str = "sample") -> list[str]:
         """Remove a deployed app's pods from ``cluster``: its endpoints disappear from every proxy."""
-        return self.backend.undeploy(app, cluster, namespace=namespace)  # type: ignore[union-attr]
-
-    def deploy_samples(self) -> None:
-        """Istio's verify step: helloworld v1 in the first cluster, v2 in the second, ...; curl in each."""
-        for i, c in enumerate(self.topology.clusters):
-            self.backend.deploy("helloworld", c, version=f"v{i + 1}")
-            self.backend.deploy("curl", c)
+        self._real("undeploy", cluster, app=app, namespace=namespace)
+        return self.backend.undeploy(app, cluster, namespace=namespace)
 
     def call(self, workload: str, url: str, cluster: str, n: int = 1, headers: dict[str, str] | None = None) -> CallResult:
         """Send ``n`` HTTP requests from ``workload``'s pod in ``cluster`` through its sidecar."""
+        self._real("call", cluster, workload, url=url, n=n, headers=headers)
         return self.backend.call(workload, url, cluster=cluster, n=n, headers=headers)
 
     def call_from_outside(self, url: str, cluster: str, n: int = 1, headers: dict[str, str] | None = None, ca: str | None = None) -> CallResult:
         """Send ``n`` requests from outside the mesh to ``cluster``'s ingress gateway (``https://`` with SNI =
         the URL's host, verified against ``ca``), like ``curl --resolve host:443:<gateway IP> --cacert ca``."""
+        self._real("call_from_outside", cluster, url=url, host=url.split("/")[2].split(":")[0])
         return self.backend.call_from_outside(url, cluster, n=n, headers=headers, ca=ca)
 
     def create_tls_secret(self, name: str, hosts: list[str], cluster: str) -> dict[str, str]:
         """A TLS secret (server certificate for ``hosts``, from an "ingress-ca") for a Gateway's
         ``credentialName`` in ``cluster``; returns its files: cert, key and the ca to verify it."""
+        self._real("create_tls_secret", cluster, name=name)
         return self.backend.create_tls_secret(name, hosts, cluster)
 
     def external_https(self, hostname: str = "external.meshlab.test") -> dict[str, Any]:
@@ -290,33 +260,40 @@ class Lab:
         """Drive ``url`` from ``workload``'s pod for ``seconds`` with ``connections`` concurrent callers, through its
         sidecar: throughput, p50/p90/p99 and how many answers were not 2xx. Local: wrk in the pod's network
         namespace; kind: concurrent curl loops inside the pod (the sample image has no wrk)."""
+        self._real("load", cluster, workload, url=url, connections=connections, seconds=seconds)
         return self.backend.load(workload, url, cluster, connections=connections, seconds=seconds, headers=headers)
 
     def connect(self, workload: str, cluster: str, address: str, port: int) -> str:
         """A raw TCP connect from the pod, bypassing its sidecar: ``connected`` or ``refused: ...``."""
+        self._real("connect", cluster, workload, address=address, port=port)
         return self.backend.connect(workload, cluster, address, port)
 
     def endpoints(self, workload: str, cluster: str, service: str | None = None) -> Table:
         """The endpoints ``workload``'s sidecar knows, like ``istioctl proxy-config endpoints``."""
+        self._real("endpoints", cluster, workload, service=service)
         return Table(self.backend.endpoints(workload, cluster, service), title=f"endpoints of {workload} in {cluster}")
 
     def proxy_status(self) -> Table:
         """Like ``istioctl proxy-status``: per proxy, is each xDS type SYNCED with its control plane, STALE
         (sent, not acknowledged: pending or rejected) or NOT SENT; and which control plane serves it."""
+        self._real("proxy_status", primaries=list(self.topology.control_planes))
         return Table(self.backend.proxy_status(), title=f"proxy status of {self.topology.name}")
 
     def access_log(self, workload: str, cluster: str, last: int = 20) -> Table:
         """The sidecar's access log entries (JSON), newest last: shows the peer's SPIFFE identity.
 
         A list of dicts that shows as an HTML table in a notebook (wide values scroll, never wrap)."""
+        self._real("access_log", cluster, workload, last=last)
         return Table(self.backend.access_log(workload, cluster, last), title=f"access log of {workload} in {cluster}")
 
     def stats(self, workload: str, cluster: str, contains: str = "") -> dict[str, int]:
         """Envoy's non-zero stats of ``workload``'s sidecar, e.g. ``contains="ssl.fail_verify_error"``."""
+        self._real("stats", cluster, workload, contains=contains)
         return self.backend.stats(workload, cluster, contains)
 
     def envoy_config(self, workload: str, cluster: str, resource: str | None = None) -> dict[str, Any]:
         """The sidecar's live Envoy config (``/config_dump``), optionally one resource type."""
+        self._real("envoy_config", cluster, workload, resource=resource)
         return self.backend.envoy_config(workload, cluster, resource)
 
     def validate(self) -> int:
@@ -331,24 +308,23 @@ class Lab:
         the local backend does not implement is refused with its name, never ignored. On kind, every
         Istio kind is accepted, checked strictly against Istio's CRD schemas, and applied to the cluster.
         """
-        if self.backend.name == "kind":
-            from .backends.kind.schema import load_documents as parse
-        else:
-            from .resources import parse
-
-        out = self.backend.apply(parse(resources), cluster)
+        docs = self.backend.parse(resources)
+        self._real("apply", cluster, kinds=[f"{d.get('kind')} {(d.get('metadata') or {}).get('name')}" for d in docs if isinstance(d, dict)])
+        out = self.backend.apply(docs, cluster)
         for line in out:
             print(line)
         return out
 
     def delete(self, kind: str, name: str, cluster: str, namespace: str = "sample") -> None:
         """Remove a resource applied earlier; proxies fall back to their defaults."""
+        self._real("delete", cluster, kind=kind, name=name, namespace=namespace)
         self.backend.delete(kind, name, cluster, namespace)
 
     # ---- Wasm delivery: pull secrets and the proxies' agents -------------------------------------
     def create_pull_secret(self, name: str, cluster: str, registry: str, username: str, password: str, namespace: str = "sample") -> str:
         """A docker-registry Secret in ``cluster`` for an extension's ``imagePullSecret``. Istio reads it in
         the cluster of each *proxy* that pulls, so a mesh spanning clusters needs it in each of them."""
+        self._real("create_pull_secret", cluster, name=name, registry=registry, username=username, namespace=namespace)
         out = str(self.backend.create_pull_secret(name, cluster, registry, username, password, namespace))
         print(out)
         return out
@@ -356,12 +332,14 @@ class Lab:
     def extension_configs(self, workload: str, cluster: str) -> dict[str, dict[str, Any]]:
         """The extension configs the sidecar's Envoy got over ECDS (``istioctl proxy-config ecds``): name ->
         ``{"version_info", "ecds_filter"}``; Lua extensions are inline in the listener, not here."""
+        self._real("extension_configs", cluster, workload)
         from .controlplane.extensions import ecds_from_dump
 
         return ecds_from_dump(self.backend.envoy_config(workload, cluster))
 
     def agent_log(self, workload: str, cluster: str) -> list[str]:
         """The Wasm lines of the sidecar's istio-agent log: module fetches, failures and their fallback."""
+        self._real("agent_log", cluster, workload)
         return list(self.backend.agent_log(workload, cluster))
 
     @property
@@ -381,11 +359,7 @@ class Lab:
         """Form a VirtualMesh: generate ServiceEntries + DestinationRules per client mesh and apply them."""
         from .federation import virtual_mesh
 
-        if self.backend.name == "kind":
-            gateways = self.backend.gateway_addresses()  # type: ignore[union-attr]
-        else:
-            gateways = {c: self.backend.network.gateway_ip(self.topology, c) for c in self.topology.clusters}  # type: ignore[union-attr]
-        vm = virtual_mesh(self.topology, self.backend.workloads, gateways, meshes)
+        vm = virtual_mesh(self.topology, self.backend.workloads, self.backend.gateway_addresses(), meshes)
         if not vm.shared_root:
             print("warning: these meshes do not share a root CA: cross-mesh mTLS handshakes will fail")
         if apply:
@@ -396,40 +370,62 @@ class Lab:
 
     def stop_control_plane(self, cluster: str) -> None:
         """Stop the control plane running in ``cluster``: proxies keep their last config, new ones get none."""
+        self._real("stop_control_plane", cluster)
         self.backend.set_control_plane(cluster, running=False)
 
     def start_control_plane(self, cluster: str) -> None:
         """Start it again; it pushes everything that changed meanwhile."""
+        self._real("start_control_plane", cluster)
         self.backend.set_control_plane(cluster, running=True)
 
     def kill(self, workload: str, cluster: str) -> str:
         """Crash a workload's app (local: SIGKILL, its sidecar stays and answers 503 for it;
         kind: the Deployment is scaled to zero, since Kubernetes would restart a killed container)."""
+        self._real("kill", cluster, workload)
         return self.backend.kill(workload, cluster)
 
     def restore(self, workload: str, cluster: str) -> str:
         """Restart a killed workload's app."""
+        self._real("restore", cluster, workload)
         return self.backend.restore(workload, cluster)
 
     # ---- views ---------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        if not self.state.data:
-            raise LabStateError("this lab is down", "bring one up: Lab.up(pattern)", "bring one up: meshlab up PATTERN")
         return self.backend.status()
 
     def pods(self) -> Table:
+        self._real("pods", clusters=list(self.topology.clusters))
         return Table(self.backend.status()["workloads"], title=f"pods of {self.topology.name}")
 
     def sidecars(self) -> Table:
         """Every sidecar and gateway and whether it is READY: configured by its control plane (local: Envoy's
         own /ready; kind: the pod's readiness, with a row for each pod the injection webhook refused)."""
+        self._real("sidecars", clusters=list(self.topology.clusters))
         return Table(self.backend.sidecars(), title=f"sidecars of {self.topology.name}")
+
+    def _real(self, op: str, cluster: str | None = None, workload: str | None = None, **kw: Any) -> None:
+        """Show what ``lab.<op>(...)`` is on a real cluster under the running notebook cell (meshlab.realcluster)."""
+        from . import realcluster
+
+        realcluster.show(realcluster.command(op, cluster=cluster, workload=workload,
+                                             deployment=self._deployment_of(workload, cluster), **kw))
+
+    def _deployment_of(self, workload: str | None, cluster: str | None) -> str | None:
+        """The Deployment behind a workload name (``helloworld`` -> ``helloworld-v1``), when the lab knows one."""
+        if not workload or not cluster or not self.state.data:
+            return None
+        name, _, ns = workload.partition(".")
+        found = {w.deployment for w in self.backend.workloads
+                 if w.cluster == cluster and (ns or "sample") == w.namespace and name in (w.pod, w.app, w.deployment)}
+        return found.pop() if len(found) == 1 else None
 
     def diagram(self) -> Diagram:
         return Diagram(mermaid(self.topology))
 
     def __repr__(self) -> str:
-        return f"<Lab {self.topology.name} backend={self.backend.name} mode={self.backend.mode} at {self.state.dir}>"
+        if not self.state.data or not self.state.exists:
+            return f"<Lab {self.topology.name}, down (was at {self.state.dir})>"
+        return f"<Lab {self.topology.name} backend={self._backend.name} mode={self._backend.mode} at {self.state.dir}>"
 
 
 def _remove_scratch(d: Path) -> None:
@@ -447,3 +443,13 @@ def _fingerprint(data: dict[str, Any], backend: str, samples: bool) -> str:
     rest = {k: v for k, v in data.items() if k not in ("prepared", "prepared_for")}
     blob = json.dumps([backend, samples, rest], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def dry_run_lab(pattern: str | os.PathLike[str], home_dir: str | os.PathLike[str], samples: bool = True, backend: str = "kind") -> Lab:
+    """A :class:`Lab` that runs nothing: bring-up is recorded in ``home_dir``'s state, and every later call
+    (``deploy``, ``apply``, a lab's own kind steps) lands in ``lab.backend.recorded``. This is how a lab's kind
+    branch is tested here, without Docker (see ``lib/meshlab/backends/kind/README.md``)."""
+    state = State(Path(home_dir))
+    backend_class(backend).preview(load_topology(pattern), state, samples=samples)
+    state.save()  # a dry run records the lab (never anything created), so Lab.attach finds it
+    return Lab.attach(home_dir)

@@ -29,8 +29,41 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def labs_dir() -> Path:
-    """The notebooks: ``labs/`` in the repository (or $MESHLAB_LABS)."""
+    """The notebooks: ``labs/`` in the repository (or $MESHLAB_LABS: ``make lab`` points it at the learner's copy)."""
     return Path(os.environ.get("MESHLAB_LABS") or ROOT / "labs")
+
+
+COURSE_LABS = ROOT / "labs"  # the tracked notebooks: pristine, what `make labs`, CI and the handout run
+MY_LABS = ROOT / "my-labs"  # the learner's working copy (git-ignored): what `make lab` opens and saves into
+
+
+def learner_copy(dest: Path = MY_LABS, source: Path = COURSE_LABS) -> list[str]:
+    """Copy every course notebook missing from ``dest`` (the learner's answers in existing copies stay);
+    returns the names copied. JupyterLab opens ``dest``, so saving never touches the tracked ``labs/``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for nb in sorted(source.glob("*.ipynb")):
+        if not (dest / nb.name).exists():
+            shutil.copyfile(nb, dest / nb.name)
+            copied.append(nb.name)
+    return copied
+
+
+def edited_copies(dest: Path = MY_LABS, source: Path = COURSE_LABS) -> list[str]:
+    """The learner's copies that differ from the course's notebooks (answers written, outputs saved)."""
+    return [nb.name for nb in sorted(source.glob("*.ipynb"))
+            if (dest / nb.name).exists() and (dest / nb.name).read_bytes() != nb.read_bytes()]
+
+
+def restore_copies(names: list[str] | None = None, dest: Path = MY_LABS, source: Path = COURSE_LABS) -> list[str]:
+    """Put the course's version back over the learner's copies (``names``, default: every edited one)."""
+    restored = []
+    for name in edited_copies(dest, source) if names is None else names:
+        if not (source / name).is_file():
+            raise MeshlabError(f"no course notebook {name}", f"the course's notebooks are in {source}")
+        shutil.copyfile(source / name, dest / name)
+        restored.append(name)
+    return restored
 
 
 @dataclass(frozen=True)
@@ -50,64 +83,170 @@ class Start:
 
 
 @dataclass(frozen=True)
+class Minutes:
+    """A learner's time in a lab: what it takes to read and do it, not how long the cells run headless.
+
+    ``reading``: the text, the code and its output, at a learner's pace (``tests/unit/test_labs_catalogue.py``
+    keeps it within range of the notebook's length); ``exercises``: the exercises and the quiz (about five minutes
+    each); ``running``: the time the cells themselves take, per backend (kind: with its bring-up).
+    """
+
+    reading: int
+    exercises: int
+    running: dict[str, int]
+
+    def total(self, backend: str) -> int:
+        return self.reading + self.exercises + self.running[backend]
+
+
+@dataclass(frozen=True)
 class LabInfo:
     number: str  # "06"
     notebook: str  # file name in labs/
     teaches: str  # one line, for the README and `meshlab labs`
-    minutes: dict[str, int]  # a learner's time per backend (kind: including the bring-up)
+    time: Minutes
     start: Start = field(default_factory=Start)
+    needs: tuple[str, ...] = ()  # labs to do first (their numbers)
 
     @property
     def path(self) -> Path:
         return labs_dir() / self.notebook
 
     @property
+    def minutes(self) -> dict[str, int]:
+        """The whole time per backend: reading, exercises and running."""
+        return {b: self.time.total(b) for b in self.time.running}
+
+    @property
     def backends(self) -> list[str]:
-        return list(self.minutes)
+        return list(self.time.running)
+
+
+def _m(reading: int, exercises: int, local: int, kind: int) -> Minutes:
+    return Minutes(reading, exercises, {"local": local, "kind": kind})
 
 
 LABS: list[LabInfo] = [
     LabInfo("00", "00-setup.ipynb",
             "can this machine run the labs? prerequisite checks for both backends, with fixes",
-            {"local": 10, "kind": 15}),
+            _m(10, 15, 1, 5)),
     LabInfo("01", "01-envoy-data-plane.ipynb",
             "Envoy is the data plane: load balancing, circuit breaking, outlier detection, retries, timeouts, "
             "shadowing, rate limiting, measured on a real Envoy",
-            {"local": 45, "kind": 45}, Start("flat-network")),
+            _m(70, 20, 3, 15), Start("flat-network"), needs=("00",)),
     LabInfo("02", "02-shared-control-plane-flat-network.ipynb",
             "pattern 1: one control plane, two clusters on one flat network; endpoints, mTLS identity, "
             "the shared failure domain",
-            {"local": 30, "kind": 50}, Start("flat-network")),
+            _m(50, 15, 1, 15), Start("flat-network"), needs=("00",)),
     LabInfo("03", "03-shared-control-plane-separate-networks.ipynb",
             "pattern 2: east-west gateways (SNI passthrough on 15443), split-horizon EDS, real network isolation",
-            {"local": 30, "kind": 50}, Start("separate-networks")),
+            _m(45, 15, 1, 15), Start("separate-networks"), needs=("02",)),
     LabInfo("04", "04-separate-control-planes.ipynb",
             "pattern 3: two control planes, federation (Service Mesh Hub style VirtualMesh → ServiceEntry + "
             "DestinationRule), the lesson of a shared root of trust",
-            {"local": 35, "kind": 60}, Start("separate-control-planes")),
+            _m(45, 15, 1, 15), Start("separate-control-planes"), needs=("03",)),
     LabInfo("05", "05-management-plane.ipynb",
             "the management plane: discovery, a VirtualMesh from two roots to one (CSR flow), a reconciling "
             "controller, one policy for many meshes, federated telemetry (a Prometheus per cluster, one global view)",
-            {"local": 35, "kind": 60}, Start("separate-roots")),
+            _m(40, 20, 2, 20), Start("separate-roots"), needs=("04", "06")),
     LabInfo("06", "06-locality-failover.ipynb",
             "locality load balancing, outlier detection, failover across networks and fail-back, plotted over time",
-            {"local": 25, "kind": 45}, Start("separate-networks")),
+            _m(60, 15, 1, 15), Start("separate-networks"), needs=("03",)),
     LabInfo("07", "07-wasm-abi-and-first-filter.ipynb",
             "WebAssembly in Envoy: the proxy-wasm ABI of real modules, filters in C and AssemblyScript, hot "
-            "loading, fail open/closed",
-            {"local": 40, "kind": 40}, Start(prepare=("filters",))),
+            "loading, fail open/closed, what a filter costs",
+            _m(50, 20, 2, 2), Start(prepare=("filters",)), needs=("00",)),
     LabInfo("08", "08-wasm-hub-and-mesh-deploy.ipynb",
             "modules as OCI images in a hub with user accounts, declarative deployment over ECDS with Istio's `TrafficExtension` (Wasm and Lua) and its predecessor `WasmPlugin`",
-            {"local": 35, "kind": 55}, Start("separate-networks", samples=True, prepare=("filters", "hub"))),
+            _m(60, 15, 2, 15), Start("separate-networks", samples=True, prepare=("filters", "hub")), needs=("07", "03")),
     LabInfo("09", "09-security-across-clusters.ipynb",
             "security across clusters: mTLS modes, authorization by identity, trust domains, TLS at the "
             "ingress and egress edges",
-            {"local": 35, "kind": 55}, Start("flat-network", samples=True)),
+            _m(40, 20, 1, 15), Start("flat-network", samples=True), needs=("02",)),
     LabInfo("10", "10-troubleshooting.ipynb",
             "break and fix: seeded faults diagnosed with an operator's views (endpoints, sync status, "
             "access-log flags, stats)",
-            {"local": 40, "kind": 60}, Start("separate-networks")),
+            _m(30, 40, 2, 25), Start("separate-networks"), needs=("03", "04", "06")),  # eight fixes to write, a mystery round
 ]  # fmt: skip
+
+
+class Header:
+    """The first lines of a lab, from the catalogue: its time, the labs to do first and its starting state.
+
+    A notebook's first code cell is ``header("06")``: it renders as Markdown in Jupyter and as text elsewhere,
+    so a notebook never carries a time of its own that could drift from the catalogue's.
+    """
+
+    def __init__(self, info: LabInfo) -> None:
+        self.info = info
+
+    def lines(self) -> list[str]:
+        i, t = self.info, self.info.time
+        local, kind = i.minutes.get("local"), i.minutes.get("kind")
+        time = (f"**Time:** about {local} minutes on the local backend — reading {t.reading}, exercises and quiz "
+                f"{t.exercises}, the cells themselves {t.running['local']}" + (f"; {kind} on kind (with its bring-up)" if kind else ""))
+        first = ", ".join(f"lab {n} ({find(n).notebook})" for n in i.needs) or "nothing"
+        return [f"**Lab {i.number}** · {i.teaches}", time, f"**Do first:** {first}",
+                f"**Starts from:** {i.start.describe()} — `meshlab goto {i.number}` builds that state"]
+
+    def _repr_markdown_(self) -> str:
+        return "\n\n".join(self.lines())
+
+    def __str__(self) -> str:
+        return "\n".join(line.replace("**", "") for line in self.lines())
+
+    __repr__ = __str__
+
+
+def header(number: str | int) -> Header:
+    """The header a lab notebook shows first (``from meshlab.labs import header; header("06")``)."""
+    return Header(find(number))
+
+
+# The course's shape for an instructor: labs in teaching order (failover before the management plane), with
+# breaks. Times come from the catalogue; docs/agenda.md is agenda_markdown() (a unit test keeps them equal).
+BREAKS = {"break": 15, "lunch": 60}
+AGENDAS: dict[str, dict[str, list[str]]] = {
+    "One day": {
+        "before the day (on the learner's machine)": ["00"],
+        "the day": ["02", "break", "03", "lunch", "06", "break", "04", "07"],
+        "afterwards (self-paced)": ["01", "05", "08", "09", "10"],
+    },
+    "Two days": {
+        "day 1": ["00", "01", "break", "02", "lunch", "03", "break", "06"],
+        "day 2": ["04", "break", "05", "lunch", "07", "break", "08", "break", "09", "10"],
+    },
+}
+DAY_STARTS = "09:00"
+
+
+def agenda_markdown(backend: str = "local") -> str:
+    """The one-day and two-day agendas as Markdown, timed with the catalogue's minutes for ``backend``."""
+    out = ["# Agendas for instructors", "",
+           f"Generated from the lab catalogue (`lib/meshlab/labs.py`, `meshlab.labs.agenda_markdown()`); times are a "
+           f"learner's on the {backend} backend — reading, exercises and quiz, and the cells' own running time. Each "
+           "lab's first cell shows the same numbers. Labs keep their numbers; the order is the teaching order "
+           "(locality failover, lab 06, before the management plane, lab 05). `meshlab goto N` prepares any lab's "
+           "starting state, so a room can skip or reorder labs.", ""]
+    for name, parts in AGENDAS.items():
+        out += [f"## {name}", ""]
+        for part, items in parts.items():
+            timed = part.startswith(("day", "the day"))
+            clock = int(DAY_STARTS[:2]) * 60 + int(DAY_STARTS[3:])
+            rows, total = [], 0
+            for item in items:
+                if item in BREAKS:
+                    minutes, what = BREAKS[item], item
+                else:
+                    info = find(item)
+                    minutes, what = info.minutes[backend], f"lab {info.number} · `{info.notebook}`"
+                    total += minutes
+                start = f"{clock // 60:02d}:{clock % 60:02d}" if timed else ""
+                rows.append(f"| {start} | {what} | {minutes} min |")
+                clock += minutes
+            end = f", ends about {clock // 60:02d}:{clock % 60:02d}" if timed else ""
+            out += [f"**{part}** — {total} min of labs{end}", "", "| start | what | time |", "|---|---|---|", *rows, ""]
+    return "\n".join(out)
 
 
 def _build_filters() -> str:
@@ -212,6 +351,25 @@ def reset(quiet: bool = False) -> dict[str, int]:
               f"{removed['scratch labs']} scratch labs, {removed['standalone envoys']} standalone Envoys, "
               f"{removed['hub processes']} hub processes; state in {home()} cleared")
     return removed
+
+
+def offer_restore(ask: Callable[[str], str] | None = None, dest: Path = MY_LABS) -> list[str]:
+    """After a reset: offer to restore the learner's edited notebook copies (their answers would be lost).
+    ``ask`` prompts (``input`` on a terminal); without one, say how to restore. Returns the names restored."""
+    edited = edited_copies(dest)
+    if not edited:
+        return []
+    listing = ", ".join(edited)
+    if ask is None:
+        print(f"your copies of the labs in {dest} keep your answers ({listing}); "
+              "restore the course's version with: meshlab reset --notebooks")
+        return []
+    if ask(f"restore the course's version of {listing} in {dest}? Your answers and outputs there are lost [y/N] ").strip().lower() not in ("y", "yes"):
+        print(f"kept your copies in {dest}")
+        return []
+    restored = restore_copies(edited, dest)
+    print(f"restored {len(restored)} notebooks in {dest}")
+    return restored
 
 
 def goto(number: str | int, backend: str = "local", quiet: bool = False) -> "LabInfo":

@@ -1,8 +1,8 @@
 """Prerequisite checks for both backends: what the machine has, and what to do about what it lacks.
 
 Used by ``labs/00-setup.ipynb`` (and ``meshlab doctor``). Every check that fails carries a ``fix``
-a learner can act on. Nothing here changes the machine: probes are read-only or run in throwaway
-namespaces (``unshare ... true``).
+a learner can act on. Nothing here changes the machine for good: the network probe creates one
+throwaway lab network in the mode ``up`` would use, binds a port in it, and removes it.
 """
 
 from __future__ import annotations
@@ -70,10 +70,45 @@ def network_mode() -> NetworkMode:
     return choose_mode()[0]  # type: ignore[return-value]
 
 
+def mode_for(root: bool, user_namespaces: bool, forced: str | None = None) -> NetworkMode:
+    """The network mode the local backend picks on a machine like that (lab 00's exercise grades against it)."""
+    from .runtime.net import decide_mode
+
+    return decide_mode(forced, root, user_namespaces)[0]  # type: ignore[return-value]
+
+
 def python_check() -> Check:
     v = sys.version_info
     return Check("python >= 3.11", v >= (3, 11), f"{platform.python_version()} ({sys.executable})",
                  None if v >= (3, 11) else "install Python 3.11 or newer, then `make clean setup` (or use environment.yml)")
+
+
+def network_probe(mode: NetworkMode) -> Check:
+    """Do what ``meshlab up`` does, once, in ``mode`` (namespaces with a veth pair, a gateway port bound),
+    and remove it: "ready" means ``up`` works, not only that the tools exist."""
+    import tempfile
+
+    from .runtime.net import probe
+
+    with tempfile.TemporaryDirectory(prefix="mlprobe") as d:
+        try:
+            return Check("network probe", True, probe(mode, Path(d)), None, "local")
+        except MeshlabError as e:
+            first = e.message.splitlines()
+            return Check("network probe", False, f"{mode} mode: " + " ".join(x.strip() for x in first[:6]),
+                         e.hint or "read the error above", "local")
+
+
+def userns_check() -> Check:
+    """Whether this kernel lets an ordinary user create user namespaces (and, if not, which setting blocks it)."""
+    from .runtime.net import userns_blockers
+
+    blocked = userns_blockers()
+    if not blocked:
+        return Check("user namespaces", True, "allowed for ordinary users (the userns mode isolates every pod)", None,
+                     "local", required=False)
+    return Check("user namespaces", False, "; ".join(b.meaning for b in blocked) + ": ordinary users get the loopback mode",
+                 "; ".join(b.fix for b in blocked), "local", required=False)
 
 
 def network_check(mode: NetworkMode) -> Check:
@@ -180,11 +215,15 @@ def check_local() -> list[Check]:
     ]
     mode = network_mode() if linux else "loopback"
     checks.append(network_check(mode))
+    if linux and os.geteuid() != 0:
+        checks.append(userns_check())
     for c in package_checks("local"):
         if c.name.startswith("ip ("):  # the network namespaces need it, except in loopback mode
             c = replace(c, required=mode != "loopback", detail=c.detail + (" (not needed in loopback mode)" if mode == "loopback" and not c.ok else ""))
         checks.append(c)
     checks.append(envoy_check())
+    if linux:
+        checks.append(network_probe(mode))
     return checks
 
 
@@ -216,9 +255,9 @@ def check_kind() -> list[Check]:
     checks.append(inotify_check(_read_int("/proc/sys/fs/inotify/max_user_watches"),
                                 _read_int("/proc/sys/fs/inotify/max_user_instances")))
     checks.append(kubectl_check())
-    from .backends.kind.tools import tool_checks
+    from .backends import backend_class
 
-    checks += tool_checks()  # kind and istioctl in the tools folder, at the pinned versions, checksum-verified
+    checks += backend_class("kind").tool_checks()  # kind and istioctl in the tools folder, at the pinned versions, checksum-verified
     checks += package_checks("kind")  # none today: the kind backend runs its registry as a container
     return checks
 

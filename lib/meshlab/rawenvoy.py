@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import xds as E
-from .runtime import envoy, procs
+from .runtime import procs
 from .errors import MeshlabError
 from .loadgen import LoadResult, wrk
 from .wasm.standalone import LISTENER, WasmEnvoy, free_port

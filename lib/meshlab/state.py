@@ -72,3 +72,20 @@ class State:
         self.data = {}
         if self.path.exists():
             self.path.unlink()
+
+
+# ---- the management plane's output, which each control plane reads with the resources applied to it
+def mesh_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "mesh"
+
+
+def generated_path(run_dir: str | Path) -> Path:
+    return mesh_dir(run_dir) / "generated.json"
+
+
+def load_generated(run_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
+    """Control plane -> the resources the management plane generated for it (empty before any)."""
+    try:
+        return dict(json.loads(generated_path(run_dir).read_text()))
+    except (OSError, ValueError):
+        return {}

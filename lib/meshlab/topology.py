@@ -43,6 +43,11 @@ RESERVED: dict[str, ipaddress.IPv4Network] = {
 MIN_POD_PREFIX = 24
 
 
+def kube_context(cluster: str) -> str:
+    """The kubectl context of ``cluster`` as kind names it (``kind-<cluster>``): what an operator types."""
+    return f"kind-{cluster}"
+
+
 def patterns_dir() -> Path:
     """Where the built-in patterns live: ``clusters/patterns`` in the repository (or $MESHLAB_PATTERNS)."""
     env = os.environ.get("MESHLAB_PATTERNS")

@@ -71,27 +71,32 @@ class Learner:
         """Execute the code cells of ``path`` (from the server's contents API) in a new kernel of the server."""
         code, nb = await self.api("GET", f"/user/{self.name}/api/contents/{path}?content=1")
         assert code == 200, f"{self.name}: {path} not found in the learner's server ({code})"
-        cells = [c for c in nb["content"]["cells"] if c["cell_type"] == "code"]
+        sources = []
+        for i, c in enumerate(c for c in nb["content"]["cells"] if c["cell_type"] == "code"):
+            sources.append((i, "".join(c["source"])))
+            if "parameters" in c.get("metadata", {}).get("tags", []):
+                sources.append((i, parameters))  # papermill's way: injected right after the parameters cell
+        return await self.run_cells(sources, timeout)
+
+    async def run_cells(self, sources: list[tuple[int, str]], timeout: float = 300) -> list[CellResult]:
+        """Execute (index, code) cells in order in a new kernel of the learner's server; stop at the first error."""
         code, kernel = await self.api("POST", f"/user/{self.name}/api/kernels", {"name": "python3"})
         assert code == 201, f"{self.name}: no kernel ({code}: {kernel})"
         ws_url = self.base.replace("http", "ws", 1) + f"/user/{self.name}/api/kernels/{kernel['id']}/channels"
         ws = await websocket_connect(HTTPRequest(ws_url, headers={"Authorization": f"token {self.token}"}))
         session = uuid.uuid4().hex
+        results = []
         try:
-            sources = []
-            for i, c in enumerate(cells):
-                sources.append((i, "".join(c["source"])))
-                if "parameters" in c.get("metadata", {}).get("tags", []):
-                    sources.append((i, parameters))  # papermill's way: injected right after the parameters cell
             for i, source in sources:
                 result = await asyncio.wait_for(self._execute(ws, session, i, source), timeout)
-                self.results.append(result)
+                results.append(result)
                 if result.status != "ok":
                     break
         finally:
             ws.close()
             await self.api("DELETE", f"/user/{self.name}/api/kernels/{kernel['id']}")
-        return self.results
+        self.results += results
+        return results
 
     async def _execute(self, ws: Any, session: str, index: int, source: str) -> CellResult:
         msg_id = uuid.uuid4().hex

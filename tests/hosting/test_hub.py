@@ -3,7 +3,8 @@
 Three learners created by ``meshlab room add`` log in through the hub's REST API with their printed
 passwords, their servers spawn as their own Unix users (with the room's limits and their own copy of the
 notebooks), lab 00 runs in the three servers at the same time through the Jupyter server API and passes,
-and stopping the hub leaves no process behind; the accounts are deleted at the end.
+then each brings up a mesh of their own at the same time and calls through it; stopping the hub leaves
+no process behind; the accounts are deleted at the end.
 
 Root only (it creates Unix accounts and the hub switches users): CI runs as root.
 """
@@ -34,6 +35,19 @@ pytestmark = [
 ]
 
 LAB = "labs/00-setup.ipynb"  # quick, starts nothing; it checks this machine as the learner sees it
+# then each learner brings up a mesh of their own at the same time as the others, and calls through it
+MESH = """
+from meshlab import prereqs
+from meshlab.lab import Lab
+
+lab = Lab.up("flat-network", samples=True, quiet=True)
+try:
+    answers = lab.call("curl", "http://helloworld.sample:5000/hello", cluster="cluster1", n=4)
+    assert answers.errors == 0, answers
+finally:
+    lab.down(quiet=True)
+print("MODE", prereqs.network_mode())
+"""
 
 
 def free_port() -> int:
@@ -46,23 +60,36 @@ def as_user(user: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
     return run([which("runuser"), "-u", user, "--", *argv], check=False, timeout=60)
 
 
-def learner_python(user: str, tmp: Path) -> str:
+def learner_course(user: str, tmp: Path) -> Path:
+    """This checkout as the learners reach it: itself, or -- when it sits in a directory other users cannot
+    enter (a clone in root's home or in a private temp dir) -- a bind mount of it under ``tmp``."""
+    if as_user(user, ["test", "-r", str(COURSE / "lib" / "meshlab" / "__init__.py")]).returncode == 0:
+        return COURSE
+    mount = tmp / "course"
+    mount.mkdir()
+    run([which("mount"), "--bind", str(COURSE), str(mount)])
+    return mount
+
+
+def learner_python(user: str, tmp: Path, course: Path) -> str:
     """The Python the learners' servers run: this checkout's .venv when a learner can run it (as on a VM set up
     with `make setup`, whose .venv comes from /usr/bin/python3). A .venv made from a Python under root's home
-    (pyenv on the development machines) is not runnable by anyone else: then a venv of /usr/bin/python3 that
-    reads the same packages stands in for it."""
+    (pyenv on the development machines), or one learners reach only through ``course``, is stood in for by a
+    venv of /usr/bin/python3 that imports meshlab and the .venv's packages from ``course``."""
     venv_python = str(COURSE / ".venv" / "bin" / "python")
-    if as_user(user, [venv_python, "-c", "import meshlab.room, jupyterhub"]).returncode == 0:
+    if course == COURSE and as_user(user, [venv_python, "-c", "import meshlab.room, jupyterhub"]).returncode == 0:
         return venv_python
     overlay = tmp / "learner-venv"
     run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(overlay)])
-    site_packages = run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+    site_packages = Path(run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
+    site_packages = course / site_packages.relative_to(COURSE)
     (overlay / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages" / "course.pth").write_text(
-        f"import site; site.addsitedir({site_packages!r})\n")
+        f"import sys; sys.path.insert(0, {str(course / 'lib')!r}); import site; site.addsitedir({str(site_packages)!r})\n")
     for d in [tmp, *overlay.rglob("*")]:
         os.chmod(d, 0o755 if d.is_dir() else os.stat(d).st_mode | 0o444)
-    probe = as_user(user, [str(overlay / "bin" / "python"), "-c", "import meshlab.room, jupyterhub"])
-    assert probe.returncode == 0, f"a learner cannot import meshlab from {site_packages}: {probe.stderr}"
+    probe = as_user(user, [str(overlay / "bin" / "python"), "-c", "import meshlab.room, jupyterhub; print(meshlab.room.COURSE)"])
+    assert probe.returncode == 0, f"a learner cannot import meshlab from {course}: {probe.stderr}"
+    assert probe.stdout.strip() == str(course), probe.stdout
     return str(overlay / "bin" / "python")
 
 
@@ -98,8 +125,11 @@ def room() -> Iterator[dict]:
     tmp = Path(tempfile.mkdtemp(prefix="mlroom"))
     logins = learners.add(3, prefix=f"mlt{os.getpid() % 10000:04d}x")
     hub = None
+    course = COURSE
     try:
-        python = learner_python(logins[0].user, tmp)
+        os.chmod(tmp, 0o755)
+        course = learner_course(logins[0].user, tmp)
+        python = learner_python(logins[0].user, tmp, course)
         state = tmp / "hub-state"
         port = free_port()
         env = {**os.environ, "MESHLAB_ROOM_STATE": str(state), "MESHLAB_ROOM_PYTHON": python}
@@ -113,7 +143,7 @@ def room() -> Iterator[dict]:
         base = f"http://127.0.0.1:{port}"
         asyncio.run(wait_for_hub(base, hub, tmp / "hub.log"))
         yield {"base": base, "logins": logins, "hub": hub, "log": tmp / "hub.log", "state": state,
-               "python": python, "started": started}
+               "python": python, "course": course, "started": started}
     finally:
         if hub is not None and hub.poll() is None:  # a test failed before the hub was stopped
             hub.terminate()
@@ -124,7 +154,9 @@ def room() -> Iterator[dict]:
         learners.remove([l.user for l in logins])
         if not group_existed:
             run([which("groupdel"), GROUP], check=False)
-        run(["rm", "-rf", str(tmp)])
+        if course != COURSE:
+            run([which("umount"), str(course)])
+        run(["rm", "-rf", "--one-file-system", str(tmp)])
 
 
 async def wait_for_hub(base: str, hub: subprocess.Popen, log: Path, timeout: float = 90) -> None:
@@ -150,6 +182,7 @@ def test_three_learners_run_a_lab_at_once(room: dict) -> None:
             assert await p.login(login.password) == 201, f"{p.name} could not log in with the printed password"
         await asyncio.gather(*(p.start_server() for p in people))
         await asyncio.gather(*(p.run_notebook(LAB, 'backend = "local"\nsolutions = True\n') for p in people))
+        await asyncio.gather(*(p.run_cells([(-1, MESH)]) for p in people))
         return people
 
     t = time.monotonic()
@@ -157,11 +190,13 @@ def test_three_learners_run_a_lab_at_once(room: dict) -> None:
         people = asyncio.run(scenario())
     except AssertionError as e:
         raise AssertionError(f"{e}\n--- the hub's log:\n{room['log'].read_text()[-4000:]}") from None
-    print(f"hub up in {t - room['started']:.1f}s; 3 logins, 3 servers, lab 00 three times at once in {time.monotonic() - t:.1f}s")
+    modes = {r.stdout.split("MODE", 1)[1].strip() for p in people for r in p.results if "MODE" in r.stdout}
+    print(f"hub up in {t - room['started']:.1f}s; 3 logins, 3 servers, lab 00 and a mesh each, three at once, "
+          f"in {time.monotonic() - t:.1f}s (network mode {', '.join(sorted(modes))}; course {room['course']}, Python {room['python']})")
     for p, login in zip(people, room["logins"]):
         failed = [r for r in p.results if r.status != "ok"]
         assert not failed, f"{p.name}: cell {failed[0].index} failed: {failed[0].error}\n{failed[0].stdout[-2000:]}"
-        assert len(p.results) > 10, f"{p.name}: only {len(p.results)} cells ran"
+        assert len(p.results) > 10 and "MODE" in p.results[-1].stdout, f"{p.name}: only {len(p.results)} cells ran"
         # the server (and so every kernel and lab it starts) runs as the learner, with the room's limits
         pid = server_pid(p.name)
         assert os.stat(f"/proc/{pid}").st_uid == login.uid, f"{p.name}'s server runs as uid {os.stat(f'/proc/{pid}').st_uid}"
@@ -172,7 +207,7 @@ def test_three_learners_run_a_lab_at_once(room: dict) -> None:
         copy = home / "meshlab" / LAB
         assert copy.is_file() and copy.stat().st_uid == login.uid, f"{p.name} has no own {LAB}"
         modules = home / "meshlab" / "wasm-filters" / "add-header" / "node_modules"
-        assert modules.is_symlink() and modules.resolve() == (COURSE / "wasm-filters" / "add-header" / "node_modules").resolve()
+        assert modules.is_symlink() and modules.readlink() == room["course"] / "wasm-filters" / "add-header" / "node_modules"
 
 
 def test_idle_culler_runs_as_a_service(room: dict) -> None:
@@ -193,3 +228,12 @@ def test_stopping_the_hub_leaves_nothing(room: dict) -> None:
     assert not processes_of(uids), f"learners' processes left after the hub stopped: {processes_of(uids)}"
     assert not Path(f"/proc/{proxy_pid}").exists(), "configurable-http-proxy still runs"
     assert not [line for line in processes_of({0}) if "jupyterhub_idle_culler" in line], "the culler still runs"
+
+
+def test_remove_deletes_only_learners() -> None:
+    from meshlab.errors import MeshlabError
+
+    with pytest.raises(MeshlabError) as e:
+        learners.remove(["root", "nobody"])
+    assert "not learners" in e.value.message
+    assert pwd.getpwnam("root") and pwd.getpwnam("nobody")

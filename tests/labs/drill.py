@@ -40,7 +40,7 @@ def _drill(ex_id, label, source, evidence):
     assert lines is not None, f"exercise {ex_id}: the {label} answer was accepted"
     text = "\\n".join(lines)
     assert "Traceback" not in text and 'File "' not in text, f"exercise {ex_id}: the feedback is a traceback:\\n{text}"
-    if evidence:
+    if evidence and "could not be checked" not in text:  # (else the error the answer caused is the evidence)
         assert shown.stdout.strip() or shown.outputs, f"exercise {ex_id}: a {label} answer shows no evidence"
     print(f"drill {ex_id}, {label} answer: refused -- {lines[0]}")
 
@@ -67,36 +67,43 @@ def _check_call(tree: ast.AST) -> ast.Call | None:
     return None
 
 
-def exercises(nb: nbformat.NotebookNode) -> list[tuple[int, str, str, str]]:
-    """(index of the solution cell, exercise id, answer name, wrong-answer expression) of every exercise."""
+def _assigned(tree: ast.AST) -> set[str]:
+    return {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+
+
+def exercises(nb: nbformat.NotebookNode) -> list[tuple[int, int, str, str, str]]:
+    """(index of the solution cell, index of its check cell, exercise id, answer name, wrong-answer expression) of
+    every exercise. The check follows the solution, at once or after the experiment a prediction is about."""
     found = []
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code" or "solution" not in cell.metadata.get("tags", []) or i + 1 >= len(nb.cells):
             continue
-        call = _check_call(ast.parse(nb.cells[i + 1].source))
-        if call is None or len(call.args) < 2 or not isinstance(call.args[1], ast.Name):
-            continue
-        wrong = cell.metadata.get("meshlab", {}).get(WRONG_KEY)
-        found.append((i, call.args[0].value, call.args[1].id, wrong))  # type: ignore[attr-defined]
+        names = _assigned(ast.parse(cell.source))
+        for j in range(i + 1, len(nb.cells)):
+            if nb.cells[j].cell_type != "code":
+                continue
+            call = _check_call(ast.parse(nb.cells[j].source))
+            if call is not None and len(call.args) >= 2 and isinstance(call.args[1], ast.Name) and call.args[1].id in names:
+                wrong = cell.metadata.get("meshlab", {}).get(WRONG_KEY)
+                found.append((i, j, call.args[0].value, call.args[1].id, wrong))  # type: ignore[attr-defined]
+                break
     return found
 
 
 def drilled(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A copy of ``nb`` with the drill cells after every solution cell (and the helpers after ``ex``'s cell)."""
+    """A copy of ``nb`` with the drill cells before every check cell (after its experiment), and the helpers
+    after ``ex``'s cell."""
     out = copy.deepcopy(nb)
     v4 = nbformat.v4
-    plan = {i: (ex_id, name, wrong) for i, ex_id, name, wrong in exercises(nb)}
+    plan = {j: (ex_id, name, wrong) for _, j, ex_id, name, wrong in exercises(nb)}
     missing = [ex_id for ex_id, _, wrong in plan.values() if not wrong]
     if missing:
         raise ValueError(f"exercises without a wrong answer to drill: {missing} (metadata meshlab.wrong of the solution cell)")
     cells = []
     for i, cell in enumerate(nb.cells):
-        cells.append(out.cells[i])
-        if cell.cell_type == "code" and "Exercises(solutions)" in cell.source:
-            cells.append(v4.new_code_cell(HELPERS, metadata={"tags": ["drill"]}))
-        if i in plan:
+        if i in plan:  # the learner's runs of the check, with the experiment (if any) already done
             ex_id, name, wrong = plan[i]
-            check = nb.cells[i + 1].source
+            check = cell.source
             steps = [
                 f"_right = {name}\n{name} = {wrong}",
                 f"_drill({ex_id!r}, 'wrong', {check!r}, evidence=True)",
@@ -106,5 +113,8 @@ def drilled(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
                 f"{name} = ...\n_drill_gate({ex_id!r}, {name})\n{name} = _right",
             ]
             cells += [v4.new_code_cell(s, metadata={"tags": ["drill"]}) for s in steps]
+        cells.append(out.cells[i])
+        if cell.cell_type == "code" and "Exercises(solutions)" in cell.source:
+            cells.append(v4.new_code_cell(HELPERS, metadata={"tags": ["drill"]}))
     out.cells = cells  # the lab's cells keep their ids; new_code_cell gives the drill cells fresh ones
     return out

@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from drill import WRONG_KEY, drilled  # tests/labs/drill.py
-from run_labs import kernel_manager  # tests/labs/run_labs.py
+from run_labs import default_jobs, kernel_manager, run_all  # tests/labs/run_labs.py
 
 from meshlab.exercises import ENV
 
@@ -130,9 +130,12 @@ def exercise_problems(nb: nbformat.NotebookNode, lab: str) -> list[str]:
             continue
         if missing := todo - set(assigned_names(body[0])):
             problems.append(f"{where}: it does not assign {sorted(missing)}")
-        checks = calls(trees[i + 1], "ex", "check") if i + 1 < len(cells) and trees[i + 1] else []
+        # the check follows the solution, right away or after the experiment a prediction is about (issue 20)
+        graded = next((j for j in range(i + 1, len(cells)) if trees[j] and any(
+            isinstance(a, ast.Name) and a.id in todo for c in calls(trees[j], "ex", "check") for a in c.args[1:2])), None)
+        checks = calls(trees[graded], "ex", "check") if graded is not None else []
         if len(checks) != 1:
-            problems.append(f"{where}: the cell after it must call ex.check(...) once")
+            problems.append(f"{where}: a cell after it must call ex.check(...) once and must grade the exercise's answer")
             continue
         args = checks[0].args
         ex_id = args[0].value if args and isinstance(args[0], ast.Constant) else None
@@ -145,7 +148,7 @@ def exercise_problems(nb: nbformat.NotebookNode, lab: str) -> list[str]:
                             f"ex.stop_unless_answered({ex_id!r}, {ast.unparse(args[1]) if len(args) > 1 else '...'})")
         ids.append(str(ex_id))
         answers |= todo
-        exercise_cells |= {i - 1, i, i + 1}
+        exercise_cells |= {i - 1, i, graded}
     for i, tree in enumerate(trees):
         if tree is None or i in exercise_cells:
             continue
@@ -175,36 +178,31 @@ def test_exercises(path: Path) -> None:
 
 
 @pytest.mark.notebook
-@pytest.mark.parametrize("path", LAB_NOTEBOOKS, ids=ids(LAB_NOTEBOOKS))
-def test_runs_with_papermill(path: Path, tmp_path: Path) -> None:
-    """Every lab runs top to bottom with its solutions; on the way the exercise drill (tests/labs/drill.py) runs
-    every check twice with a wrong answer, once empty and once unanswered, each refused with feedback and no
-    traceback, before the solution's answer passes the original check cell."""
-    import papermill
-
-    source = tmp_path / f"drilled-{path.name}"
-    nbformat.write(drilled(nbformat.read(path, as_version=4)), source)
-    out = tmp_path / path.name
-    papermill.execute_notebook(
-        str(source),
-        str(out),
-        parameters={"backend": "local", "solutions": True},  # CI runs every exercise's solution
-        kernel_name="python3",
-        kernel_manager_class=kernel_manager(),  # IPC sockets: no per-notebook "TCP without encryption" warning
-        cwd=str(LABS),
-        execution_timeout=CELL_TIMEOUT,
-        log_output=False,
-        progress_bar=False,
-    )
-    executed = nbformat.read(out, as_version=4)
-    assert executed.metadata.papermill.get("exception") in (None, False)
-    code = [c for c in executed.cells if c.cell_type == "code"]
-    assert code and all(c.execution_count is not None for c in code), "not every code cell ran"
-    assert not any(o.get("output_type") == "error" for c in code for o in c.outputs)
-    drill = "".join(o.get("text", "") for c in code if "drill" in c.metadata.get("tags", []) for o in c.outputs)
-    for ex_id in re.findall(r'ex\.check\("(\d\d\.\d+)"', "".join(c.source for c in code)):
-        for what in ("wrong answer: refused", "wrong (again) answer: refused", "empty answer: refused", "unanswered: Run All stops"):
-            assert f"drill {ex_id}, {what}" in drill, f"exercise {ex_id}: the drill did not report '{what}'"
+def test_every_lab_runs_with_papermill(tmp_path: Path) -> None:
+    """Every lab runs top to bottom with its solutions, several at once, each in its own state directory (the
+    parallel runner of ``make labs``, tests/labs/run_labs.py); on the way the exercise drill
+    (tests/labs/drill.py) runs every check twice with a wrong answer, once empty and once unanswered, each
+    refused with feedback and no traceback, before the solution's answer passes the original check cell."""
+    sources, out = tmp_path / "drilled", tmp_path / "executed"
+    sources.mkdir()
+    out.mkdir()
+    for path in LAB_NOTEBOOKS:
+        nbformat.write(drilled(nbformat.read(path, as_version=4)), sources / path.name)
+    drilled_labs = [sources / path.name for path in LAB_NOTEBOOKS]
+    # CI runs every exercise's solution
+    results = run_all(drilled_labs, out, {"backend": "local", "solutions": True}, CELL_TIMEOUT, default_jobs())
+    failed = {nb.name: f"{status}\n{reason}" for nb, (ok, status, reason, _) in results.items() if not ok}
+    assert not failed, "\n\n".join(f"{name}: {why}" for name, why in failed.items())
+    for path in LAB_NOTEBOOKS:
+        executed = nbformat.read(out / path.name, as_version=4)
+        assert executed.metadata.papermill.get("exception") in (None, False), path.name
+        code = [c for c in executed.cells if c.cell_type == "code"]
+        assert code and all(c.execution_count is not None for c in code), f"{path.name}: not every code cell ran"
+        assert not any(o.get("output_type") == "error" for c in code for o in c.outputs), path.name
+        drill = "".join(o.get("text", "") for c in code if "drill" in c.metadata.get("tags", []) for o in c.outputs)
+        for ex_id in re.findall(r'ex\.check\("(\d\d\.\d+)"', "".join(c.source for c in code)):
+            for what in ("wrong answer: refused", "wrong (again) answer: refused", "empty answer: refused", "unanswered: Run All stops"):
+                assert f"drill {ex_id}, {what}" in drill, f"{path.name}: exercise {ex_id}: the drill did not report '{what}'"
 
 
 def run_nbval(path: Path, solutions: bool = True) -> subprocess.CompletedProcess[str]:

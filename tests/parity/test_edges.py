@@ -27,6 +27,8 @@ def lab(module_home: Path) -> Iterator[Lab]:
 
 
 @pytest.mark.istio("pilot/pkg/networking/core/gateway.go: buildGatewayListeners")
+@pytest.mark.istio("pilot/pkg/model/gateway.go: resolvePorts")
+@pytest.mark.istio("pilot/pkg/model/gateway.go: gatewayRDSRouteName")
 def test_gateway_servers_terminate_tls_and_route_to_both_clusters(lab: Lab) -> None:
     secret = lab.create_tls_secret("hello-credential", [HOST], "cluster1")
     lab.apply([
@@ -39,8 +41,12 @@ def test_gateway_servers_terminate_tls_and_route_to_both_clusters(lab: Lab) -> N
          "spec": {"hosts": [HOST], "gateways": ["hello-gateway"], "http": [{"route": [{"destination": {"host": "helloworld"}}]}]}},
     ], "cluster1")  # fmt: skip
     listeners = {x["name"]: x["active_state"]["listener"] for x in lab.envoy_config("istio-ingressgateway", "cluster1", "dynamic_listeners")["configs"]}
-    assert set(listeners) == {"0.0.0.0_80", "0.0.0.0_443"}
-    (chain,) = listeners["0.0.0.0_443"]["filter_chains"]
+    # the gateway pod listens on its Service's target ports (80 -> 8080, 443 -> 8443): no privileged port
+    assert set(listeners) == {"0.0.0.0_8080", "0.0.0.0_8443"}
+    (plain,) = listeners["0.0.0.0_8080"]["filter_chains"]
+    assert plain["filters"][0]["typed_config"]["route_config"]["name"] == "http.8080"
+    (chain,) = listeners["0.0.0.0_8443"]["filter_chains"]
+    assert chain["filters"][0]["typed_config"]["route_config"]["name"] == "https.443.https.hello-gateway.sample"
     assert chain["filter_chain_match"]["server_names"] == [HOST]
     assert chain["transport_socket"]["typed_config"]["common_tls_context"]["tls_certificates"][0]["certificate_chain"]["filename"] == secret["cert"]
     r = lab.call_from_outside(f"https://{HOST}/hello", "cluster1", n=8, ca=secret["ca"])
@@ -62,7 +68,7 @@ def test_tls_origination_to_an_external_https_server(lab: Lab) -> None:
     lab.apply([
         {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": "external"},
          "spec": {"hosts": [ext["hostname"]], "location": "MESH_EXTERNAL", "resolution": "STATIC",
-                  "ports": [{"number": 80, "name": "http", "protocol": "HTTP", "targetPort": 443}], "endpoints": [{"address": ext["address"]}]}},
+                  "ports": [{"number": 80, "name": "http", "protocol": "HTTP", "targetPort": ext["port"]}], "endpoints": [{"address": ext["address"]}]}},
         {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "external"},
          "spec": {"host": ext["hostname"], "trafficPolicy": {"tls": {"mode": "SIMPLE", "credentialName": ext["secret"]}}}},
     ], "cluster1")  # fmt: skip

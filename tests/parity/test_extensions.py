@@ -163,6 +163,7 @@ def test_a_failed_fetch_becomes_a_deny_all_or_allow_all_rbac_filter(tmp_path: Pa
     closed = wasm_te("c", "http://127.0.0.1:9/none.wasm")  # nothing listens on port 9 (discard)
     opened = wasm_te("o", "http://127.0.0.1:9/none.wasm", wasm={"failStrategy": "FAIL_OPEN"})
     out, events = a.convert({**ecds_for(closed), **ecds_for(opened)})
+    events = [e for e in events if e.level == "error"]  # meshlab's hints follow on lines of their own
     assert out[deploy.RESOURCE_PREFIX + "sample.c"]["typed_config"] == {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC", "rules": {}, "rules_stat_prefix": "wasm-default-deny"}
     assert out[deploy.RESOURCE_PREFIX + "sample.o"]["typed_config"] == {
@@ -173,12 +174,29 @@ def test_a_failed_fetch_becomes_a_deny_all_or_allow_all_rbac_filter(tmp_path: Pa
     assert "applying deny RBAC filter" in (tmp_path / "agent.log").read_text()
 
 
+@pytest.mark.istio("pkg/wasm/convert.go: MaybeConvertWasmExtensionConfig")
+def test_the_agent_log_keeps_istios_line_and_puts_meshlabs_hint_apart(tmp_path: Path) -> None:
+    """A learner will look for the agent's line in real Istio logs: it must be Istio's alone, meshlab's advice labelled."""
+    a = agent.Agent(tmp_path, tmp_path / "agent.log", [])
+    ecds = ecds_for(wasm_te("s", "oci://127.0.0.1:9/wasm/x:v1", wasm={"imagePullSecret": "alice"}))
+    for r in ecds.values():  # the ECDS generator found no such Secret in this proxy's cluster
+        r["typed_config"]["config"]["vm_config"]["environment_variables"]["key_values"][deploy.SECRET_ENV] = ""
+    _, events = a.convert(ecds)
+    assert [e.level for e in events] == ["error", "hint"]
+    assert events[0].message.endswith("missing image pulling secret. applying deny RBAC filter"), events[0].message
+    assert "fix" not in events[0].message and "meshlab" not in events[0].message
+    assert events[1].message.startswith(agent.HINT + ": ") and "imagePullSecret" in events[1].message
+    lines = (tmp_path / "agent.log").read_text().splitlines()
+    assert [ln.split("\t")[1] for ln in lines] == ["error", "hint"]
+
+
 @pytest.mark.istio("pkg/wasm/cache.go: getOrFetch")
 def test_a_wrong_checksum_or_bytes_that_are_not_wasm_fail_the_fetch(served: dict[str, Any], tmp_path: Path) -> None:
     a = agent.Agent(tmp_path, tmp_path / "agent.log", [])
     wrong = wasm_te("w", served["base"] + "/crash.wasm", wasm={"sha256": "c" * 64})
     text = wasm_te("t", served["base"] + "/text.wasm")
     _, events = a.convert({**ecds_for(wrong), **ecds_for(text)})
+    events = [e for e in events if e.level == "error"]
     assert f"module downloaded from {served['base']}/crash.wasm has checksum {served['sha']['crash.wasm']}, which does not match: {'c' * 64}" in events[0].message
     assert f"fetched Wasm binary from {served['base']}/text.wasm is invalid" in events[1].message
     m = a.metrics()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from meshlab import checks
+from meshlab.backends import backend_class
 
 
 def test_upstream_tls_as_istiod_sends_it() -> None:
@@ -29,7 +30,7 @@ class _KindLab:
     def __init__(self, dump: dict[str, object]) -> None:
         from types import SimpleNamespace
 
-        self.backend = SimpleNamespace(name="kind")
+        self.backend = SimpleNamespace(capabilities=backend_class("kind").capabilities)
         self.dump = dump
 
     def envoy_config(self, workload: str, cluster: str, resource: str) -> dict[str, object]:
@@ -56,7 +57,7 @@ def test_inbound_client_sans_on_both_backends() -> None:
     from types import SimpleNamespace
 
     def on(name: str) -> SimpleNamespace:
-        return SimpleNamespace(backend=SimpleNamespace(name=name))
+        return SimpleNamespace(backend=SimpleNamespace(capabilities=backend_class(name).capabilities))
 
     assert checks.inbound_client_sans(on("kind")) == []  # type: ignore[arg-type]
     assert checks.inbound_client_sans(on("local")) == [{"prefix": "spiffe://cluster.local/"}]  # type: ignore[arg-type]

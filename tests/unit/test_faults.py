@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from meshlab import faults
-from meshlab.backends.kind import dry_run_lab
+from meshlab.lab import dry_run_lab
 from meshlab.backends.kind.backend import parse_sync_rows
 from meshlab.errors import MeshlabError, ResourceError
 from meshlab.federation import expose_services_gateway

@@ -95,7 +95,7 @@ def test_federate_on_kind_uses_the_gateway_addresses(tmp_path: Path) -> None:
 
 def test_a_labs_kind_step_is_recorded_in_a_dry_run_lab(tmp_path: Path) -> None:
     """The recipe of lib/meshlab/backends/kind/README.md, as a lab's owner follows it."""
-    from meshlab.backends.kind import dry_run_lab
+    from meshlab.lab import dry_run_lab
     from meshlab.errors import MeshlabError
 
     lab = dry_run_lab("separate-networks", tmp_path)
@@ -121,7 +121,7 @@ def test_a_labs_kind_step_is_recorded_in_a_dry_run_lab(tmp_path: Path) -> None:
 
 def test_deploy_without_a_sidecar_and_as_another_service_account(tmp_path: Path) -> None:
     """Lab.deploy(sidecar=False, service_account=...) on kind: the injector skips the pod; the identity is the account."""
-    from meshlab.backends.kind import dry_run_lab
+    from meshlab.lab import dry_run_lab
 
     lab = dry_run_lab("flat-network", tmp_path, samples=False)
     lab.deploy("curl", cluster="cluster1", namespace="legacy", sidecar=False)

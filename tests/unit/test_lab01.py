@@ -123,7 +123,7 @@ def _resources_of_lab01() -> list[dict]:
 
 
 def test_lab01_resources_apply_on_kind_dry_run(tmp_path: Path) -> None:
-    from meshlab.backends.kind import dry_run_lab
+    from meshlab.lab import dry_run_lab
 
     docs = _resources_of_lab01()
     kinds = {d["kind"] for d in docs}
@@ -145,7 +145,7 @@ def test_curl_loops_summarised_like_a_wrk_run() -> None:
 
 
 def test_load_on_kind_is_curl_loops_in_the_callers_pod(tmp_path: Path) -> None:
-    from meshlab.backends.kind import dry_run_lab
+    from meshlab.lab import dry_run_lab
     from meshlab.errors import LabStateError
 
     lab = dry_run_lab("flat-network", tmp_path)
@@ -228,7 +228,7 @@ def test_crashed_replicas_on_kind_are_a_broken_deployment_under_the_same_service
 
 
 def dry_run_lab_(pattern: str, tmp_path: Path):
-    from meshlab.backends.kind import dry_run_lab
+    from meshlab.lab import dry_run_lab
 
     return dry_run_lab(pattern, tmp_path)
 

@@ -113,3 +113,61 @@ def test_plan_tags_are_documented() -> None:
     tags = {t for p in builtin_patterns() for s in Lab.up(p, backend="kind", dry_run=True, samples=True).steps for t in s.tags}
     documented = set(re.findall(r"`([a-z][a-z-]*)`", README[README.index("Step tags, by purpose"):]))
     assert tags <= documented, f"README does not explain the plan tags {sorted(tags - documented)}"
+
+
+# ---- one source of time (issue 20 item 4) -----------------------------------------------------------------
+def _reading_model(path: Path) -> float:
+    """Minutes to read a notebook at a learner's pace: 130 words of text and 12 lines of code (with its output) a minute."""
+    import nbformat
+
+    nb = nbformat.read(path, 4)
+    words = sum(len(re.findall(r"\w+", c.source)) for c in nb.cells if c.cell_type == "markdown")
+    lines = sum(len(c.source.splitlines()) for c in nb.cells if c.cell_type == "code" and "solution" not in c.metadata.get("tags", []))
+    return words / 130 + lines / 12
+
+
+@pytest.mark.parametrize("info", labs.LABS, ids=lambda i: i.number)
+def test_reading_time_follows_the_notebook(info: labs.LabInfo) -> None:
+    """A notebook that grows (or shrinks) by a third must have its reading time updated in the catalogue."""
+    model = _reading_model(info.path)
+    assert abs(info.time.reading - model) <= max(5, 0.35 * model), (
+        f"lab {info.number}: the catalogue says {info.time.reading} min of reading, the notebook reads in about {model:.0f}: "
+        "update its Minutes in lib/meshlab/labs.py (and the README table: labs.readme_table())")
+    exercises = len(set(re.findall(r'ex\.check\("(\d\d\.\d+)"', "\n".join(c for c in _sources(info.path)))))
+    assert info.time.exercises >= 5 * exercises, f"lab {info.number}: {exercises} exercises and a quiz take more than {info.time.exercises} min"
+
+
+def _sources(path: Path) -> list[str]:
+    import nbformat
+
+    return [c.source for c in nbformat.read(path, 4).cells]
+
+
+@pytest.mark.parametrize("info", labs.LABS, ids=lambda i: i.number)
+def test_notebook_shows_its_time_from_the_catalogue(info: labs.LabInfo) -> None:
+    import nbformat
+
+    cells = nbformat.read(info.path, 4).cells
+    first_code = next(c for c in cells if c.cell_type == "code")
+    assert f'header("{info.number}")' in first_code.source, f"lab {info.number}: its first code cell must be header(\"{info.number}\")"
+    written = [c.source for c in cells if c.cell_type == "markdown" and re.search(r"\*\*Time:\*\*|about \d+ minutes", c.source)]
+    assert not written, f"lab {info.number}: a time written into the notebook drifts from the catalogue: {written[0][:120]!r}"
+    shown = str(labs.header(info.number))
+    assert f"about {info.minutes['local']} minutes" in shown and all(f"lab {n}" in shown for n in info.needs)
+
+
+def test_needs_name_earlier_labs_in_the_teaching_order() -> None:
+    order = [n for parts in labs.AGENDAS["Two days"].values() for n in parts if n not in labs.BREAKS]
+    for i in labs.LABS:
+        for n in i.needs:
+            assert order.index(n) < order.index(i.number), f"lab {i.number} needs lab {n}, which the two-day agenda puts later"
+
+
+def test_agendas_cover_every_lab_once_and_docs_match() -> None:
+    for name, parts in labs.AGENDAS.items():
+        listed = [n for items in parts.values() for n in items if n not in labs.BREAKS]
+        assert sorted(listed) == [i.number for i in labs.LABS], f"{name}: every lab once, got {listed}"
+    assert (ROOT / "docs" / "agenda.md").read_text() == labs.agenda_markdown() + "\n", \
+        "docs/agenda.md differs from the catalogue: python -c 'from meshlab import labs; print(labs.agenda_markdown())' > docs/agenda.md"
+    hours = round(sum(i.minutes["local"] for i in labs.LABS) / 60)
+    assert f"about {hours} hours for the whole course" in README, f"README: the course takes about {hours} hours on local"

@@ -26,7 +26,8 @@ GATEWAYS = {"cluster1": "10.250.0.1", "cluster2": "10.250.0.2"}
 
 def w(pod: str, app: str, version: str, cluster: str, ip: str, ports: list[int], namespace: str = "sample") -> Workload:
     return Workload(pod=pod, deployment=f"{app}-{version}" if ports else app, app=app, version=version if ports else "", cluster=cluster,
-                    namespace=namespace, service_account=app, ip=ip, netns=None, outbound="", app_host="", ports=ports)  # fmt: skip
+                    namespace=namespace, service_account=app, ip=ip, netns=None, outbound="", app_host="", ports=ports,
+                    port_names=["http"] * len(ports))  # fmt: skip  # Istio's helloworld Service names its port "http"
 
 
 REGISTRY = [
@@ -58,6 +59,7 @@ def test_discovery_objects_have_gloo_mesh_v1_shapes() -> None:
     dest = d.destination("helloworld", "sample", "cluster2")
     assert dest is not None and dest["spec"]["kubeService"]["subsets"] == {"version": {"values": ["v2"]}}
     assert dest["spec"]["mesh"] == {"name": "istiod-istio-system-cluster2", "namespace": "gloo-mesh"}
+    assert [p["name"] for p in dest["spec"]["kubeService"]["ports"]] == ["http"], "the kube Service's port name"
     # a workload that goes away takes its Destination with it
     gone = discover(TOPO, [x for x in REGISTRY if x.pod != "hw2"], GATEWAYS)
     assert gone.destination("helloworld", "sample", "cluster2") is None
@@ -99,7 +101,9 @@ def test_federation_with_global_names() -> None:
     assert kinds == {cp: ["DestinationRule", "EnvoyFilter", "Gateway", "ServiceEntry"] for cp in ("cluster1", "cluster2")}
     [se] = [r for r in out["cluster1"] if r["kind"] == "ServiceEntry"]
     assert se["spec"]["hosts"] == ["helloworld.sample.svc.cluster2.global"]
-    assert se["spec"]["endpoints"][0]["address"] == "10.250.0.2" and se["spec"]["endpoints"][0]["ports"] == {"http-5000": 15443}
+    assert se["spec"]["endpoints"][0]["address"] == "10.250.0.2" and se["spec"]["endpoints"][0]["ports"] == {"http": 15443}
+    # the Service's port name (lab 04 teaches that it must match), not one made up from the number
+    assert se["spec"]["ports"] == [{"number": 5000, "name": "http", "protocol": "HTTP"}]
     assert se["spec"]["subjectAltNames"] == ["spiffe://cluster.local/ns/sample/sa/helloworld"]
     [gw] = [r for r in out["cluster2"] if r["kind"] == "Gateway"]
     assert gw["spec"]["servers"][0]["hosts"] == ["*.global"] and gw["spec"]["servers"][0]["tls"] == {"mode": "AUTO_PASSTHROUGH"}

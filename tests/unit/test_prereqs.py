@@ -160,3 +160,11 @@ def test_docker_engine_version_and_image_store() -> None:
     classic = prereqs.image_store_check([["Backing Filesystem", "extfs"], ["Supports d_type", "true"]])
     assert classic.ok and "classic" in classic.detail
     assert not prereqs.image_store_check(None).ok
+
+
+def test_mode_for_applies_the_backends_rule_to_any_machine() -> None:
+    """Lab 00's exercise grades against this: the override wins, then root, then user namespaces."""
+    assert prereqs.mode_for(root=True, user_namespaces=False) == "netns"
+    assert prereqs.mode_for(root=False, user_namespaces=True) == "userns"
+    assert prereqs.mode_for(root=False, user_namespaces=False) == "loopback"
+    assert prereqs.mode_for(root=True, user_namespaces=True, forced="loopback") == "loopback"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from meshlab.backends.kind import dry_run_lab
+from meshlab.lab import dry_run_lab
 from meshlab.backends.kind.backend import EXTERNAL_NAME, KindBackend
 from meshlab.backends.kind.istio import primary_iop
 from meshlab.backends.kind.schema import validate

@@ -62,12 +62,24 @@ def server_tls(server: dict[str, Any], secrets: dict[str, dict[str, str]], where
     return {"common_tls_context": ctx}
 
 
+# The istio-ingressgateway Service of Istio's default profile (manifests/charts/gateways/istio-ingress/values.yaml):
+# Service port -> the pod's targetPort. The gateway runs as an ordinary user and binds the target ports;
+# a Gateway server's port.number names the Service port and istiod translates it (pilot/pkg/model/gateway.go:
+# resolvePorts). Unknown ports are bound as they are, as istiod does for selector-based Gateways.
+INGRESS_SERVICE_PORTS = {15021: 15021, 80: 8080, 443: 8443}
+
+
+def ingress_target_port(service_port: int) -> int:
+    """Where the ingress gateway pod listens for ``service_port`` of its Service."""
+    return INGRESS_SERVICE_PORTS.get(service_port, service_port)
+
+
 def gateway_listeners(
     gw_labels: dict[str, str], gw_ip: str, resources: list[dict[str, Any]], known_clusters: set[str],
     secrets: dict[str, dict[str, str]], bundle: list[str], access_log: str,
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """One listener per server port of every Gateway selecting this proxy, ``0.0.0.0_<port>`` in Istio's
-    names; a filter chain per server; routes from the bound VirtualServices' ``http`` rules; the
+    """One listener per server port of every Gateway selecting this proxy, ``0.0.0.0_<target port>`` in Istio's
+    names (443 -> ``0.0.0.0_8443``, see :data:`INGRESS_SERVICE_PORTS`); a filter chain per server; routes from the bound VirtualServices' ``http`` rules; the
     gateway's RequestAuthentications and AuthorizationPolicies as jwt_authn and RBAC filters."""
     chains_by_port: dict[int, list[dict[str, Any]]] = {}
     for g in resources:
@@ -77,6 +89,7 @@ def gateway_listeners(
         for i, server in enumerate(g["spec"].get("servers", [])):
             where = f"Gateway {g['metadata']['name']!r} spec.servers[{i}]"
             port = server["port"]["number"]
+            target = ingress_target_port(port)
             if server["port"]["protocol"] not in ("HTTP", "HTTPS"):
                 raise ResourceError(f"{where}: protocol {server['port']['protocol']} at an ingress gateway is not supported by the local backend",
                                     "use HTTP, or HTTPS with tls.mode SIMPLE (TLS passthrough is for the east-west gateway)")  # fmt: skip
@@ -88,8 +101,11 @@ def gateway_listeners(
                     vns = _ns(vs)
                     cluster_for: Callable[[str, str, int | None], str] = lambda h, s, p, vns=vns: _cluster(h, s, p, vns, known_clusters)
                     vhosts.append({"name": f"{host}:{port}", "domains": [host, f"{host}:*"], "routes": http_routes(vs, port, cluster_for)})
+            # istiod's gatewayRDSRouteName: http.<target port>; https.<port>.<port name>.<gateway>.<namespace>
+            route_name = (f"http.{target}" if server["port"]["protocol"] == "HTTP" else
+                          f"https.{port}.{server['port'].get('name', '')}.{g['metadata']['name']}.{_ns(g)}")
             hcm = E.hcm(
-                f"outbound_0.0.0.0_{port}", {"name": f"http.{port}", "virtual_hosts": vhosts}, access_log,
+                f"outbound_0.0.0.0_{target}", {"name": route_name, "virtual_hosts": vhosts}, access_log,
                 {"use_remote_address": True},
                 http_filters=[*S.inbound_http_filters(resources, gw_labels, S.ROOT_NAMESPACE, bundle, lambda phase: [], gateway=True), E.FAULT_FILTER],
             )  # fmt: skip
@@ -101,7 +117,7 @@ def gateway_listeners(
                 chain["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {"@type": E.DOWNSTREAM_TLS, **server_tls(server, secrets, where)}}
             elif "tls" in server:
                 raise ResourceError(f"{where}: tls on an HTTP server", "use protocol HTTPS to terminate TLS")
-            chains_by_port.setdefault(port, []).append(chain)
+            chains_by_port.setdefault(target, []).append(chain)
     out = []
     for port, chains in sorted(chains_by_port.items()):
         lis = E.listener(f"0.0.0.0_{port}", gw_ip, port, filter_chains=chains)

@@ -156,10 +156,6 @@ class ManagementPlane:
 
     def reconcile(self) -> list[str]:
         """Recompute and push every generated object now (the controller does this on each change)."""
-        if self.lab.backend.name == "kind":
-            from .kindsteps import reconcile as kind_reconcile
-
-            return kind_reconcile(self.lab)
         return _controller.reconcile(self.lab)
 
     def generated(self, cluster: str | None = None) -> Table:
@@ -203,8 +199,8 @@ class ManagementPlane:
         """Wait until the management plane's objects in ``cluster`` do (or no longer) mention ``host``; seconds waited."""
         t0 = time.monotonic()
         while (any(host in r["HOST"] for r in self.generated(cluster)) != present):
-            if self.lab.backend.name == "kind" and not self.controller.running:
-                self.reconcile()  # nothing else would: reconcile here, as the controller would
+            if getattr(self.lab.backend, "dry_run", False) and not self.controller.running:
+                self.reconcile()  # a dry run has no controller: reconcile here, as the controller would
             if time.monotonic() - t0 > timeout:
                 raise ResourceError(f"{host} is {'still missing from' if present else 'still in'} {cluster} after {timeout:.0f}s",
                                     "is the controller running? lab.mesh.controller.start()")  # fmt: skip
@@ -223,11 +219,7 @@ class ManagementPlane:
 
     def restart(self, cluster: str) -> list[str]:
         """``meshctl mesh restart``: bounce the pods of a cluster so they get certificates from the current CA."""
-        if self.lab.backend.name == "kind":
-            from .kindsteps import bounce
-
-            return bounce(self.lab, cluster)
-        return self.lab.backend.bounce(cluster)  # type: ignore[union-attr]
+        return self.lab.backend.bounce(cluster)
 
     def check(self) -> Table:
         """Like ``meshctl check``: is the management plane healthy, and is its output applied?"""
@@ -235,7 +227,7 @@ class ManagementPlane:
 
         rows = []
         st = self.lab.state.data
-        local = self.lab.backend.name == "local"
+        local = not self.lab.backend.capabilities.addon_telemetry  # the controller and Prometheus are lab processes
         disc = self.discover()
         rows.append({"CHECK": "meshes discovered", "STATUS": "ok" if disc.meshes else "FAIL", "DETAIL": ", ".join(m["metadata"]["name"] for m in disc.meshes)})
         for m in disc.meshes:

@@ -9,7 +9,7 @@ in every managed cluster whenever any input changed. This controller does the sa
 
 :func:`reconcile` computes the outputs from the inputs and pushes only what changed. It runs
 synchronously when the facade applies a management-plane resource, and continuously in the
-controller process (``python -m meshlab.mesh.controller <state dir>``), which watches the lab's state
+controller process (``python -m meshlab.mesh.worker <state dir>``, :mod:`.worker`), which watches the lab's state
 file (the registry: every deploy/undeploy rewrites it) and reconciles within ~0.2 s of a change.
 
 The process only *reads* the state file; what it generates lives in ``run/mesh/generated.json``,
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -31,28 +30,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..state import write_atomic
+from ..state import generated_path, load_generated, mesh_dir, write_atomic
 
 if TYPE_CHECKING:
     from ..lab import Lab
 
 POLL_SECONDS = 0.1
-
-
-def mesh_dir(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "mesh"
-
-
-def generated_path(run_dir: str | Path) -> Path:
-    return mesh_dir(run_dir) / "generated.json"
-
-
-def load_generated(run_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
-    """Control plane -> the resources the management plane generated for it (empty before any)."""
-    try:
-        return dict(json.loads(generated_path(run_dir).read_text()))
-    except (OSError, ValueError):
-        return {}
 
 
 @contextmanager
@@ -97,7 +80,7 @@ def reconcile(lab: "Lab", who: str = "facade") -> list[str]:
         if changes:
             write_atomic(generated_path(run_dir), json.dumps(new, indent=1, sort_keys=True))
             _log(run_dir, who, changes)
-            lab.backend.sync()  # type: ignore[union-attr]
+            lab.backend.push_generated(old, new)
         if lab.state.data.get("telemetry"):
             from .telemetry import Telemetry
 
@@ -131,7 +114,7 @@ def start(lab: "Lab") -> dict[str, Any]:
     run_dir = Path(lab.state.data["run_dir"])
     ready = mesh_dir(run_dir) / "controller.ready"
     ready.unlink(missing_ok=True)
-    p = procs.spawn("mesh-controller", [sys.executable, "-m", "meshlab.mesh.controller", str(lab.state.dir)], run_dir / "logs" / "mesh-controller.log")
+    p = procs.spawn("mesh-controller", [sys.executable, "-m", "meshlab.mesh.worker", str(lab.state.dir)], run_dir / "logs" / "mesh-controller.log")
     lab.state.record("processes", p.record())
     procs.wait_until(ready.exists, p, "the controller finished its first reconcile", timeout=30)
     return p.record()
@@ -158,38 +141,3 @@ def _inputs(state_path: Path) -> Any:
     data = json.loads(state_path.read_text())
     registry = [(w["cluster"], w["namespace"], w["app"], w["deployment"], w["pod"], w["ip"], tuple(w.get("ports", []))) for w in data.get("workloads", [])]
     return registry, data.get("mesh", {}), data.get("telemetry"), data.get("control_planes")
-
-
-def main(state_dir: str) -> int:
-    """Watch the state file; reconcile when the registry or the management-plane objects change.
-
-    A reconcile that fails (e.g. an object the translator refuses) is reported in the log and retried
-    on the next change; the loop ends when the lab's state file is gone (``meshlab down``)."""
-    from ..lab import Lab
-
-    state_path = Path(state_dir) / "state.json"
-    last: Any = None
-    ready: Path | None = None
-    while state_path.exists():
-        try:
-            inputs = _inputs(state_path)
-        except (OSError, ValueError):
-            time.sleep(POLL_SECONDS)  # removed or replaced between exists() and read: look again
-            continue
-        if inputs != last:
-            last = inputs
-            try:
-                lab = Lab.attach(state_dir)
-                reconcile(lab, who="controller")
-            except Exception as e:
-                print(f"mesh controller: reconcile failed: {type(e).__name__}: {e}", flush=True)
-            if ready is None:
-                ready = mesh_dir(json.loads(state_path.read_text())["run_dir"]) / "controller.ready"
-                ready.touch()
-                print(f"mesh controller: watching {state_path} (pid {os.getpid()})", flush=True)
-        time.sleep(POLL_SECONDS)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))

@@ -180,6 +180,8 @@ def discover(topology: Topology, workloads: list[Any], gateways: dict[str, str],
     for (app, ns, cluster), pods in sorted(by_service.items()):
         c = topology.clusters[cluster]
         versions = sorted({p.version for p in pods if p.version})
+        # the Service's own port names (Gloo Mesh copied them from the kube Service): helloworld's 5000 is "http"
+        names = {port: name for p in pods for port, name in zip(p.ports, getattr(p, "port_names", None) or [])}
         ports = sorted({port for p in pods for port in p.ports})
         out.destinations.append(
             {
@@ -191,13 +193,13 @@ def discover(topology: Topology, workloads: list[Any], gateways: dict[str, str],
                         "ref": {"name": app, "namespace": ns, "clusterName": cluster},
                         "workloadSelectorLabels": {"app": app},
                         "labels": {"app": app},
-                        "ports": [{"port": p, "name": f"http-{p}", "protocol": "TCP", "appProtocol": "http"} for p in ports],
+                        "ports": [{"port": p, "name": names.get(p) or f"http-{p}", "protocol": "TCP", "appProtocol": "http"} for p in ports],
                         "subsets": {"version": {"values": versions}} if versions else {},
                         "endpointSubsets": {
                             "endpoints": [
                                 {"ipAddress": p.ip, "labels": {"app": p.app, "version": p.version}, "subLocality": {"zone": c.zone}} for p in pods
                             ],
-                            "ports": [{"port": p, "name": f"http-{p}", "protocol": "TCP"} for p in ports],
+                            "ports": [{"port": p, "name": names.get(p) or f"http-{p}", "protocol": "TCP"} for p in ports],
                         },
                         "region": c.region,
                     },

@@ -85,16 +85,7 @@ def endpoints(lab: "Lab", client: str, cluster: str, service: str, namespace: st
 
 def kill(lab: "Lab", app: str, cluster: str, namespace: str) -> str:
     """Crash the placed copy's app in one cluster (the sidecar stays and answers 503)."""
-    if lab.backend.name == "kind":
-        from ..backends.kind.clusters import kubectl
-
-        lab.backend.executor.run(kubectl(cluster, "-n", namespace, "scale", "deployment", "-l", f"app={app}", "--replicas=0"),  # type: ignore[union-attr]
-                                 cluster=cluster, title=f"scale {app} in {namespace} to 0")
-        return f"{namespace}/{app}"
-    pod = next((w.pod for w in lab.backend.workloads if w.cluster == cluster and w.namespace == namespace and w.app == app), None)
-    if pod is None:
-        raise ResourceError(f"no {app} in {cluster}/{namespace}", "place it first: lab.mesh.kubefed_place(...)")
-    return lab.kill(pod, cluster)
+    return lab.backend.scale_app(app, cluster, namespace, 0)
 
 
 def remove(lab: "Lab", deployment: dict[str, Any]) -> list[str]:

@@ -11,7 +11,7 @@ the ``istio-stats`` Wasm filter (:mod:`meshlab.controlplane.telemetry`). Every p
 in the lab state, so ``meshlab down`` stops it.
 
 Kind backend: Istio's Prometheus addon (``samples/addons/prometheus.yaml``) in every cluster, and a
-global Prometheus in the first cluster federating them (:mod:`meshlab.mesh.kindsteps`).
+global Prometheus in the first cluster federating them (:mod:`meshlab.backends.kind.mesh`).
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Any, Callable
 import yaml
 
 from ..registry import GATEWAY_APP, INGRESS_APP
+from ..topology import kube_context
 from ..display import Diagram, Table
-from ..errors import MeshlabError, ToolError
-from ..exec import run
+from ..errors import MeshlabError
+from ..exec import run, which
 
 if TYPE_CHECKING:
     from ..lab import Lab
@@ -43,13 +44,8 @@ FEDERATE_MATCH = '{job="kubernetes-pods"}'
 
 
 def prometheus_binary() -> str:
-    path = shutil.which("prometheus")
-    if not path:
-        raise ToolError(
-            "Prometheus is not installed (Debian package prometheus)",
-            "run `make setup` (it installs it), or `apt-get install prometheus`",
-        )
-    return path
+    return which("prometheus", "Prometheus is not installed (Debian package prometheus): run `make setup` "
+                 "(it installs it), or `apt-get install prometheus`")
 
 
 @dataclass
@@ -115,7 +111,7 @@ class Telemetry:
     @property
     def scrape_seconds(self) -> float:
         """How often each tier scrapes: 1 s here, Istio's addon default (15 s) on kind. Waits and windows scale with it."""
-        return 15.0 if self.lab.backend.name == "kind" else float(SCRAPE_INTERVAL.rstrip("s"))
+        return self.lab.backend.capabilities.scrape_seconds or float(SCRAPE_INTERVAL.rstrip("s"))
 
     # ---- layout --------------------------------------------------------------------------------
     @property
@@ -128,7 +124,7 @@ class Telemetry:
         out = []
         clusters = list(self.lab.topology.clusters)
         for i, c in enumerate(clusters):
-            addr = f"127.251.0.{i + 1}" if be.mode == "loopback" else net.node_ip(self.lab.topology, c)
+            addr = net.node_service_ip(self.lab.topology, c)
             out.append(Instance(f"prometheus-{c}", c, addr, PORT, None if be.mode == "loopback" else net.node_ns(c)))
         mgmt = out[0]
         out.append(Instance("prometheus-global", mgmt.cluster, mgmt.address, GLOBAL_PORT, mgmt.netns))
@@ -137,8 +133,8 @@ class Telemetry:
     # ---- bring-up ------------------------------------------------------------------------------
     def enable(self) -> Table:
         """Load the stats filter into every sidecar, then start one Prometheus per cluster and the global one."""
-        if self.lab.backend.name == "kind":
-            return self._enable_kind()
+        if self.lab.backend.capabilities.addon_telemetry:
+            return self._enable_addon()
         from ..runtime import procs
         from ..wasm.build import build_once, repo_filters_dir
 
@@ -200,14 +196,13 @@ class Telemetry:
                 changed = True
         return changed
 
-    def _enable_kind(self) -> Table:
-        from .kindsteps import enable_telemetry
-
-        targets = enable_telemetry(self.lab)
+    def _enable_addon(self) -> Table:
+        """Istio's Prometheus addon in every cluster, the global one in the first (the backend installs them)."""
+        targets = self.lab.backend.enable_telemetry(global_config)
         first = next(iter(self.lab.topology.clusters))
-        rows = [{"PROMETHEUS": f"prometheus-{c}", "RUNS IN": f"kind-{c} (Istio addon)", "LISTENS": f"{ip}:9090", "SCRAPES": "pods of " + c}
+        rows = [{"PROMETHEUS": f"prometheus-{c}", "RUNS IN": f"{kube_context(c)} (Istio addon)", "LISTENS": f"{ip}:9090", "SCRAPES": "pods of " + c}
                 for c, ip in targets.items()]
-        rows.append({"PROMETHEUS": "prometheus-global", "RUNS IN": f"kind-{first}", "LISTENS": "ClusterIP", "SCRAPES": "/federate of every cluster"})
+        rows.append({"PROMETHEUS": "prometheus-global", "RUNS IN": kube_context(first), "LISTENS": "ClusterIP", "SCRAPES": "/federate of every cluster"})
         return Table(rows, title="Prometheus instances")
 
     # ---- queries -------------------------------------------------------------------------------
@@ -230,10 +225,8 @@ class Telemetry:
 
     def _api(self, path: str, params: dict[str, str], instance: str = "global") -> list[dict[str, Any]]:
         """A Prometheus HTTP API call; returns ``data.result`` (empty in a kind dry run)."""
-        if self.lab.backend.name == "kind":
-            from .kindsteps import query
-
-            doc = query(self.lab, path, params)
+        if self.lab.backend.capabilities.addon_telemetry:
+            doc = self.lab.backend.prometheus_query(path, params)
             return [] if doc is None else list(doc["data"]["result"])
         inst = next(i for i in self.instances() if i.name == f"prometheus-{instance}")
         status, body = self._get(inst, f"{path}?" + urllib.parse.urlencode(params))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import policy, virtualmesh
-from .discovery import GATEWAY_APP, Discovery, discover
+from .discovery import Discovery, discover
 
 if TYPE_CHECKING:
     from ..lab import Lab
@@ -15,9 +15,7 @@ KINDS = ("VirtualMesh", "TrafficPolicy", "AccessPolicy")
 
 def gateways(lab: "Lab") -> dict[str, str]:
     """Cluster -> its east-west gateway address (only clusters that run one)."""
-    if lab.backend.name == "kind":
-        return dict(lab.backend.gateway_addresses())  # type: ignore[union-attr]
-    return {w.cluster: w.ip for w in lab.backend.workloads if w.app == GATEWAY_APP}
+    return lab.backend.gateway_addresses()
 
 
 def discover_lab(lab: "Lab") -> Discovery:

@@ -153,7 +153,7 @@ def client_side(topology: Any, dest: dict[str, Any], gateway: str, sans: list[st
     ref = dest["spec"]["kubeService"]["ref"]
     c = topology.clusters[ref["clusterName"]]
     host = global_hostname(ref["name"], ref["namespace"], ref["clusterName"])
-    ports = [p["port"] for p in dest["spec"]["kubeService"]["ports"]]
+    ports = {p["port"]: p["name"] for p in dest["spec"]["kubeService"]["ports"]}  # the Service's port names
     labels = {"meshlab.dev/federated-from": ref["clusterName"], "meshlab.dev/destination": dest["metadata"]["name"]}
     return [
         {
@@ -165,12 +165,12 @@ def client_side(topology: Any, dest: dict[str, Any], gateway: str, sans: list[st
                 "addresses": [vip(host)],
                 "location": "MESH_INTERNAL",
                 "resolution": "STATIC",
-                "ports": [{"number": p, "name": f"http-{p}", "protocol": "HTTP"} for p in ports],
+                "ports": [{"number": p, "name": name, "protocol": "HTTP"} for p, name in ports.items()],
                 "subjectAltNames": sans,
                 "endpoints": [
                     {
                         "address": gateway,
-                        "ports": {f"http-{p}": GATEWAY_PORT for p in ports},
+                        "ports": {name: GATEWAY_PORT for name in ports.values()},
                         "labels": {"cluster": ref["clusterName"]},
                         "network": c.network,
                         "locality": c.locality,
@@ -267,13 +267,8 @@ def shared_trust(lab: "Lab", doc: dict[str, Any], disc: Discovery) -> TrustRepor
     root = f"{doc['metadata']['name']}-root"
     members = mesh_clusters(disc, doc)
     rep = TrustReport(root)
-    if lab.backend.name == "kind":
-        from .kindsteps import shared_trust as kind_trust
-
-        kind_trust(lab, root, members, ttl, bool(spec["mtlsConfig"].get("autoRestartPods")), rep)
-        return rep
     be = lab.backend
-    pki = be.pki  # type: ignore[union-attr]
+    pki = be.pki
     rep.root_cert = str(pki.root_cert(root))
     rep.steps.append({"STEP": "1 generate root", "WHERE": "management plane", "RESULT": f"{root}/root-cert.pem"})
     for mesh, cp in members.items():
@@ -284,14 +279,10 @@ def shared_trust(lab: "Lab", doc: dict[str, Any], disc: Discovery) -> TrustRepor
         rep.steps.append({"STEP": "3 sign CSR", "WHERE": "management plane", "RESULT": f"IssuedCertificate for {cp}"})
         cacerts = pki.install_issued(cp, root, issued)
         rep.chains[cp] = (cacerts / "cert-chain.pem").read_bytes()
-        rep.steps.append({"STEP": "4 write cacerts", "WHERE": cp, "RESULT": "ca-cert, ca-key, root-cert, cert-chain"})
-        be.set_ca_root(cp, root, reissue=False)  # type: ignore[union-attr]  # running pods keep their certificates
-        be.set_control_plane(cp, running=False)  # type: ignore[union-attr]
-        be.set_control_plane(cp, running=True)  # type: ignore[union-attr]
-        rep.steps.append({"STEP": "5 restart istiod", "WHERE": cp, "RESULT": "new pods get certificates under the shared root"})
+        rep.steps += [{"STEP": step, "WHERE": cp, "RESULT": result} for step, result in be.install_cacerts(cp, root, cacerts)]
     if spec["mtlsConfig"].get("autoRestartPods"):
         for cp in members.values():
             for c in lab.topology.served_by(cp):
-                rep.bounced[c.name] = be.bounce(c.name)  # type: ignore[union-attr]
-                rep.steps.append({"STEP": "6 pod bounce", "WHERE": c.name, "RESULT": f"{len(rep.bounced[c.name])} sidecars restarted"})
+                rep.bounced[c.name] = be.bounce(c.name)
+                rep.steps.append({"STEP": "6 pod bounce", "WHERE": c.name, "RESULT": f"restarted: {', '.join(rep.bounced[c.name])}"})
     return rep

@@ -6,7 +6,9 @@ to edit, run and break; later starts keep whatever is there. A filter's ``node_m
 but linked to the shared one (installed by ``make setup``; nothing is fetched while the labs run), and
 its prebuilt ``build/filter.wasm`` comes along.
 
-    python -m meshlab.room.singleuser [jupyterhub-singleuser arguments]
+    python -m meshlab.room.singleuser [jupyterhub-singleuser arguments]     # a hub's server (VM or Kubernetes)
+    python -m meshlab.room.singleuser --lab [jupyter lab arguments]        # the course image on a laptop
+    python -m meshlab.room.singleuser --exec COMMAND [ARGS]                # anything else, in ~/meshlab
 """
 
 from __future__ import annotations
@@ -40,7 +42,12 @@ def main(argv: list[str]) -> None:
     bindir = os.path.dirname(sys.executable)  # meshlab, node, npm, envoy in the terminal and in notebooks
     os.environ["PATH"] = os.pathsep.join([bindir, os.environ.get("PATH", "/usr/bin:/bin")])
     os.chdir(dest)
-    os.execv(sys.executable, [sys.executable, "-m", "jupyterhub.singleuser", *argv])
+    if argv[:1] == ["--exec"] and argv[1:]:
+        os.execvp(argv[1], argv[1:])
+    server = "jupyterhub.singleuser"
+    if argv[:1] == ["--lab"]:
+        server, argv = "jupyterlab", argv[1:]
+    os.execv(sys.executable, [sys.executable, "-m", server, *argv])
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ProcessExitedError
+from ..exec import child_env
 
 _children: dict[int, subprocess.Popen[bytes]] = {}  # started by this Python process, reaped by _reap()
 
@@ -63,7 +64,7 @@ def spawn(name: str, argv: Sequence[str], log: Path, env: dict[str, str] | None 
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=None if env is None else {**os.environ, **env},
+            env=child_env(env),
         )
     _children[p.pid] = p
     st = start_time(p.pid) or 0

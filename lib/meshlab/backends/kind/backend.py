@@ -26,6 +26,7 @@ from ...errors import LabStateError, MeshlabError, RunError, ToolError
 from ...state import State, prefix_for
 from ...topology import Topology
 from ...traffic import Answer, CallResult, parse_answer
+from .. import Capabilities
 
 if TYPE_CHECKING:
     from ...loadgen import LoadResult
@@ -233,6 +234,14 @@ def add_federation(plan: Plan, t: Topology, workloads: list[Workload]) -> None:
 
 class KindBackend:
     name = "kind"
+    footprint = "no kind clusters of this lab"  # what `meshlab down` removes, as a Cleanup check says it
+    capabilities = Capabilities(
+        dry_run=True, captures_every_port=True, preserves_caller_ip=False, kill_leaves_sidecar=False,
+        inbound_listener="virtualInbound", routes_over_rds=True, client_san_prefix=False, addon_telemetry=True,
+        scrape_seconds=15.0,  # Istio's Prometheus addon's default
+        prometheus_cluster_tag="cluster_name",  # Istio's bootstrap tag, the whole name (pkg/bootstrap/testdata/*_golden.json)
+        waits_for_gateway_drain=False,
+    )  # fmt: skip
 
     def __init__(self, topology: Topology, state: State, executor: Executor | None = None, progress: Progress | None = print) -> None:
         self.topology = topology
@@ -285,6 +294,55 @@ class KindBackend:
             state.save()
         return be
 
+    @classmethod
+    def bring_up(cls, topology: Topology, state: State, *, samples: bool = False, quiet: bool = False) -> "KindBackend":
+        """:meth:`create` with a progress bar (unless ``quiet``); later steps (deploy, apply) print one line each.
+        The plan deploys the samples itself, in the order Istio's verify guide uses."""
+        if quiet:
+            return cls.create(topology, state, samples=samples, progress=None)
+        from ...display import Progress as Bar
+
+        with Bar(f"kind bring-up of {topology.name}") as progress:
+            be = cls.create(topology, state, samples=samples, progress=progress)
+        be.executor.progress = print
+        return be
+
+    @classmethod
+    def preview(cls, topology: Topology, state: State, *, samples: bool = False) -> Plan:
+        """Every command and manifest a bring-up would run, in order; runs nothing."""
+        plan = cls.create(topology, state, samples=samples, dry_run=True, progress=None).plan
+        assert plan is not None
+        return plan
+
+    def alive(self) -> bool:
+        return set(self.topology.clusters) <= set(kind_clusters())
+
+    def describe(self) -> str:
+        return f"contexts: {', '.join('kind-' + c for c in self.topology.clusters)}"
+
+    @staticmethod
+    def parse(resources: Any) -> list[dict[str, Any]]:
+        """Every Istio kind, checked strictly against Istio's CRD schemas."""
+        from .schema import load_documents
+
+        return load_documents(resources)
+
+    @staticmethod
+    def tool_checks() -> list[Any]:
+        """kind and istioctl in the tools folder, at the pinned versions, checksum-verified (``meshlab doctor``)."""
+        return tools.tool_checks()
+
+    @staticmethod
+    def command(args: Any) -> int:
+        """``meshlab kind ACTION``: the kind backend's own tools."""
+        from .images import run_images
+
+        return run_images(args.action, args.file, dry_run=args.dry_run)
+
+    @staticmethod
+    def leftover_clusters(clusters: tuple[str, ...]) -> list[str]:
+        return [f"kind cluster {c}" for c in sorted(set(kind_clusters()) & set(clusters))]
+
     def _remember(self, name: str, value: str) -> None:
         self.state.data.setdefault("vars", {})[name] = value
         self.state.save()
@@ -300,7 +358,7 @@ class KindBackend:
         return plan
 
     @staticmethod
-    def destroy(state: State, dry_run: bool = False, progress: Progress | None = None) -> dict[str, int]:
+    def destroy(state: State, progress: Progress | None = None, dry_run: bool = False) -> dict[str, int]:
         """Delete the recorded kind clusters and the registry container; idempotent."""
         if state.data.get("dry_run"):
             return {"processes": 0, "namespaces": 0, "clusters": 0}  # a dry run created nothing
@@ -353,7 +411,10 @@ class KindBackend:
         return "kind (dry run)" if self.dry_run else "kind"
 
     def gateway_addresses(self) -> dict[str, str]:
-        """Each cluster's east-west gateway address (MetalLB), or its placeholder in a dry run."""
+        """Each cluster's east-west gateway address (MetalLB), or its placeholder in a dry run (multi-network
+        patterns only: none on one network)."""
+        if len(self.topology.networks) < 2:
+            return {}
         v = self.executor.variables
         return {c: v.get(I.ew_ip_var(c), "${%s}" % I.ew_ip_var(c)) for c in self.topology.clusters}
 
@@ -948,6 +1009,74 @@ class KindBackend:
     def envoy_config(self, workload: str, cluster: str, resource: str | None = None) -> dict[str, Any]:
         return dict(json.loads(self._admin(workload, cluster, f"config_dump?resource={resource}" if resource else "config_dump")))
 
+    def prometheus_text(self, workload: str, cluster: str) -> str:
+        return self._admin(workload, cluster, "stats/prometheus")
+
+    # ---- lab 01's experiments and lab 05's management plane (backends/kind/dataplane.py, mesh.py)
+    def use_sample_app(self, cluster: str, version: str) -> list[Any]:
+        """Redeploy helloworld ``version`` running meshlab's sample app instead of Istio's Flask app (which ignores
+        ``?sleep=``, ``?fail=``, ``?only=``, ``?tail=``); the new pods."""
+        from . import dataplane
+
+        return dataplane.run_sample_app(self, cluster, version)
+
+    def deploy_rate_limit_service(self, cluster: str, rules: str) -> str:
+        from . import dataplane
+
+        self._rate_limit_rules = rules
+        return dataplane.deploy_rate_limit_service(self, cluster, rules)
+
+    def rate_limit_rules(self) -> str:
+        from ...ratelimit import DEFAULT_CONFIG
+
+        return getattr(self, "_rate_limit_rules", DEFAULT_CONFIG)  # what deploy_rate_limit_service put into ConfigMap ratelimit-config
+
+    def crash_replicas(self, cluster: str, replicas: int) -> list[str]:
+        from . import dataplane
+
+        return dataplane.crash_replicas(self, cluster, replicas)
+
+    def heal_replicas(self, crashed: list[str], cluster: str) -> None:
+        from . import dataplane
+
+        dataplane.heal_replicas(self, cluster)
+
+    @property
+    def pki(self) -> Any:
+        from ...pki import PKI
+
+        return PKI(Path(self.state.data.get("run_dir") or self.state.dir / "kind") / "pki")
+
+    def push_generated(self, old: dict[str, list[dict[str, Any]]], new: dict[str, list[dict[str, Any]]]) -> None:
+        from . import mesh
+
+        mesh.push_generated(self, old, new)
+
+    def install_cacerts(self, cluster: str, root: str, cacerts: Path) -> list[tuple[str, str]]:
+        from . import mesh
+
+        return mesh.install_cacerts(self, cluster, root, cacerts)
+
+    def bounce(self, cluster: str) -> list[str]:
+        from . import mesh
+
+        return mesh.bounce(self, cluster)
+
+    def enable_telemetry(self, global_config: Any) -> dict[str, str]:
+        from . import mesh
+
+        return mesh.enable_telemetry(self, global_config)
+
+    def prometheus_query(self, path: str, params: dict[str, str]) -> dict[str, Any] | None:
+        from . import mesh
+
+        return mesh.query(self, path, params)
+
+    def scale_app(self, app: str, cluster: str, namespace: str, replicas: int) -> str:
+        self.executor.run(K.kubectl(cluster, "-n", namespace, "scale", "deployment", "-l", f"app={app}", f"--replicas={replicas}"),
+                          cluster=cluster, title=f"scale {app} in {namespace} to {replicas}")
+        return f"{namespace}/{app}"
+
     def validate(self) -> int:
         """``istioctl analyze`` in every cluster (istiod validates config on kind); returns how many passed."""
         ok = 0
@@ -1088,19 +1217,6 @@ def parse_sync_rows(output: str) -> list[dict[str, str]]:
                 row[short] = str(g.get("configStatus", g.get("config_status", ""))).replace("NOT_SENT", "NOT SENT")
         rows.append({**row, **{t: row.get(t, "NOT SENT") for t in XDS_TYPES.values()}})
     return rows
-
-
-def dry_run_lab(pattern: str | Path, home_dir: str | Path, samples: bool = True) -> Any:
-    """A :class:`meshlab.lab.Lab` on kind that runs nothing: bring-up is recorded in ``home_dir``'s state,
-    and every later call (``deploy``, ``apply``, a lab's own kind steps) lands in ``lab.backend.recorded``.
-    This is how a lab's kind branch is tested here, without Docker (see this package's README.md)."""
-    from ...lab import Lab
-    from ...topology import load_topology
-
-    state = State(Path(home_dir))
-    KindBackend.create(load_topology(pattern), state, samples=samples, dry_run=True, progress=None)
-    state.save()  # a dry run records the lab (never anything created), so Lab.attach finds it
-    return Lab.attach(home_dir)
 
 
 def kind_clusters() -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ... import versions
 from ...errors import MeshlabError
-from ...topology import Cluster, Topology
+from ...topology import Cluster, Topology, kube_context
 from . import ownership, tools
 from .plan import Plan, var_name
 
@@ -28,9 +28,7 @@ LB_POOL_SIZE = 16  # addresses per cluster: the east-west gateway needs one, the
 CREATE_WAIT = "180s"  # kind create cluster --wait (control plane Ready)
 
 
-def context(cluster: str) -> str:
-    """kind names the kubeconfig context of cluster ``c`` ``kind-c``."""
-    return f"kind-{cluster}"
+context = kube_context  # kind names the kubeconfig context of cluster ``c`` ``kind-c``
 
 
 def node(cluster: str) -> str:

@@ -21,15 +21,18 @@ from urllib.parse import urlsplit
 
 from ...errors import LabStateError, MeshlabError, ResourceError
 from ...pki import PKI, WorkloadCert
-from ...state import State, prefix_for, write_atomic
+from ...state import State, load_generated, prefix_for, write_atomic
 from ...topology import Topology
 from ...traffic import Answer, CallResult, parse_answer, split_url
 from ...exec import run
 from ...xds import ProxyConfig, ecds_path, eds_path
 from ...controlplane import Translator
+from ...display import Table, pods_table
+from .. import Capabilities
 from ...controlplane.pushcontext import refuse_unmergeable, resolve_host
 from ...controlplane.security import signature as security_signature
 from ...controlplane.security import unmatched_selectors
+from ...controlplane.gateway import ingress_target_port
 from ...controlplane.telemetry import stats_config
 from ...registry import GATEWAY_APP, INGRESS_APP, OUTBOUND_PORT, Workload
 from ...runtime import client, net, procs
@@ -125,6 +128,19 @@ def _file_lock(path: Path) -> Iterator[None]:
         yield
 
 
+def bind_hint(envoy_words: str) -> str | None:
+    """The fix for a listener Envoy could not bind, from its own words (None if it says no such thing)."""
+    low = envoy_words.lower()
+    if "permission denied" in low:
+        return ("ports below 1024 need root (net.ipv4.ip_unprivileged_port_start): listen on a port of 1024 or more, "
+                "as Istio's gateways do (the ingress gateway's Service maps 80/443 to the pod's 8080/8443)")
+    if "address already in use" in low or "in use" in low:
+        return "another lab or process uses that address: `meshlab down` (or stop the other lab), then try again"
+    if "cannot assign requested address" in low:
+        return "that address is not on this host or namespace: `meshlab down`, then `meshlab up` again"
+    return None
+
+
 def pod_name(cluster: str, deployment: str, replica: int) -> str:
     """Deterministic, Kubernetes-looking pod names: ``helloworld-v1-7d9c5-x8k2q``."""
     h = hashlib.sha256(f"{cluster}/{deployment}/{replica}".encode()).hexdigest()
@@ -135,6 +151,13 @@ def pod_name(cluster: str, deployment: str, replica: int) -> str:
 
 class LocalBackend:
     name = "local"
+    footprint = "no namespaces, no processes"  # what `meshlab down` removes, as a Cleanup check says it
+    capabilities = Capabilities(
+        dry_run=False, captures_every_port=False, preserves_caller_ip=True, kill_leaves_sidecar=True,
+        inbound_listener=None, routes_over_rds=False, client_san_prefix=True, addon_telemetry=False, scrape_seconds=None,
+        prometheus_cluster_tag="envoy_cluster_name",  # Envoy's default tag extraction: the name up to its first dot
+        waits_for_gateway_drain=True,
+    )  # fmt: skip
 
     def __init__(self, topology: Topology, state: State) -> None:
         self.topology = topology
@@ -142,7 +165,8 @@ class LocalBackend:
         self.agent_events: list[tuple[str, Any]] = []  # (pod, meshlab.runtime.agent.Event) of the last syncs
         d = state.data
         self.run_dir = Path(d["run_dir"])
-        self.network = net.Network(d["mode"], d["prefix"], lambda ns: state.record("namespaces", ns), d.get("holder"))
+        self.network = net.Network(d["mode"], d["prefix"], lambda ns: state.record("namespaces", ns), d.get("holder"),
+                                   d.get("loopback_block"))
         self.pki = PKI(self.run_dir / "pki")
 
     # ---- lifecycle -----------------------------------------------------------------------------
@@ -176,13 +200,10 @@ class LocalBackend:
             }
         )
         state.record("files", str(run_dir))
-        if mode == net.USERNS:  # one process owns every namespace of the lab; killing it removes them all
-            ready = run_dir / "holder.ready"
-            holder = procs.spawn("userns-holder", net.Network.holder_argv(str(ready)), run_dir / "logs" / "holder.log")
-            state.record("processes", holder.record())
-            procs.wait_until(ready.exists, holder, "its private /run/netns is mounted")
-            state.data["holder"] = holder.pid
-            state.save()
+        # userns: one process owns every namespace of the lab (killing it removes them all);
+        # loopback: one process holds the lab's own block of 127.x addresses
+        state.data.update(net.start_holder(mode, run_dir, str(state.dir), lambda p: state.record("processes", p.record())))
+        state.save()
         be = cls(topology, state)
         be.network.create_underlay(topology)
         for c in topology.clusters.values():
@@ -222,6 +243,40 @@ class LocalBackend:
         self._start_proxy(gw)
         return gw
 
+    @classmethod
+    def bring_up(cls, topology: Topology, state: State, *, samples: bool = False, quiet: bool = False) -> "LocalBackend":
+        """:meth:`create`, then (``samples``) what Istio's verify step needs: helloworld v1 in the first cluster,
+        v2 in the second, ...; curl in each."""
+        be = cls.create(topology, state)
+        if samples:
+            for i, c in enumerate(topology.clusters):
+                be.deploy("helloworld", c, version=f"v{i + 1}")
+                be.deploy("curl", c)
+        return be
+
+    def alive(self) -> bool:
+        return all(procs.is_alive(p) for p in self.state.data.get("processes", []))
+
+    def describe(self) -> str:
+        return f"network mode: {self.mode} ({self.state.data['mode_reason']})"
+
+    @staticmethod
+    def parse(resources: Any) -> list[dict[str, Any]]:
+        """The subset of Istio's API the translator implements; any other field is refused by name."""
+        from ...resources import parse
+
+        return parse(resources)
+
+    @staticmethod
+    def leftover_clusters(clusters: tuple[str, ...]) -> list[str]:
+        return []  # no clusters outside the lab's namespaces and processes
+
+    def gateway_addresses(self) -> dict[str, str]:
+        """Each cluster's east-west gateway address (multi-network patterns only: none on one network)."""
+        if len(self.topology.networks) < 2:
+            return {}
+        return {c: self.network.gateway_ip(self.topology, c) for c in self.topology.clusters}
+
     @property
     def mode(self) -> str:
         return str(self.state.data["mode"])
@@ -242,10 +297,18 @@ class LocalBackend:
             "control_planes": d.get("control_planes", {}),
             "gateways": {w.cluster: w.ip for w in self.workloads if w.app == GATEWAY_APP},
             "workloads": [
-                {"pod": w.pod, "cluster": w.cluster, "app": w.app, "version": w.version, "ip": w.ip, "ready": not w.sidecar or self.proxy_ready(w)}
+                {"pod": w.pod, "cluster": w.cluster, "app": w.app, "version": w.version, "ip": w.ip, **self._pod_status(w)}
                 for w in self.workloads
             ],
         }
+
+    def _pod_status(self, w: Workload) -> dict[str, Any]:
+        """READY as kubectl counts it (every container: the app's process and the sidecar's Envoy) and why not."""
+        apps = [p for p in self.state.data.get("processes", []) if p["name"] == f"{w.pod}/app"]
+        app_up = any(procs.is_alive(p) for p in apps) if apps else True  # clients and gateways have no app process
+        proxy_up = not w.sidecar or self.proxy_ready(w)
+        status = "Running" if app_up and proxy_up else "app down" if not app_up else "proxy not ready"
+        return {"ready": app_up and proxy_up, "status": status}
 
     def sidecars(self) -> list[dict[str, Any]]:
         return [{"POD": w.pod, "CLUSTER": w.cluster, "APP": w.app, "READY": self.proxy_ready(w),
@@ -331,7 +394,7 @@ class LocalBackend:
             procs.terminate(mine)
             d["processes"] = [p for p in d["processes"] if p not in mine]
             if w.netns:
-                net.delete_namespaces([w.netns])
+                self.network.delete([w.netns])
                 d["namespaces"] = [n for n in d["namespaces"] if n != w.netns]
             d["workloads"] = [x for x in d["workloads"] if x["pod"] != w.pod]
             d.setdefault("removed", []).append(w.pod)  # keeps admin socket numbers unique
@@ -372,6 +435,63 @@ class LocalBackend:
                     self.state.data.get("cert_roots", {}).pop(w.pod, None)
         self.state.save()
         self.sync(cluster)
+
+    # ---- lab 01's experiments and lab 05's management plane -------------------------------------------
+    def use_sample_app(self, cluster: str, version: str) -> list[Workload]:
+        """Nothing to do: the local backend's helloworld is meshlab's sample app already (no new pods)."""
+        return []
+
+    def deploy_rate_limit_service(self, cluster: str, rules: str) -> Table:
+        """meshlab's RLS v3 service as a mesh workload, with ``rules`` (envoyproxy/ratelimit's format)."""
+        self.ratelimit_config().parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.ratelimit_config(), rules)
+        return pods_table(self.deploy("ratelimit", cluster))
+
+    def rate_limit_rules(self) -> str:
+        return self.ratelimit_config().read_text()
+
+    def crash_replicas(self, cluster: str, replicas: int) -> list[str]:
+        """New v1 pods whose app is killed: their sidecars stay and answer 503."""
+        crashed = [w.pod for w in self.deploy("helloworld", cluster, version="v1", replicas=replicas)]
+        for pod in crashed:
+            self.kill(pod, cluster)
+        return crashed
+
+    def heal_replicas(self, crashed: list[str], cluster: str) -> None:
+        for pod in crashed:
+            self.restore(pod, cluster)
+
+    def push_generated(self, old: dict[str, list[dict[str, Any]]], new: dict[str, list[dict[str, Any]]]) -> None:
+        """The management plane wrote its objects where :meth:`resources_for` reads them: push to the proxies."""
+        self.sync()
+
+    def install_cacerts(self, cluster: str, root: str, cacerts: Path) -> list[tuple[str, str]]:
+        """The control plane of ``cluster`` signs with the intermediate in ``cacerts`` after a restart; running
+        pods keep their certificates until they restart."""
+        self.set_ca_root(cluster, root, reissue=False)
+        self.set_control_plane(cluster, running=False)
+        self.set_control_plane(cluster, running=True)
+        return [("4 write cacerts", "ca-cert, ca-key, root-cert, cert-chain"), ("5 restart istiod", "new pods get certificates under the shared root")]
+
+    def scale_app(self, app: str, cluster: str, namespace: str, replicas: int) -> str:
+        """Replicas 0 crashes the app of each of its pods (their sidecars stay); more restores them."""
+        pods = [w.pod for w in self.workloads if w.cluster == cluster and w.namespace == namespace and w.app == app]
+        if not pods:
+            raise ResourceError(f"no {app} in {cluster}/{namespace}", "place it first: lab.mesh.kubefed_place(...)")
+        return ", ".join(self.kill(p, cluster) if replicas == 0 else self.restore(p, cluster) for p in pods)
+
+    def start_baseline(self, client: Workload, server: Workload) -> str:
+        """``meshlab bench``'s hand-written Envoy pair on the same path as the mesh (:mod:`.baseline`)."""
+        from . import baseline
+
+        return baseline.start(self, client, server)
+
+    def prometheus_text(self, workload: str, cluster: str) -> str:
+        """The sidecar's stats in Prometheus text format (Envoy admin ``/stats/prometheus``)."""
+        status, body = E.Admin(self.find(workload, cluster).admin).get("/stats/prometheus")
+        if status != 200:
+            raise KeyError(f"/stats/prometheus of {workload} ({cluster}) answered {status}")
+        return body
 
     def ratelimit_config(self) -> Path:
         """The rate-limit service's rules (envoyproxy/ratelimit's config.yaml; Istio's sample mounts it from a
@@ -509,7 +629,6 @@ class LocalBackend:
     def resources_for(self, cluster: str) -> list[dict[str, Any]]:
         """Resources held by the control plane that configures ``cluster``'s proxies."""
         cp = self.topology.clusters[cluster].control_plane
-        from ...mesh.controller import load_generated  # what the management plane generated (meshlab.mesh)
 
         return [r["resource"] for r in self.state.data.get("resources", []) if r["control_plane"] == cp] + load_generated(self.run_dir).get(cp, [])
 
@@ -681,13 +800,15 @@ class LocalBackend:
         have: dict[str, list[str]] = {}
         ecds_files = {n: _file_version(ecds_path(self.proxy_dir(w) / "xds", n)) for n in cfg.extensions}
 
-        def rejected(what: str) -> ResourceError:
+        def rejected(what: str) -> MeshlabError:
             time.sleep(0.3)  # Envoy flushes its log every 200 ms
             lines = [ln for ln in procs.log_tail(log, 300).splitlines()
-                     if ("][wasm]" in ln and ("[error]" in ln or "[critical]" in ln)) or "rejected" in ln or "Unable to create" in ln]  # fmt: skip
-            return ResourceError(
-                f"the proxy of {w.pod} rejected its new {what} and keeps the previous one:\n"
-                + "\n".join(f"  {ln}" for ln in lines[-8:] or [procs.log_tail(log, 5)]),
+                     if ("][wasm]" in ln and ("[error]" in ln or "[critical]" in ln)) or "rejected" in ln or "Unable to create" in ln
+                     or "cannot bind" in ln]  # fmt: skip
+            text = "\n".join(f"  {ln}" for ln in lines[-8:] or [procs.log_tail(log, 5)])
+            message = f"the proxy of {w.pod} rejected its new {what} and keeps the previous one:\n" + text
+            return MeshlabError(message, bind_hint(text)) if bind_hint(text) else ResourceError(
+                message,
                 "a Wasm module that fails to start, or whose proxy_on_configure returns false (e.g. for a bad "
                 "pluginConfig), is refused: fix the resource and apply it again",
             )
@@ -719,9 +840,10 @@ class LocalBackend:
             if stats.get("listener_manager.listener_create_failure", 0):
                 time.sleep(0.3)  # Envoy flushes its log every 200 ms
                 lines = [ln for ln in procs.log_tail(log, 200).splitlines() if "listener" in ln and ("bind" in ln or "in use" in ln)]
+                text = "\n".join(lines[-3:] or [procs.log_tail(log, 5)])
                 raise MeshlabError(
-                    f"the proxy of {w.pod} could not open a listener:\n" + "\n".join(lines[-3:] or [procs.log_tail(log, 5)]),
-                    "another lab or process uses that address: `meshlab down` (or stop the other lab), then try again",
+                    f"the proxy of {w.pod} could not open a listener:\n" + text,
+                    bind_hint(text) or "read Envoy's words above: `meshlab down` (or stop the other lab), then try again",
                 )
             have = {}
             for cs in admin.clusters().get("cluster_statuses", []):
@@ -792,18 +914,21 @@ class LocalBackend:
         self.network.add_external_host(self.topology)
         ip = self.network.external_ip()
         cert, key, ca = self.pki.server(hostname.split(".")[0], [hostname, ip], root="external-ca")
+        # 443 inside the lab's namespaces; the loopback mode shares the host's network, where an ordinary
+        # user cannot bind a port below 1024
+        port = 8443 if self.mode == net.LOOPBACK else 443
         argv = self.network.exec_prefix(self.network.external_ns()) + [
-            sys.executable, "-m", "meshlab.runtime.apps", "helloworld", "--listen", f"{ip}:443",
+            sys.executable, "-m", "meshlab.runtime.apps", "helloworld", "--listen", f"{ip}:{port}",
             "--version", "external", "--instance", hostname, "--tls-cert", str(cert), "--tls-key", str(key),
         ]  # fmt: skip
         log = self.run_dir / "logs" / f"external-{hostname}.log"
         p = procs.spawn(f"external/{hostname}", argv, log)
         self.state.record("processes", p.record())
-        procs.wait_until(lambda: b"listening on" in log.read_bytes(), p, f"the external server listens on {ip}:443")
+        procs.wait_until(lambda: b"listening on" in log.read_bytes(), p, f"the external server listens on {ip}:{port}")
         secret = f"{hostname.split('.')[0]}-ca"  # its CA as a secret in every cluster, for a DestinationRule's credentialName
         for c in self.topology.clusters:
             self.state.data.setdefault("tls_secrets", {})[f"{c}/{secret}"] = {"ca": str(ca)}
-        known[hostname] = {"hostname": hostname, "address": ip, "port": 443, "ca": str(ca), "secret": secret}
+        known[hostname] = {"hostname": hostname, "address": ip, "port": port, "ca": str(ca), "secret": secret}
         self.state.save()
         return dict(known[hostname])
 
@@ -820,8 +945,8 @@ class LocalBackend:
             raise MeshlabError(f"cannot call {url!r} from outside", "write it like https://hello.example.com/hello")
         host, port, path = u.hostname, u.port or (443 if u.scheme == "https" else 80), (u.path or "/") + (f"?{u.query}" if u.query else "")
         tls = {"sni": host, "ca": ca} if u.scheme == "https" else None
-        raw = self._in_netns(
-            self.network.external_ns(), "calls", host=gw.ip, port=port, authority=host, path=path, n=n,
+        raw = self._in_netns(  # through the gateway's Service: 443 reaches the pod's 8443
+            self.network.external_ns(), "calls", host=gw.ip, port=ingress_target_port(port), authority=host, path=path, n=n,
             headers=headers or {}, timeout=timeout, tls=tls,
         )  # fmt: skip
         where = {x.pod: x.cluster for x in self.workloads}
@@ -1006,7 +1131,7 @@ class LocalBackend:
 
     # ---- teardown ------------------------------------------------------------------------------
     @staticmethod
-    def destroy(state: State) -> dict[str, int]:
+    def destroy(state: State, progress: Any = None) -> dict[str, int]:
         """Stop every recorded process, delete every recorded (and prefixed) namespace, remove files."""
         d = state.data
         stopped = procs.terminate(d.get("processes", []))

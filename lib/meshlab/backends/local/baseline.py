@@ -1,5 +1,5 @@
 """The hand-written Envoy baseline of ``meshlab bench``: the same sidecar -> gateway -> sidecar path as
-meshlab's cross-network call, written by hand (``baseline/envoy-path.yaml``) instead of generated.
+meshlab's cross-network call, written by hand (``backends/local/envoy-path.yaml``) instead of generated.
 
 It runs inside a local lab: the client Envoy in the caller's pod, the gateway in the server cluster's
 node namespace on the gateway address, the server Envoy in the app's pod, each on a port of its own,
@@ -12,20 +12,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from string import Template
+from typing import TYPE_CHECKING
 
 import yaml
 
-from .runtime import envoy as E
-from .runtime import procs
-from .backends.local.backend import LocalBackend
-from .registry import GATEWAY_APP, Workload, sni
-from .state import write_atomic
+from ...runtime import envoy as E
+from ...runtime import procs
+from ...registry import GATEWAY_APP, Workload, sni
+from ...state import write_atomic
 
-TEMPLATE = Path(__file__).with_name("baseline") / "envoy-path.yaml"
+if TYPE_CHECKING:
+    from .backend import LocalBackend
+
+TEMPLATE = Path(__file__).with_name("envoy-path.yaml")
 CLIENT_PORT, GATEWAY_PORT, SERVER_PORT = 16001, 16443, 16000
 
 
-def start(be: LocalBackend, client: Workload, server: Workload, app_port: int = 5000) -> str:
+def start(be: "LocalBackend", client: Workload, server: Workload, app_port: int = 5000) -> str:
     """Start the three hand-written Envoys; returns the URL the client Envoy listens on."""
     gw = next(w for w in be.workloads if w.app == GATEWAY_APP and w.cluster == server.cluster)
     ccert, scert = be._cert(client), be._cert(server)

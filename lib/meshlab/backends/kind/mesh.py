@@ -1,5 +1,5 @@
-"""The management plane on the kind backend: the same inputs, the same generated objects, applied to
-real clusters through the kind executor (recorded, in a dry run, as the plan a workshop would run).
+"""The management plane's steps on the kind backend: the objects meshlab.mesh generates, applied to real
+clusters through the kind executor (recorded, in a dry run, as the plan a workshop would run).
 
 - reconcile: ``kubectl apply`` of each control plane's generated objects, ``kubectl delete`` of the
   ones no longer generated (Gloo Mesh's networking pod did this from the management cluster);
@@ -15,35 +15,24 @@ from __future__ import annotations
 import json
 import urllib.parse
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ..backends.kind.clusters import kubectl
-from ..state import write_atomic
-from ..versions import ISTIO_VERSION
-from .controller import diff, generated_path, load_generated
+from ...versions import ISTIO_VERSION
+from .clusters import kubectl
 
 if TYPE_CHECKING:
-    from ..lab import Lab
-    from .virtualmesh import TrustReport
+    from .backend import KindBackend
 
 ADDON = f"https://raw.githubusercontent.com/istio/istio/release-{'.'.join(ISTIO_VERSION.split('.')[:2])}/samples/addons/prometheus.yaml"
 PROMETHEUS_IMAGE = "docker.io/prom/prometheus:v3.10.0"  # the image Istio 1.31's addon runs
 SAMPLE_NAMESPACE = "sample"
 
 
-def _run_dir(lab: "Lab") -> Path:
-    return Path(lab.state.data.get("run_dir") or lab.state.dir / "kind")
-
-
-def reconcile(lab: "Lab") -> list[str]:
-    from .translate import generate
-
-    be = lab.backend
-    new = generate(lab)
-    old = load_generated(_run_dir(lab))
-    changes = diff(old, new)
+def push_generated(be: "KindBackend", old: dict[str, list[dict[str, Any]]], new: dict[str, list[dict[str, Any]]]) -> None:
+    """Apply each control plane's changed objects, delete the ones no longer generated."""
     for cp, docs in new.items():
         if docs and docs != old.get(cp):
             be.apply(docs, cp)
@@ -52,48 +41,25 @@ def reconcile(lab: "Lab") -> list[str]:
         for d in docs:
             if (d["kind"], d["metadata"]["name"]) not in keep:
                 be.delete(d["kind"], d["metadata"]["name"], cp, d["metadata"].get("namespace", SAMPLE_NAMESPACE))
-    write_atomic(generated_path(_run_dir(lab)), json.dumps(new, indent=1, sort_keys=True))
-    return changes
 
 
-def _pki(lab: "Lab") -> Any:
-    from ..pki import PKI
-
-    return PKI(_run_dir(lab) / "pki")
-
-
-def shared_trust(lab: "Lab", root: str, members: dict[str, str], ttl: int, restart_pods: bool, rep: "TrustReport") -> None:
-    ex = lab.backend.executor  # type: ignore[union-attr]
-    pki = _pki(lab)
-    rep.root_cert = str(pki.root_cert(root))
-    rep.steps.append({"STEP": "1 generate root", "WHERE": "management plane", "RESULT": f"{root}/root-cert.pem"})
-    for cp in members.values():
-        csr = pki.agent_csr(cp, root)
-        rep.csrs[cp] = csr.read_bytes()
-        rep.steps.append({"STEP": "2 agent: key + CSR", "WHERE": cp, "RESULT": "CertificateRequest"})
-        d = pki.install_issued(cp, root, pki.sign_csr(rep.csrs[cp], root, ttl_days=ttl))
-        rep.chains[cp] = (d / "cert-chain.pem").read_bytes()
-        rep.steps.append({"STEP": "3 sign CSR", "WHERE": "management plane", "RESULT": f"IssuedCertificate for {cp}"})
-        ex.run(kubectl(cp, "-n", "istio-system", "delete", "secret", "cacerts", "--ignore-not-found"), cluster=cp,
-               title="remove the old cacerts secret")
-        ex.run(kubectl(cp, "create", "secret", "generic", "cacerts", "-n", "istio-system",
-                       *(f"--from-file={d / f}" for f in ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem"))),
-               cluster=cp, title=f"write cacerts: intermediate signed by {root}", tags=("cacerts",))  # fmt: skip
-        rep.steps.append({"STEP": "4 write cacerts", "WHERE": cp, "RESULT": "secret istio-system/cacerts"})
-        ex.run(kubectl(cp, "-n", "istio-system", "rollout", "restart", "deployment/istiod"), cluster=cp, title="restart istiod")
-        ex.run(kubectl(cp, "-n", "istio-system", "rollout", "status", "deployment/istiod", "--timeout=300s"), cluster=cp,
-               timeout=330, title="wait for istiod")
-        rep.steps.append({"STEP": "5 restart istiod", "WHERE": cp, "RESULT": "signs with the new intermediate"})
-        lab.state.data.setdefault("ca_roots", {})[cp] = root
-    if restart_pods:
-        for cp in members.values():
-            for c in lab.topology.served_by(cp):
-                rep.bounced[c.name] = bounce(lab, c.name)
-                rep.steps.append({"STEP": "6 pod bounce", "WHERE": c.name, "RESULT": "rollout restart of the samples and the gateway"})
+def install_cacerts(be: "KindBackend", cp: str, root: str, d: Path) -> list[tuple[str, str]]:
+    """Replace ``cacerts`` in ``cp`` with the intermediate in ``d``, restart istiod; the steps, as (step, result)."""
+    ex = be.executor
+    ex.run(kubectl(cp, "-n", "istio-system", "delete", "secret", "cacerts", "--ignore-not-found"), cluster=cp,
+           title="remove the old cacerts secret")
+    ex.run(kubectl(cp, "create", "secret", "generic", "cacerts", "-n", "istio-system",
+                   *(f"--from-file={d / f}" for f in ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem"))),
+           cluster=cp, title=f"write cacerts: intermediate signed by {root}", tags=("cacerts",))  # fmt: skip
+    ex.run(kubectl(cp, "-n", "istio-system", "rollout", "restart", "deployment/istiod"), cluster=cp, title="restart istiod")
+    ex.run(kubectl(cp, "-n", "istio-system", "rollout", "status", "deployment/istiod", "--timeout=300s"), cluster=cp,
+           timeout=330, title="wait for istiod")
+    be.state.data.setdefault("ca_roots", {})[cp] = root
+    return [("4 write cacerts", "secret istio-system/cacerts"), ("5 restart istiod", "signs with the new intermediate")]
 
 
-def bounce(lab: "Lab", cluster: str) -> list[str]:
-    ex = lab.backend.executor  # type: ignore[union-attr]
+def bounce(be: "KindBackend", cluster: str) -> list[str]:
+    ex = be.executor
     out = []
     for ns, target in ((SAMPLE_NAMESPACE, "deployment"), ("istio-system", "deployment/istio-eastwestgateway")):
         ex.run(kubectl(cluster, "-n", ns, "rollout", "restart", target), cluster=cluster, title=f"restart {target} in {ns}")
@@ -118,10 +84,9 @@ def federation_service() -> dict[str, Any]:
     }  # fmt: skip
 
 
-def global_prometheus(targets: dict[str, str]) -> list[dict[str, Any]]:
-    from .telemetry import global_config
-
-    cfg = global_config({c: f"{ip}:9090" for c, ip in targets.items()})
+def global_prometheus(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """The global Prometheus (``cfg``: its configuration, federating every cluster) as a ConfigMap and Deployment."""
+    cfg = dict(cfg)
     cfg["global"] = {"scrape_interval": "15s"}
     labels = {"app": "prometheus-global"}
     return [
@@ -137,10 +102,11 @@ def global_prometheus(targets: dict[str, str]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def enable_telemetry(lab: "Lab") -> dict[str, str]:
-    """Addon per cluster, exposed; then the global Prometheus in the first cluster. Returns cluster -> address."""
-    ex = lab.backend.executor  # type: ignore[union-attr]
-    clusters = list(lab.topology.clusters)
+def enable_telemetry(be: "KindBackend", global_config: Callable[[dict[str, str]], dict[str, Any]]) -> dict[str, str]:
+    """Addon per cluster, exposed; then the global Prometheus in the first cluster (configured by ``global_config``
+    from each cluster's ``host:port``). Returns cluster -> address."""
+    ex = be.executor
+    clusters = list(be.topology.clusters)
     targets = {}
     for c in clusters:
         ex.run(kubectl(c, "apply", "-f", ADDON), cluster=c, title="Istio's Prometheus addon (samples/addons/prometheus.yaml)", tags=("prometheus",))
@@ -149,18 +115,18 @@ def enable_telemetry(lab: "Lab") -> dict[str, str]:
         ip = ex.run(kubectl(c, "-n", "istio-system", "get", "svc", "prometheus-federation", "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"),
                     cluster=c, title="its address")  # fmt: skip
         targets[c] = ip or "${%s}" % prometheus_var(c)
-    ex.run(kubectl(clusters[0], "apply", "--validate=strict", "-f", "-"), manifests=global_prometheus(targets), cluster=clusters[0],
+    ex.run(kubectl(clusters[0], "apply", "--validate=strict", "-f", "-"), manifests=global_prometheus(global_config({c: f"{ip}:9090" for c, ip in targets.items()})), cluster=clusters[0],
            title="the global Prometheus, federating every cluster's /federate", tags=("prometheus",))
     ex.run(kubectl(clusters[0], "-n", "istio-system", "rollout", "status", "deployment/prometheus-global", "--timeout=300s"),
            cluster=clusters[0], timeout=330, title="wait for the global Prometheus")
     return targets
 
 
-def query(lab: "Lab", path: str, params: dict[str, str]) -> dict[str, Any] | None:
+def query(be: "KindBackend", path: str, params: dict[str, str]) -> dict[str, Any] | None:
     """A Prometheus API call on the global Prometheus (``kubectl exec ... wget``); None in a dry run."""
-    first = next(iter(lab.topology.clusters))
+    first = next(iter(be.topology.clusters))
     url = f"http://localhost:9090{path}?{urllib.parse.urlencode(params)}"
-    out = lab.backend.executor.run(  # type: ignore[union-attr]
+    out = be.executor.run(
         kubectl(first, "-n", "istio-system", "exec", "deploy/prometheus-global", "-c", "prometheus", "--", "wget", "-qO-", url),
         cluster=first, title=f"query the global Prometheus: {params.get('query', '')[:60]}")  # fmt: skip
     return None if out is None else dict(json.loads(out))
