@@ -25,11 +25,9 @@ print is the operator's command, with kind's context names.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import hashlib
 import io
 import random
-import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .errors import MeshlabError
+from .exercises import learner_seed
 from .federation import expose_services_gateway
 from .resources import parse
 from .topology import kube_context
@@ -432,15 +431,6 @@ MYSTERY_POOL = ("expose-services", "network-label", "subset-typo", "authz-deny",
 shares subset-typo's DestinationRule and needs a crash; two-roots needs two control planes)."""
 
 
-def learner_seed() -> str:
-    """Stable for one learner (user@host), different between learners: the mystery they get."""
-    try:
-        user = getpass.getuser()
-    except Exception:  # no user name here: the host alone still gives a stable choice
-        user = "learner"
-    return f"{user}@{socket.gethostname()}"
-
-
 def pick(seed: object, pool: tuple[str, ...] = MYSTERY_POOL) -> list[str]:
     """Two or three faults of ``pool`` for ``seed`` (the same seed, the same faults), in injection order."""
     rng = random.Random(hashlib.sha256(f"mystery:{seed}".encode()).hexdigest())
@@ -452,6 +442,7 @@ class Mystery:
     ``{fault name: fix}``; graded by traffic like the named faults."""
 
     def __init__(self, lab: "Lab", seed: object = None) -> None:
+        """``seed`` None: the learner's own (user@host, or $MESHLAB_LEARNER), as their quiz order."""
         self.lab = lab
         self.seed = learner_seed() if seed is None else seed
         self.names = pick(self.seed)

@@ -378,6 +378,47 @@ class Lab:
         self._real("start_control_plane", cluster)
         self.backend.set_control_plane(cluster, running=True)
 
+    # ---- multi-primary: remote secrets ---------------------------------------------------------
+    def remote_clusters(self, cluster: str) -> Table:
+        """``istioctl remote-clusters --context <cluster>``: the clusters the istiod of ``cluster`` reads -- its own,
+        then one per remote secret, with the secret's name and sync status."""
+        return Table(self.backend.remote_clusters(cluster), title=f"clusters istiod in {cluster} reads")
+
+    def delete_remote_secret(self, cluster: str, in_cluster: str) -> None:
+        """Revoke ``cluster``'s remote secret held in ``in_cluster`` (``istioctl create-remote-secret --name <cluster>
+        | kubectl delete -f -``): that istiod forgets ``cluster``'s services and endpoints."""
+        self.backend.set_remote_secret(cluster, in_cluster, present=False)
+
+    def create_remote_secret(self, cluster: str, in_cluster: str) -> None:
+        """Give the istiod of ``in_cluster`` read access to ``cluster``'s API server (``istioctl create-remote-secret
+        --name <cluster> | kubectl apply -f -``): it discovers that cluster's services and endpoints."""
+        self.backend.set_remote_secret(cluster, in_cluster, present=True)
+
+    # ---- tracing ---------------------------------------------------------------------------------
+    def enable_tracing(self) -> str:
+        """Somewhere for spans to go: on kind Istio's Jaeger addon in each primary; on the local backend meshlab's
+        OTLP/gRPC collector, outside the clusters. A ``Telemetry`` (:func:`meshlab.tracing.telemetry`) applied to
+        each control plane then turns tracing on."""
+        return str(self.backend.enable_tracing())
+
+    def traces(self, expect: int = 1, trace_id: str | None = None, since: float = 0.0, timeout: float = 10.0) -> "dict[str, list[Any]]":
+        """The spans received so far (of traces started after ``since``, a ``time.time()``), as traces: trace id ->
+        spans, parents first. Waits (up to ``timeout``) until ``expect`` traces -- or the trace ``trace_id`` -- have
+        a SERVER span: proxies export spans after the response."""
+        import time
+
+        from .tracing import traces
+
+        deadline = time.monotonic() + timeout
+        while True:
+            got = {t: ss for t, ss in traces(self.backend.spans()).items() if min(s.start_ns for s in ss) >= since * 1e9}
+            done = {t: ss for t, ss in got.items() if any(s.kind == "SERVER" for s in ss)}
+            if (trace_id in done) if trace_id else len(done) >= expect:
+                return got
+            if time.monotonic() > deadline:
+                return got
+            time.sleep(0.1)
+
     def kill(self, workload: str, cluster: str) -> str:
         """Crash a workload's app (local: SIGKILL, its sidecar stays and answers 503 for it;
         kind: the Deployment is scaled to zero, since Kubernetes would restart a killed container)."""

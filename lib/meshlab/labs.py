@@ -141,6 +141,11 @@ LABS: list[LabInfo] = [
     LabInfo("03", "03-shared-control-plane-separate-networks.ipynb",
             "pattern 2: east-west gateways (SNI passthrough on 15443), split-horizon EDS, real network isolation",
             _m(45, 15, 1, 15), Start("separate-networks"), needs=("02",)),
+    LabInfo("03b", "03b-multi-primary.ipynb",
+            "multi-primary on different networks: an istiod per cluster reading both registries through remote "
+            "secrets (revocable), its failure domain measured, what to keep in step, a controlled east-west gateway, "
+            "and one trace across clusters (OpenTelemetry, OTLP)",
+            _m(50, 15, 2, 20), Start("multi-primary"), needs=("03",)),
     LabInfo("04", "04-separate-control-planes.ipynb",
             "pattern 3: two control planes, federation (Service Mesh Hub style VirtualMesh → ServiceEntry + "
             "DestinationRule), the lesson of a shared root of trust",
@@ -210,11 +215,11 @@ AGENDAS: dict[str, dict[str, list[str]]] = {
     "One day": {
         "before the day (on the learner's machine)": ["00"],
         "the day": ["02", "break", "03", "lunch", "06", "break", "04", "07"],
-        "afterwards (self-paced)": ["01", "05", "08", "09", "10"],
+        "afterwards (self-paced)": ["01", "03b", "05", "08", "09", "10"],
     },
     "Two days": {
         "day 1": ["00", "01", "break", "02", "lunch", "03", "break", "06"],
-        "day 2": ["04", "break", "05", "lunch", "07", "break", "08", "break", "09", "10"],
+        "day 2": ["03b", "04", "break", "05", "lunch", "07", "break", "08", "break", "09", "10"],
     },
 }
 DAY_STARTS = "09:00"

@@ -159,10 +159,22 @@ SHAPES: dict[str, dict[str, Any]] = {
         },
         "lua": {"inlineCode": str},
     },
-    # telemetry.istio.io: access logging only (pilot/pkg/model/telemetry.go), with the built-in ``envoy`` provider
+    # telemetry.istio.io/v1: tracing (meshlab.backends.local.tracing follows telemetry.go and tracing.go) and
+    # access logging with the built-in ``envoy`` provider (controlplane/telemetry.py follows telemetry.go)
     "Telemetry": {
-        "selector": _SELECTOR,
+        "selector": {"matchLabels": ("map", str)},
         "accessLogging": [{"providers": [{"name": str}], "disabled": bool, "match": {"mode": str}}],
+        "tracing": [{
+            "providers": [{"name": str}],
+            "match": {"mode": str},
+            "randomSamplingPercentage": float,
+            "disableSpanReporting": bool,
+            "customTags": ("map", {"literal": {"value": str}, "header": {"name": str, "defaultValue": str},
+                                   "environment": {"name": str, "defaultValue": str}}),
+            "useRequestIdForTraceSampling": bool,
+            "enableIstioTags": bool,
+            "disableContextPropagation": bool,
+        }],
     },
     "ServiceEntry": {
         "hosts": [str],
@@ -196,6 +208,7 @@ ENUMS = {
     "spec.failStrategy": {"FAIL_CLOSE", "FAIL_OPEN", "FAIL_RELOAD"},
     "spec.imagePullPolicy": {"UNSPECIFIED_POLICY", "IfNotPresent", "Always"},
     "spec.type": {"UNSPECIFIED_PLUGIN_TYPE", "HTTP"},  # NETWORK plugins: not on the local backend
+    "spec.tracing[].match.mode": {"CLIENT_AND_SERVER", "CLIENT", "SERVER"},
 }
 ENUMS_BY_KIND = {  # where a kind's enum differs from the one at the same path above
     "TrafficExtension": {
@@ -254,7 +267,8 @@ def validate(doc: Any) -> None:
     where = f"{kind} {name!r}"
     versions = API_VERSIONS_BY_KIND.get(kind, API_VERSIONS)
     if doc.get("apiVersion") not in versions:
-        group = {"WasmPlugin": "Istio extensions", "TrafficExtension": "Istio extensions", "Telemetry": "Istio telemetry"}.get(kind, "Istio security" if kind in API_VERSIONS_BY_KIND else "Istio networking")
+        group = {"WasmPlugin": "Istio extensions", "TrafficExtension": "Istio extensions", "Telemetry": "Istio telemetry"}.get(
+            kind, "Istio security" if kind in API_VERSIONS_BY_KIND else "Istio networking")
         raise ResourceError(f"{where}: apiVersion {doc.get('apiVersion')!r} is not {group}", f"use one of: {', '.join(sorted(versions))}")
     extra = set(doc) - {"apiVersion", "kind", "metadata", "spec"}
     if extra:

@@ -655,3 +655,22 @@ def test_remote_clusters_table_is_parsed() -> None:
     rows = parse_remote_clusters(out)
     assert [(r["NAME"], r["SECRET"], r["STATUS"]) for r in rows] == [
         ("cluster1", "", "synced"), ("cluster2", "istio-system/istio-remote-secret-cluster2", "synced")]
+
+
+def test_lab_revokes_and_grants_remote_secrets_and_installs_jaeger_on_kind(tmp_path: Path) -> None:
+    """The facade's multi-primary and tracing calls, as the kind backend records them in a dry run."""
+    from meshlab.lab import dry_run_lab
+
+    lab = dry_run_lab("multi-primary", tmp_path)
+    n = len(list(lab.backend.recorded))
+    lab.delete_remote_secret("cluster2", in_cluster="cluster1")
+    lab.create_remote_secret("cluster2", in_cluster="cluster1")
+    lab.enable_tracing()
+    steps = list(lab.backend.recorded)[n:]
+    secret_steps = [s for s in steps if "remote-secret" in s.tags or "remote-secret-delete" in s.tags]
+    assert [(s.argv[s.argv.index("--name") + 1], s.pipe_to) for s in secret_steps] == [
+        ("cluster2", ["kubectl", "--context", "kind-cluster1", "delete", "-f", "-"]),
+        ("cluster2", ["kubectl", "--context", "kind-cluster1", "apply", "-f", "-"])]
+    assert [s.cluster for s in steps if "tracing-addon" in s.tags] == ["cluster1", "cluster2"]
+    with pytest.raises(Exception, match="runs no istiod|cannot hold"):
+        dry_run_lab("separate-networks", tmp_path / "sn").delete_remote_secret("cluster1", in_cluster="cluster2")

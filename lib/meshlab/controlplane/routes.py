@@ -161,8 +161,22 @@ def http_routes(
                     }
                 ]
             # TranslateRoute: Name = the http route's name, nothing when it has none
-            route: dict[str, Any] = {**({"name": h["name"]} if h.get("name") else {}), "match": match, "route": action}
+            route: dict[str, Any] = {**({"name": h["name"]} if h.get("name") else {}), "match": match, "route": action,
+                                     "decorator": {"operation": route_operation(match, action, name, port)}}
             if h.get("fault"):
                 route["typed_per_filter_config"] = {"envoy.filters.http.fault": fault_config(h["fault"])}
             out.append(route)
     return out
+
+
+def route_operation(match: dict[str, Any], action: dict[str, Any], vs_name: str, port: int) -> str:
+    """A route's span operation name (route.go ``GetRouteOperation``): ``<host>:<port><path>`` for a single
+    destination cluster, else ``<VirtualService name>:<port><path>``; the path is the prefix + ``*``, the exact
+    path, or the regex."""
+    path = match["prefix"] + "*" if "prefix" in match else match.get("path") or match.get("safe_regex", {}).get("regex") or "/*"
+    cluster = action.get("cluster", "")
+    if cluster.count("|") == 3:
+        _, p, _, host = cluster.split("|")
+        return f"{host}:{p}{path}"
+    return f"{vs_name}:{port}{path}"
+
