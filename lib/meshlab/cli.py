@@ -126,7 +126,11 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("goto", help="bring the environment to the state lab N starts from (reset first)")
     s.add_argument("lab", help="lab number (6, 06) or notebook name")
     s.add_argument("--backend", choices=["local", "kind"], default="local", help="where the lab will run (default local)")
-    sub.add_parser("reset", help="back to a fresh clone: stop everything, remove every lab, scratch lab and hub data")
+    s = sub.add_parser("reset", help="back to a fresh clone: stop everything, remove every lab, scratch lab and hub "
+                                     "data; offers to restore your edited copies of the notebooks (my-labs/)")
+    s.add_argument("--notebooks", action="store_true", help="restore every edited notebook in my-labs/ without asking")
+    sub.add_parser("my-labs", help="make your working copy of the labs in my-labs/ (what `make lab` opens; "
+                                   "copies you already have are kept)")
     s = sub.add_parser("export", help="render executed notebooks to HTML for a handout (after `make labs`)")
     s.add_argument("notebooks", nargs="*", type=Path,
                    help="executed notebooks (default: every lab in --from)")
@@ -142,8 +146,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the results as JSON")
     s.add_argument("--wasm", action="store_true", help="Envoy with each wasm filter against without, and build times")
 
-    s = sub.add_parser("kind", help="kind backend tools: the image cache (meshlab kind images pull|save FILE|load FILE)")
-    ks = s.add_subparsers(dest="kind_cmd", required=True, metavar="WHAT", help="images: the image cache")
+    s = sub.add_parser("kind", help="kind backend tools: the image cache (meshlab kind images pull|save FILE|load FILE), "
+                       "the instructor's dress rehearsal (meshlab kind rehearse)")
+    ks = s.add_subparsers(dest="kind_cmd", required=True, metavar="WHAT", help="images: the image cache; rehearse: the dress rehearsal")
+    r = ks.add_parser("rehearse", help="the day before a workshop: bring a pattern up, run every kind step the labs use "
+                      "(timed and checked), print a table and a verdict, remove everything")
+    r.add_argument("--dry-run", action="store_true", help="print what each step would run, run nothing")
     s = ks.add_parser("images", help="pull every pinned image once; save them into one archive; load that archive")
     s.add_argument("action", choices=["pull", "save", "load"],
                    help="pull: every pinned image, for this Docker engine's platform; save FILE: one archive to hand out; "
@@ -222,9 +230,13 @@ def _run(args: argparse.Namespace) -> int:
             print(apparmor.status())
         else:
             print("\n".join(apparmor.install(args.group) if args.action == "install" else apparmor.remove()))
+    elif getattr(args, "kind_cmd", None) == "rehearse":  # runs the labs' own code: a tool above the facade
+        from .rehearse import rehearse
+
+        return rehearse(dry_run=args.dry_run)
     elif args.cmd in backend_names():
         return int(backend_class(args.cmd).command(args))  # a backend's own tools (`meshlab kind images ...`)
-    elif args.cmd in ("labs", "goto", "reset", "export"):
+    elif args.cmd in ("labs", "goto", "reset", "my-labs", "export"):
         from . import labs
 
         if args.cmd == "labs":
@@ -235,6 +247,15 @@ def _run(args: argparse.Namespace) -> int:
                   + (f" (its Lab.up uses this {info.start.pattern} lab)" if info.start.pattern else ""))
         elif args.cmd == "reset":
             labs.reset()
+            if args.notebooks:
+                mine = labs.learner_labs()
+                restored = labs.restore_copies(dest=mine)
+                print(f"restored {len(restored)} notebooks in {mine}" if restored else f"no edited notebooks in {mine}")
+            else:
+                labs.offer_restore(input if sys.stdin.isatty() else None)
+        elif args.cmd == "my-labs":
+            copied = labs.learner_copy()
+            print(f"your labs: {labs.MY_LABS}" + (f" ({len(copied)} notebooks copied from labs/)" if copied else ""))
         else:
             from .handout import export
 

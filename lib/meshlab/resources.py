@@ -156,6 +156,21 @@ SHAPES: dict[str, dict[str, Any]] = {
         },
         "lua": {"inlineCode": str},
     },
+    # telemetry.istio.io/v1: tracing (meshlab.backends.local.tracing follows telemetry.go and tracing.go)
+    "Telemetry": {
+        "selector": {"matchLabels": ("map", str)},
+        "tracing": [{
+            "providers": [{"name": str}],
+            "match": {"mode": str},
+            "randomSamplingPercentage": float,
+            "disableSpanReporting": bool,
+            "customTags": ("map", {"literal": {"value": str}, "header": {"name": str, "defaultValue": str},
+                                   "environment": {"name": str, "defaultValue": str}}),
+            "useRequestIdForTraceSampling": bool,
+            "enableIstioTags": bool,
+            "disableContextPropagation": bool,
+        }],
+    },
     "ServiceEntry": {
         "hosts": [str],
         "addresses": [str],
@@ -186,6 +201,7 @@ ENUMS = {
     "spec.failStrategy": {"FAIL_CLOSE", "FAIL_OPEN", "FAIL_RELOAD"},
     "spec.imagePullPolicy": {"UNSPECIFIED_POLICY", "IfNotPresent", "Always"},
     "spec.type": {"UNSPECIFIED_PLUGIN_TYPE", "HTTP"},  # NETWORK plugins: not on the local backend
+    "spec.tracing[].match.mode": {"CLIENT_AND_SERVER", "CLIENT", "SERVER"},
 }
 ENUMS_BY_KIND = {  # where a kind's enum differs from the one at the same path above
     "TrafficExtension": {
@@ -203,6 +219,7 @@ API_VERSIONS_BY_KIND = {
     "EnvoyFilter": {"networking.istio.io/v1alpha3"},
     "TrafficExtension": {"extensions.istio.io/v1alpha1"},
     **{k: _SECURITY_VERSIONS for k in ("PeerAuthentication", "AuthorizationPolicy", "RequestAuthentication")},
+    "Telemetry": {"telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"},
 }
 
 
@@ -243,7 +260,8 @@ def validate(doc: Any) -> None:
     where = f"{kind} {name!r}"
     versions = API_VERSIONS_BY_KIND.get(kind, API_VERSIONS)
     if doc.get("apiVersion") not in versions:
-        group = {"WasmPlugin": "Istio extensions", "TrafficExtension": "Istio extensions"}.get(kind, "Istio security" if kind in API_VERSIONS_BY_KIND else "Istio networking")
+        group = {"WasmPlugin": "Istio extensions", "TrafficExtension": "Istio extensions", "Telemetry": "Istio telemetry"}.get(
+            kind, "Istio security" if kind in API_VERSIONS_BY_KIND else "Istio networking")
         raise ResourceError(f"{where}: apiVersion {doc.get('apiVersion')!r} is not {group}", f"use one of: {', '.join(sorted(versions))}")
     extra = set(doc) - {"apiVersion", "kind", "metadata", "spec"}
     if extra:

@@ -113,7 +113,7 @@ def waterfall(trace: list[Span], title: str = "") -> "Figure":
         ax.text(start, i - 0.35, f"{'  ' * depth(s, trace)}{s.service} · {s.kind}{' · ' + cluster if cluster else ''}  ({s.duration_ms:.2f} ms)",
                 fontsize=8, va="bottom")  # fmt: skip
     ax.set_yticks([])
-    ax.invert_yaxis()
+    ax.set_ylim(len(trace) - 0.5, -1.0)  # first span on top, room for its label under the title
     ax.set_xlabel("milliseconds since the trace started")
     ax.set_title(title or f"trace {trace[0].trace_id}")
     fig.tight_layout()

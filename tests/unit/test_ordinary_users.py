@@ -175,3 +175,13 @@ def test_an_isolation_check_says_what_the_loopback_mode_cannot_show() -> None:
     said = checks.isolation_missing(_Lab("loopback"), "a cluster1 pod refused by a cluster2 pod")  # type: ignore[arg-type]
     assert said and "a cluster1 pod refused by a cluster2 pod" in said
     assert "127.x" in said and "meshlab doctor" in said and "userns" in said
+
+
+def test_a_listener_that_cannot_bind_gets_the_real_cause() -> None:
+    """Lab 09's ingress on 443 as an ordinary user once got a hint about Wasm modules."""
+    from meshlab.backends.local.backend import bind_hint
+
+    said = bind_hint("[warning][config] listener '0.0.0.0_443' failed to listen on address '127.1.0.1:443': cannot bind '127.1.0.1:443': Permission denied")
+    assert said and "below 1024" in said and "8443" in said
+    assert "meshlab down" in (bind_hint("cannot bind '10.10.0.10:15001': Address already in use") or "")
+    assert bind_hint("wasm log: proxy_on_configure returned false") is None

@@ -33,14 +33,15 @@ from typing import Any
 from .. import xds as E
 from ..errors import ResourceError
 from ..pki import WorkloadCert
-from ..registry import DOMAIN_SUFFIX, GATEWAY_PORT, OUTBOUND_PORT, Service, Workload, outbound_cluster_name, sni
+from ..registry import DOMAIN_SUFFIX, GATEWAY_LABELS, GATEWAY_PORT, OUTBOUND_PORT, Service, Workload, outbound_cluster_name, sni
 from ..topology import Topology
 from . import envoyfilter
 from . import security as S
 from . import telemetry as T
+from . import tracing as TR
 from .clusters import apply_traffic_policy, eds_cluster
 from .extensions import PHASES, extension_configs, http_filters, referenced
-from .gateway import gateway_listeners, origination
+from .gateway import auto_sni_options, gateway_listeners, origination
 from .pushcontext import destination_rule, matches, resolve_host, subsets, virtual_service
 from .routes import ISTIO_DEFAULT_RETRY, ISTIO_INBOUND_RETRY, http_routes
 
@@ -103,8 +104,14 @@ class Translator:
         self, topology: Topology, gateway_ip: dict[str, str], certs: dict[str, WorkloadCert], network_labels: dict[str, str] | None = None,
         telemetry: dict[str, Any] | None = None,
         secrets: dict[str, dict[str, str]] | None = None,
+        remote_secrets: dict[str, list[str]] | None = None,
+        tracing: dict[str, Any] | None = None,
     ) -> None:
         self.topology = topology
+        # control plane -> the clusters it reads through a remote secret (default: the pattern's, Topology.remote_secrets)
+        self.remote_secrets = remote_secrets if remote_secrets is not None else {cp: topology.remote_secrets(cp) for cp in topology.control_planes}
+        # tracing: the mesh's extension providers and where each provider's service is (see :meth:`tracing_provider`)
+        self.tracing = tracing or {}
         self.telemetry = telemetry  # the istio-stats module (path, sha256) when telemetry is on: meshlab.controlplane.telemetry
         self.secrets = secrets or {}  # TLS secrets of the proxy's cluster, by name (credentialName)
         self.gateway_ip = gateway_ip  # cluster -> east-west gateway address (multi-network patterns)
@@ -131,11 +138,18 @@ class Translator:
         phases = PHASES if phase is None else (phase.removesuffix("_PHASE"),)
         return http_filters(w.labels, w.namespace, resources, direction, lambda name: E.ecds_path(xds, name), port, phases)
 
+    def reads(self, control_plane: str) -> list[str]:
+        """The clusters whose registry ``control_plane`` reads: the clusters it serves, and those it holds a remote
+        secret for (multi-primary: the other primaries of its mesh). A revoked secret's cluster is gone, as when
+        istiod drops a deleted secret's cluster (``pilot/pkg/serviceregistry/kube/controller/multicluster.go``
+        ``kubeController.Close``)."""
+        served = [c.name for c in self.topology.served_by(control_plane)]
+        return list(dict.fromkeys(served + list(self.remote_secrets.get(control_plane, []))))
+
     def visible(self, cluster: str, registry: list[Workload]) -> list[Workload]:
-        """Workloads the control plane serving ``cluster`` knows about."""
-        cp = self.topology.clusters[cluster].control_plane
-        served = {c.name for c in self.topology.served_by(cp)}
-        return [w for w in registry if w.cluster in served]
+        """Workloads the control plane serving ``cluster`` knows about (its registry: :meth:`reads`)."""
+        known = set(self.reads(self.topology.clusters[cluster].control_plane))
+        return [w for w in registry if w.cluster in known]
 
     def topology_labels(self, cluster: str) -> dict[str, str]:
         c = self.topology.clusters[cluster]
@@ -159,8 +173,8 @@ class Translator:
         that the control plane knows (one gateway per cluster here); 1 on a single network."""
         if len(self.topology.networks) < 2:
             return 1
-        served = self.topology.served_by(self.topology.clusters[client_cluster].control_plane)
-        per_network = Counter(c.network for c in served)
+        known = self.reads(self.topology.clusters[client_cluster].control_plane)
+        per_network = Counter(self.topology.clusters[c].network for c in known)
         return math.lcm(1, *per_network.values())
 
     def endpoints(
@@ -281,6 +295,11 @@ class Translator:
                         extra.update(S.client_transport(mtls, auto=dr_tls is None))
                     elif dr_tls == "SIMPLE":  # TLS origination: the sidecar speaks TLS to a server outside the mesh
                         extra["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {"@type": E.UPSTREAM_TLS, **origination(policy["tls"], svc.fqdn, self.secrets)}}
+                        if auto := auto_sni_options(policy["tls"]):  # Istio's clusterWrapper.build(): HTTP/1.1 unless set
+                            extra["typed_extension_protocol_options"] = {E.HTTP_OPTIONS: {
+                                "@type": E.T + E.HTTP_OPTIONS,
+                                "explicit_http_config": {"http_protocol_options" if svc.external else "http2_protocol_options": {}},
+                                "upstream_http_protocol_options": auto}}
                     if w.netns is None:  # loopback mode: connect from the pod's own address so the callee sees who called
                         extra["upstream_bind_config"] = {"source_address": {"address": w.ip, "port_value": 0}}
                     extra.update(apply_traffic_policy(policy, eps, (me.region, me.zone), client_labels))
@@ -319,6 +338,8 @@ class Translator:
                                 "cluster": outbound_cluster_name(port, svc.fqdn), "timeout": "0s", "max_grpc_timeout": "0s",
                                 "retry_policy": dict(ISTIO_DEFAULT_RETRY),
                             },  # fmt: skip
+                            # the span's operation name (telemetry.go TraceOperation: "<host>:<port>/*")
+                            "decorator": {"operation": f"{svc.fqdn}:{port}/*"},
                         }
                     ]
                 domains = [f"{h}:{port}" for h in svc.aliases]
@@ -342,14 +363,16 @@ class Translator:
                 ],
             }
         )
+        client_tracing, server_tracing = self.hcm_tracing(w, resources)
         listeners.append(
             E.listener(
-                "virtualOutbound", w.outbound, OUTBOUND_PORT,
+                "virtualOutbound", w.outbound, OUTBOUND_PORT, traffic_direction="OUTBOUND",
                 filter_chains=[
                     {
                         "filters": [
                             E.hcm(
                                 f"outbound_{OUTBOUND_PORT}", {"name": "outbound", "virtual_hosts": vhosts}, w.access_log,
+                                {"tracing": client_tracing} if client_tracing else None,
                                 http_filters=[*self.extension_filters(w, resources, xds, "outbound"), E.FAULT_FILTER, *self.stats_filters(w, "source")],
                             )  # fmt: skip
                         ]
@@ -366,11 +389,13 @@ class Translator:
                 {
                     "name": f"inbound|{port}||",
                     # Istio's name for the inbound virtual host ("inbound|http|<port>"): EnvoyFilters match on it
-                    "virtual_hosts": [{"name": f"inbound|http|{port}", "domains": ["*"], "routes": [{"name": "default", "match": {"prefix": "/"}, "route": INBOUND_ROUTE | {"cluster": inbound}}]}],
+                    "virtual_hosts": [{"name": f"inbound|http|{port}", "domains": ["*"], "routes": [{"name": "default", "match": {"prefix": "/"}, "route": INBOUND_ROUTE | {"cluster": inbound},
+                                                                                                  "decorator": {"operation": f"{w.fqdn}:{port}/*"}}]}],
                 },
                 w.access_log,
                 # Istio passes the caller's identity to the app in XFCC
-                {"forward_client_cert_details": "APPEND_FORWARD", "set_current_client_cert_details": {"uri": True}},
+                {"forward_client_cert_details": "APPEND_FORWARD", "set_current_client_cert_details": {"uri": True},
+                 **({"tracing": server_tracing} if server_tracing else {})},
                 http_filters=[*S.inbound_http_filters(
                     resources, w.labels, w.namespace, trust_domains,
                     lambda phase, port=port: self.extension_filters(w, resources, xds, "inbound", port, phase),
@@ -380,7 +405,7 @@ class Translator:
             mode = S.mtls_mode(resources, w.labels, w.namespace, port)
             listeners.append(
                 {
-                    **E.listener(f"{w.ip}_{port}", w.ip, port),
+                    **E.listener(f"{w.ip}_{port}", w.ip, port, traffic_direction="INBOUND"),
                     "listener_filters": [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {"@type": E.TLS_INSPECTOR}}],
                     "filter_chains": S.inbound_filter_chains(mode, tls, [hcm]),
                 }
@@ -388,12 +413,48 @@ class Translator:
         if self.telemetry:
             listeners.append(T.stats_listener(w.ip))
             clusters.append(T.stats_cluster(w.admin))
+        collector = self.tracing_collector()
+        if (client_tracing or server_tracing) and collector:  # the provider service's outbound cluster (plain gRPC: no sidecar)
+            name, address, port = collector
+            if name not in {c["name"] for c in clusters}:
+                clusters.append(E.static_cluster(name, address, port, http2=True))
 
         used = referenced(listeners)  # istiod serves the extension configs the proxy's listeners ask for
         extensions = {n: c for n, c in extension_configs(w.labels, w.namespace, resources).items() if n in used}
         # EnvoyFilters patch what istiod generated, last (pilot/pkg/networking/core/envoyfilter)
         inbound = {f"{w.ip}_{port}" for port in w.ports}
         return envoyfilter.apply(E.ProxyConfig(listeners, clusters, endpoints, extensions), w.labels, w.namespace, resources, "virtualOutbound", inbound)
+
+    def tracing_provider(self, name: str | None) -> dict[str, str] | None:
+        """``fetchProvider`` (meshConfig.extensionProviders, names compared case-insensitively) and ``clusterLookupFn``
+        (the provider service's outbound cluster, if the registry has the service): None when either is missing."""
+        if not name:
+            return None
+        for p in self.tracing.get("providers", []):
+            otel = p.get("opentelemetry")
+            if p["name"].lower() == name.lower() and otel and f"{otel['service']}:{otel['port']}" in self.tracing.get("services", {}):
+                return {"cluster": outbound_cluster_name(int(otel["port"]), otel["service"]), "authority": otel["service"]}
+        return None
+
+    def tracing_collector(self) -> tuple[str, str, int] | None:
+        """The provider service's outbound cluster: (name, address, port), when the registry has it."""
+        for key, address in self.tracing.get("services", {}).items():
+            host, _, port = key.rpartition(":")
+            return outbound_cluster_name(int(port), host), address, int(port)
+        return None
+
+    def hcm_tracing(self, w: Workload, resources: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The ``tracing`` of the proxy's outbound (client spec) and inbound (server spec) connection managers
+        (``configureTracingFromTelemetry``); the proxy's service cluster is ``<app>.<namespace>``, its canonical
+        name and revision the app and version labels, as the injector sets them."""
+        specs = TR.specs(resources, w.labels, w.namespace)
+        if specs is None:
+            return None, None
+        c = self.topology.clusters[w.cluster]
+        proxy = TR.Proxy(f"{w.app}.{w.namespace}", {"service.istio.io/canonical-name": w.app, "service.istio.io/canonical-revision": w.version or "latest"},
+                         c.mesh, w.namespace, w.cluster, router=w.app in GATEWAY_LABELS)  # fmt: skip
+        client, server = specs
+        return TR.hcm_tracing(client, self.tracing_provider(client.provider), proxy), TR.hcm_tracing(server, self.tracing_provider(server.provider), proxy)
 
     def stats_filters(self, w: Workload, reporter: str) -> list[dict[str, Any]]:
         """Istio's stats filter, last before the router, when telemetry is on."""

@@ -137,7 +137,8 @@ def http_routes(
                         "runtime_fraction": {"default_value": _percent(h.get("mirrorPercentage"))},
                     }
                 ]
-            route: dict[str, Any] = {"name": h.get("name", f"{name}-{i}"), "match": match, "route": action}
+            route: dict[str, Any] = {"name": h.get("name", f"{name}-{i}"), "match": match, "route": action,
+                                     "decorator": {"operation": route_operation(match, action, name, port)}}
             fault = h.get("fault")
             if fault:
                 cfg: dict[str, Any] = {"@type": FAULT}
@@ -148,3 +149,16 @@ def http_routes(
                 route["typed_per_filter_config"] = {"envoy.filters.http.fault": cfg}
             out.append(route)
     return out
+
+
+def route_operation(match: dict[str, Any], action: dict[str, Any], vs_name: str, port: int) -> str:
+    """A route's span operation name (route.go ``GetRouteOperation``): ``<host>:<port><path>`` for a single
+    destination cluster, else ``<VirtualService name>:<port><path>``; the path is the prefix + ``*``, the exact
+    path, or the regex."""
+    path = match["prefix"] + "*" if "prefix" in match else match.get("path") or match.get("safe_regex", {}).get("regex") or "/*"
+    cluster = action.get("cluster", "")
+    if cluster.count("|") == 3:
+        _, p, _, host = cluster.split("|")
+        return f"{host}:{p}{path}"
+    return f"{vs_name}:{port}{path}"
+
