@@ -21,7 +21,7 @@ shows only its message (the verdict and the hint; ``_render_traceback_``), and l
 whitespace of text (nothing else: ``"cluster"`` is not ``"cluster1"``); a callable grades what needs an
 experiment (apply the learner's YAML, send traffic). A check cell must be safe to re-run: it shows its
 evidence (``evidence=``) whatever the verdict, and it must not change the lab on each run (use
-``ex.once``) -- ``tests/labs/test_exercises_drill.py`` runs every check wrong twice, unanswered, then right.
+``ex.once``) -- the drill (``tests/labs/drill.py``) runs every check wrong twice, empty, unanswered, then right.
 
 **Solutions.** CI runs every lab with the solutions filled in (papermill parameter ``solutions=True``, or
 ``MESHLAB_SOLUTIONS=1`` for runners that cannot pass parameters, such as nbval): then a wrong or missing

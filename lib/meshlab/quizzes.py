@@ -165,6 +165,13 @@ QUIZZES: dict[str, list[Q]] = {
           "cluster2's gateway is configured by cluster2's istiod, which knows no such subset, so no filter chain matches the SNI",
           ("subsets never work across networks", "the VirtualService must live in cluster2", "mTLS breaks with subsets"),
           "configuration is per control plane: the serving cluster's gateway needs the subset too (keep config in step)"),
+        Q("With cluster1's istiod stopped, the lab measured 30 calls from cluster1: no errors, answers from both clusters. "
+          "What explains that number?",
+          "running proxies keep the configuration and certificates they already have; only new changes stop reaching them",
+          ("cluster2's istiod took over cluster1's proxies", "the calls were retried until cluster1's istiod came back",
+           "sidecars fall back to plain Kubernetes Services"),
+          "a stopped istiod pushes nothing, but Envoy keeps serving from its last config: the failure domain is the push, "
+          "not the data plane", explain=True),
     ],
     "04": [
         Q("A ServiceEntry names the host of an existing Kubernetes Service. Who defines the host's ports in Istio?",
@@ -351,6 +358,13 @@ QUIZZES: dict[str, list[Q]] = {
           ("the meshID of the remote cluster's installation", "the remote secret that lets istiod read that cluster",
            "the east-west gateway's LoadBalancer address"),
           "endpoints without a network count as reachable from every network"),
+        Q("A call hangs for 5 s and fails; curl's sidecar logged it DC, sent to a pod IP of the other network. Why did "
+          "no retry save it?",
+          "nothing ever answered the connect: it waits out the 10 s connectTimeout, and the client gave up after 5 s",
+          ("DC means the destination refused the connection, and Istio never retries a refusal",
+           "earlier requests used up the cluster's retry budget", "Istio turns retries off for calls that cross networks"),
+          "a black-holed address neither accepts nor refuses: the client (5 s) disconnects before Envoy's connect timeout "
+          "(10 s) ends the attempt, so the sidecar logs DC, downstream connection termination"),
         Q("503 with response flag UH after applying a DestinationRule with subsets means…",
           "the subset's cluster has no endpoint",
           ("the route points at a cluster that does not exist", "the upstream refused the connection",

@@ -385,3 +385,24 @@ def test_the_drill_passes_good_exercises_and_catches_bad_ones(tmp_path: Path) ->
     ]:
         with pytest.raises(CellExecutionError, match=problem):
             run_drilled(fixture_lab(**overrides), tmp_path)
+
+
+@pytest.mark.notebook
+def test_run_all_as_a_learner_stops_at_the_first_unanswered_exercise(tmp_path: Path) -> None:
+    """A fresh lab, Run All, solutions off (a learner): the run stops at the first exercise's gate with the
+    friendly line and no traceback; nothing after it ran."""
+    import papermill
+
+    path = LABS / "00-setup.ipynb"
+    out = tmp_path / path.name
+    with pytest.raises(papermill.PapermillExecutionError):
+        papermill.execute_notebook(str(path), str(out), parameters={"backend": "local", "solutions": False},
+                                   kernel_name="python3", kernel_manager_class=kernel_manager(), cwd=str(LABS),
+                                   execution_timeout=CELL_TIMEOUT, log_output=False, progress_bar=False)
+    code = [c for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code"]
+    stopped = next(i for i, c in enumerate(code) if any(o.get("output_type") == "error" for o in c.outputs))
+    assert "solution" in code[stopped].metadata.get("tags", []), "the first stop is the first exercise's gate"
+    (error,) = [o for o in code[stopped].outputs if o.get("output_type") == "error"]
+    assert error.ename == "NotYet" and error.traceback[0].startswith("✎ exercise 00.1 is waiting for your answer")
+    assert len(error.traceback) == 1, "a friendly line, no traceback"
+    assert all(c.execution_count is None for c in code[stopped + 1:]), "nothing after the gate ran"

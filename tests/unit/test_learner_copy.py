@@ -62,3 +62,12 @@ def test_the_working_copy_is_ignored_by_git_and_is_what_make_lab_opens() -> None
     plan = subprocess.run(["make", "-n", "-C", str(ROOT), "lab"], capture_output=True, text=True, check=True).stdout
     assert "meshlab my-labs" in plan and "--notebook-dir=my-labs" in plan and "--notebook-dir=labs " not in plan
     assert labs.MY_LABS == ROOT / "my-labs" and labs.COURSE_LABS == ROOT / "labs"
+
+
+def test_reset_finds_the_copy_a_room_or_make_lab_points_at(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MESHLAB_LABS", raising=False)
+    assert labs.learner_labs() == labs.MY_LABS
+    monkeypatch.setenv("MESHLAB_LABS", str(labs.COURSE_LABS))
+    assert labs.learner_labs() == labs.MY_LABS, "the course's own labs/ are never the learner's copy"
+    monkeypatch.setenv("MESHLAB_LABS", str(tmp_path / "meshlab" / "labs"))  # a room's server
+    assert labs.learner_labs() == tmp_path / "meshlab" / "labs"

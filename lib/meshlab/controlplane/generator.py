@@ -41,7 +41,7 @@ from . import telemetry as T
 from . import tracing as TR
 from .clusters import apply_traffic_policy, eds_cluster, http_protocol_options, is_http2, port_protocol
 from .extensions import PHASES, extension_configs, http_filters, referenced
-from .gateway import gateway_listeners, origination
+from .gateway import auto_sni_options, gateway_listeners, origination
 from .pushcontext import destination_rule, matches, resolve_host, subsets, virtual_service
 from .routes import ISTIO_DEFAULT_RETRY, ISTIO_INBOUND_RETRY, http_routes
 
@@ -311,6 +311,11 @@ class Translator:
                         extra.update(S.client_transport(mtls, auto=dr_tls is None))
                     elif dr_tls == "SIMPLE":  # TLS origination: the sidecar speaks TLS to a server outside the mesh
                         extra["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {"@type": E.UPSTREAM_TLS, **origination(policy["tls"], svc.fqdn, self.secrets)}}
+                        if auto := auto_sni_options(policy["tls"]):  # Istio's clusterWrapper.build(): HTTP/1.1 unless set
+                            extra["typed_extension_protocol_options"] = {E.HTTP_OPTIONS: {
+                                "@type": E.T + E.HTTP_OPTIONS,
+                                "explicit_http_config": {"http_protocol_options" if svc.external else "http2_protocol_options": {}},
+                                "upstream_http_protocol_options": auto}}
                     if w.netns is None:  # loopback mode: connect from the pod's own address so the callee sees who called
                         extra["upstream_bind_config"] = {"source_address": {"address": w.ip, "port_value": 0}}
                     extra.update(apply_traffic_policy(policy, eps, (me.region, me.zone), client_labels))

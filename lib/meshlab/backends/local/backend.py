@@ -156,7 +156,6 @@ class LocalBackend:
         dry_run=False, captures_every_port=False, preserves_caller_ip=True, kill_leaves_sidecar=True,
         inbound_listener=None, routes_over_rds=False, client_san_prefix=True, addon_telemetry=False, scrape_seconds=None,
         prometheus_cluster_tag="envoy_cluster_name",  # Envoy's default tag extraction: the name up to its first dot
-        waits_for_gateway_drain=True,
     )  # fmt: skip
 
     def __init__(self, topology: Topology, state: State) -> None:
@@ -791,6 +790,18 @@ class LocalBackend:
             if p["name"] == f"{w.pod}/app":
                 procs.kill(p)
         return w.pod
+
+    crash = kill  # the sidecar stays either way
+
+    def wait_drained(self, workload: str, clusters: list[str], timeout: float = 10.0) -> None:
+        """A removed listener drains (``--drain-time-s``, 1 s here) before its connections close: wait until
+        ``workload``'s proxy in each of ``clusters`` drains none, so pooled connections no longer hide the change."""
+        deadline = time.monotonic() + timeout
+        stat = "listener_manager.total_listeners_draining"
+        while sum(self.stats(workload, c, stat).get(stat, 0) for c in clusters):
+            if time.monotonic() > deadline:
+                raise MeshlabError(f"{workload} still drains a listener after {timeout:.0f}s", "run `meshlab status`")
+            time.sleep(0.1)
 
     def restore(self, app: str, cluster: str) -> str:
         w = self.find(app, cluster)
