@@ -12,6 +12,7 @@ from meshlab import checks
 from meshlab.runtime import net
 from meshlab.lab import Lab
 from meshlab.state import prefix_for
+from meshlab.dataplane import access_logs_on
 
 HOST = "hello.example.com"
 
@@ -19,7 +20,7 @@ HOST = "hello.example.com"
 @pytest.fixture(scope="module")
 def lab(module_home: Path) -> Iterator[Lab]:
     home = module_home
-    lab = Lab.up("flat-network", samples=True, home_dir=home, quiet=True)
+    lab = access_logs_on(Lab.up("flat-network", samples=True, home_dir=home, quiet=True))
     lab.deploy("istio-ingressgateway", "cluster1")
     yield lab
     lab.down(quiet=True)

@@ -81,8 +81,9 @@ def primary_iop(t: Topology, c: Cluster) -> dict[str, Any]:
     if remotes_of(t, c.name):
         glob["externalIstiod"] = True
     mesh_config: dict[str, Any] = {
-        # JSON access logs with the same fields as the local backend's sidecars (lab.access_log)
-        "accessLogFile": "/dev/stdout",
+        # No accessLogFile: as in Istio's default profile, proxies log nothing until a Telemetry resource turns
+        # logging on (the labs do, as a learner would). The built-in ``envoy`` provider then writes to
+        # /dev/stdout in this encoding and format: JSON with the local backend's fields (lab.access_log).
         "accessLogEncoding": "JSON",
         "accessLogFormat": json.dumps(ACCESS_LOG_FORMAT, separators=(",", ":")),
     }
