@@ -382,16 +382,19 @@ class Lab:
     def remote_clusters(self, cluster: str) -> Table:
         """``istioctl remote-clusters --context <cluster>``: the clusters the istiod of ``cluster`` reads -- its own,
         then one per remote secret, with the secret's name and sync status."""
+        self._real("remote_clusters", cluster)
         return Table(self.backend.remote_clusters(cluster), title=f"clusters istiod in {cluster} reads")
 
     def delete_remote_secret(self, cluster: str, in_cluster: str) -> None:
         """Revoke ``cluster``'s remote secret held in ``in_cluster`` (``istioctl create-remote-secret --name <cluster>
         | kubectl delete -f -``): that istiod forgets ``cluster``'s services and endpoints."""
+        self._real("delete_remote_secret", in_cluster, of=cluster)
         self.backend.set_remote_secret(cluster, in_cluster, present=False)
 
     def create_remote_secret(self, cluster: str, in_cluster: str) -> None:
         """Give the istiod of ``in_cluster`` read access to ``cluster``'s API server (``istioctl create-remote-secret
         --name <cluster> | kubectl apply -f -``): it discovers that cluster's services and endpoints."""
+        self._real("create_remote_secret", in_cluster, of=cluster)
         self.backend.set_remote_secret(cluster, in_cluster, present=True)
 
     # ---- tracing ---------------------------------------------------------------------------------
@@ -399,12 +402,14 @@ class Lab:
         """Somewhere for spans to go: on kind Istio's Jaeger addon in each primary; on the local backend meshlab's
         OTLP/gRPC collector, outside the clusters. A ``Telemetry`` (:func:`meshlab.tracing.telemetry`) applied to
         each control plane then turns tracing on."""
+        self._real("enable_tracing", primaries=list(self.topology.control_planes))
         return str(self.backend.enable_tracing())
 
     def traces(self, expect: int = 1, trace_id: str | None = None, since: float = 0.0, timeout: float = 10.0) -> "dict[str, list[Any]]":
         """The spans received so far (of traces started after ``since``, a ``time.time()``), as traces: trace id ->
         spans, parents first. Waits (up to ``timeout``) until ``expect`` traces -- or the trace ``trace_id`` -- have
         a SERVER span: proxies export spans after the response."""
+        self._real("traces")
         import time
 
         from .tracing import traces
@@ -425,8 +430,15 @@ class Lab:
         self._real("kill", cluster, workload)
         return self.backend.kill(workload, cluster)
 
+    def crash(self, workload: str, cluster: str) -> str:
+        """Crash a workload's app and keep its sidecar, on both backends: the endpoint stays in EDS and its
+        sidecar answers 503 (``UF``) until outlier detection ejects it (kind: the pods are replaced by ones
+        whose app never listens). ``restore`` brings the app back."""
+        self._real("crash", cluster, workload)
+        return self.backend.crash(workload, cluster)
+
     def restore(self, workload: str, cluster: str) -> str:
-        """Restart a killed workload's app."""
+        """Restart a killed (or crashed) workload's app."""
         self._real("restore", cluster, workload)
         return self.backend.restore(workload, cluster)
 

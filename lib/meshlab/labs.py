@@ -114,6 +114,7 @@ class LabInfo:
     time: Minutes
     start: Start = field(default_factory=Start)
     needs: tuple[str, ...] = ()  # labs to do first (their numbers)
+    you_will: tuple[str, ...] = ()  # what the learner does, for the "you will" box of the lab's header
 
     @property
     def path(self) -> Path:
@@ -136,49 +137,63 @@ def _m(reading: int, exercises: int, local: int, kind: int) -> Minutes:
 LABS: list[LabInfo] = [
     LabInfo("00", "00-setup.ipynb",
             "can this machine run the labs? prerequisite checks for both backends, with fixes",
-            _m(10, 15, 1, 5)),
+            _m(10, 15, 1, 5),
+            you_will=('predict which network mode a machine gets, then run the checks', 'predict whether the kind backend can run here', "read every failed check's fix",)),
     LabInfo("01", "01-envoy-data-plane.ipynb",
             "Envoy is the data plane: load balancing, circuit breaking, outlier detection, retries, timeouts, "
             "shadowing, rate limiting, measured on a real Envoy",
-            _m(70, 20, 3, 15), Start("flat-network"), needs=("00",)),
+            _m(70, 20, 3, 15), Start("flat-network"), needs=("00",),
+            you_will=('measure timeouts, retries, retry budgets and circuit breakers with a real load generator', 'predict amplification and ejections before the experiments run', 'write a DestinationRule whose breaker admits 2 callers and refuses 8',)),
     LabInfo("02", "02-shared-control-plane-flat-network.ipynb",
             "pattern 1: one control plane, two clusters on one flat network; endpoints, mTLS identity, "
             "the shared failure domain",
-            _m(50, 15, 1, 15), Start("flat-network"), needs=("00",)),
+            _m(50, 15, 1, 15), Start("flat-network"), needs=("00",),
+            you_will=('build one control plane for two clusters on one network', 'read the endpoints and identities a sidecar really has', 'stop the control plane and see what still works',)),
     LabInfo("03", "03-shared-control-plane-separate-networks.ipynb",
             "pattern 2: east-west gateways (SNI passthrough on 15443), split-horizon EDS, real network isolation",
-            _m(45, 15, 1, 15), Start("separate-networks"), needs=("02",)),
+            _m(45, 15, 1, 15), Start("separate-networks"), needs=("02",),
+            you_will=('split two clusters onto separate networks joined by east-west gateways', "predict the gateway's weight and SNI, then read them from Envoy", 'see why requests follow connections behind a gateway',)),
     LabInfo("03b", "03b-multi-primary.ipynb",
             "multi-primary on different networks: an istiod per cluster reading both registries through remote "
             "secrets (revocable), its failure domain measured, what to keep in step, a controlled east-west gateway, "
             "and one trace across clusters (OpenTelemetry, OTLP)",
-            _m(50, 15, 2, 20), Start("multi-primary"), needs=("03",)),
+            _m(50, 15, 2, 20), Start("multi-primary"), needs=("03",),
+            you_will=("run an istiod in each cluster that reads both registries", "measure the failure domain of one control plane",
+                      "follow one trace across clusters")),
     LabInfo("04", "04-separate-control-planes.ipynb",
             "pattern 3: two control planes, federation (Service Mesh Hub style VirtualMesh → ServiceEntry + "
             "DestinationRule), the lesson of a shared root of trust",
-            _m(45, 15, 1, 15), Start("separate-control-planes"), needs=("03",)),
+            _m(45, 15, 1, 15), Start("separate-control-planes"), needs=("03",),
+            you_will=('run two control planes and federate them with ServiceEntries', 'write the ServiceEntry yourself (its port name matters)', 'break the shared root of trust and watch retries hide it',)),
     LabInfo("05", "05-management-plane.ipynb",
             "the management plane: discovery, a VirtualMesh from two roots to one (CSR flow), a reconciling "
             "controller, one policy for many meshes, federated telemetry (a Prometheus per cluster, one global view)",
-            _m(40, 20, 2, 20), Start("separate-roots"), needs=("04", "06")),
+            _m(40, 20, 2, 20), Start("separate-roots"), needs=("04", "06"),
+            you_will=('discover two meshes and give them one root with the CSR flow', 'write a TrafficPolicy and a PromQL query', 'follow a failover in a global Prometheus',)),
     LabInfo("06", "06-locality-failover.ipynb",
             "locality load balancing, outlier detection, failover across networks and fail-back, plotted over time",
-            _m(60, 15, 1, 15), Start("separate-networks"), needs=("03",)),
+            _m(60, 15, 1, 15), Start("separate-networks"), needs=("03",),
+            you_will=('make a sidecar prefer its own locality and fail over across networks', 'predict the client-visible errors of a crash, then measure them', 'write the retries that hide the crash',)),
     LabInfo("07", "07-wasm-abi-and-first-filter.ipynb",
             "WebAssembly in Envoy: the proxy-wasm ABI of real modules, filters in C and AssemblyScript, hot "
             "loading, fail open/closed, what a filter costs",
-            _m(50, 20, 2, 2), Start(prepare=("filters",)), needs=("00",)),
+            _m(50, 20, 2, 2), Start(prepare=("filters",)), needs=("00",),
+            you_will=('build Wasm filters in C and AssemblyScript and read their ABI', 'hot-swap filters under traffic and measure what one costs', 'predict what Envoy does with a broken or misnamed module',)),
     LabInfo("08", "08-wasm-hub-and-mesh-deploy.ipynb",
             "modules as OCI images in a hub with user accounts, declarative deployment over ECDS with Istio's `TrafficExtension` (Wasm and Lua) and its predecessor `WasmPlugin`",
-            _m(60, 15, 2, 15), Start("separate-networks", samples=True, prepare=("filters", "hub")), needs=("07", "03")),
+            _m(60, 15, 2, 15), Start("separate-networks", samples=True, prepare=("filters", "hub")), needs=("07", "03"),
+            you_will=('push modules to a registry with user accounts', 'deploy them with TrafficExtension and WasmPlugin, roll out, break the digest', 'write a Lua extension',)),
     LabInfo("09", "09-security-across-clusters.ipynb",
             "security across clusters: mTLS modes, authorization by identity, trust domains, TLS at the "
             "ingress and egress edges",
-            _m(40, 20, 1, 15), Start("flat-network", samples=True), needs=("02",)),
+            _m(40, 20, 1, 15), Start("flat-network", samples=True), needs=("02",),
+            you_will=('refuse plaintext with STRICT mTLS, then let one legacy client back in', 'find and fix an identity collision across clusters', 'require a JWT at the ingress and originate TLS at the egress',)),
     LabInfo("10", "10-troubleshooting.ipynb",
             "break and fix: seeded faults diagnosed with an operator's views (endpoints, sync status, "
             "access-log flags, stats), each fix written by the learner and graded by traffic; a mystery round",
-            _m(30, 40, 2, 25), Start("separate-networks"), needs=("03", "04", "06")),  # eight fixes to write, a mystery round
+            _m(30, 40, 2, 25), Start("separate-networks"), needs=("03", "04", "06"),  # eight fixes to write, a mystery round
+            you_will=("diagnose seeded faults with endpoints, proxy status, access logs and stats",
+                      "write each fix and prove it with traffic", "find unnamed faults in a mystery round")),
 ]  # fmt: skip
 
 
@@ -198,11 +213,12 @@ class Header:
         time = (f"**Time:** about {local} minutes on the local backend — reading {t.reading}, exercises and quiz "
                 f"{t.exercises}, the cells themselves {t.running['local']}" + (f"; {kind} on kind (with its bring-up)" if kind else ""))
         first = ", ".join(f"lab {n} ({find(n).notebook})" for n in i.needs) or "nothing"
-        return [f"**Lab {i.number}** · {i.teaches}", time, f"**Do first:** {first}",
+        you = [f"**You will** {'; '.join(i.you_will)}."] if i.you_will else []
+        return [f"**Lab {i.number}** · {i.teaches}", *you, time, f"**Do first:** {first}",
                 f"**Starts from:** {i.start.describe()} — `meshlab goto {i.number}` builds that state"]
 
     def _repr_markdown_(self) -> str:
-        return "\n\n".join(self.lines())
+        return "\n>\n".join(f"> {line}" for line in self.lines())  # a box above the lab
 
     def __str__(self) -> str:
         return "\n".join(line.replace("**", "") for line in self.lines())
@@ -303,7 +319,8 @@ def say_network_needs(number: str | int) -> str:
     """A lab's first words on the network: nothing needed, or what it will fetch and how to avoid it."""
     needs = network_needs(number)
     if not needs:
-        return f"lab {find(number).number} needs no network: every dependency is installed (make setup)"
+        return (f"lab {find(number).number} needs no network on the local backend: every dependency is installed "
+                "(make setup); the kind backend pulls its images unless `meshlab kind images pull` ran before")
     return "\n".join([f"lab {find(number).number} will use the network while it runs:", *(f"  - {n}" for n in needs),
                       "  to work offline (a workshop room), run `make setup` (or `meshlab wasm build-all`) first"])
 

@@ -358,6 +358,13 @@ QUIZZES: dict[str, list[Q]] = {
           ("the meshID of the remote cluster's installation", "the remote secret that lets istiod read that cluster",
            "the east-west gateway's LoadBalancer address"),
           "endpoints without a network count as reachable from every network"),
+        Q("A call hangs for 5 s and fails; curl's sidecar logged it DC, sent to a pod IP of the other network. Why did "
+          "no retry save it?",
+          "nothing ever answered the connect: it waits out the 10 s connectTimeout, and the client gave up after 5 s",
+          ("DC means the destination refused the connection, and Istio never retries a refusal",
+           "earlier requests used up the cluster's retry budget", "Istio turns retries off for calls that cross networks"),
+          "a black-holed address neither accepts nor refuses: the client (5 s) disconnects before Envoy's connect timeout "
+          "(10 s) ends the attempt, so the sidecar logs DC, downstream connection termination"),
         Q("503 with response flag UH after applying a DestinationRule with subsets means…",
           "the subset's cluster has no endpoint",
           ("the route points at a cluster that does not exist", "the upstream refused the connection",
