@@ -80,6 +80,17 @@ def upstream_tls(envoy_cluster: dict[str, Any]) -> dict[str, Any]:
     return {"sni": tls.get("sni"), "sans": sans}
 
 
+def originated_sni(envoy_cluster: dict[str, Any]) -> dict[str, Any]:
+    """How a cluster that originates TLS (DestinationRule ``tls.mode: SIMPLE``) names the server, as both
+    control planes write it: ``{"sni": <fixed SNI or "">, "auto_sni": ..., "auto_san_validation": ...}``.
+    Without ``sni`` in the DestinationRule Istio sets no SNI but ``auto_sni`` (Envoy sends each request's
+    Host) and, without ``subjectAltNames``, ``auto_san_validation`` (the certificate must match that name)."""
+    tls = envoy_cluster["transport_socket"]["typed_config"]
+    options = envoy_cluster.get("typed_extension_protocol_options", {}).get("envoy.extensions.upstreams.http.v3.HttpProtocolOptions", {})
+    upstream = options.get("upstream_http_protocol_options", {})
+    return {"sni": tls.get("sni", ""), "auto_sni": bool(upstream.get("auto_sni")), "auto_san_validation": bool(upstream.get("auto_san_validation"))}
+
+
 def inbound_port_chains(lab: "Lab", workload: str, cluster: str, port: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The listener that serves ``workload``'s inbound ``port`` and its filter chains for that port (see
     :func:`inbound_tls`: ``virtualInbound`` on kind, ``<pod IP>_<port>`` on the local backend)."""

@@ -146,8 +146,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the results as JSON")
     s.add_argument("--wasm", action="store_true", help="Envoy with each wasm filter against without, and build times")
 
-    s = sub.add_parser("kind", help="kind backend tools: the image cache (meshlab kind images pull|save FILE|load FILE)")
-    ks = s.add_subparsers(dest="kind_cmd", required=True, metavar="WHAT", help="images: the image cache")
+    s = sub.add_parser("kind", help="kind backend tools: the image cache (meshlab kind images pull|save FILE|load FILE), "
+                       "the instructor's dress rehearsal (meshlab kind rehearse)")
+    ks = s.add_subparsers(dest="kind_cmd", required=True, metavar="WHAT", help="images: the image cache; rehearse: the dress rehearsal")
+    r = ks.add_parser("rehearse", help="the day before a workshop: bring a pattern up, run every kind step the labs use "
+                      "(timed and checked), print a table and a verdict, remove everything")
+    r.add_argument("--dry-run", action="store_true", help="print what each step would run, run nothing")
     s = ks.add_parser("images", help="pull every pinned image once; save them into one archive; load that archive")
     s.add_argument("action", choices=["pull", "save", "load"],
                    help="pull: every pinned image, for this Docker engine's platform; save FILE: one archive to hand out; "
@@ -226,6 +230,10 @@ def _run(args: argparse.Namespace) -> int:
             print(apparmor.status())
         else:
             print("\n".join(apparmor.install(args.group) if args.action == "install" else apparmor.remove()))
+    elif getattr(args, "kind_cmd", None) == "rehearse":  # runs the labs' own code: a tool above the facade
+        from .rehearse import rehearse
+
+        return rehearse(dry_run=args.dry_run)
     elif args.cmd in backend_names():
         return int(backend_class(args.cmd).command(args))  # a backend's own tools (`meshlab kind images ...`)
     elif args.cmd in ("labs", "goto", "reset", "my-labs", "export"):

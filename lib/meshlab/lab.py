@@ -430,8 +430,15 @@ class Lab:
         self._real("kill", cluster, workload)
         return self.backend.kill(workload, cluster)
 
+    def crash(self, workload: str, cluster: str) -> str:
+        """Crash a workload's app and keep its sidecar, on both backends: the endpoint stays in EDS and its
+        sidecar answers 503 (``UF``) until outlier detection ejects it (kind: the pods are replaced by ones
+        whose app never listens). ``restore`` brings the app back."""
+        self._real("crash", cluster, workload)
+        return self.backend.crash(workload, cluster)
+
     def restore(self, workload: str, cluster: str) -> str:
-        """Restart a killed workload's app."""
+        """Restart a killed (or crashed) workload's app."""
         self._real("restore", cluster, workload)
         return self.backend.restore(workload, cluster)
 

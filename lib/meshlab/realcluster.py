@@ -96,6 +96,10 @@ def command(op: str, *, cluster: str | None = None, workload: str | None = None,
                 f"--docker-server={kw['registry']} --docker-username={kw['username']} --docker-password=..."]
     if op == "create_tls_secret":
         return [f"kubectl create -n istio-system {c} secret tls {kw['name']} --key={kw['name']}.key --cert={kw['name']}.crt"]
+    if op == "crash":
+        patch = '[{"op": "add", "path": "/spec/template/spec/containers/0/command", "value": ["sleep", "infinity"]}]'
+        return [f"kubectl patch -n {ns} {c} {deploy} --type=json -p '{patch}'   # the app never listens, the sidecar stays "
+                f"(undo: kubectl rollout undo -n {ns} {c} {deploy})"]
     if op in ("kill", "restore"):
         return [f"kubectl scale -n {ns} {c} {deploy} --replicas={0 if op == 'kill' else 1}"]
     if op in ("stop_control_plane", "start_control_plane"):

@@ -40,7 +40,10 @@ _TRAFFIC_POLICY = {
     "loadBalancer": {"simple": str, "localityLbSetting": _LOCALITY_LB},
     "connectionPool": {
         "tcp": {"maxConnections": int, "connectTimeout": _DURATION},
-        "http": {"http1MaxPendingRequests": int, "http2MaxRequests": int, "maxRequestsPerConnection": int, "maxRetries": int},
+        "http": {
+            "http1MaxPendingRequests": int, "http2MaxRequests": int, "maxRequestsPerConnection": int, "maxRetries": int,
+            "h2UpgradePolicy": str,
+        },  # fmt: skip
     },
     "retryBudget": {"percent": float, "minRetryConcurrency": int, "budgetInterval": _DURATION},
 }
@@ -156,9 +159,11 @@ SHAPES: dict[str, dict[str, Any]] = {
         },
         "lua": {"inlineCode": str},
     },
-    # telemetry.istio.io/v1: tracing (meshlab.backends.local.tracing follows telemetry.go and tracing.go)
+    # telemetry.istio.io/v1: tracing (meshlab.backends.local.tracing follows telemetry.go and tracing.go) and
+    # access logging with the built-in ``envoy`` provider (controlplane/telemetry.py follows telemetry.go)
     "Telemetry": {
         "selector": {"matchLabels": ("map", str)},
+        "accessLogging": [{"providers": [{"name": str}], "disabled": bool, "match": {"mode": str}}],
         "tracing": [{
             "providers": [{"name": str}],
             "match": {"mode": str},
@@ -189,6 +194,8 @@ ENUMS = {
     "spec.configPatches[].match.context": {"ANY", "SIDECAR_INBOUND", "SIDECAR_OUTBOUND"},
     "spec.configPatches[].patch.operation": {"ADD", "INSERT_FIRST", "INSERT_BEFORE", "INSERT_AFTER", "MERGE"},
     "spec.trafficPolicy.tls.mode": {"ISTIO_MUTUAL", "DISABLE", "SIMPLE"},
+    "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy": {"DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"},
+    "spec.accessLogging[].match.mode": {"CLIENT_AND_SERVER", "CLIENT", "SERVER"},
     "spec.mtls.mode": {"UNSET", "STRICT", "PERMISSIVE", "DISABLE"},
     "spec.portLevelMtls.*.mode": {"UNSET", "STRICT", "PERMISSIVE", "DISABLE"},
     "spec.action": {"ALLOW", "DENY", "AUDIT", "CUSTOM"},
@@ -272,6 +279,25 @@ def validate(doc: Any) -> None:
     _check(doc.get("spec") or {}, SHAPES[kind], "spec", where, ENUMS_BY_KIND.get(kind, {}))
     if kind in _SEMANTIC:
         _SEMANTIC[kind](doc.get("spec") or {}, where)
+    if kind == "AuthorizationPolicy":
+        _check_dry_run(doc, where)
+
+
+# Go's strconv.ParseBool, which istiod uses for istio.io/dry-run (builder.go isDryRun)
+PARSE_BOOL = {v: True for v in ("1", "t", "T", "TRUE", "true", "True")} | {v: False for v in ("0", "f", "F", "FALSE", "false", "False")}
+DRY_RUN = "istio.io/dry-run"
+
+
+def _check_dry_run(doc: dict[str, Any], where: str) -> None:
+    """validation.go ``checkDryRunAnnotation``: a value ParseBool accepts, on an ALLOW or DENY policy only."""
+    value = ((doc.get("metadata") or {}).get("annotations") or {}).get(DRY_RUN)
+    if value is None:
+        return
+    if value not in PARSE_BOOL:
+        raise ResourceError(f"{where}: annotation {DRY_RUN} has an invalid value {value!r}", "Istio refuses it too: write true or false")
+    action = (doc.get("spec") or {}).get("action", "ALLOW")
+    if action not in ("ALLOW", "DENY"):
+        raise ResourceError(f"{where}: the annotation {DRY_RUN} only supports action ALLOW or DENY, not {action}", "Istio refuses it too: remove the annotation")
 
 
 def _check(value: Any, shape: Any, path: str, where: str, enums: dict[str, set[str]] | None = None) -> None:
@@ -419,7 +445,30 @@ def _check_envoy_filter(spec: dict[str, Any], where: str) -> None:
                                 "match the inbound port, or drop portNumber")
 
 
+def _check_telemetry(spec: dict[str, Any], where: str) -> None:
+    for i, entry in enumerate(spec.get("accessLogging", [])):
+        for p in entry.get("providers", []):
+            if p.get("name", "").lower() != "envoy":
+                raise ResourceError(
+                    f"{where}: spec.accessLogging[{i}].providers: {p.get('name')!r} is not a provider of the local backend",
+                    "use the built-in file access log provider `envoy` (meshConfig's default extension provider), or the kind backend",
+                )
+
+
+def _check_virtual_service(spec: dict[str, Any], where: str) -> None:
+    if "mesh" in spec.get("gateways", ["mesh"]):
+        for h in spec.get("hosts", []):
+            if "*" in h:
+                raise ResourceError(
+                    f"{where}: host {h!r}: a wildcard host for sidecars is not supported by the local backend "
+                    "(Istio applies it to every service it matches that has no more specific VirtualService)",
+                    "name the service's host, or use the kind backend",
+                )
+
+
 _SEMANTIC = {
+    "Telemetry": _check_telemetry,
+    "VirtualService": _check_virtual_service,
     "EnvoyFilter": _check_envoy_filter,
     "AuthorizationPolicy": _check_authorization_policy,
     "PeerAuthentication": _check_peer_authentication,

@@ -105,6 +105,18 @@ def processes_of(uids: set[int]) -> list[str]:
     return out
 
 
+def pss_mib(uid: int) -> float:
+    """Memory of every process of ``uid``, shared pages split between their users (PSS), in MiB."""
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{pid}").st_uid == uid:
+                total += sum(int(line.split()[1]) for line in open(f"/proc/{pid}/smaps_rollup") if line.startswith("Pss:"))
+        except OSError:
+            pass
+    return total / 1024
+
+
 def server_pid(user: str) -> int:
     """The learner's Jupyter server: the process whose environment names the learner as JUPYTERHUB_USER."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -191,8 +203,10 @@ def test_three_learners_run_a_lab_at_once(room: dict) -> None:
     except AssertionError as e:
         raise AssertionError(f"{e}\n--- the hub's log:\n{room['log'].read_text()[-4000:]}") from None
     modes = {r.stdout.split("MODE", 1)[1].strip() for p in people for r in p.results if "MODE" in r.stdout}
+    idle = max(pss_mib(login.uid) for login in room["logins"])
     print(f"hub up in {t - room['started']:.1f}s; 3 logins, 3 servers, lab 00 and a mesh each, three at once, "
-          f"in {time.monotonic() - t:.1f}s (network mode {', '.join(sorted(modes))}; course {room['course']}, Python {room['python']})")
+          f"in {time.monotonic() - t:.1f}s (network mode {', '.join(sorted(modes))}; course {room['course']}, Python {room['python']}); "
+          f"a learner's idle server: {idle:.0f} MiB PSS")
     for p, login in zip(people, room["logins"]):
         failed = [r for r in p.results if r.status != "ok"]
         assert not failed, f"{p.name}: cell {failed[0].index} failed: {failed[0].error}\n{failed[0].stdout[-2000:]}"

@@ -39,19 +39,22 @@ from . import envoyfilter
 from . import security as S
 from . import telemetry as T
 from . import tracing as TR
-from .clusters import apply_traffic_policy, eds_cluster
+from .clusters import apply_traffic_policy, eds_cluster, http_protocol_options, is_http2, port_protocol
 from .extensions import PHASES, extension_configs, http_filters, referenced
-from .gateway import gateway_listeners, origination
+from .gateway import auto_sni_options, gateway_listeners, origination
 from .pushcontext import destination_rule, matches, resolve_host, subsets, virtual_service
 from .routes import ISTIO_DEFAULT_RETRY, ISTIO_INBOUND_RETRY, http_routes
 
 TCP_PROXY = E.T + "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
-# route.go ``BuildDefaultHTTPInboundRoute``: no timeout, and Istio's inbound retry policy
-INBOUND_ROUTE = {
-    "timeout": "0s",
-    "max_stream_duration": {"max_stream_duration": "0s", "grpc_timeout_header_max": "0s"},
-    "retry_policy": ISTIO_INBOUND_RETRY,
-}
+
+
+def inbound_route(protocol: str) -> dict[str, Any]:
+    """route.go ``BuildDefaultHTTPInboundRoute``: no timeout, and Istio's inbound retry policy unless the port
+    is gRPC ("reset-before-request" does not work well for gRPC streaming)."""
+    route: dict[str, Any] = {"timeout": "0s", "max_stream_duration": {"max_stream_duration": "0s", "grpc_timeout_header_max": "0s"}}
+    if protocol not in ("GRPC", "GRPC-WEB"):
+        route["retry_policy"] = ISTIO_INBOUND_RETRY
+    return route
 
 
 def host_aliases(name: str, namespace: str, client_namespace: str) -> list[str]:
@@ -91,10 +94,18 @@ class Outbound:
     namespace: str = ""
     owner: str = "Kubernetes Service"  # or "ServiceEntry <ns>/<name>": who defines the host's ports
     port_names: dict[int, str] = field(default_factory=dict)
+    protocols: dict[int, str] = field(default_factory=dict)  # port -> its protocol (clusters.port_protocol)
     sans: set[str] = field(default_factory=set)
     pods: list[Workload] = field(default_factory=list)  # Kubernetes endpoints (split-horizon applies)
     entries: dict[int, list[E.Endpoint]] = field(default_factory=dict)  # ServiceEntry endpoints, as written
     external: bool = False  # a MESH_EXTERNAL ServiceEntry: plain HTTP/1.1 upstream, no mesh identity
+
+
+def service_metadata(svc: Outbound) -> dict[str, str]:
+    """cluster.go ``buildServiceMetadata``: the service an outbound cluster is for -- its host, its name (a
+    Kubernetes Service's own name; a ServiceEntry's service is named after the host) and its namespace."""
+    name = svc.fqdn if svc.owner.startswith("ServiceEntry") else svc.fqdn.split(".")[0]
+    return {"host": svc.fqdn, "name": name, "namespace": svc.namespace}
 
 
 class Translator:
@@ -217,7 +228,8 @@ class Translator:
         for svc in self.services(visible):
             pods = [b for b in visible if b.app == svc.name and b.namespace == svc.namespace]
             o = Outbound(svc.fqdn, svc.ports, host_aliases(svc.name, svc.namespace, w.namespace), svc.namespace,
-                         port_names=dict(zip(svc.ports, svc.port_names)), pods=pods)  # fmt: skip
+                         port_names=dict(zip(svc.ports, svc.port_names)), pods=pods,
+                         protocols={p: port_protocol(n) for p, n in zip(svc.ports, svc.port_names)})  # fmt: skip
             o.sans.update(self.certs[b.pod].spiffe_id for b in pods if b.pod in self.certs)
             out[svc.fqdn] = o
         for r in resources:  # in the order they were created: the oldest ServiceEntry owns a host
@@ -234,6 +246,7 @@ class Translator:
                         host, tuple(sorted(p["number"] for p in spec.get("ports", []))), aliases, ns,
                         owner=f"ServiceEntry {ns}/{r['metadata']['name']}",
                         port_names={p["number"]: p.get("name", "") for p in spec.get("ports", [])},
+                        protocols={p["number"]: port_protocol(p.get("name", ""), p.get("protocol", "")) for p in spec.get("ports", [])},
                         external=spec.get("location") == "MESH_EXTERNAL",
                     )  # fmt: skip
                 elif o.namespace != ns:
@@ -245,13 +258,13 @@ class Translator:
                     if port is None:
                         continue  # no service port of that name: Istio's EDS drops these endpoints
                     for ep in spec.get("endpoints", []):
-                        region, _, zone = ep.get("locality", "/").partition("/")
+                        region, zone, subzone = (ep.get("locality", "").split("/", 2) + ["", ""])[:3]
                         target = ep.get("ports", {}).get(name, pdef.get("targetPort", pdef["number"]))
                         labels = {**ep.get("labels", {}), **({"topology.istio.io/network": ep["network"]} if "network" in ep else {})}
                         if "serviceAccount" in ep:
                             o.sans.add(f"spiffe://{trust_domain}/ns/{ns}/sa/{ep['serviceAccount']}")
                         o.entries.setdefault(port, []).append(
-                            E.Endpoint(ep["address"], target, region, zone.split("/")[0], weight=ep.get("weight", 1), labels=labels)
+                            E.Endpoint(ep["address"], target, region, zone, weight=ep.get("weight", 1), labels=labels, subzone=subzone)
                         )
         return list(out.values())
 
@@ -269,10 +282,10 @@ class Translator:
         known_clusters: set[str] = set()
 
         for svc in services:
-            dr = destination_rule(resources, svc.fqdn)
+            dr = destination_rule(resources, svc.fqdn, w.namespace, svc.namespace)
             policy = (dr or {}).get("spec", {}).get("trafficPolicy", {})
             for port in svc.ports:
-                for subset, selector in [("", {}), *subsets(resources, svc.fqdn).items()]:
+                for subset, selector in [("", {}), *subsets(dr).items()]:
                     name = outbound_cluster_name(port, svc.fqdn, subset)
                     pods = [p for p in svc.pods if port in p.ports and matches(p.labels, selector)]
                     dr_tls = policy.get("tls", {}).get("mode")
@@ -281,11 +294,14 @@ class Translator:
                         e.tls_mode = dr_tls == "ISTIO_MUTUAL" if dr_tls else e.labels.get("security.istio.io/tlsMode") == "istio"
                     eps = self.endpoints(w.cluster, pods, port, resources, dr_tls) + entries
                     extra: dict[str, Any] = {}
+                    options = http_protocol_options(svc.protocols.get(port, "HTTP"), policy.get("connectionPool", {}).get("http", {}))
+                    h2 = "http2_protocol_options" in (options or {}).get("explicit_http_config", {})
                     if dr_tls in (None, "ISTIO_MUTUAL"):
                         mtls = {
                             "sni": sni(port, svc.fqdn, subset),
                             "common_tls_context": {
-                                **E.tls_context(str(cert.cert_chain), str(cert.key), str(cert.root_cert), S.CLIENT_MTLS_ALPNS),
+                                # ALPN: h2 only on an HTTP/2 cluster (cluster_tls.go, ALPNInMeshH2WithMxc / ALPNInMeshWithMxc)
+                                **E.tls_context(str(cert.cert_chain), str(cert.key), str(cert.root_cert), S.client_mtls_alpns(h2)),
                                 "validation_context": {
                                     "trusted_ca": {"filename": str(cert.root_cert)},
                                     "match_typed_subject_alt_names": [{"san_type": "URI", "matcher": {"exact": s}} for s in sorted(svc.sans)],
@@ -295,13 +311,19 @@ class Translator:
                         extra.update(S.client_transport(mtls, auto=dr_tls is None))
                     elif dr_tls == "SIMPLE":  # TLS origination: the sidecar speaks TLS to a server outside the mesh
                         extra["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {"@type": E.UPSTREAM_TLS, **origination(policy["tls"], svc.fqdn, self.secrets)}}
+                        if auto := auto_sni_options(policy["tls"]):  # Istio's clusterWrapper.build(): HTTP/1.1 unless set
+                            extra["typed_extension_protocol_options"] = {E.HTTP_OPTIONS: {
+                                "@type": E.T + E.HTTP_OPTIONS,
+                                "explicit_http_config": {"http_protocol_options" if svc.external else "http2_protocol_options": {}},
+                                "upstream_http_protocol_options": auto}}
                     if w.netns is None:  # loopback mode: connect from the pod's own address so the callee sees who called
                         extra["upstream_bind_config"] = {"source_address": {"address": w.ip, "port_value": 0}}
                     extra.update(apply_traffic_policy(policy, eps, (me.region, me.zone), client_labels))
+                    extra["metadata"] = {"filter_metadata": {"istio": {"services": [service_metadata(svc)]}}}
                     clusters.append(
                         eds_cluster(
-                            name, E.eds_path(xds, name), tls=None, http2=not svc.external, lb_policy=extra.pop("lb_policy", "LEAST_REQUEST"),
-                            max_requests_per_connection=extra.pop("max_requests_per_connection", None), extra=extra,
+                            name, E.eds_path(xds, name), tls=None, lb_policy=extra.pop("lb_policy", "LEAST_REQUEST"), protocol_options=options,
+                            extra=extra,
                         )  # fmt: skip
                     )
                     endpoints[name] = eps
@@ -366,9 +388,9 @@ class Translator:
                     {
                         "filters": [
                             E.hcm(
-                                f"outbound_{OUTBOUND_PORT}", {"name": "outbound", "virtual_hosts": vhosts}, w.access_log,
+                                f"outbound_{OUTBOUND_PORT}", {"name": "outbound", "virtual_hosts": vhosts}, self.log_path(w, resources, "CLIENT"),
                                 {"tracing": client_tracing} if client_tracing else None,
-                                http_filters=[*self.extension_filters(w, resources, xds, "outbound"), E.FAULT_FILTER, *self.stats_filters(w, "source")],
+                                http_filters=[*self.extension_filters(w, resources, xds, "outbound"), E.FAULT_FILTER, *self.stats_filters(w, "source", services)],
                             )  # fmt: skip
                         ]
                     }
@@ -378,16 +400,17 @@ class Translator:
 
         for port in w.ports:
             inbound = f"inbound|{port}||"
-            clusters.append(E.static_cluster(inbound, w.app_host, port, http2=w.protocol == "grpc"))
+            protocol = port_protocol(dict(zip(w.ports, w.port_names)).get(port, ""))
+            clusters.append(E.static_cluster(inbound, w.app_host, port, http2=is_http2(protocol) or w.protocol == "grpc"))
             hcm = E.hcm(
                 f"inbound_{port}",
                 {
                     "name": f"inbound|{port}||",
                     # Istio's name for the inbound virtual host ("inbound|http|<port>"): EnvoyFilters match on it
-                    "virtual_hosts": [{"name": f"inbound|http|{port}", "domains": ["*"], "routes": [{"name": "default", "match": {"prefix": "/"}, "route": INBOUND_ROUTE | {"cluster": inbound},
+                    "virtual_hosts": [{"name": f"inbound|http|{port}", "domains": ["*"], "routes": [{"name": "default", "match": {"prefix": "/"}, "route": inbound_route(protocol) | {"cluster": inbound},
                                                                                                   "decorator": {"operation": f"{w.fqdn}:{port}/*"}}]}],
                 },
-                w.access_log,
+                self.log_path(w, resources, "SERVER"),
                 # Istio passes the caller's identity to the app in XFCC
                 {"forward_client_cert_details": "APPEND_FORWARD", "set_current_client_cert_details": {"uri": True},
                  **({"tracing": server_tracing} if server_tracing else {})},
@@ -451,18 +474,27 @@ class Translator:
         client, server = specs
         return TR.hcm_tracing(client, self.tracing_provider(client.provider), proxy), TR.hcm_tracing(server, self.tracing_provider(server.provider), proxy)
 
-    def stats_filters(self, w: Workload, reporter: str) -> list[dict[str, Any]]:
-        """Istio's stats filter, last before the router, when telemetry is on."""
+    @staticmethod
+    def log_path(w: Workload, resources: list[dict[str, Any]], mode: str) -> str:
+        """The proxy's access log file when Telemetry turns logging on for ``mode`` (the ``envoy`` provider writes
+        to the container's stdout; here, the pod's log file), else "" (no access log)."""
+        return w.access_log if T.access_log_enabled(resources, w.labels, w.namespace, mode) else ""
+
+    def stats_filters(self, w: Workload, reporter: str, services: list[Outbound] | None = None) -> list[dict[str, Any]]:
+        """Istio's stats filter, last before the router, when telemetry is on. On the client side it learns each
+        outbound cluster's service (host, name, namespace) as Istio's filter reads it from the cluster's metadata."""
         if not self.telemetry:
             return []
         service = w.fqdn if reporter == "destination" else ""
-        return [T.stats_filter(self.telemetry, T.plugin_config(reporter, w, w.cluster, service))]
+        table = {s.fqdn: service_metadata(s) for s in services or []}
+        return [T.stats_filter(self.telemetry, T.plugin_config(reporter, w, w.cluster, service, table))]
 
     def ingress(self, gw: Workload, registry: list[Workload], xds: Path, resources: list[dict[str, Any]]) -> E.ProxyConfig:
         """An ingress gateway: a sidecar's outbound clusters, and listeners from the Gateways selecting it."""
         base = self.sidecar(gw, registry, xds, resources)
         listeners = gateway_listeners(
-            gw.labels, gw.ip, resources, {c["name"] for c in base.clusters}, self.secrets, self.topology.trust_domains(gw.cluster), gw.access_log
+            gw.labels, gw.ip, resources, {c["name"] for c in base.clusters}, self.secrets, self.topology.trust_domains(gw.cluster),
+            self.log_path(gw, resources, "CLIENT"),
         )
         return E.ProxyConfig(listeners, base.clusters, base.endpoints)
 
@@ -495,10 +527,10 @@ class Translator:
         rbac = S.rbac_filters(resources, gw.labels, gw.namespace, self.topology.trust_domains(gw.cluster), for_tcp=True)
         for svc in self.services(visible):
             for port in svc.ports:
-                for subset, selector in [("", {}), *subsets(resources, svc.fqdn).items()]:
+                for subset, selector in [("", {}), *subsets(destination_rule(resources, svc.fqdn, gw.namespace, svc.namespace)).items()]:
                     name = sni(port, svc.fqdn, subset)
                     pods = [w for w in visible if w.app == svc.name and w.namespace == svc.namespace and port in w.ports and matches(w.labels, selector)]
-                    clusters.append(eds_cluster(name, E.eds_path(xds, name), tls=None, http2=False))
+                    clusters.append(eds_cluster(name, E.eds_path(xds, name), tls=None))
                     endpoints[name] = [
                         E.Endpoint(w.ip, port, self.topology.clusters[w.cluster].region, self.topology.clusters[w.cluster].zone) for w in pods
                     ]
@@ -516,7 +548,7 @@ class Translator:
                                         "@type": TCP_PROXY,
                                         "stat_prefix": name,
                                         "cluster": name,
-                                        "access_log": E.access_log(gw.access_log),
+                                        **({"access_log": E.access_log(log)} if (log := self.log_path(gw, resources, "CLIENT")) else {}),
                                         "access_log_options": {"flush_access_log_on_connected": True},
                                     },
                                 }

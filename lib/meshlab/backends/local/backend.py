@@ -48,7 +48,7 @@ APPS: dict[str, dict[str, Any]] = {
     "helloworld": {"service_account": "helloworld", "ports": [5000], "port_names": ["http"]},  # Istio's sample Service
     "curl": {"service_account": "curl", "ports": []},
     # Envoy's rate-limit service (RLS v3, gRPC) on 8081, as in Istio's samples/ratelimit; its rules: ratelimit_config()
-    "ratelimit": {"service_account": "ratelimit", "ports": [8081], "protocol": "grpc"},
+    "ratelimit": {"service_account": "ratelimit", "ports": [8081], "port_names": ["grpc-port"], "protocol": "grpc"},
 }
 
 
@@ -156,7 +156,6 @@ class LocalBackend:
         dry_run=False, captures_every_port=False, preserves_caller_ip=True, kill_leaves_sidecar=True,
         inbound_listener=None, routes_over_rds=False, client_san_prefix=True, addon_telemetry=False, scrape_seconds=None,
         prometheus_cluster_tag="envoy_cluster_name",  # Envoy's default tag extraction: the name up to its first dot
-        waits_for_gateway_drain=True,
     )  # fmt: skip
 
     def __init__(self, topology: Topology, state: State) -> None:
@@ -792,6 +791,18 @@ class LocalBackend:
                 procs.kill(p)
         return w.pod
 
+    crash = kill  # the sidecar stays either way
+
+    def wait_drained(self, workload: str, clusters: list[str], timeout: float = 10.0) -> None:
+        """A removed listener drains (``--drain-time-s``, 1 s here) before its connections close: wait until
+        ``workload``'s proxy in each of ``clusters`` drains none, so pooled connections no longer hide the change."""
+        deadline = time.monotonic() + timeout
+        stat = "listener_manager.total_listeners_draining"
+        while sum(self.stats(workload, c, stat).get(stat, 0) for c in clusters):
+            if time.monotonic() > deadline:
+                raise MeshlabError(f"{workload} still drains a listener after {timeout:.0f}s", "run `meshlab status`")
+            time.sleep(0.1)
+
     def restore(self, app: str, cluster: str) -> str:
         w = self.find(app, cluster)
         self.state.data["processes"] = [p for p in self.state.data["processes"] if p["name"] != f"{w.pod}/app" or procs.is_alive(p)]
@@ -1101,7 +1112,8 @@ class LocalBackend:
     def _service_pod(self, host: str, port: int, client: Workload) -> str:
         """Without a sidecar a client has only Kubernetes: the Service of its own cluster, whose kube-proxy
         sends one keep-alive connection to one of its pods (here the first), in plaintext."""
-        fqdn = resolve_host(host, client.namespace)
+        # the pod's DNS search path (<ns>.svc.cluster.local, svc.cluster.local, cluster.local) completes the name
+        fqdn = host if host.count(".") >= 2 else f"{host}.{client.namespace}.svc.cluster.local" if "." not in host else f"{host}.svc.cluster.local"
         pods = [x for x in self.workloads if x.fqdn == fqdn and port in x.ports and x.cluster == client.cluster]
         if not pods:
             raise LabStateError(
@@ -1196,8 +1208,16 @@ class LocalBackend:
         return "SYNCED" if synced else "STALE"
 
     def access_log(self, workload: str, cluster: str, last: int = 20) -> list[dict[str, Any]]:
-        """The sidecar's parsed access log (JSON lines), newest last."""
+        """The sidecar's parsed access log (JSON lines), newest last. Raises when the proxy writes none: like
+        Istio, meshlab's proxies log only once the Telemetry API turns logging on."""
         w = self.find(workload, cluster)
+        lds = self.proxy_dir(w) / "xds" / "lds.json"
+        if lds.exists() and "envoy.access_loggers.file" not in lds.read_text() and not Path(w.access_log).exists():
+            raise MeshlabError(
+                f"{w.app} in {cluster} writes no access log: Istio's default profile has access logging off",
+                "turn it on as on a real mesh: apply a Telemetry with accessLogging providers [{name: envoy}] in istio-system "
+                "to the cluster's control plane (meshlab.dataplane.ACCESS_LOGGING is one)",
+            )
         time.sleep(0.25)  # Envoy flushes access logs every 200 ms (--file-flush-interval-msec)
         try:
             lines = Path(w.access_log).read_text().splitlines()
