@@ -1030,10 +1030,10 @@ class KindBackend:
         return parse_calls(out or "", url, f"outside ({cluster}'s {INGRESS})", self._where())
 
     def _where(self) -> dict[str, str]:
-        """pod name -> its cluster, for every sample pod: who answered a call."""
+        """pod name -> its cluster, for every pod of the lab's namespaces: who answered a call."""
         from . import kube
 
-        return {p["name"]: c for c in self.topology.clusters for p in kube.pods(c, S.NAMESPACE)}
+        return {p["name"]: c for c in self.topology.clusters for ns in self._namespaces(c) for p in kube.pods(c, ns)}
 
     def load(self, workload: str, url: str, cluster: str, connections: int = 16, seconds: float = 3.0,
              headers: dict[str, str] | None = None, label: str = "") -> "LoadResult":
