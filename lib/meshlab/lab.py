@@ -401,6 +401,7 @@ class Lab:
         """Change the meshConfig of the control plane serving ``cluster`` (its top-level keys replace the current
         ones), e.g. ``{"serviceSettings": [{"settings": {"clusterLocal": True}, "hosts": ["*.sample.svc.cluster.local"]}]}``.
         On kind: ``istioctl install`` again with the primary's IstioOperator and this meshConfig."""
+        self._real("set_mesh_config", cluster, keys=list(mesh_config))
         self.backend.set_mesh_config(cluster, mesh_config)
 
     # ---- tracing ---------------------------------------------------------------------------------
