@@ -726,6 +726,19 @@ class KindBackend:
         return parse_remote_clusters(self._capture(["istioctl", "remote-clusters", "--context", K.context(cluster)], cluster,
                                                    f"the clusters istiod in {cluster} reads"))
 
+    def set_mesh_config(self, cluster: str, mesh_config: dict[str, Any]) -> None:
+        """The control plane's meshConfig, changed by re-running ``istioctl install`` with the primary's IstioOperator
+        (what ``up`` installed, its meshConfig keys replaced by ``mesh_config``'s); kept in the state for later calls."""
+        cp = self.topology.clusters[self.topology.cluster(cluster).control_plane]
+        merged = {**self.state.data.get("mesh_config", {}).get(cp.name, {}), **mesh_config}
+        plan = Plan(f"meshConfig of {cp.name}")
+        I.add_mesh_config(plan, self.topology, cp, merged)
+        self.executor.execute(plan)
+        self.state.data.setdefault("mesh_config", {})[cp.name] = merged
+        if not self.dry_run:
+            self.state.save()
+        self._wait_synced(f"the new meshConfig of {cp.name}")
+
     # ---- tracing: Istio's Jaeger addon -----------------------------------------------------------------
     def enable_tracing(self) -> str:
         """Istio's Jaeger addon (``samples/addons/jaeger.yaml`` of the release, OTLP on 4317) in every primary, whose
