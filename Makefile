@@ -12,7 +12,7 @@ BACKEND ?= all
 # lib/pyproject.toml's extras: the labs, the room's hub, the tools that check the hosting files (the image skips those)
 EXTRAS ?= lab,hub,hosting-checks
 
-.PHONY: setup system-packages labs test lab unit integration bench filters down clean
+.PHONY: setup system-packages labs test lab unit integration bench filters down clean handout handout-deps
 
 FILTERS_STAMP := $(VENV)/.meshlab-filters
 FILTER_SOURCES := $(shell find wasm-filters -type f -not -path '*/build/*' -not -path '*/node_modules/*' 2>/dev/null)
@@ -45,8 +45,17 @@ labs: setup
 	$(BIN)/python tests/labs/run_labs.py --backend local --out build/labs --jobs $(JOBS)
 
 ## The whole test suite: unit, integration (real Envoy), notebooks (papermill + nbval).
-test: setup
+test: setup handout-deps
 	$(BIN)/python -m pytest tests
+
+## What `meshlab export` needs to draw the handout's diagrams offline: Chromium (Debian) and Mermaid (npm, pinned).
+handout-deps: setup
+	@$(PYTHON) lib/meshlab/system_packages.py handout
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -c 'from meshlab.handout import install_mermaid; install_mermaid()'
+
+## The handout: every lab run headless, then rendered to HTML with its diagrams drawn (build/handout/).
+handout: labs handout-deps
+	$(BIN)/meshlab export
 
 unit: setup
 	$(BIN)/python -m pytest tests/unit
@@ -54,16 +63,18 @@ unit: setup
 integration: setup
 	$(BIN)/python -m pytest tests/integration
 
-## Open JupyterLab on the labs (as root too: the netns network mode needs it). LAB_PORT=N picks the port;
+## Open JupyterLab on your working copy of the labs, my-labs/ (git-ignored: labs/ stays pristine; `meshlab reset`
+## offers to restore it). As root too: the netns network mode needs it. LAB_PORT=N picks the port;
 ## by default a free one, so several learners on one host never collide.
 LAB_PORT ?=
 lab: setup
+	@$(BIN)/meshlab my-labs
 	@token=$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(16))'); \
 	 port=$${LAB_PORT:-$$($(BIN)/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}; \
 	 extra=""; if [ "$$(id -u)" = 0 ]; then extra="--allow-root --no-browser"; fi; \
-	 echo "JupyterLab on labs/: open http://127.0.0.1:$$port/lab?token=$$token (Ctrl-C stops it)"; \
-	 $(BIN)/jupyter lab --notebook-dir=labs --ServerApp.port=$$port --ServerApp.port_retries=0 \
-	   --IdentityProvider.token=$$token $$extra
+	 echo "JupyterLab on my-labs/: open http://127.0.0.1:$$port/lab?token=$$token (Ctrl-C stops it)"; \
+	 MESHLAB_LABS=$(CURDIR)/my-labs $(BIN)/jupyter lab --notebook-dir=my-labs --ServerApp.port=$$port \
+	   --ServerApp.port_retries=0 --IdentityProvider.token=$$token $$extra
 
 bench: setup
 	$(BIN)/meshlab bench

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from meshlab.runtime import net
+from meshlab.dataplane import access_logs_on
 from meshlab.lab import Lab
 from meshlab.state import prefix_for
 from meshlab.wasm.hub import Hub
@@ -45,7 +46,7 @@ def lab_home() -> Iterator[Path]:
 
 @pytest.fixture
 def flat_lab(lab_home: Path) -> Iterator[Lab]:
-    lab = Lab.up("flat-network", samples=True, home_dir=lab_home, quiet=True)
+    lab = access_logs_on(Lab.up("flat-network", samples=True, home_dir=lab_home, quiet=True))
     yield lab
     lab.down(quiet=True)
 

@@ -5,7 +5,7 @@ baselines from the same run.
 - throughput (16 connections) and latency (p50/p99 on one connection) for four paths, in rounds
   (each round measures every path once, so a busy moment hits all of them), median and spread:
   the app called directly inside its pod (no mesh); curl's sidecar -> helloworld's sidecar (mTLS,
-  HTTP/2) -> app; sidecar -> east-west gateway (SNI passthrough) -> sidecar -> app across networks;
+  HTTP/1.1 as Istio on an ``http`` port, no access log on either side: Istio's defaults) -> app; sidecar -> east-west gateway (SNI passthrough) -> sidecar -> app across networks;
   and the same cross-network path built from a hand-written static Envoy config
   (``backends/local/envoy-path.yaml``). meshlab's cross-network throughput is reported as a ratio to the
   hand-written one (the goal: >= 0.9x), and the generator's headroom as the direct path's rate over
@@ -49,7 +49,7 @@ def measure(
     many = wrk(f"http://{host}:{port}/hello", connections=16, **kw)
     for r in (one, many):
         if r.non_2xx or r.socket_errors:
-            raise MeshlabError(f"{label}: {r}", "a benchmark path must answer 200: look at the proxies' access logs")
+            raise MeshlabError(f"{label}: {r}", "a benchmark path must answer 200: turn access logging on (meshlab.dataplane.ACCESS_LOGGING) and look at the proxies' access logs")
     return PathResult(label, one.requests + many.requests, one.p50_ms, one.p99_ms, one.rps, many.rps)
 
 
@@ -131,7 +131,7 @@ def failover(home: str, runs: int = 3) -> dict[str, float]:
 PATHS = ("direct", "sidecar", "gateway", "hand-written")
 LABELS = {
     "direct": "direct: client -> app (no mesh)",
-    "sidecar": "sidecar -> sidecar (mTLS, h2) -> app",
+    "sidecar": "sidecar -> sidecar (mTLS, HTTP/1.1) -> app",
     "gateway": "sidecar -> e/w gateway -> sidecar -> app",
     "hand-written": "same path, hand-written static Envoy config",
 }
@@ -169,7 +169,7 @@ def paths(runs: int, seconds: float, home: str) -> dict[str, Any]:
                 for store, conns in ((thr, 16), (lat, 1)):
                     r = one(p, conns)
                     if r.non_2xx or r.socket_errors:
-                        raise MeshlabError(f"{r}", "a benchmark path must answer 200: look at the proxies' access logs")
+                        raise MeshlabError(f"{r}", "a benchmark path must answer 200: turn access logging on (meshlab.dataplane.ACCESS_LOGGING) and look at the proxies' access logs")
                     store[p].runs.append(r)
     finally:
         lab.down(quiet=True)

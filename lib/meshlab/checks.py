@@ -80,6 +80,17 @@ def upstream_tls(envoy_cluster: dict[str, Any]) -> dict[str, Any]:
     return {"sni": tls.get("sni"), "sans": sans}
 
 
+def originated_sni(envoy_cluster: dict[str, Any]) -> dict[str, Any]:
+    """How a cluster that originates TLS (DestinationRule ``tls.mode: SIMPLE``) names the server, as both
+    control planes write it: ``{"sni": <fixed SNI or "">, "auto_sni": ..., "auto_san_validation": ...}``.
+    Without ``sni`` in the DestinationRule Istio sets no SNI but ``auto_sni`` (Envoy sends each request's
+    Host) and, without ``subjectAltNames``, ``auto_san_validation`` (the certificate must match that name)."""
+    tls = envoy_cluster["transport_socket"]["typed_config"]
+    options = envoy_cluster.get("typed_extension_protocol_options", {}).get("envoy.extensions.upstreams.http.v3.HttpProtocolOptions", {})
+    upstream = options.get("upstream_http_protocol_options", {})
+    return {"sni": tls.get("sni", ""), "auto_sni": bool(upstream.get("auto_sni")), "auto_san_validation": bool(upstream.get("auto_san_validation"))}
+
+
 def inbound_port_chains(lab: "Lab", workload: str, cluster: str, port: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The listener that serves ``workload``'s inbound ``port`` and its filter chains for that port (see
     :func:`inbound_tls`: ``virtualInbound`` on kind, ``<pod IP>_<port>`` on the local backend)."""
@@ -205,3 +216,18 @@ def _processes() -> list[tuple[int, str]]:
                 continue  # gone meanwhile
     return out
 
+
+
+def outbound_clusters(lab: "Lab", workload: str, cluster: str) -> list[str]:
+    """The ``outbound|...`` clusters in ``workload``'s sidecar (``istioctl proxy-config clusters``): the services
+    its proxy was told about -- what a Sidecar's egress hosts and exportTo decide."""
+    configs = lab.envoy_config(workload, cluster, "dynamic_active_clusters")["configs"]
+    return sorted(c["cluster"]["name"] for c in configs if c["cluster"]["name"].startswith("outbound|"))
+
+
+def config_bytes(lab: "Lab", workload: str, cluster: str) -> int:
+    """The size of ``workload``'s proxy configuration (its whole ``/config_dump`` with endpoints, as JSON): what
+    every push sends and every proxy holds in memory, growing with the services it is told about."""
+    import json
+
+    return len(json.dumps(lab.envoy_config(workload, cluster)))

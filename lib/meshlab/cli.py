@@ -108,6 +108,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["stop", "start"], help="stop: proxies keep their last config; start: push again")
     s.add_argument("cluster", help="a cluster that runs a control plane (a primary)")
 
+    s = sub.add_parser("remote-clusters", help="the clusters a cluster's istiod reads (like istioctl remote-clusters)")
+    s.add_argument("cluster", help="a cluster that runs a control plane (a primary)")
+    s = sub.add_parser("remote-secret", help="grant or revoke an istiod's read access to another cluster (multi-primary)")
+    s.add_argument("action", choices=["create", "delete"], help="create: istioctl create-remote-secret | kubectl apply; delete: ... | kubectl delete")
+    s.add_argument("cluster", help="the cluster to be read")
+    s.add_argument("--in", dest="in_cluster", required=True, help="the primary whose istiod reads it")
+    sub.add_parser("tracing", help="start the trace backend (local: meshlab's OTLP collector; kind: Istio's Jaeger addon)")
+    s = sub.add_parser("traces", help="the traces received so far: one row per span, grouped by trace id")
+    s.add_argument("--last", type=int, default=5, help="how many of the newest traces (default 5)")
     sub.add_parser("validate", help="envoy --mode validate on every proxy's full config")
     sub.add_parser("down", help="remove everything the lab created (processes, namespaces, files)")
     s = sub.add_parser("doctor", help="check prerequisites; exit status 1 unless every backend asked for is ready")
@@ -126,7 +135,11 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("goto", help="bring the environment to the state lab N starts from (reset first)")
     s.add_argument("lab", help="lab number (6, 06) or notebook name")
     s.add_argument("--backend", choices=["local", "kind"], default="local", help="where the lab will run (default local)")
-    sub.add_parser("reset", help="back to a fresh clone: stop everything, remove every lab, scratch lab and hub data")
+    s = sub.add_parser("reset", help="back to a fresh clone: stop everything, remove every lab, scratch lab and hub "
+                                     "data; offers to restore your edited copies of the notebooks (my-labs/)")
+    s.add_argument("--notebooks", action="store_true", help="restore every edited notebook in my-labs/ without asking")
+    sub.add_parser("my-labs", help="make your working copy of the labs in my-labs/ (what `make lab` opens; "
+                                   "copies you already have are kept)")
     s = sub.add_parser("export", help="render executed notebooks to HTML for a handout (after `make labs`)")
     s.add_argument("notebooks", nargs="*", type=Path,
                    help="executed notebooks (default: every lab in --from)")
@@ -142,8 +155,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the results as JSON")
     s.add_argument("--wasm", action="store_true", help="Envoy with each wasm filter against without, and build times")
 
-    s = sub.add_parser("kind", help="kind backend tools: the image cache (meshlab kind images pull|save FILE|load FILE)")
-    ks = s.add_subparsers(dest="kind_cmd", required=True, metavar="WHAT", help="images: the image cache")
+    s = sub.add_parser("kind", help="kind backend tools: the image cache (meshlab kind images pull|save FILE|load FILE), "
+                       "the instructor's dress rehearsal (meshlab kind rehearse)")
+    ks = s.add_subparsers(dest="kind_cmd", required=True, metavar="WHAT", help="images: the image cache; rehearse: the dress rehearsal")
+    r = ks.add_parser("rehearse", help="the day before a workshop: bring a pattern up, run every kind step the labs use "
+                      "(timed and checked), print a table and a verdict, remove everything")
+    r.add_argument("--dry-run", action="store_true", help="print what each step would run, run nothing")
     s = ks.add_parser("images", help="pull every pinned image once; save them into one archive; load that archive")
     s.add_argument("action", choices=["pull", "save", "load"],
                    help="pull: every pinned image, for this Docker engine's platform; save FILE: one archive to hand out; "
@@ -222,9 +239,13 @@ def _run(args: argparse.Namespace) -> int:
             print(apparmor.status())
         else:
             print("\n".join(apparmor.install(args.group) if args.action == "install" else apparmor.remove()))
+    elif getattr(args, "kind_cmd", None) == "rehearse":  # runs the labs' own code: a tool above the facade
+        from .rehearse import rehearse
+
+        return rehearse(dry_run=args.dry_run)
     elif args.cmd in backend_names():
         return int(backend_class(args.cmd).command(args))  # a backend's own tools (`meshlab kind images ...`)
-    elif args.cmd in ("labs", "goto", "reset", "export"):
+    elif args.cmd in ("labs", "goto", "reset", "my-labs", "export"):
         from . import labs
 
         if args.cmd == "labs":
@@ -235,6 +256,15 @@ def _run(args: argparse.Namespace) -> int:
                   + (f" (its Lab.up uses this {info.start.pattern} lab)" if info.start.pattern else ""))
         elif args.cmd == "reset":
             labs.reset()
+            if args.notebooks:
+                mine = labs.learner_labs()
+                restored = labs.restore_copies(dest=mine)
+                print(f"restored {len(restored)} notebooks in {mine}" if restored else f"no edited notebooks in {mine}")
+            else:
+                labs.offer_restore(input if sys.stdin.isatty() else None)
+        elif args.cmd == "my-labs":
+            copied = labs.learner_copy()
+            print(f"your labs: {labs.MY_LABS}" + (f" ({len(copied)} notebooks copied from labs/)" if copied else ""))
         else:
             from .handout import export
 
@@ -292,6 +322,19 @@ def _run(args: argparse.Namespace) -> int:
         elif args.cmd == "control-plane":
             (lab.stop_control_plane if args.action == "stop" else lab.start_control_plane)(args.cluster)
             print(f"control plane in {args.cluster}: {'stopped' if args.action == 'stop' else 'running'}")
+        elif args.cmd == "remote-clusters":
+            print(lab.remote_clusters(args.cluster))
+        elif args.cmd == "remote-secret":
+            (lab.create_remote_secret if args.action == "create" else lab.delete_remote_secret)(args.cluster, in_cluster=args.in_cluster)
+            print(f"remote secret for {args.cluster} in {args.in_cluster}: {'created' if args.action == 'create' else 'deleted'}")
+        elif args.cmd == "tracing":
+            print(lab.enable_tracing())
+        elif args.cmd == "traces":
+            from .display import Table
+            from .tracing import rows
+
+            for trace in list(lab.traces(expect=0, timeout=0).values())[-args.last:]:
+                print(Table(rows(trace), title=f"trace {trace[0].trace_id}"), end="\n\n")
         elif args.cmd == "validate":
             print(f"{lab.validate()} proxy configs passed envoy --mode validate")
     return 0

@@ -62,3 +62,18 @@ class ProcessExitedError(MeshlabError):
 
 class LabStateError(MeshlabError):
     """The lab is not in a state that allows the requested operation."""
+
+
+class LabDownError(LabStateError):
+    """The lab was torn down (its Cleanup cell, ``lab.down()`` or ``meshlab down``) and is used again.
+
+    In a notebook IPython shows only the message and the fix (``_render_traceback_``): the learner's
+    next step is to run the lab again, not to read the library's stack."""
+
+    def __init__(self) -> None:
+        super().__init__("this lab is down — run it again from the top",
+                         "run the notebook again from its first cell (Run All restarts it)",
+                         "bring a lab up again: meshlab up <pattern> (or meshlab goto <lab>)")
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"⏹ {self.message}", f"  fix: {self.hint}"]

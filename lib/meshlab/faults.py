@@ -25,11 +25,9 @@ print is the operator's command, with kind's context names.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import hashlib
 import io
 import random
-import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,12 +36,14 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .errors import MeshlabError
+from .exercises import learner_seed
 from .federation import expose_services_gateway
 from .resources import parse
 from .topology import kube_context
 
 if TYPE_CHECKING:
     from .lab import Lab
+    from .traffic import CallResult
 
 FQDN = "helloworld.sample.svc.cluster.local"
 OTHER_ROOT = "other-root"
@@ -51,6 +51,8 @@ OLD_DIGEST = hashlib.sha256(b"header-metric, an older release").hexdigest()
 HUB_USER = "alice"
 GATEWAY = "cross-network-gateway"
 URL = "http://helloworld.sample:5000/hello"
+NETWORK = "topology.istio.io/network"  # istiod reads it from the pod, else from the system namespace
+INJECTED = "security.istio.io/tlsMode=istio"  # the label the injector puts on the pods it gives a sidecar
 
 
 def _remote(lab: "Lab") -> str:
@@ -68,15 +70,18 @@ def _remote(lab: "Lab") -> str:
 def _unlabel(lab: "Lab") -> str:
     c = _remote(lab)
     lab.backend.set_network_label(c, None)
-    return f"kubectl --context {kube_context(c)} label namespace istio-system topology.istio.io/network-"
+    return (f"kubectl --context {kube_context(c)} label namespace istio-system {NETWORK}-; "
+            f"kubectl --context {kube_context(c)} -n sample label pods -l {INJECTED} {NETWORK}-")
 
 
 def _relabel(lab: "Lab", network: Any) -> str:
     if not isinstance(network, str) or not network.strip() or "=" in network:
         raise MeshlabError(f"{network!r} is not a label value", 'give the value alone, e.g. "network7"')
     c = _remote(lab)
-    lab.backend.set_network_label(c, network.strip())
-    return f"kubectl --context {kube_context(c)} label namespace istio-system topology.istio.io/network={network.strip()} --overwrite"
+    net = network.strip()
+    lab.backend.set_network_label(c, net)
+    return (f"kubectl --context {kube_context(c)} label namespace istio-system {NETWORK}={net} --overwrite; "
+            f"kubectl --context {kube_context(c)} -n sample label pods -l {INJECTED} {NETWORK}={net} --overwrite")
 
 
 def _network_of_remote(lab: "Lab") -> str:
@@ -99,8 +104,9 @@ def _unexpose(lab: "Lab") -> str:
     _remote(lab)
     for cp in lab.topology.control_planes:
         lab.delete("Gateway", GATEWAY, cp, namespace="istio-system")
-    if lab.backend.capabilities.waits_for_gateway_drain:
-        _wait_drained(lab)
+    # a removed listener drains (Envoy's --drain-time-s: 45 s on Istio, 1 s here) before its connections
+    # close: until then pooled connections through the gateway hide the change
+    lab.backend.wait_drained("istio-eastwestgateway", list(lab.topology.clusters))
     return "; ".join(f"kubectl --context {kube_context(cp)} -n istio-system delete gateway {GATEWAY}" for cp in lab.topology.control_planes)
 
 
@@ -116,20 +122,6 @@ def _expose(lab: "Lab", gateway: Any) -> str:
 
 def _exposed_both_ways(lab: "Lab") -> bool:
     return all(_both_answer(lab, c) for c in list(lab.topology.clusters)[:2])
-
-
-def _wait_drained(lab: "Lab", timeout: float = 10.0) -> None:
-    """A removed listener drains (``--drain-time-s``) before its connections close: wait for that, so pooled
-    connections through the gateway no longer hide the change."""
-    deadline = time.monotonic() + timeout
-    gateways = list(lab.topology.clusters)  # a multi-network pattern: one east-west gateway per cluster
-    while time.monotonic() < deadline:
-        draining = sum(lab.stats("istio-eastwestgateway", c, "listener_manager.total_listeners_draining").get(
-            "listener_manager.total_listeners_draining", 0) for c in gateways)
-        if not draining:
-            return
-        time.sleep(0.1)
-    raise MeshlabError(f"the east-west gateways still drain a listener after {timeout:.0f}s", "run `meshlab status`")
 
 
 def _second_primary(lab: "Lab") -> str:
@@ -167,6 +159,16 @@ def _both_answer(lab: "Lab", cluster: str, n: int = 10, headers: dict[str, str] 
     r = lab.call("curl", URL, cluster=cluster, n=n, headers=headers)
     print(r)
     return r.errors == 0 and r.clusters == set(list(lab.topology.clusters)[:2])
+
+
+def call_until_one_fails(lab: "Lab", cluster: str, n: int = 4, at_most: int = 12) -> "CallResult":
+    """``n`` calls from curl in ``cluster``, then one at a time until one fails (at most ``at_most`` in all):
+    Istio's default load balancer (LEAST_REQUEST) picks between equally idle hosts at random, so a fault that
+    breaks one host of two can hide for a few calls."""
+    r = lab.call("curl", URL, cluster=cluster, n=n)
+    while r.errors == 0 and len(r.answers) < at_most:
+        r.answers += lab.call("curl", URL, cluster=cluster, n=1).answers
+    return r
 
 
 # ---- resources ---------------------------------------------------------------------------------
@@ -311,7 +313,7 @@ def _fix_subset(lab: "Lab", labels: Any) -> str:
 def _crash_with_low_max_ejection(lab: "Lab") -> str:
     first = next(iter(lab.topology.clusters))
     lab.apply(failover_rule(10), lab.topology.control_planes[0])
-    lab.kill("helloworld", first)
+    lab.crash("helloworld", first)  # the sidecar stays: the endpoint stays in EDS, only outlier detection can take it out
     return f"apply lab 06's failover rule with maxEjectionPercent: 10, then crash helloworld v1 in {first}"
 
 
@@ -333,12 +335,6 @@ def fails_over(lab: "Lab", max_ejection_percent: int) -> bool:
     """Apply the failover rule with ``max_ejection_percent`` and tell whether calls from the first cluster
     are all answered by the second once outlier detection has had its first failures to count."""
     return fixed(lab, "max-ejection", max_ejection_percent)
-
-
-def crash_leaves_endpoint(lab: "Lab") -> bool:
-    """Whether a crashed app keeps its endpoint, so only outlier detection can take it out: on the local
-    backend the sidecar stays and answers 503; on kind ``lab.kill`` scales to zero and EDS drops the pod."""
-    return lab.backend.capabilities.kill_leaves_sidecar
 
 
 def restore_v1(lab: "Lab") -> str:
@@ -432,15 +428,6 @@ MYSTERY_POOL = ("expose-services", "network-label", "subset-typo", "authz-deny",
 shares subset-typo's DestinationRule and needs a crash; two-roots needs two control planes)."""
 
 
-def learner_seed() -> str:
-    """Stable for one learner (user@host), different between learners: the mystery they get."""
-    try:
-        user = getpass.getuser()
-    except Exception:  # no user name here: the host alone still gives a stable choice
-        user = "learner"
-    return f"{user}@{socket.gethostname()}"
-
-
 def pick(seed: object, pool: tuple[str, ...] = MYSTERY_POOL) -> list[str]:
     """Two or three faults of ``pool`` for ``seed`` (the same seed, the same faults), in injection order."""
     rng = random.Random(hashlib.sha256(f"mystery:{seed}".encode()).hexdigest())
@@ -452,6 +439,7 @@ class Mystery:
     ``{fault name: fix}``; graded by traffic like the named faults."""
 
     def __init__(self, lab: "Lab", seed: object = None) -> None:
+        """``seed`` None: the learner's own (user@host, or $MESHLAB_LEARNER), as their quiz order."""
         self.lab = lab
         self.seed = learner_seed() if seed is None else seed
         self.names = pick(self.seed)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .backends import Backend, backend_class
 from .display import Diagram, Table, mermaid, pods_table
-from .errors import LabStateError, MeshlabError
+from .errors import LabDownError, LabStateError, MeshlabError
 from .state import State
 from .topology import Topology, load_topology
 from .traffic import CallResult
@@ -44,8 +44,16 @@ if TYPE_CHECKING:
 class Lab:
     def __init__(self, topology: Topology, backend: Backend, state: State) -> None:
         self.topology = topology
-        self.backend = backend
+        self._backend = backend
         self.state = state
+
+    @property
+    def backend(self) -> Backend:
+        """The backend of a lab that is up. After the lab's Cleanup (``lab.down()``) or ``meshlab down``
+        in a shell, every use of the lab says so (:class:`LabDownError`) instead of failing deep inside."""
+        if not self.state.data or not self.state.exists:
+            raise LabDownError()
+        return self._backend
 
     # ---- bring-up / attach / teardown ----------------------------------------------------------
     @classmethod
@@ -370,21 +378,80 @@ class Lab:
         self._real("start_control_plane", cluster)
         self.backend.set_control_plane(cluster, running=True)
 
+    # ---- multi-primary: remote secrets ---------------------------------------------------------
+    def remote_clusters(self, cluster: str) -> Table:
+        """``istioctl remote-clusters --context <cluster>``: the clusters the istiod of ``cluster`` reads -- its own,
+        then one per remote secret, with the secret's name and sync status."""
+        self._real("remote_clusters", cluster)
+        return Table(self.backend.remote_clusters(cluster), title=f"clusters istiod in {cluster} reads")
+
+    def delete_remote_secret(self, cluster: str, in_cluster: str) -> None:
+        """Revoke ``cluster``'s remote secret held in ``in_cluster`` (``istioctl create-remote-secret --name <cluster>
+        | kubectl delete -f -``): that istiod forgets ``cluster``'s services and endpoints."""
+        self._real("delete_remote_secret", in_cluster, of=cluster)
+        self.backend.set_remote_secret(cluster, in_cluster, present=False)
+
+    def create_remote_secret(self, cluster: str, in_cluster: str) -> None:
+        """Give the istiod of ``in_cluster`` read access to ``cluster``'s API server (``istioctl create-remote-secret
+        --name <cluster> | kubectl apply -f -``): it discovers that cluster's services and endpoints."""
+        self._real("create_remote_secret", in_cluster, of=cluster)
+        self.backend.set_remote_secret(cluster, in_cluster, present=True)
+
+    def set_mesh_config(self, cluster: str, mesh_config: dict[str, Any]) -> None:
+        """Change the meshConfig of the control plane serving ``cluster`` (its top-level keys replace the current
+        ones), e.g. ``{"serviceSettings": [{"settings": {"clusterLocal": True}, "hosts": ["*.sample.svc.cluster.local"]}]}``.
+        On kind: ``istioctl install`` again with the primary's IstioOperator and this meshConfig."""
+        self._real("set_mesh_config", cluster, keys=list(mesh_config))
+        self.backend.set_mesh_config(cluster, mesh_config)
+
+    # ---- tracing ---------------------------------------------------------------------------------
+    def enable_tracing(self) -> str:
+        """Somewhere for spans to go: on kind Istio's Jaeger addon in each primary; on the local backend meshlab's
+        OTLP/gRPC collector, outside the clusters. A ``Telemetry`` (:func:`meshlab.tracing.telemetry`) applied to
+        each control plane then turns tracing on."""
+        self._real("enable_tracing", primaries=list(self.topology.control_planes))
+        return str(self.backend.enable_tracing())
+
+    def traces(self, expect: int = 1, trace_id: str | None = None, since: float = 0.0, timeout: float = 15.0) -> "dict[str, list[Any]]":
+        """The spans received so far (of traces started after ``since``, a ``time.time()``), as traces: trace id ->
+        spans, parents first. Waits (up to ``timeout``) until ``expect`` traces -- or the trace ``trace_id`` -- have
+        both a CLIENT and a SERVER span: proxies export spans after the response, in batches."""
+        self._real("traces")
+        import time
+
+        from .tracing import traces
+
+        deadline = time.monotonic() + timeout
+        while True:
+            got = {t: ss for t, ss in traces(self.backend.spans()).items() if min(s.start_ns for s in ss) >= since * 1e9}
+            # each sidecar exports in batches (up to 5 s): a trace is in once both its client and server spans are
+            done = {t: ss for t, ss in got.items() if {"CLIENT", "SERVER"} <= {s.kind for s in ss}}
+            if (trace_id in done) if trace_id else len(done) >= expect:
+                return got
+            if time.monotonic() > deadline:
+                return got
+            time.sleep(0.1)
+
     def kill(self, workload: str, cluster: str) -> str:
         """Crash a workload's app (local: SIGKILL, its sidecar stays and answers 503 for it;
         kind: the Deployment is scaled to zero, since Kubernetes would restart a killed container)."""
         self._real("kill", cluster, workload)
         return self.backend.kill(workload, cluster)
 
+    def crash(self, workload: str, cluster: str) -> str:
+        """Crash a workload's app and keep its sidecar, on both backends: the endpoint stays in EDS and its
+        sidecar answers 503 (``UF``) until outlier detection ejects it (kind: the pods are replaced by ones
+        whose app never listens). ``restore`` brings the app back."""
+        self._real("crash", cluster, workload)
+        return self.backend.crash(workload, cluster)
+
     def restore(self, workload: str, cluster: str) -> str:
-        """Restart a killed workload's app."""
+        """Restart a killed (or crashed) workload's app."""
         self._real("restore", cluster, workload)
         return self.backend.restore(workload, cluster)
 
     # ---- views ---------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        if not self.state.data:
-            raise LabStateError("this lab is down", "bring one up: Lab.up(pattern)", "bring one up: meshlab up PATTERN")
         return self.backend.status()
 
     def pods(self) -> Table:
@@ -417,7 +484,9 @@ class Lab:
         return Diagram(mermaid(self.topology))
 
     def __repr__(self) -> str:
-        return f"<Lab {self.topology.name} backend={self.backend.name} mode={self.backend.mode} at {self.state.dir}>"
+        if not self.state.data or not self.state.exists:
+            return f"<Lab {self.topology.name}, down (was at {self.state.dir})>"
+        return f"<Lab {self.topology.name} backend={self._backend.name} mode={self._backend.mode} at {self.state.dir}>"
 
 
 def _remove_scratch(d: Path) -> None:

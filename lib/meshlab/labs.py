@@ -29,8 +29,48 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def labs_dir() -> Path:
-    """The notebooks: ``labs/`` in the repository (or $MESHLAB_LABS)."""
+    """The notebooks: ``labs/`` in the repository (or $MESHLAB_LABS: ``make lab`` points it at the learner's copy)."""
     return Path(os.environ.get("MESHLAB_LABS") or ROOT / "labs")
+
+
+COURSE_LABS = ROOT / "labs"  # the tracked notebooks: pristine, what `make labs`, CI and the handout run
+MY_LABS = ROOT / "my-labs"  # the learner's working copy (git-ignored): what `make lab` opens and saves into
+
+
+def learner_labs() -> Path:
+    """Where this learner's copies are: $MESHLAB_LABS when it points at a copy (``make lab``, a room's server
+    sets it to the learner's own), else ``my-labs/``."""
+    d = labs_dir()
+    return d if d.resolve() != COURSE_LABS.resolve() else MY_LABS
+
+
+def learner_copy(dest: Path = MY_LABS, source: Path = COURSE_LABS) -> list[str]:
+    """Copy every course notebook missing from ``dest`` (the learner's answers in existing copies stay);
+    returns the names copied. JupyterLab opens ``dest``, so saving never touches the tracked ``labs/``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for nb in sorted(source.glob("*.ipynb")):
+        if not (dest / nb.name).exists():
+            shutil.copyfile(nb, dest / nb.name)
+            copied.append(nb.name)
+    return copied
+
+
+def edited_copies(dest: Path = MY_LABS, source: Path = COURSE_LABS) -> list[str]:
+    """The learner's copies that differ from the course's notebooks (answers written, outputs saved)."""
+    return [nb.name for nb in sorted(source.glob("*.ipynb"))
+            if (dest / nb.name).exists() and (dest / nb.name).read_bytes() != nb.read_bytes()]
+
+
+def restore_copies(names: list[str] | None = None, dest: Path = MY_LABS, source: Path = COURSE_LABS) -> list[str]:
+    """Put the course's version back over the learner's copies (``names``, default: every edited one)."""
+    restored = []
+    for name in edited_copies(dest, source) if names is None else names:
+        if not (source / name).is_file():
+            raise MeshlabError(f"no course notebook {name}", f"the course's notebooks are in {source}")
+        shutil.copyfile(source / name, dest / name)
+        restored.append(name)
+    return restored
 
 
 @dataclass(frozen=True)
@@ -74,6 +114,7 @@ class LabInfo:
     time: Minutes
     start: Start = field(default_factory=Start)
     needs: tuple[str, ...] = ()  # labs to do first (their numbers)
+    you_will: tuple[str, ...] = ()  # what the learner does, for the "you will" box of the lab's header
 
     @property
     def path(self) -> Path:
@@ -96,44 +137,63 @@ def _m(reading: int, exercises: int, local: int, kind: int) -> Minutes:
 LABS: list[LabInfo] = [
     LabInfo("00", "00-setup.ipynb",
             "can this machine run the labs? prerequisite checks for both backends, with fixes",
-            _m(10, 15, 1, 5)),
+            _m(10, 15, 1, 5),
+            you_will=('predict which network mode a machine gets, then run the checks', 'predict whether the kind backend can run here', "read every failed check's fix",)),
     LabInfo("01", "01-envoy-data-plane.ipynb",
             "Envoy is the data plane: load balancing, circuit breaking, outlier detection, retries, timeouts, "
             "shadowing, rate limiting, measured on a real Envoy",
-            _m(70, 20, 3, 15), Start("flat-network"), needs=("00",)),
+            _m(70, 20, 3, 15), Start("flat-network"), needs=("00",),
+            you_will=('measure timeouts, retries, retry budgets and circuit breakers with a real load generator', 'predict amplification and ejections before the experiments run', 'write a DestinationRule whose breaker admits 2 callers and refuses 8',)),
     LabInfo("02", "02-shared-control-plane-flat-network.ipynb",
             "pattern 1: one control plane, two clusters on one flat network; endpoints, mTLS identity, "
             "the shared failure domain",
-            _m(50, 15, 1, 15), Start("flat-network"), needs=("00",)),
+            _m(50, 15, 1, 15), Start("flat-network"), needs=("00",),
+            you_will=('build one control plane for two clusters on one network', 'read the endpoints and identities a sidecar really has', 'stop the control plane and see what still works',)),
     LabInfo("03", "03-shared-control-plane-separate-networks.ipynb",
             "pattern 2: east-west gateways (SNI passthrough on 15443), split-horizon EDS, real network isolation",
-            _m(45, 15, 1, 15), Start("separate-networks"), needs=("02",)),
+            _m(45, 15, 1, 15), Start("separate-networks"), needs=("02",),
+            you_will=('split two clusters onto separate networks joined by east-west gateways', "predict the gateway's weight and SNI, then read them from Envoy", 'see why requests follow connections behind a gateway',)),
+    LabInfo("03b", "03b-multi-primary.ipynb",
+            "multi-primary on different networks: an istiod per cluster reading both registries through remote "
+            "secrets (revocable), its failure domain measured, what to keep in step, a controlled east-west gateway, "
+            "and one trace across clusters (OpenTelemetry, OTLP)",
+            _m(50, 15, 2, 20), Start("multi-primary"), needs=("03",),
+            you_will=("run an istiod in each cluster that reads both registries", "measure the failure domain of one control plane",
+                      "follow one trace across clusters")),
     LabInfo("04", "04-separate-control-planes.ipynb",
             "pattern 3: two control planes, federation (Service Mesh Hub style VirtualMesh → ServiceEntry + "
             "DestinationRule), the lesson of a shared root of trust",
-            _m(45, 15, 1, 15), Start("separate-control-planes"), needs=("03",)),
+            _m(45, 15, 1, 15), Start("separate-control-planes"), needs=("03",),
+            you_will=('run two control planes and federate them with ServiceEntries', 'write the ServiceEntry yourself (its port name matters)', 'break the shared root of trust and watch retries hide it',)),
     LabInfo("05", "05-management-plane.ipynb",
             "the management plane: discovery, a VirtualMesh from two roots to one (CSR flow), a reconciling "
             "controller, one policy for many meshes, federated telemetry (a Prometheus per cluster, one global view)",
-            _m(40, 20, 2, 20), Start("separate-roots"), needs=("04", "06")),
+            _m(40, 20, 2, 20), Start("separate-roots"), needs=("04", "06"),
+            you_will=('discover two meshes and give them one root with the CSR flow', 'write a TrafficPolicy and a PromQL query', 'follow a failover in a global Prometheus',)),
     LabInfo("06", "06-locality-failover.ipynb",
             "locality load balancing, outlier detection, failover across networks and fail-back, plotted over time",
-            _m(60, 15, 1, 15), Start("separate-networks"), needs=("03",)),
+            _m(60, 15, 1, 15), Start("separate-networks"), needs=("03",),
+            you_will=('make a sidecar prefer its own locality and fail over across networks', 'predict the client-visible errors of a crash, then measure them', 'write the retries that hide the crash',)),
     LabInfo("07", "07-wasm-abi-and-first-filter.ipynb",
             "WebAssembly in Envoy: the proxy-wasm ABI of real modules, filters in C and AssemblyScript, hot "
             "loading, fail open/closed, what a filter costs",
-            _m(50, 20, 2, 2), Start(prepare=("filters",)), needs=("00",)),
+            _m(50, 20, 2, 2), Start(prepare=("filters",)), needs=("00",),
+            you_will=('build Wasm filters in C and AssemblyScript and read their ABI', 'hot-swap filters under traffic and measure what one costs', 'predict what Envoy does with a broken or misnamed module',)),
     LabInfo("08", "08-wasm-hub-and-mesh-deploy.ipynb",
             "modules as OCI images in a hub with user accounts, declarative deployment over ECDS with Istio's `TrafficExtension` (Wasm and Lua) and its predecessor `WasmPlugin`",
-            _m(60, 15, 2, 15), Start("separate-networks", samples=True, prepare=("filters", "hub")), needs=("07", "03")),
+            _m(60, 15, 2, 15), Start("separate-networks", samples=True, prepare=("filters", "hub")), needs=("07", "03"),
+            you_will=('push modules to a registry with user accounts', 'deploy them with TrafficExtension and WasmPlugin, roll out, break the digest', 'write a Lua extension',)),
     LabInfo("09", "09-security-across-clusters.ipynb",
             "security across clusters: mTLS modes, authorization by identity, trust domains, TLS at the "
             "ingress and egress edges",
-            _m(40, 20, 1, 15), Start("flat-network", samples=True), needs=("02",)),
+            _m(40, 20, 1, 15), Start("flat-network", samples=True), needs=("02",),
+            you_will=('refuse plaintext with STRICT mTLS, then let one legacy client back in', 'find and fix an identity collision across clusters', 'require a JWT at the ingress and originate TLS at the egress',)),
     LabInfo("10", "10-troubleshooting.ipynb",
             "break and fix: seeded faults diagnosed with an operator's views (endpoints, sync status, "
-            "access-log flags, stats)",
-            _m(30, 40, 2, 25), Start("separate-networks"), needs=("03", "04", "06")),  # eight fixes to write, a mystery round
+            "access-log flags, stats), each fix written by the learner and graded by traffic; a mystery round",
+            _m(30, 40, 2, 25), Start("separate-networks"), needs=("03", "04", "06"),  # eight fixes to write, a mystery round
+            you_will=("diagnose seeded faults with endpoints, proxy status, access logs and stats",
+                      "write each fix and prove it with traffic", "find unnamed faults in a mystery round")),
 ]  # fmt: skip
 
 
@@ -153,11 +213,12 @@ class Header:
         time = (f"**Time:** about {local} minutes on the local backend — reading {t.reading}, exercises and quiz "
                 f"{t.exercises}, the cells themselves {t.running['local']}" + (f"; {kind} on kind (with its bring-up)" if kind else ""))
         first = ", ".join(f"lab {n} ({find(n).notebook})" for n in i.needs) or "nothing"
-        return [f"**Lab {i.number}** · {i.teaches}", time, f"**Do first:** {first}",
+        you = [f"**You will** {'; '.join(i.you_will)}."] if i.you_will else []
+        return [f"**Lab {i.number}** · {i.teaches}", *you, time, f"**Do first:** {first}",
                 f"**Starts from:** {i.start.describe()} — `meshlab goto {i.number}` builds that state"]
 
     def _repr_markdown_(self) -> str:
-        return "\n\n".join(self.lines())
+        return "\n>\n".join(f"> {line}" for line in self.lines())  # a box above the lab
 
     def __str__(self) -> str:
         return "\n".join(line.replace("**", "") for line in self.lines())
@@ -177,11 +238,11 @@ AGENDAS: dict[str, dict[str, list[str]]] = {
     "One day": {
         "before the day (on the learner's machine)": ["00"],
         "the day": ["02", "break", "03", "lunch", "06", "break", "04", "07"],
-        "afterwards (self-paced)": ["01", "05", "08", "09", "10"],
+        "afterwards (self-paced)": ["01", "03b", "05", "08", "09", "10"],
     },
     "Two days": {
         "day 1": ["00", "01", "break", "02", "lunch", "03", "break", "06"],
-        "day 2": ["04", "break", "05", "lunch", "07", "break", "08", "break", "09", "10"],
+        "day 2": ["03b", "04", "break", "05", "lunch", "07", "break", "08", "break", "09", "10"],
     },
 }
 DAY_STARTS = "09:00"
@@ -258,7 +319,8 @@ def say_network_needs(number: str | int) -> str:
     """A lab's first words on the network: nothing needed, or what it will fetch and how to avoid it."""
     needs = network_needs(number)
     if not needs:
-        return f"lab {find(number).number} needs no network: every dependency is installed (make setup)"
+        return (f"lab {find(number).number} needs no network on the local backend: every dependency is installed "
+                "(make setup); the kind backend pulls its images unless `meshlab kind images pull` ran before")
     return "\n".join([f"lab {find(number).number} will use the network while it runs:", *(f"  - {n}" for n in needs),
                       "  to work offline (a workshop room), run `make setup` (or `meshlab wasm build-all`) first"])
 
@@ -318,6 +380,26 @@ def reset(quiet: bool = False) -> dict[str, int]:
               f"{removed['scratch labs']} scratch labs, {removed['standalone envoys']} standalone Envoys, "
               f"{removed['hub processes']} hub processes; state in {home()} cleared")
     return removed
+
+
+def offer_restore(ask: Callable[[str], str] | None = None, dest: Path | None = None) -> list[str]:
+    """After a reset: offer to restore the learner's edited notebook copies (their answers would be lost).
+    ``ask`` prompts (``input`` on a terminal); without one, say how to restore. Returns the names restored."""
+    dest = dest or learner_labs()
+    edited = edited_copies(dest)
+    if not edited:
+        return []
+    listing = ", ".join(edited)
+    if ask is None:
+        print(f"your copies of the labs in {dest} keep your answers ({listing}); "
+              "restore the course's version with: meshlab reset --notebooks")
+        return []
+    if ask(f"restore the course's version of {listing} in {dest}? Your answers and outputs there are lost [y/N] ").strip().lower() not in ("y", "yes"):
+        print(f"kept your copies in {dest}")
+        return []
+    restored = restore_copies(edited, dest)
+    print(f"restored {len(restored)} notebooks in {dest}")
+    return restored
 
 
 def goto(number: str | int, backend: str = "local", quiet: bool = False) -> "LabInfo":

@@ -17,6 +17,7 @@ import html
 import os
 from typing import Any
 
+GATEWAYS = ("istio-eastwestgateway", "istio-ingressgateway", "istio-egressgateway")
 SAMPLES = {"helloworld": "samples/helloworld/helloworld.yaml", "curl": "samples/curl/curl.yaml"}
 
 
@@ -28,6 +29,8 @@ def ctx(cluster: str) -> str:
 def split(workload: str, namespace: str = "sample") -> tuple[str, str]:
     """``curl.legacy`` -> (``curl``, ``legacy``): meshlab names a workload in another namespace with a suffix."""
     name, _, ns = workload.partition(".")
+    if name in GATEWAYS:  # Istio's gateways live in istio-system
+        return name, ns or "istio-system"
     return name, ns or namespace
 
 
@@ -93,12 +96,43 @@ def command(op: str, *, cluster: str | None = None, workload: str | None = None,
                 f"--docker-server={kw['registry']} --docker-username={kw['username']} --docker-password=..."]
     if op == "create_tls_secret":
         return [f"kubectl create -n istio-system {c} secret tls {kw['name']} --key={kw['name']}.key --cert={kw['name']}.crt"]
+    if op == "crash":
+        patch = '[{"op": "add", "path": "/spec/template/spec/containers/0/command", "value": ["sleep", "infinity"]}]'
+        return [f"kubectl patch -n {ns} {c} {deploy} --type=json -p '{patch}'   # the app never listens, the sidecar stays "
+                f"(undo: kubectl rollout undo -n {ns} {c} {deploy})"]
     if op in ("kill", "restore"):
         return [f"kubectl scale -n {ns} {c} {deploy} --replicas={0 if op == 'kill' else 1}"]
     if op in ("stop_control_plane", "start_control_plane"):
         return [f"kubectl scale -n istio-system {c} deploy/istiod --replicas={0 if op.startswith('stop') else 1}"]
     if op in ("pods", "sidecars"):
         return [f"kubectl get pods -n sample -o wide {ctx(x)}" for x in kw.get("clusters") or ["cluster1"]]
+    if op == "remote_clusters":
+        return [f"istioctl remote-clusters {c}"]
+    if op in ("create_remote_secret", "delete_remote_secret"):
+        verb = "apply" if op.startswith("create") else "delete"
+        return [f"istioctl create-remote-secret {ctx(kw['of'])} --name={kw['of']} | kubectl {verb} -f - {c}"]
+    if op == "set_mesh_config":
+        keys = ",".join(sorted(kw.get("keys") or [])) or "..."
+        return [f"istioctl install {c} -f primary.yaml   # the primary's IstioOperator with spec.meshConfig: {keys}"]
+    if op == "enable_tracing":
+        return [f"kubectl apply {ctx(x)} -f samples/addons/jaeger.yaml" for x in kw.get("primaries") or ["cluster1"]]
+    if op == "traces":
+        return ['istioctl dashboard jaeger --context="${CTX_CLUSTER1}"   # or query your tracing backend']
+    mgmt = '--context="${MGMT_CONTEXT}"'  # the management cluster (Gloo Mesh's name for where its API lives)
+    if op == "mesh_discover":
+        return [f"kubectl get meshes.discovery.mesh.gloo.solo.io,workloads.discovery.mesh.gloo.solo.io,"
+                f"destinations.discovery.mesh.gloo.solo.io -n gloo-mesh {mgmt}"]
+    if op == "mesh_apply":
+        return [f"kubectl apply {mgmt} -f {str(kw.get('kind', 'policy')).lower()}.yaml   # {kw.get('kind')} {kw.get('name')}"]
+    if op == "mesh_delete":
+        return [f"kubectl delete -n gloo-mesh {mgmt} {str(kw['kind']).lower()} {kw['name']}"]
+    if op == "mesh_describe":
+        return [f"kubectl get -n gloo-mesh {mgmt} {str(kw['kind']).lower()} {kw['name']} -o yaml"]
+    if op == "mesh_generated":
+        return [f"kubectl get serviceentries,destinationrules,virtualservices,authorizationpolicies -A {ctx(x)}"
+                for x in kw.get("clusters") or ["cluster1"]]
+    if op == "mesh_check":
+        return ["meshctl check"]
     if op == "call_from_outside":
         return [f"curl -sS --cacert ca.crt --resolve {kw['host']}:443:$INGRESS_HOST {kw['url']}"]
     return []

@@ -40,7 +40,10 @@ _TRAFFIC_POLICY = {
     "loadBalancer": {"simple": str, "localityLbSetting": _LOCALITY_LB},
     "connectionPool": {
         "tcp": {"maxConnections": int, "connectTimeout": _DURATION},
-        "http": {"http1MaxPendingRequests": int, "http2MaxRequests": int, "maxRequestsPerConnection": int, "maxRetries": int},
+        "http": {
+            "http1MaxPendingRequests": int, "http2MaxRequests": int, "maxRequestsPerConnection": int, "maxRetries": int,
+            "h2UpgradePolicy": str,
+        },  # fmt: skip
     },
     "retryBudget": {"percent": float, "minRetryConcurrency": int, "budgetInterval": _DURATION},
 }
@@ -156,6 +159,25 @@ SHAPES: dict[str, dict[str, Any]] = {
         },
         "lua": {"inlineCode": str},
     },
+    # networking.istio.io: a sidecar's egress hosts only (meshlab.controlplane.sidecar)
+    "Sidecar": {"workloadSelector": {"labels": ("map", str)}, "egress": [{"hosts": [str]}]},
+    # telemetry.istio.io/v1: tracing (meshlab.backends.local.tracing follows telemetry.go and tracing.go) and
+    # access logging with the built-in ``envoy`` provider (controlplane/telemetry.py follows telemetry.go)
+    "Telemetry": {
+        "selector": {"matchLabels": ("map", str)},
+        "accessLogging": [{"providers": [{"name": str}], "disabled": bool, "match": {"mode": str}}],
+        "tracing": [{
+            "providers": [{"name": str}],
+            "match": {"mode": str},
+            "randomSamplingPercentage": float,
+            "disableSpanReporting": bool,
+            "customTags": ("map", {"literal": {"value": str}, "header": {"name": str, "defaultValue": str},
+                                   "environment": {"name": str, "defaultValue": str}}),
+            "useRequestIdForTraceSampling": bool,
+            "enableIstioTags": bool,
+            "disableContextPropagation": bool,
+        }],
+    },
     "ServiceEntry": {
         "hosts": [str],
         "addresses": [str],
@@ -174,6 +196,8 @@ ENUMS = {
     "spec.configPatches[].match.context": {"ANY", "SIDECAR_INBOUND", "SIDECAR_OUTBOUND"},
     "spec.configPatches[].patch.operation": {"ADD", "INSERT_FIRST", "INSERT_BEFORE", "INSERT_AFTER", "MERGE"},
     "spec.trafficPolicy.tls.mode": {"ISTIO_MUTUAL", "DISABLE", "SIMPLE"},
+    "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy": {"DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"},
+    "spec.accessLogging[].match.mode": {"CLIENT_AND_SERVER", "CLIENT", "SERVER"},
     "spec.mtls.mode": {"UNSET", "STRICT", "PERMISSIVE", "DISABLE"},
     "spec.portLevelMtls.*.mode": {"UNSET", "STRICT", "PERMISSIVE", "DISABLE"},
     "spec.action": {"ALLOW", "DENY", "AUDIT", "CUSTOM"},
@@ -186,6 +210,7 @@ ENUMS = {
     "spec.failStrategy": {"FAIL_CLOSE", "FAIL_OPEN", "FAIL_RELOAD"},
     "spec.imagePullPolicy": {"UNSPECIFIED_POLICY", "IfNotPresent", "Always"},
     "spec.type": {"UNSPECIFIED_PLUGIN_TYPE", "HTTP"},  # NETWORK plugins: not on the local backend
+    "spec.tracing[].match.mode": {"CLIENT_AND_SERVER", "CLIENT", "SERVER"},
 }
 ENUMS_BY_KIND = {  # where a kind's enum differs from the one at the same path above
     "TrafficExtension": {
@@ -203,6 +228,7 @@ API_VERSIONS_BY_KIND = {
     "EnvoyFilter": {"networking.istio.io/v1alpha3"},
     "TrafficExtension": {"extensions.istio.io/v1alpha1"},
     **{k: _SECURITY_VERSIONS for k in ("PeerAuthentication", "AuthorizationPolicy", "RequestAuthentication")},
+    "Telemetry": {"telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"},
 }
 
 
@@ -243,7 +269,8 @@ def validate(doc: Any) -> None:
     where = f"{kind} {name!r}"
     versions = API_VERSIONS_BY_KIND.get(kind, API_VERSIONS)
     if doc.get("apiVersion") not in versions:
-        group = {"WasmPlugin": "Istio extensions", "TrafficExtension": "Istio extensions"}.get(kind, "Istio security" if kind in API_VERSIONS_BY_KIND else "Istio networking")
+        group = {"WasmPlugin": "Istio extensions", "TrafficExtension": "Istio extensions", "Telemetry": "Istio telemetry"}.get(
+            kind, "Istio security" if kind in API_VERSIONS_BY_KIND else "Istio networking")
         raise ResourceError(f"{where}: apiVersion {doc.get('apiVersion')!r} is not {group}", f"use one of: {', '.join(sorted(versions))}")
     extra = set(doc) - {"apiVersion", "kind", "metadata", "spec"}
     if extra:
@@ -254,6 +281,25 @@ def validate(doc: Any) -> None:
     _check(doc.get("spec") or {}, SHAPES[kind], "spec", where, ENUMS_BY_KIND.get(kind, {}))
     if kind in _SEMANTIC:
         _SEMANTIC[kind](doc.get("spec") or {}, where)
+    if kind == "AuthorizationPolicy":
+        _check_dry_run(doc, where)
+
+
+# Go's strconv.ParseBool, which istiod uses for istio.io/dry-run (builder.go isDryRun)
+PARSE_BOOL = {v: True for v in ("1", "t", "T", "TRUE", "true", "True")} | {v: False for v in ("0", "f", "F", "FALSE", "false", "False")}
+DRY_RUN = "istio.io/dry-run"
+
+
+def _check_dry_run(doc: dict[str, Any], where: str) -> None:
+    """validation.go ``checkDryRunAnnotation``: a value ParseBool accepts, on an ALLOW or DENY policy only."""
+    value = ((doc.get("metadata") or {}).get("annotations") or {}).get(DRY_RUN)
+    if value is None:
+        return
+    if value not in PARSE_BOOL:
+        raise ResourceError(f"{where}: annotation {DRY_RUN} has an invalid value {value!r}", "Istio refuses it too: write true or false")
+    action = (doc.get("spec") or {}).get("action", "ALLOW")
+    if action not in ("ALLOW", "DENY"):
+        raise ResourceError(f"{where}: the annotation {DRY_RUN} only supports action ALLOW or DENY, not {action}", "Istio refuses it too: remove the annotation")
 
 
 def _check(value: Any, shape: Any, path: str, where: str, enums: dict[str, set[str]] | None = None) -> None:
@@ -401,7 +447,42 @@ def _check_envoy_filter(spec: dict[str, Any], where: str) -> None:
                                 "match the inbound port, or drop portNumber")
 
 
+def _check_sidecar(spec: dict[str, Any], where: str) -> None:
+    """Istio's validation: every egress host is ``namespace/dnsName`` (``.``, ``*`` or ``~`` allowed as namespace)."""
+    if not spec.get("egress"):
+        raise ResourceError(f"{where}: spec.egress is required by the local backend", "list the hosts: egress: [{hosts: [./*, istio-system/*]}]")
+    for i, e in enumerate(spec["egress"]):
+        for h in e.get("hosts", []):
+            if h.count("/") != 1 or not h.split("/")[1]:
+                raise ResourceError(f"{where}: spec.egress[{i}].hosts: {h!r} is not namespace/dnsName",
+                                    "write it like ./*, istio-system/*, */helloworld.sample.svc.cluster.local or ~other/*")
+
+
+def _check_telemetry(spec: dict[str, Any], where: str) -> None:
+    for i, entry in enumerate(spec.get("accessLogging", [])):
+        for p in entry.get("providers", []):
+            if p.get("name", "").lower() != "envoy":
+                raise ResourceError(
+                    f"{where}: spec.accessLogging[{i}].providers: {p.get('name')!r} is not a provider of the local backend",
+                    "use the built-in file access log provider `envoy` (meshConfig's default extension provider), or the kind backend",
+                )
+
+
+def _check_virtual_service(spec: dict[str, Any], where: str) -> None:
+    if "mesh" in spec.get("gateways", ["mesh"]):
+        for h in spec.get("hosts", []):
+            if "*" in h:
+                raise ResourceError(
+                    f"{where}: host {h!r}: a wildcard host for sidecars is not supported by the local backend "
+                    "(Istio applies it to every service it matches that has no more specific VirtualService)",
+                    "name the service's host, or use the kind backend",
+                )
+
+
 _SEMANTIC = {
+    "Sidecar": _check_sidecar,
+    "Telemetry": _check_telemetry,
+    "VirtualService": _check_virtual_service,
     "EnvoyFilter": _check_envoy_filter,
     "AuthorizationPolicy": _check_authorization_policy,
     "PeerAuthentication": _check_peer_authentication,

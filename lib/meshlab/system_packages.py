@@ -39,13 +39,22 @@ PACKAGES: tuple[Package, ...] = (
 )
 
 
+# Not for the labs: `meshlab export` draws the handout's Mermaid diagrams in headless Chromium (`make handout-deps`,
+# which `make test` runs too). A learner's `make setup` does not install it.
+HANDOUT_PACKAGES: tuple[Package, ...] = (
+    Package("chromium", "chromium", ("handout",), "draws the handout's Mermaid diagrams offline (meshlab export)"),
+)
+
+
 def find_command(command: str) -> str | None:
     """The program's path: on PATH, or in /usr/sbin and /sbin."""
     return shutil.which(command) or shutil.which(command, path=os.pathsep.join(SBIN))
 
 
 def needed(backend: str = "all") -> list[Package]:
-    """The packages ``backend`` needs (``all``: every backend)."""
+    """The packages ``backend`` needs (``all``: every backend; ``handout``: what `meshlab export` needs)."""
+    if backend == "handout":
+        return list(HANDOUT_PACKAGES)
     return [p for p in PACKAGES if backend == "all" or backend in p.backends]
 
 
@@ -100,8 +109,8 @@ def ensure(backend: str = "all") -> int:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1 or (argv and argv[0] not in ("all", "local", "kind")):
-        print(f"usage: python3 {os.path.basename(__file__)} [all|local|kind]", file=sys.stderr)
+    if len(argv) > 1 or (argv and argv[0] not in ("all", "local", "kind", "handout")):
+        print(f"usage: python3 {os.path.basename(__file__)} [all|local|kind|handout]", file=sys.stderr)
         return 2
     return ensure(argv[0] if argv else "all")
 

@@ -11,3 +11,8 @@ KIND_NODE_IMAGE = (
 )
 ISTIO_VERSION = "1.31.0"
 METALLB_VERSION = "v0.16.1"
+
+# Mermaid, for drawing the handout's diagrams offline (`meshlab export`): the npm package's tarball, checked
+# against its registry integrity; only dist/mermaid.min.js is kept (`make handout-deps`).
+MERMAID_VERSION = "11.17.2"
+MERMAID_INTEGRITY = "sha512-V6K3C8EBdEsPFZXSKMJe6ppQOENxuHARr9GvHX4hh47lAbhMRD9qf4oEK7LoaRQxULMa80/qt5gHO73aCleBBg=="

@@ -102,7 +102,7 @@ def hcm(
             # as Istio's RDS routes: a route may name a cluster that is still warming (a new service's EDS)
             "route_config": {"validate_clusters": False, **route_config},
             "http_filters": [*(http_filters or []), {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}],
-            "access_log": access_log(log_path),
+            **({"access_log": access_log(log_path)} if log_path else {}),  # "": no access log (Istio's default)
             **(extra or {}),
         },
     }
@@ -119,6 +119,7 @@ class Endpoint:
     labels: dict[str, str] = field(default_factory=dict)
     locality_weight: int | None = None  # from a DestinationRule's localityLbSetting.distribute
     tls_mode: bool = False  # auto-mTLS: the endpoint is marked tlsMode=istio (a sidecar that accepts mTLS)
+    subzone: str = ""  # a ServiceEntry endpoint's locality may name one (region/zone/subzone)
 
 
 def _endpoint_metadata(e: Endpoint) -> dict[str, Any]:
@@ -132,15 +133,15 @@ def _endpoint_metadata(e: Endpoint) -> dict[str, Any]:
 
 def load_assignment(cluster: str, endpoints: list[Endpoint]) -> dict[str, Any]:
     """A ClusterLoadAssignment: endpoints grouped by (locality, priority), as istiod sends them."""
-    groups: dict[tuple[str, str, int], list[Endpoint]] = {}
+    groups: dict[tuple[str, str, str, int], list[Endpoint]] = {}
     for e in endpoints:
-        groups.setdefault((e.region, e.zone, e.priority), []).append(e)
+        groups.setdefault((e.region, e.zone, e.subzone, e.priority), []).append(e)
     return {
         "@type": T + "envoy.config.endpoint.v3.ClusterLoadAssignment",
         "cluster_name": cluster,
         "endpoints": [
             {
-                "locality": {"region": r, "zone": z},
+                "locality": {"region": r, "zone": z, **({"sub_zone": sz} if sz else {})},
                 "priority": p,
                 "load_balancing_weight": eps[0].locality_weight if eps[0].locality_weight is not None else sum(e.weight for e in eps),
                 "lb_endpoints": [
@@ -152,7 +153,7 @@ def load_assignment(cluster: str, endpoints: list[Endpoint]) -> dict[str, Any]:
                     for e in eps
                 ],
             }
-            for (r, z, p), eps in groups.items()
+            for (r, z, sz, p), eps in groups.items()
         ],
     }
 

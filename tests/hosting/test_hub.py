@@ -105,6 +105,18 @@ def processes_of(uids: set[int]) -> list[str]:
     return out
 
 
+def pss_mib(uid: int) -> float:
+    """Memory of every process of ``uid``, shared pages split between their users (PSS), in MiB."""
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{pid}").st_uid == uid:
+                total += sum(int(line.split()[1]) for line in open(f"/proc/{pid}/smaps_rollup") if line.startswith("Pss:"))
+        except OSError:
+            pass
+    return total / 1024
+
+
 def server_pid(user: str) -> int:
     """The learner's Jupyter server: the process whose environment names the learner as JUPYTERHUB_USER."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -191,8 +203,10 @@ def test_three_learners_run_a_lab_at_once(room: dict) -> None:
     except AssertionError as e:
         raise AssertionError(f"{e}\n--- the hub's log:\n{room['log'].read_text()[-4000:]}") from None
     modes = {r.stdout.split("MODE", 1)[1].strip() for p in people for r in p.results if "MODE" in r.stdout}
+    idle = max(pss_mib(login.uid) for login in room["logins"])
     print(f"hub up in {t - room['started']:.1f}s; 3 logins, 3 servers, lab 00 and a mesh each, three at once, "
-          f"in {time.monotonic() - t:.1f}s (network mode {', '.join(sorted(modes))}; course {room['course']}, Python {room['python']})")
+          f"in {time.monotonic() - t:.1f}s (network mode {', '.join(sorted(modes))}; course {room['course']}, Python {room['python']}); "
+          f"a learner's idle server: {idle:.0f} MiB PSS")
     for p, login in zip(people, room["logins"]):
         failed = [r for r in p.results if r.status != "ok"]
         assert not failed, f"{p.name}: cell {failed[0].index} failed: {failed[0].error}\n{failed[0].stdout[-2000:]}"
@@ -214,6 +228,20 @@ def test_idle_culler_runs_as_a_service(room: dict) -> None:
     culler = [line for line in processes_of({0}) if "jupyterhub_idle_culler" in line]
     assert culler, "the idle culler is not running"
     assert "--timeout=3600" in culler[0]
+
+
+def test_room_check_probes_as_a_learner(room: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    """`meshlab room check` says ready exactly when the learners can run the course's own .venv (here they can
+    when the test did not need its stand-in Python), and names the fix otherwise."""
+    from meshlab.room.cli import main as room_main
+
+    status = room_main(["check", "--as", room["logins"][0].user])
+    out = capsys.readouterr().out
+    if room["python"] == str(COURSE / ".venv" / "bin" / "python"):
+        assert status == 0, out
+        assert "meshlab doctor, as a learner" in out and "local backend: ready" in out, out
+    else:
+        assert status == 1 and "✗ the course" in out and "make setup" in out, out
 
 
 def test_stopping_the_hub_leaves_nothing(room: dict) -> None:

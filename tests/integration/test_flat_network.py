@@ -18,6 +18,7 @@ from meshlab.runtime import net, procs
 from meshlab.errors import LabStateError, ProcessExitedError, RunError
 from meshlab.lab import Lab
 from meshlab.state import State, prefix_for
+from meshlab.dataplane import access_logs_on
 
 pytestmark = pytest.mark.integration
 URL = "http://helloworld.sample:5000/hello"
@@ -189,7 +190,7 @@ def test_envoy_that_exits_early_is_reported_with_its_log(tmp_path: Path) -> None
 
 def test_loopback_mode_works_and_says_isolation_is_lost(lab_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MESHLAB_NET_MODE", "loopback")
-    lab = Lab.up("flat-network", samples=True, home_dir=lab_home, quiet=True)
+    lab = access_logs_on(Lab.up("flat-network", samples=True, home_dir=lab_home, quiet=True))
     assert lab.backend.mode == net.LOOPBACK
     r = lab.call("curl", URL, cluster="cluster1", n=10)
     assert r.errors == 0 and r.clusters == {"cluster1", "cluster2"}

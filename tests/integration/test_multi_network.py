@@ -17,6 +17,7 @@ from meshlab.runtime import net
 from meshlab.errors import ResourceError
 from meshlab.lab import Lab
 from meshlab.topology import patterns_dir
+from meshlab.dataplane import access_logs_on
 
 pytestmark = pytest.mark.integration
 URL = "http://helloworld.sample:5000/hello"
@@ -25,7 +26,7 @@ netns_only = pytest.mark.skipif(os.geteuid() != 0, reason="isolation needs netwo
 
 @pytest.fixture
 def sn_lab(lab_home: Path) -> Iterator[Lab]:
-    lab = Lab.up("separate-networks", samples=True, home_dir=lab_home, quiet=True)
+    lab = access_logs_on(Lab.up("separate-networks", samples=True, home_dir=lab_home, quiet=True))
     yield lab
     lab.down(quiet=True)
 

@@ -9,6 +9,7 @@ import pytest
 
 from meshlab.errors import ResourceError
 from meshlab.lab import Lab
+from meshlab.dataplane import access_logs_on
 
 pytestmark = pytest.mark.integration
 URL = "http://helloworld.sample:5000/hello"
@@ -39,7 +40,7 @@ spec:
 
 @pytest.fixture
 def lab(lab_home: Path) -> Iterator[Lab]:
-    lab = Lab.up("separate-networks", samples=True, home_dir=lab_home, quiet=True)
+    lab = access_logs_on(Lab.up("separate-networks", samples=True, home_dir=lab_home, quiet=True))
     lab.apply(SUBSETS, cluster="cluster1")
     yield lab
     lab.down(quiet=True)

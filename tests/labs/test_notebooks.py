@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from drill import WRONG_KEY, drilled  # tests/labs/drill.py
-from run_labs import default_jobs, run_all  # tests/labs/run_labs.py
+from run_labs import default_jobs, kernel_manager, run_all  # tests/labs/run_labs.py
 
 from meshlab.exercises import ENV
 
@@ -173,7 +173,7 @@ def exercise_problems(nb: nbformat.NotebookNode, lab: str) -> list[str]:
 def test_exercises(path: Path) -> None:
     """Every lab: a ``solutions`` parameter, 2+ exercises (exercise, hidden solution, check) and a quiz."""
     nb = nbformat.read(path, as_version=4)
-    problems = exercise_problems(nb, path.name[:2])
+    problems = exercise_problems(nb, path.name.split("-", 1)[0])  # "03", or "03b" for a lab between two others
     assert not problems, f"{path.name}:\n  " + "\n  ".join(problems)
 
 
@@ -200,7 +200,7 @@ def test_every_lab_runs_with_papermill(tmp_path: Path) -> None:
         assert code and all(c.execution_count is not None for c in code), f"{path.name}: not every code cell ran"
         assert not any(o.get("output_type") == "error" for c in code for o in c.outputs), path.name
         drill = "".join(o.get("text", "") for c in code if "drill" in c.metadata.get("tags", []) for o in c.outputs)
-        for ex_id in re.findall(r'ex\.check\("(\d\d\.\d+)"', "".join(c.source for c in code)):
+        for ex_id in re.findall(r'ex\.check\("(\d\d[a-z]?\.\d+)"', "".join(c.source for c in code)):
             for what in ("wrong answer: refused", "wrong (again) answer: refused", "empty answer: refused", "unanswered: Run All stops"):
                 assert f"drill {ex_id}, {what}" in drill, f"{path.name}: exercise {ex_id}: the drill did not report '{what}'"
 
@@ -385,3 +385,24 @@ def test_the_drill_passes_good_exercises_and_catches_bad_ones(tmp_path: Path) ->
     ]:
         with pytest.raises(CellExecutionError, match=problem):
             run_drilled(fixture_lab(**overrides), tmp_path)
+
+
+@pytest.mark.notebook
+def test_run_all_as_a_learner_stops_at_the_first_unanswered_exercise(tmp_path: Path) -> None:
+    """A fresh lab, Run All, solutions off (a learner): the run stops at the first exercise's gate with the
+    friendly line and no traceback; nothing after it ran."""
+    import papermill
+
+    path = LABS / "00-setup.ipynb"
+    out = tmp_path / path.name
+    with pytest.raises(papermill.PapermillExecutionError):
+        papermill.execute_notebook(str(path), str(out), parameters={"backend": "local", "solutions": False},
+                                   kernel_name="python3", kernel_manager_class=kernel_manager(), cwd=str(LABS),
+                                   execution_timeout=CELL_TIMEOUT, log_output=False, progress_bar=False)
+    code = [c for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code"]
+    stopped = next(i for i, c in enumerate(code) if any(o.get("output_type") == "error" for o in c.outputs))
+    assert "solution" in code[stopped].metadata.get("tags", []), "the first stop is the first exercise's gate"
+    (error,) = [o for o in code[stopped].outputs if o.get("output_type") == "error"]
+    assert error.ename == "NotYet" and error.traceback[0].startswith("✎ exercise 00.1 is waiting for your answer")
+    assert len(error.traceback) == 1, "a friendly line, no traceback"
+    assert all(c.execution_count is None for c in code[stopped + 1:]), "nothing after the gate ran"

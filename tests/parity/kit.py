@@ -84,3 +84,50 @@ def pattern(tmp: Path, clusters: dict[str, tuple[str, str, str, str | None]], me
     path = tmp / "parity.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def hcms(cfg: E.ProxyConfig, listener: str) -> list[dict[str, Any]]:
+    """The HTTP connection managers (typed configs) of every filter chain of ``listener``."""
+    (lis,) = [x for x in cfg.listeners if x["name"] == listener]
+    return [
+        f["typed_config"]
+        for ch in lis["filter_chains"]
+        for f in ch["filters"]
+        if f["name"] == "envoy.filters.network.http_connection_manager"
+    ]
+
+
+EXPOSE_SERVICES = """
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: cross-network-gateway, namespace: istio-system}
+spec:
+  selector: {istio: eastwestgateway}
+  servers: [{port: {number: 15443, name: tls, protocol: TLS}, tls: {mode: AUTO_PASSTHROUGH}, hosts: ["*.local"]}]
+"""
+
+
+def east_west_gateway(topology: Topology) -> tuple[Any, list[Workload]]:
+    """cluster2's east-west gateway (expose-services applied) as a function of the other resources."""
+    gw = workload("eastwest-2", "istio-eastwestgateway", "cluster2", "10.250.0.2")
+    gw.namespace = "istio-system"
+    reg = [workload("hw-2", "helloworld", "cluster2", "10.20.0.10", "v2")]
+
+    def build(registry: list[Workload], resources: str) -> E.ProxyConfig:
+        gateways = {c: f"10.250.0.{i + 1}" for i, c in enumerate(topology.clusters)}
+        certs = {w.pod: cert(w) for w in [gw, *registry]}
+        docs = [{**d, "metadata": {"namespace": "sample", **d["metadata"]}} for d in parse(EXPOSE_SERVICES + "---\n" + resources)]
+        return Translator(topology, gateways, certs).gateway(gw, registry, XDS, docs)
+
+    return build, reg
+
+
+def localities(cfg: E.ProxyConfig, name: str) -> list[tuple[str, int, int]]:
+    """(region/zone/sub_zone, priority, locality weight) of each locality group with endpoints, sorted."""
+    la = E.load_assignment(name, cfg.endpoints[name])
+    out = []
+    for g in la["endpoints"]:
+        if g["lb_endpoints"]:
+            loc = g["locality"]
+            out.append((f"{loc.get('region', '')}/{loc.get('zone', '')}/{loc.get('sub_zone', '')}", g.get("priority", 0), g["load_balancing_weight"]))
+    return sorted(out)

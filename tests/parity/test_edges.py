@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from meshlab import checks
 from meshlab.runtime import net
 from meshlab.lab import Lab
 from meshlab.state import prefix_for
+from meshlab.dataplane import access_logs_on
 
 HOST = "hello.example.com"
 
@@ -18,7 +20,7 @@ HOST = "hello.example.com"
 @pytest.fixture(scope="module")
 def lab(module_home: Path) -> Iterator[Lab]:
     home = module_home
-    lab = Lab.up("flat-network", samples=True, home_dir=home, quiet=True)
+    lab = access_logs_on(Lab.up("flat-network", samples=True, home_dir=home, quiet=True))
     lab.deploy("istio-ingressgateway", "cluster1")
     yield lab
     lab.down(quiet=True)
@@ -61,23 +63,41 @@ def test_gateway_servers_terminate_tls_and_route_to_both_clusters(lab: Lab) -> N
     assert lab.call("curl", f"http://{HOST}/hello", "cluster1", n=1).answers[0].status == 404
 
 
-@pytest.mark.istio("pilot/pkg/networking/core/cluster_tls.go: constructUpstreamTLS")
+@pytest.mark.istio("pilot/pkg/networking/core/cluster_tls.go: setAutoSniAndAutoSanValidation")
 def test_tls_origination_to_an_external_https_server(lab: Lab) -> None:
+    """Istio 1.31 (constructUpstreamTLS, setAutoSniAndAutoSanValidation): a SIMPLE DestinationRule without ``sni``
+    gets no SNI in its UpstreamTlsContext but ``auto_sni`` -- and, without ``subjectAltNames``,
+    ``auto_san_validation`` -- in the cluster's upstream HTTP protocol options: Envoy sends the request's Host as
+    SNI and checks the certificate against it. With ``sni`` given, that SNI and neither option."""
     ext = lab.external_https("external.meshlab.test")
-    lab.apply([
-        {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": "external"},
-         "spec": {"hosts": [ext["hostname"]], "location": "MESH_EXTERNAL", "resolution": "STATIC",
-                  "ports": [{"number": 80, "name": "http", "protocol": "HTTP", "targetPort": ext["port"]}], "endpoints": [{"address": ext["address"]}]}},
-        {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "external"},
-         "spec": {"host": ext["hostname"], "trafficPolicy": {"tls": {"mode": "SIMPLE", "credentialName": ext["secret"]}}}},
-    ], "cluster1")  # fmt: skip
-    clusters = lab.envoy_config("curl", "cluster1", "dynamic_active_clusters")["configs"]
-    c = next(x["cluster"] for x in clusters if x["cluster"]["name"] == "outbound|80||external.meshlab.test")
-    tls = c["transport_socket"]["typed_config"]
-    assert tls["sni"] == ext["hostname"] and tls["common_tls_context"]["validation_context"]["trusted_ca"]["filename"] == ext["ca"]
+
+    def apply(tls: dict[str, object]) -> dict[str, object]:
+        lab.apply([
+            {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": "external"},
+             "spec": {"hosts": [ext["hostname"]], "location": "MESH_EXTERNAL", "resolution": "STATIC",
+                      "ports": [{"number": 80, "name": "http", "protocol": "HTTP", "targetPort": ext["port"]}], "endpoints": [{"address": ext["address"]}]}},
+            {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "external"},
+             "spec": {"host": ext["hostname"], "trafficPolicy": {"tls": {"mode": "SIMPLE", "credentialName": ext["secret"], **tls}}}},
+        ], "cluster1")  # fmt: skip
+        clusters = lab.envoy_config("curl", "cluster1", "dynamic_active_clusters")["configs"]
+        return next(x["cluster"] for x in clusters if x["cluster"]["name"] == "outbound|80||external.meshlab.test")
+
+    c = apply({})
+    assert checks.originated_sni(c) == {"sni": "", "auto_sni": True, "auto_san_validation": True}
+    assert "sni" not in c["transport_socket"]["typed_config"]
+    assert c["transport_socket"]["typed_config"]["common_tls_context"]["validation_context"]["trusted_ca"]["filename"] == ext["ca"]
     r = lab.call("curl", f"http://{ext['hostname']}/hello", "cluster1", n=2)  # the app speaks plain HTTP ...
     assert [a.status for a in r.answers] == [200, 200], r.answers
     assert r.answers[0].headers["x-served-tls"] == "TLSv1.3"  # ... the server outside saw TLS
+    assert r.answers[0].headers["x-served-sni"] == ext["hostname"], "auto_sni: the request's Host"
     entry = lab.access_log("curl", "cluster1")[-1]
     assert (entry["upstream_host"], entry["upstream_tls"], entry["upstream_peer_dns"]) == (f"{ext['address']}:443", "TLSv1.3", ext["hostname"])
+
+    c = apply({"sni": "other.meshlab.test", "subjectAltNames": [ext["hostname"]]})
+    assert checks.originated_sni(c) == {"sni": "other.meshlab.test", "auto_sni": False, "auto_san_validation": False}
+    r = lab.call("curl", f"http://{ext['hostname']}/hello", "cluster1", n=1)
+    assert r.answers[0].status == 200 and r.answers[0].headers["x-served-sni"] == "other.meshlab.test", r.answers
+
+    c = apply({"subjectAltNames": [ext["hostname"]]})  # SANs given: auto_sni only
+    assert checks.originated_sni(c) == {"sni": "", "auto_sni": True, "auto_san_validation": False}
     assert lab.validate() == len([w for w in lab.backend.workloads if w.sidecar])

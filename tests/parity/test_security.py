@@ -20,6 +20,7 @@ from meshlab.pki import WorkloadCert
 from meshlab.resources import parse
 from meshlab.state import prefix_for
 from meshlab.topology import load_topology, parse_topology
+from meshlab.dataplane import access_logs_on
 
 URL = "http://helloworld.sample:5000/hello"
 HW = {"app": "helloworld", "version": "v1"}
@@ -215,7 +216,7 @@ def test_jwt_filter_one_provider_per_rule_sorted_by_issuer() -> None:
 @pytest.fixture(scope="module")
 def lab(module_home: Path) -> Iterator[Lab]:
     home = module_home
-    lab = Lab.up("flat-network", samples=True, home_dir=home, quiet=True)
+    lab = access_logs_on(Lab.up("flat-network", samples=True, home_dir=home, quiet=True))
     lab.deploy("curl", "cluster1", namespace="legacy", sidecar=False)
     yield lab
     lab.down(quiet=True)

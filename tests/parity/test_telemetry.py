@@ -13,6 +13,7 @@ import pytest
 from meshlab.runtime import envoy as E
 from meshlab.controlplane.telemetry import STATS_PORT, stats_cluster, stats_listener
 from meshlab.lab import Lab
+from meshlab.dataplane import access_logs_on
 
 URL = "http://helloworld.sample:5000/hello"
 # the labels Istio's Grafana dashboards select istio_requests_total by (release-1.31 manifests/addons/dashboards)
@@ -38,7 +39,7 @@ def test_prometheus_stats_listener_on_15090() -> None:
 @pytest.fixture(scope="module")
 def sn_lab(module_home: Path) -> Iterator[Lab]:
     home = module_home
-    lab = Lab.up("separate-networks", samples=True, home_dir=home, quiet=True)
+    lab = access_logs_on(Lab.up("separate-networks", samples=True, home_dir=home, quiet=True))
     yield lab
     Lab.down_all(home, quiet=True)
 

@@ -23,6 +23,7 @@ from meshlab.lab import Lab
 from meshlab.topology import load_topology
 
 from .kit import CLUSTER, HOST, cluster, eps, locality_weights, pattern, routes, sidecar, workload
+from meshlab.dataplane import access_logs_on
 
 SEP = load_topology("separate-networks")
 FLAT = load_topology("flat-network")
@@ -259,7 +260,7 @@ def test_auto_mtls_sni_and_sans() -> None:
         (match,) = [m for m in cluster(cfg, name)["transport_socket_matches"] if m["name"] == "tlsMode-istio"]
         tls = match["transport_socket"]["typed_config"]
         assert tls["sni"] == sni
-        assert tls["common_tls_context"]["alpn_protocols"] == ["istio-peer-exchange", "istio", "h2"]
+        assert tls["common_tls_context"]["alpn_protocols"] == ["istio-peer-exchange", "istio"]  # an http port: HTTP/1.1, no h2 (ALPNInMeshWithMxc)
         sans = tls["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"]
         assert sans == [{"san_type": "URI", "matcher": {"exact": "spiffe://cluster.local/ns/sample/sa/helloworld"}}]
     # tls mode DISABLE: plain text
@@ -328,7 +329,7 @@ def test_destination_rules_merge_oldest_policy_wins() -> None:
 # ---- on real Envoy ------------------------------------------------------------------------------
 @pytest.fixture
 def sn_lab(lab_home: Path) -> Iterator[Lab]:
-    lab = Lab.up("separate-networks", samples=True, home_dir=lab_home, quiet=True)
+    lab = access_logs_on(Lab.up("separate-networks", samples=True, home_dir=lab_home, quiet=True))
     yield lab
     lab.down(quiet=True)
 

@@ -34,9 +34,14 @@ def test_network_label_fault_unlabels_the_remote_network_and_the_repair_puts_it_
     faults.inject(kind_lab, "network-label")
     faults.repair(kind_lab, "network-label")
     argvs = [s.argv for s in new_steps(kind_lab, n) if "network-label" in s.tags]
+    # istiod reads the pod's label before the namespace's (controller.go Network()), and the injector of a
+    # cluster installed with a network labels every pod (webhook.go applyMetadata): both change, both come back
+    pods = ["kubectl", "--context", "kind-cluster2", "-n", "sample", "label", "pods", "-l", "security.istio.io/tlsMode=istio"]
     assert argvs == [
         ["kubectl", "--context", "kind-cluster2", "label", "namespace", "istio-system", "topology.istio.io/network-", "--overwrite"],
+        [*pods, "topology.istio.io/network-", "--overwrite"],
         ["kubectl", "--context", "kind-cluster2", "label", "namespace", "istio-system", "topology.istio.io/network=network2", "--overwrite"],
+        [*pods, "topology.istio.io/network=network2", "--overwrite"],
     ]
     assert kind_lab.backend.recorded.problems() == []
 

@@ -113,13 +113,17 @@ def test_clusters_pinned_image_distinct_subnets_locality(pattern_plan: tuple[str
         [cfg] = s.manifests
         assert cfg["apiVersion"] == "kind.x-k8s.io/v1alpha4"
         [node] = cfg["nodes"]
-        assert node["image"] == versions.KIND_NODE_IMAGE and "@sha256:" in node["image"]
+        assert node["image"] == images.NODE_TAG, "the node image by meshlab's tag of the pinned digest"
         c = topo.clusters[cfg["name"]]
         assert node["labels"] == {"topology.kubernetes.io/region": c.region, "topology.kubernetes.io/zone": c.zone}
         assert cfg["networking"] == {"podSubnet": str(c.pod_cidr), "serviceSubnet": str(c.service_cidr)}
         pods.add(cfg["networking"]["podSubnet"])
         svcs.add(cfg["networking"]["serviceSubnet"])
         assert s.argv[:5] == ["kind", "create", "cluster", "--name", c.name]
+    pull, tag = plan.find(tag="node-image")
+    assert pull.argv == ["docker", "pull", versions.KIND_NODE_IMAGE] and "@sha256:" in versions.KIND_NODE_IMAGE, "pulled by digest"
+    assert tag.argv == ["docker", "tag", versions.KIND_NODE_IMAGE, images.NODE_TAG] and n(tag) < min(n(s) for s in creates)
+    assert pull.unless == tag.unless == ["docker", "image", "inspect", "--format", "{{.Id}}", images.NODE_TAG]
     nets = [ipaddress.ip_network(x) for x in pods | svcs]
     assert len(nets) == 2 * len(topo.clusters)
     assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1 :]), "distinct pod/service subnets"
@@ -587,7 +591,8 @@ def test_images_come_from_docker_hub_not_the_retired_istio_registries(all_plans:
         pulled = [s.argv[-1] for s in plan.find(tag="pull")]
         assert {"docker.io/istio/pilot:" + versions.ISTIO_VERSION, "docker.io/istio/proxyv2:" + versions.ISTIO_VERSION} <= set(pulled)
         for img in pulled:
-            assert img.startswith(("docker.io/", "quay.io/metallb/")), img  # MetalLB publishes only to quay.io
+            # MetalLB publishes only to quay.io, the Prometheus addon's config reloader to ghcr.io
+            assert img.startswith(("docker.io/", "quay.io/metallb/", "ghcr.io/prometheus-operator/")), img
         for s in plan.find(tag="istio-install"):
             assert iop(s)["spec"]["hub"] == "docker.io/istio"
     assert "@sha256:" in versions.KIND_NODE_IMAGE, "pinned by digest"
@@ -624,11 +629,15 @@ def test_tracing_follows_istios_jaeger_task(all_plans: dict[str, Plan], tmp_path
     plan = Plan("tracing")
     I.add_tracing_addon(plan, load_topology("multi-primary"))
     assert plan.problems() == []
-    addon = plan.find(tag="tracing-addon")
+    from meshlab.backends.kind import tools
+
+    fetch, addon = plan.first(tag="tools"), plan.find(tag="tracing-addon")
+    jaeger = tools.addon_artifact("jaeger")
+    assert fetch.args == {"name": "jaeger-addon"} and jaeger.sha256, "the release's file at its tag, checksum-verified"
+    assert jaeger.url == f"https://raw.githubusercontent.com/istio/istio/{versions.ISTIO_VERSION}/samples/addons/jaeger.yaml"
     assert [s.cluster for s in addon] == ["cluster1", "cluster2"]
     for s in addon:
-        assert s.argv == ["kubectl", "--context", f"kind-{s.cluster}", "apply", "-f",
-                          f"https://raw.githubusercontent.com/istio/istio/release-{versions.ISTIO_VERSION.rsplit('.', 1)[0]}/samples/addons/jaeger.yaml"]
+        assert s.argv == ["kubectl", "--context", f"kind-{s.cluster}", "apply", "-f", str(jaeger.program)]
         wait = plan.first(tag="tracing-rollout", cluster=s.cluster)
         assert n(s) < n(wait) and wait.argv[-2] == "deployment/jaeger"
     assert I.jaeger_traces_path("curl.sample").startswith("/api/v1/namespaces/istio-system/services/tracing:http-query/proxy/jaeger/api/traces?service=curl.sample")
@@ -655,3 +664,22 @@ def test_remote_clusters_table_is_parsed() -> None:
     rows = parse_remote_clusters(out)
     assert [(r["NAME"], r["SECRET"], r["STATUS"]) for r in rows] == [
         ("cluster1", "", "synced"), ("cluster2", "istio-system/istio-remote-secret-cluster2", "synced")]
+
+
+def test_lab_revokes_and_grants_remote_secrets_and_installs_jaeger_on_kind(tmp_path: Path) -> None:
+    """The facade's multi-primary and tracing calls, as the kind backend records them in a dry run."""
+    from meshlab.lab import dry_run_lab
+
+    lab = dry_run_lab("multi-primary", tmp_path)
+    n = len(list(lab.backend.recorded))
+    lab.delete_remote_secret("cluster2", in_cluster="cluster1")
+    lab.create_remote_secret("cluster2", in_cluster="cluster1")
+    lab.enable_tracing()
+    steps = list(lab.backend.recorded)[n:]
+    secret_steps = [s for s in steps if "remote-secret" in s.tags or "remote-secret-delete" in s.tags]
+    assert [(s.argv[s.argv.index("--name") + 1], s.pipe_to) for s in secret_steps] == [
+        ("cluster2", ["kubectl", "--context", "kind-cluster1", "delete", "-f", "-"]),
+        ("cluster2", ["kubectl", "--context", "kind-cluster1", "apply", "-f", "-"])]
+    assert [s.cluster for s in steps if "tracing-addon" in s.tags] == ["cluster1", "cluster2"]
+    with pytest.raises(Exception, match="runs no istiod|cannot hold"):
+        dry_run_lab("separate-networks", tmp_path / "sn").delete_remote_secret("cluster1", in_cluster="cluster2")

@@ -135,7 +135,8 @@ def test_the_whole_plan_runs(world: Path, pattern: str) -> None:
 
     # meshlab's own actions did their work
     assert json.loads((home / ownership.LEDGER).read_text()) == {"cluster1": "id-cluster1-control-plane", "cluster2": "id-cluster2-control-plane"}
-    assert (home / "kind" / "kube-context").read_text().strip() == "the-learners-context"
+    assert not (home / "kind" / "kube-context").exists(), "saved, put back (or left as the learner chose), then forgotten"
+    assert [c["args"] for c in log if c["tool"] == "kubectl" and c["args"][:1] == ["config"]] == [["config", "current-context"]] * 2
     assert sorted(p.name for p in (home / "kind" / "pki").rglob("cacerts/*")) == sorted(
         ["ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"] * 2)
     archive = Path(images.cluster_archive().replace("${DOCKER_ARCH}", "amd64"))

@@ -28,11 +28,13 @@ echo "docker $*" >> "$WORLD/argv.log"
 case "$1" in
   version) echo amd64 ;;
   info) echo '{"ServerVersion": "29.1.2", "MemTotal": 17179869184, "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]]}' ;;
-  pull) echo "$4" >> "$WORLD/images" ;;
+  pull) eval img=\${$#}; echo "$img" >> "$WORLD/images" ;;
+  tag) grep -qxF "$2" "$WORLD/images" && echo "$3" >> "$WORLD/images" ;;
   image) grep -qxF "$5" "$WORLD/images" 2>/dev/null && echo "sha256:1d" ;;
   save) out="$5"; shift 5
         for r in "$@"; do grep -qxF "$r" "$WORLD/images" || { echo "no such image: $r" >&2; exit 1; }; done
-        printf '%s\n' "$@" > "$out" ;;
+        # Docker's classic image store exports no digest reference: the image loads back without that name
+        if [ -n "$CLASSIC_STORE" ]; then printf '%s\n' "$@" | grep -v '@sha256:' > "$out"; else printf '%s\n' "$@" > "$out"; fi ;;
   load) cat "$3" >> "$WORLD/images"; echo "Loaded image" ;;
   inspect) n="${4%-control-plane}"; [ -f "$WORLD/node-$n" ] && cat "$WORLD/node-$n" || { echo "no such object" >&2; exit 1; } ;;
   ps) cat "$WORLD/ps" 2>/dev/null; true ;;
@@ -197,22 +199,22 @@ def test_images_pull_save_load_round_trip(world: Path, capsys: pytest.CaptureFix
     archive = world / "meshlab-images.tar"
     assert main(["kind", "images", "pull"]) == 0
     pulled = (world / "images").read_text().splitlines()
-    assert sorted(pulled) == sorted(images.host_images()), "every pinned image, once"
+    assert sorted(pulled) == sorted(images.archived_images()), "every pinned image, once (and the node image's tag)"
     assert all(a.startswith("docker pull --platform linux/amd64 ") for a in argv_log(world) if a.startswith("docker pull"))
     cache = Path(images.cluster_archive().replace("${DOCKER_ARCH}", "amd64"))
     assert cache.read_text().splitlines() == images.cluster_images(), "the archive `up` loads into the clusters"
 
     assert main(["kind", "images", "save", str(archive)]) == 0
     saves = [a for a in argv_log(world) if a.startswith("docker save")]
-    assert saves[-1] == f"docker save --platform linux/amd64 -o {archive}.part " + " ".join(images.host_images())
-    assert archive.read_text().splitlines() == images.host_images() and not Path(f"{archive}.part").exists()
+    assert saves[-1] == f"docker save --platform linux/amd64 -o {archive}.part " + " ".join(images.archived_images())
+    assert archive.read_text().splitlines() == images.archived_images() and not Path(f"{archive}.part").exists()
 
     (world / "images").unlink()  # another laptop: an empty Docker
     (world / "argv.log").unlink()
     assert main(["kind", "images", "load", str(archive)]) == 0
     assert argv_log(world)[0] == f"docker load -i {archive}"
     assert not [a for a in argv_log(world) if a.startswith(("docker pull", "docker save"))]
-    assert sorted((world / "images").read_text().splitlines()) == sorted(images.host_images())
+    assert sorted((world / "images").read_text().splitlines()) == sorted(images.archived_images())
     assert "pulls nothing" in capsys.readouterr().out
 
     # now `up` pulls nothing: each pull step's probe finds the image in Docker
@@ -221,6 +223,25 @@ def test_images_pull_save_load_round_trip(world: Path, capsys: pytest.CaptureFix
     live().execute(_sub(plan, [plan.setter(images.ARCH_VAR), *plan.find(tag="pull"), *plan.find(tag="save")]))
     assert not [a for a in argv_log(world) if a.startswith("docker pull")]
     assert cache.read_text().splitlines() == images.cluster_images()
+
+
+def test_an_archive_saved_on_a_classic_image_store_brings_the_node_image_back(world: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Docker's classic store does not export a digest reference: the node image travels by meshlab's tag, which
+    is what `kind create` runs, so a laptop that loaded the archive pulls nothing for it."""
+    monkeypatch.setenv("CLASSIC_STORE", "1")
+    archive = world / "meshlab-images.tar"
+    assert main(["kind", "images", "save", str(archive)]) == 0
+    saved = archive.read_text().splitlines()
+    assert images.NODE_TAG in saved and not [r for r in saved if "@sha256:" in r], "only the tag survives"
+    (world / "images").unlink()
+    assert main(["kind", "images", "load", str(archive)]) == 0
+    assert "lacks" not in capsys.readouterr().out, "the node image counts as loaded (by its tag)"
+    (world / "argv.log").unlink()
+    plan = up_plan(load_topology("flat-network"), world / "home")
+    live().execute(_sub(plan, plan.find(tag="node-image")))
+    assert not [a for a in argv_log(world) if a.startswith(("docker pull", "docker tag"))], "kind create finds it by its tag"
+    assert all(s.manifests[0]["nodes"][0]["image"] == images.NODE_TAG for s in plan.find(tag="create-cluster"))
 
 
 def test_up_reuses_a_cached_cluster_archive(world: Path) -> None:
@@ -270,10 +291,47 @@ def test_down_after_a_failed_create_puts_the_context_back(world: Path, monkeypat
     (home / "kind").mkdir()
     (home / "kind" / "kube-context").write_text("mine\n")  # saved before `kind create`, never restored: it failed
     st = State(home)
-    st.data = {"backend": "kind", "clusters": [], "containers": [], "run_dir": str(home / "kind")}
+    st.data = {"backend": "kind", "clusters": ["cluster1"], "containers": [], "run_dir": str(home / "kind")}
     KindBackend.destroy(st)
     assert run([which("kubectl"), "config", "current-context"]).stdout.strip() == "mine"
     assert not (home / "kind").exists()
+
+
+def test_the_context_is_put_back_only_from_a_lab_context_and_then_forgotten(world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A learner who switched to another context since `up` keeps it; the saved context is forgotten either way."""
+    from meshlab.exec import run, which
+
+    kubeconfig = world / "config"
+    names = ("mine", "theirs", "kind-cluster1")
+    kubeconfig.write_text(json.dumps({"apiVersion": "v1", "kind": "Config", "current-context": "theirs",
+                                      "contexts": [{"name": n, "context": {"cluster": n, "user": n}} for n in names],
+                                      "clusters": [{"name": n, "cluster": {"server": "https://127.0.0.1:1"}} for n in names],
+                                      "users": [{"name": n, "user": {}} for n in names]}))  # fmt: skip
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    saved = world / "kube-context"
+    saved.write_text("mine\n")
+    ownership.kube_context("restore", str(saved), ["cluster1"])
+    assert run([which("kubectl"), "config", "current-context"]).stdout.strip() == "theirs", "the learner's choice stays"
+    assert not saved.exists(), "and the saved context is forgotten"
+    run([which("kubectl"), "config", "use-context", "kind-cluster1"])
+    ownership.kube_context("restore", str(saved), ["cluster1"])  # nothing saved any more: nothing to put back
+    assert run([which("kubectl"), "config", "current-context"]).stdout.strip() == "kind-cluster1"
+
+
+def test_a_claimed_name_never_bound_to_a_node_is_not_proof_of_ownership(world: Path) -> None:
+    """`up` claimed cluster1 and was stopped before binding it; a cluster1 that exists now may be anyone's."""
+    home = world / "home"
+    (world / "clusters").write_text("cluster1\n")
+    (world / "node-cluster1").write_text("someones-node\n")
+    (home / ownership.LEDGER).write_text(json.dumps({"cluster1": None, "cluster2": None}))
+    assert not ownership.owned(home, "cluster1")
+    assert ownership.owned(home, "cluster2"), "no node: nothing to protect (delete only tidies kind's kubeconfig)"
+    st = State(home)
+    st.data = {"backend": "kind", "clusters": ["cluster1"], "containers": [], "run_dir": str(home / "kind")}
+    lines: list[str] = []
+    assert KindBackend.destroy(st, progress=lines.append)["clusters"] == 0
+    assert not [a for a in argv_log(world) if a.startswith("kind delete")]
+    assert any("kind delete cluster --name cluster1" in line for line in lines), "says how, if it is the lab's"
 
 
 def test_images_load_says_what_the_archive_lacks(world: Path, capsys: pytest.CaptureFixture[str]) -> None:

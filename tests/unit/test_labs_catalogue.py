@@ -153,6 +153,7 @@ def test_notebook_shows_its_time_from_the_catalogue(info: labs.LabInfo) -> None:
     written = [c.source for c in cells if c.cell_type == "markdown" and re.search(r"\*\*Time:\*\*|about \d+ minutes", c.source)]
     assert not written, f"lab {info.number}: a time written into the notebook drifts from the catalogue: {written[0][:120]!r}"
     shown = str(labs.header(info.number))
+    assert len(info.you_will) >= 2 and "You will" in shown, f"lab {info.number}: say what the learner will do (you_will)"
     assert f"about {info.minutes['local']} minutes" in shown and all(f"lab {n}" in shown for n in info.needs)
 
 

@@ -41,6 +41,12 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "start_control_plane": {"cluster": "cluster1"},
     "pods": {"clusters": ["cluster1", "cluster2"]},
     "sidecars": {"clusters": ["cluster1"]},
+    "remote_clusters": {"cluster": "cluster1"},
+    "create_remote_secret": {"cluster": "cluster1", "of": "cluster2"},
+    "delete_remote_secret": {"cluster": "cluster1", "of": "cluster2"},
+    "set_mesh_config": {"cluster": "cluster1", "keys": ["serviceSettings"]},
+    "enable_tracing": {"primaries": ["cluster1", "cluster2"]},
+    "traces": {},
     "call_from_outside": {"cluster": "cluster1", "url": "https://hello.example.com/hello", "host": "hello.example.com"},
 }
 
@@ -62,6 +68,13 @@ def test_every_lab_call_in_the_labs_has_a_real_cluster_command() -> None:
         assert hasattr(Lab, op), f"EXAMPLES names lab.{op}, which the facade does not have"
 
 
+def test_the_management_plane_calls_have_theirs_too() -> None:
+    for op, kw in {"mesh_discover": {}, "mesh_apply": {"kind": "VirtualMesh", "name": "vm"}, "mesh_delete": {"kind": "AccessPolicy", "name": "a"},
+                   "mesh_describe": {"kind": "Destination", "name": "d"}, "mesh_generated": {"clusters": ["cluster1"]}, "mesh_check": {}}.items():
+        assert realcluster.command(op, **kw), op
+    assert realcluster.command("mesh_apply", kind="VirtualMesh", name="vm") == ['kubectl apply --context="${MGMT_CONTEXT}" -f virtualmesh.yaml   # VirtualMesh vm']
+
+
 def test_commands_read_like_istios_guides() -> None:
     ep = realcluster.command("endpoints", **EXAMPLES["endpoints"])
     assert ep == ['istioctl proxy-config endpoints deploy/curl.sample --context="${CTX_CLUSTER1}" | grep helloworld']
@@ -72,6 +85,8 @@ def test_commands_read_like_istios_guides() -> None:
     assert realcluster.command("stats", **EXAMPLES["stats"])[0].endswith("pilot-agent request GET stats | grep 'upstream_rq_retry'")
     assert realcluster.command("access_log", **EXAMPLES["access_log"])[0].startswith("kubectl logs -n sample --context=\"${CTX_CLUSTER2}\" deploy/helloworld-v2")
     assert "namespace" not in realcluster.command("call", cluster="cluster1", workload="curl.legacy", url="http://x")[0]
+    assert realcluster.command("access_log", cluster="cluster2", workload="istio-eastwestgateway")[0].startswith(
+        'kubectl logs -n istio-system --context="${CTX_CLUSTER2}" deploy/istio-eastwestgateway -c istio-proxy')
     assert " -n legacy " in realcluster.command("call", cluster="cluster1", workload="curl.legacy", url="http://x")[0]
 
 
@@ -102,7 +117,7 @@ def test_shown_once_per_cell_under_a_live_kernel_and_never_elsewhere(monkeypatch
     assert len(shown) == 2
 
 
-AT_WORK = {"02": "flat-network.md", "03": "separate-networks.md", "04": "separate-control-planes.md",
+AT_WORK = {"02": "flat-network.md", "03": "separate-networks.md", "03b": "multi-primary.md", "04": "separate-control-planes.md",
            "05": "management-plane.md", "06": "separate-networks.md"}
 
 

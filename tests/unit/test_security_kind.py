@@ -98,7 +98,10 @@ def test_edges_are_recorded_commands_and_down_removes_the_external_server(tmp_pa
     with pytest.raises(LabStateError, match="dry run"):
         lab.call_from_outside("https://hello.example.com/hello", "cluster1", ca=secret["ca"])
     curl = lab.backend.recorded.find(tag="outside-call")[-1]
-    assert curl.argv[0] == "curl" and "--resolve" in curl.argv and f"--cacert={secret['ca']}" in curl.argv
+    # curl in a container on the kind network (Docker Desktop does not route the host to it), the CA on stdin
+    assert curl.argv[:2] == ["docker", "run"] and curl.argv[curl.argv.index("--network") + 1] == "kind"
+    assert "--resolve 'hello.example.com:443:" in curl.argv[-1] and "--cacert /tmp/ca.pem" in curl.argv[-1]
+    assert curl.stdin == Path(secret["ca"]).read_text()
     lab.backend.state.data.setdefault("containers", []).append(EXTERNAL_NAME)
     down = KindBackend.down_plan(lab.backend.state)
     assert any(s.argv == ["docker", "rm", "-f", EXTERNAL_NAME] for s in down.steps)

@@ -116,7 +116,7 @@ def test_upstream_tls_sni_and_sans() -> None:
     assert tls["@type"] == E.UPSTREAM_TLS
     assert tls["sni"] == SNI
     ctx = tls["common_tls_context"]
-    assert ctx["alpn_protocols"] == ["istio-peer-exchange", "istio", "h2"]  # "istio" selects the mTLS chain of a PERMISSIVE server
+    assert ctx["alpn_protocols"] == ["istio-peer-exchange", "istio"]  # HTTP/1.1 on an http port; "istio" selects the mTLS chain of a PERMISSIVE server
     # the client presents curl's own certificate ...
     assert ctx["tls_certificates"] == [
         {

@@ -25,7 +25,13 @@
  * Plugin configuration (JSON): who this proxy is and which side of a request it reports:
  *   {"reporter": "source"|"destination", "workload": "helloworld-v1", "namespace": "sample",
  *    "app": "helloworld", "version": "v1", "cluster": "cluster1",
- *    "service": "helloworld.sample.svc.cluster.local"}        (service: for destination only)
+ *    "service": "helloworld.sample.svc.cluster.local",        (service: for destination only)
+ *    "services": "helloworld.sample.svc.cluster.local=helloworld/sample,api.example.com=api.example.com/egress"}
+ * services (for source only): the service each outbound cluster is for, as Istio writes it into the
+ * cluster's metadata (host, name, namespace; pilot/pkg/networking/core/cluster.go buildServiceMetadata).
+ * The client's filter reads the upstream cluster's name (xds.cluster_name, "outbound|<port>|<subset>|<host>")
+ * and takes destination_service, _name and _namespace from that table: like Istio's, a reply its own sidecar
+ * makes (no healthy upstream) and a ServiceEntry host carry the service's values.
  */
 #include "proxy_wasm.h"
 
@@ -37,6 +43,7 @@ PW_IMPORT(proxy_record_metric) int proxy_record_metric(u32 metric_id, u64 value)
 #define NAME_MAX 1024
 #define MAX_METRICS 512
 #define STREAM_SLOTS 256
+#define SERVICES_MAX 8192
 
 enum { F_WORKLOAD, F_NAMESPACE, F_APP, F_VERSION, F_CLUSTER, F_SERVICE, F_COUNT };
 static const char *FIELD_KEYS[F_COUNT] = {"workload", "namespace", "app", "version", "cluster", "service"};
@@ -51,6 +58,8 @@ static struct config {
   peer self;
   char header[F_COUNT * (VALUE_MAX + 16)]; /* our own metadata, as sent to the peer */
   size_t header_len;
+  char services[SERVICES_MAX]; /* "host=name/namespace,..." (source only) */
+  size_t services_len;
 } configs[PW_MAX_ROOTS];
 
 /* The peer seen on each open stream (by context id; a slot reused by another stream is reset). */
@@ -146,6 +155,10 @@ PW_EXPORT(proxy_on_configure) int proxy_on_configure(u32 root_context_id, u32 co
       return config_error("workload, namespace, app, version, cluster and service must be strings");
     }
     clean(raw, n, c->self.v[f], &c->self.n[f]);
+  }
+  if (pw_json_member(json, size, "services", &j) && !pw_json_string(&j, c->services, sizeof c->services, &c->services_len)) {
+    pw_free(json);
+    return config_error("\"services\" must be a string of host=name/namespace entries");
   }
   pw_free(json);
   if (!c->self.n[F_WORKLOAD] || !c->self.n[F_CLUSTER]) return config_error("\"workload\" and \"cluster\" are required");
@@ -264,6 +277,40 @@ static u64 fnv(const char *s, size_t n) {
   return h;
 }
 
+/* The service of the upstream cluster this request went to, from the "services" table: its host, name
+ * and namespace. 1 when the cluster is an outbound cluster ("outbound|<port>|<subset>|<host>") of a known
+ * service. */
+static bool_t cluster_service(const struct config *c, char *host, size_t *host_len, char *name, size_t *name_len, char *ns, size_t *ns_len) {
+  char *v = 0;
+  size_t n = 0;
+  bool_t found = 0;
+  if (c->services_len && proxy_get_property("xds\0cluster_name", 16, &v, &n) == STATUS_OK && n > 9 && pw_eq(v, 9, "outbound|", 9)) {
+    size_t bars = 0, h = n;
+    for (size_t i = 0; i < n; i++)
+      if (v[i] == '|' && ++bars == 3) {
+        h = i + 1;
+        break;
+      }
+    for (size_t i = 0; h < n && i < c->services_len && !found; i++) {
+      size_t eq = i, slash, end;
+      while (eq < c->services_len && c->services[eq] != '=' && c->services[eq] != ',') eq++;
+      for (slash = eq; slash < c->services_len && c->services[slash] != '/' && c->services[slash] != ','; slash++) {
+      }
+      for (end = slash; end < c->services_len && c->services[end] != ','; end++) {
+      }
+      if (eq < slash && slash < end && pw_eq(c->services + i, eq - i, v + h, n - h)) {
+        clean(v + h, n - h, host, host_len);
+        clean(c->services + eq + 1, slash - eq - 1, name, name_len);
+        clean(c->services + slash + 1, end - slash - 1, ns, ns_len);
+        found = 1;
+      }
+      i = end;
+    }
+  }
+  pw_free(v);
+  return found;
+}
+
 PW_EXPORT(proxy_on_log) void proxy_on_log(u32 context_id) {
   int slot = pw_slot_of(context_id);
   if (slot < 0) return;
@@ -286,33 +333,41 @@ PW_EXPORT(proxy_on_log) void proxy_on_log(u32 context_id) {
     pw_free(v);
   }
 
-  /* destination_service: the server says which service it is; without an answer from it (no
-   * healthy upstream, a local reply) the Host the client asked for, as Istio falls back to. */
-  char svc[VALUE_MAX];
-  size_t svc_len = dst->n[F_SERVICE];
-  memcpy(svc, dst->v[F_SERVICE], svc_len);
-  if (!svc_len) {
-    char *host = 0;
-    size_t hl = 0;
-    if (proxy_get_header_map_value(MAP_REQUEST_HEADERS, ":authority", 10, &host, &hl) == STATUS_OK) {
-      size_t end = 0;
-      while (end < hl && host[end] != ':') end++;
-      clean(host, end, svc, &svc_len);
+  /* destination_service: on the client, the service of the outbound cluster (Istio's cluster metadata);
+   * else the server says which service it is; without an answer from it (a local reply) the Host the client
+   * asked for, as Istio falls back to. */
+  char svc[VALUE_MAX], sname[VALUE_MAX], sns[VALUE_MAX];
+  size_t svc_len = 0, sname_len = 0, sns_len = 0;
+  if (!(c->outbound && cluster_service(c, svc, &svc_len, sname, &sname_len, sns, &sns_len))) {
+    svc_len = dst->n[F_SERVICE];
+    memcpy(svc, dst->v[F_SERVICE], svc_len);
+    if (!svc_len) {
+      char *host = 0;
+      size_t hl = 0;
+      if (proxy_get_header_map_value(MAP_REQUEST_HEADERS, ":authority", 10, &host, &hl) == STATUS_OK) {
+        size_t end = 0;
+        while (end < hl && host[end] != ':') end++;
+        clean(host, end, svc, &svc_len);
+      }
+      pw_free(host);
     }
-    pw_free(host);
+    size_t dot = 0;
+    while (dot < svc_len && svc[dot] != '.') dot++;
+    size_t ns_end = dot + 1;
+    while (ns_end < svc_len && svc[ns_end] != '.') ns_end++;
+    memcpy(sname, svc, dot);
+    sname_len = dot;
+    sns_len = dot < svc_len ? ns_end - dot - 1 : 0;
+    memcpy(sns, svc + dot + 1, sns_len);
   }
-  size_t dot = 0;
-  while (dot < svc_len && svc[dot] != '.') dot++;
-  size_t ns_end = dot + 1;
-  while (ns_end < svc_len && svc[ns_end] != '.') ns_end++;
 
   big_buf lab = {.len = 0}; /* the labels, shared by both metrics */
   put_label(&lab, "reporter", c->outbound ? "source" : "destination", c->outbound ? 6 : 11);
   put_peer(&lab, "source", src);
   put_peer(&lab, "destination", dst);
   put_label(&lab, "destination_service", svc, svc_len);
-  put_label(&lab, "destination_service_name", svc, dot);
-  put_label(&lab, "destination_service_namespace", dot < svc_len ? svc + dot + 1 : svc, dot < svc_len ? ns_end - dot - 1 : 0);
+  put_label(&lab, "destination_service_name", sname, sname_len);
+  put_label(&lab, "destination_service_namespace", sns, sns_len);
   put_label(&lab, "request_protocol", "http", 4);
   pw_buf num = {.len = 0};
   pw_putu(&num, (u64)code);

@@ -41,7 +41,6 @@ class Capabilities:
     addon_telemetry: bool  # Prometheus runs in the clusters (Istio's addon), not as lab processes
     scrape_seconds: float | None  # the Prometheus addon's scrape interval, when addon_telemetry
     prometheus_cluster_tag: str  # the Prometheus label of an Envoy cluster's name in /stats/prometheus
-    waits_for_gateway_drain: bool  # removing the east-west Gateway drains its listener before traffic notices
 
 
 class Backend(Protocol):
@@ -74,7 +73,9 @@ class Backend(Protocol):
     def load(self, workload: str, url: str, cluster: str, connections: int = 16, seconds: float = 3.0, headers: dict[str, str] | None = None) -> Any: ...
     def connect(self, workload: str, cluster: str, address: str, port: int) -> str: ...
     def kill(self, app: str, cluster: str) -> str: ...
+    def crash(self, app: str, cluster: str) -> str: ...  # the app dies, its sidecar stays (the endpoint stays in EDS)
     def restore(self, app: str, cluster: str) -> str: ...
+    def wait_drained(self, workload: str, clusters: list[str]) -> None: ...  # removed listeners have drained
     def gateway_addresses(self) -> dict[str, str]: ...
 
     # ---- Istio resources and control planes

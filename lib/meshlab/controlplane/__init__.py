@@ -12,6 +12,7 @@ Organised like Istio's ``pilot/pkg/networking/core``; each module names the Isti
 - :mod:`.extensions`   TrafficExtension / WasmPlugin -> HTTP filters and ECDS extension configs
 - :mod:`.envoyfilter`  EnvoyFilter patches, applied last
 - :mod:`.telemetry`    the stats filter and its listener (``istio_requests_total``)
+- :mod:`.tracing`      the Telemetry API's tracing -> each HTTP connection manager's OpenTelemetry tracer
 """
 
 from .generator import Translator

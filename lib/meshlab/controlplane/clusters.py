@@ -29,10 +29,11 @@ def eds_cluster(
     *,
     tls: dict[str, Any] | None,
     lb_policy: str = "LEAST_REQUEST",
-    http2: bool = True,
-    max_requests_per_connection: int | None = None,
+    protocol_options: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """An outbound EDS cluster; ``protocol_options`` (:func:`http_protocol_options`) as its HttpProtocolOptions,
+    none for Envoy's default (HTTP/1.1)."""
     c: dict[str, Any] = {
         "name": name,
         "type": "EDS",
@@ -47,19 +48,54 @@ def eds_cluster(
         # Envoy's panic mode off; ``locality_weighted_lb_config`` only comes with a locality setting
         "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
     }
-    if http2:
-        opts: dict[str, Any] = {"@type": T + HTTP_OPTIONS, "explicit_http_config": {"http2_protocol_options": {}}}
-        if max_requests_per_connection:
-            opts["common_http_protocol_options"] = {"max_requests_per_connection": max_requests_per_connection}
-        c["typed_extension_protocol_options"] = {HTTP_OPTIONS: opts}
+    if protocol_options:
+        c["typed_extension_protocol_options"] = {HTTP_OPTIONS: {"@type": T + HTTP_OPTIONS, **protocol_options}}
     if tls:
         c["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {"@type": UPSTREAM_TLS, **tls}}
     c.update(extra or {})
     return c
 
 
-def _locality_match(pattern: str, loc: tuple[str, str]) -> bool:
-    return all(p in ("*", v) for p, v in zip(pattern.split("/"), loc))
+# pkg/config/protocol: a Kubernetes Service port's protocol comes from its name (the part before the first
+# "-"), a ServiceEntry port's from its ``protocol``; an unknown or missing one is sniffed ("UNSUPPORTED")
+PROTOCOLS = {"HTTP", "HTTP2", "GRPC", "GRPC-WEB", "HTTPS", "TCP", "TLS", "MONGO", "REDIS", "MYSQL", "UDP"}
+
+
+def port_protocol(name: str, declared: str = "") -> str:
+    p = declared.upper() if declared else name.split("-", 1)[0].upper()
+    return p if p in PROTOCOLS else "UNSUPPORTED"
+
+
+def is_http2(protocol: str) -> bool:
+    """``Instance.IsHTTP2``: gRPC and HTTP/2 ports."""
+    return protocol in ("HTTP2", "GRPC", "GRPC-WEB")
+
+
+def http_protocol_options(protocol: str, http: dict[str, Any]) -> dict[str, Any] | None:
+    """An outbound cluster's HttpProtocolOptions, in istiod's order: ``shouldH2Upgrade`` (the DestinationRule's
+    ``h2UpgradePolicy``; meshConfig.h2UpgradePolicy keeps its default, DO_NOT_UPGRADE, so an ``http`` port stays
+    HTTP/1.1), ``applyConnectionPool`` (``maxRequestsPerConnection`` on every cluster), then
+    ``setUpstreamProtocol`` (HTTP/2 for gRPC and HTTP/2 ports, the downstream protocol for sniffed ones).
+    None: no options, Envoy's HTTP/1.1."""
+    opts: dict[str, Any] = {}
+    h2 = http.get("h2UpgradePolicy") == "UPGRADE" or is_http2(protocol)
+    if http.get("maxRequestsPerConnection", 0) > 0:
+        opts["common_http_protocol_options"] = {"max_requests_per_connection": http["maxRequestsPerConnection"]}
+    if protocol == "UNSUPPORTED":
+        opts["use_downstream_protocol_config"] = {"http_protocol_options": {}, "http2_protocol_options": {}}
+    elif h2:
+        opts["explicit_http_config"] = {"http2_protocol_options": {}}
+    elif opts:  # clusterWrapper.build: options without a protocol get an explicit HTTP/1 config
+        opts["explicit_http_config"] = {"http_protocol_options": {}}
+    return opts or None
+
+
+def _locality_match(pattern: str, loc: tuple[str, ...]) -> bool:
+    """util.go ``LocalityMatch``: the region must match (or be ``*``); a zone or subzone that is ``*`` or left out
+    matches any."""
+    region, zone, subzone = (pattern.split("/", 2) + ["", ""])[:3]
+    loc = (tuple(loc) + ("", ""))[:3]
+    return region in ("*", loc[0]) and zone in ("*", "", loc[1]) and subzone in ("*", "", loc[2])
 
 
 def _compact(raw: list[int]) -> list[int]:
@@ -68,11 +104,15 @@ def _compact(raw: list[int]) -> list[int]:
     return [dense[p] for p in raw]
 
 
-def locality_priority(client: tuple[str, str], ep: E.Endpoint, failover: list[dict[str, str]]) -> int:
-    """``util.LbPriority`` plus ``failover``: 0 same zone (and subzone), 2 same region, 3 another
-    region; 4 when a failover rule for the client's region names a different one."""
+def locality_priority(client: tuple[str, ...], ep: E.Endpoint, failover: list[dict[str, str]]) -> int:
+    """``util.LbPriority`` plus ``failover``: 0 same zone and subzone, 1 same zone, 2 same region, 3 another
+    region; 4 when a failover rule for the client's region names a different one. (meshlab's proxies have no
+    subzone: an endpoint with one is never in the proxy's own subzone.)"""
+    client_subzone = client[2] if len(client) > 2 else ""
     if ep.region == client[0]:
-        return 0 if ep.zone == client[1] else 2
+        if ep.zone == client[1]:
+            return 0 if ep.subzone == client_subzone else 1
+        return 2
     for f in failover:
         if f["from"] == client[0]:
             return 3 if ep.region == f["to"] else 4
@@ -100,9 +140,9 @@ def label_priority(client_labels: dict[str, str], ep: E.Endpoint, keys: list[str
 def _distribute(rule: dict[str, Any], eps: list[E.Endpoint]) -> list[E.Endpoint]:
     """``applyLocalityWeights``: each ``to`` pattern shares its weight among the localities it matches,
     in proportion to their endpoint weights (rounded up); localities no pattern matches are dropped."""
-    groups: dict[tuple[str, str], list[E.Endpoint]] = {}
+    groups: dict[tuple[str, str, str], list[E.Endpoint]] = {}
     for e in eps:
-        groups.setdefault((e.region, e.zone), []).append(e)
+        groups.setdefault((e.region, e.zone, e.subzone), []).append(e)
     unmatched = set(groups)
     for pattern, weight in rule["to"].items():
         matched = [g for g in groups if g in unmatched and _locality_match(pattern, g)]
@@ -113,7 +153,7 @@ def _distribute(rule: dict[str, Any], eps: list[E.Endpoint]) -> list[E.Endpoint]
             if share > 0:  # a weight of 0 leaves the locality's own weight in place, as Istio does
                 for e in groups[g]:
                     e.locality_weight = share
-    return [e for e in eps if (e.region, e.zone) not in unmatched]
+    return [e for e in eps if (e.region, e.zone, e.subzone) not in unmatched]
 
 
 # meshConfig.localityLbSetting's default (pkg/config/mesh/mesh.go): enabled, no explicit rules
@@ -200,6 +240,4 @@ def apply_traffic_policy(
     out["circuit_breakers"] = {"thresholds": [thresholds]}
     if "connectTimeout" in tcp:
         out["connect_timeout"] = envoy_duration(tcp["connectTimeout"])
-    if http.get("maxRequestsPerConnection", 0) > 0:
-        out["max_requests_per_connection"] = http["maxRequestsPerConnection"]
     return out

@@ -142,7 +142,8 @@ def _cluster(host: str, subset: str, port: int | None, namespace: str, known: se
 
 
 def origination(tls: dict[str, Any], host: str, secrets: dict[str, dict[str, str]]) -> dict[str, Any]:
-    """UpstreamTlsContext for DestinationRule ``tls.mode: SIMPLE``: SNI (``sni`` or the host), the server's
+    """UpstreamTlsContext for DestinationRule ``tls.mode: SIMPLE``: SNI (``sni``, else none: see
+    :func:`auto_sni_options`), the server's
     chain checked against the CA of ``credentialName`` (a secret in the proxy's cluster) or the file
     ``caCertificates``, and its name against ``subjectAltNames`` if given."""
     if "credentialName" in tls:
@@ -162,9 +163,22 @@ def origination(tls: dict[str, Any], host: str, secrets: dict[str, dict[str, str
     if tls.get("subjectAltNames"):
         validation["match_typed_subject_alt_names"] = [{"san_type": "DNS", "matcher": {"exact": s}} for s in tls["subjectAltNames"]]
     return {
-        "sni": tls.get("sni", host),
+        **({"sni": tls["sni"]} if tls.get("sni") else {}),  # none given: Envoy's auto_sni (see auto_sni_options)
         "common_tls_context": {
             "tls_params": {"tls_minimum_protocol_version": "TLSv1_2", "tls_maximum_protocol_version": "TLSv1_3"},
             "validation_context": validation,
         },
     }
+
+
+def auto_sni_options(tls: dict[str, Any]) -> dict[str, bool]:
+    """``upstream_http_protocol_options`` for a DestinationRule's client TLS, as Istio's
+    ``setAutoSniAndAutoSanValidation`` (pilot/pkg/networking/core/cluster_tls.go) sets them for a cluster
+    that is not a dynamic forward proxy: without ``sni``, Envoy takes the SNI from each request's Host
+    (``auto_sni``); without ``sni`` nor ``subjectAltNames`` (and unless ``insecureSkipVerify``), it also
+    checks the server's certificate against that name (``auto_san_validation``)."""
+    auto_sni = not tls.get("sni")
+    out = {"auto_sni": True} if auto_sni else {}
+    if auto_sni and not tls.get("subjectAltNames") and not tls.get("insecureSkipVerify"):
+        out["auto_san_validation"] = True
+    return out

@@ -33,24 +33,29 @@ from typing import Any
 from .. import xds as E
 from ..errors import ResourceError
 from ..pki import WorkloadCert
-from ..registry import DOMAIN_SUFFIX, GATEWAY_PORT, OUTBOUND_PORT, Service, Workload, outbound_cluster_name, sni
+from ..registry import DOMAIN_SUFFIX, GATEWAY_LABELS, GATEWAY_PORT, OUTBOUND_PORT, Service, Workload, outbound_cluster_name, sni
 from ..topology import Topology
 from . import envoyfilter
 from . import security as S
 from . import telemetry as T
-from .clusters import apply_traffic_policy, eds_cluster
+from . import sidecar as SC
+from . import tracing as TR
+from .clusters import apply_traffic_policy, eds_cluster, http_protocol_options, is_http2, port_protocol
 from .extensions import PHASES, extension_configs, http_filters, referenced
-from .gateway import gateway_listeners, origination
-from .pushcontext import destination_rule, matches, resolve_host, subsets, virtual_service
+from .gateway import auto_sni_options, gateway_listeners, origination
+from .pushcontext import cluster_local_hosts, destination_rule, is_cluster_local, matches, resolve_host, subsets, virtual_service
 from .routes import ISTIO_DEFAULT_RETRY, ISTIO_INBOUND_RETRY, http_routes
 
 TCP_PROXY = E.T + "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
-# route.go ``BuildDefaultHTTPInboundRoute``: no timeout, and Istio's inbound retry policy
-INBOUND_ROUTE = {
-    "timeout": "0s",
-    "max_stream_duration": {"max_stream_duration": "0s", "grpc_timeout_header_max": "0s"},
-    "retry_policy": ISTIO_INBOUND_RETRY,
-}
+
+
+def inbound_route(protocol: str) -> dict[str, Any]:
+    """route.go ``BuildDefaultHTTPInboundRoute``: no timeout, and Istio's inbound retry policy unless the port
+    is gRPC ("reset-before-request" does not work well for gRPC streaming)."""
+    route: dict[str, Any] = {"timeout": "0s", "max_stream_duration": {"max_stream_duration": "0s", "grpc_timeout_header_max": "0s"}}
+    if protocol not in ("GRPC", "GRPC-WEB"):
+        route["retry_policy"] = ISTIO_INBOUND_RETRY
+    return route
 
 
 def host_aliases(name: str, namespace: str, client_namespace: str) -> list[str]:
@@ -72,6 +77,13 @@ def passthrough_hosts(resources: list[dict[str, Any]], labels: dict[str, str]) -
     ]
 
 
+def exported_to(export_to: list[str] | None, owner_namespace: str, namespace: str) -> bool:
+    """``PushContext.IsServiceVisible``: ``*`` (the default, meshConfig.defaultServiceExportTo) is every namespace,
+    ``.`` the owner's own, ``~`` none, anything else a namespace by name."""
+    to = set(export_to or ["*"])
+    return "*" in to or ("." in to and owner_namespace == namespace) or namespace in to
+
+
 def host_matches(pattern: str, fqdn: str) -> bool:
     """A Gateway host (``*``, ``*.local``, an exact name; an optional ``namespace/`` prefix) against a service."""
     namespace, _, host = pattern.rpartition("/")
@@ -90,10 +102,18 @@ class Outbound:
     namespace: str = ""
     owner: str = "Kubernetes Service"  # or "ServiceEntry <ns>/<name>": who defines the host's ports
     port_names: dict[int, str] = field(default_factory=dict)
+    protocols: dict[int, str] = field(default_factory=dict)  # port -> its protocol (clusters.port_protocol)
     sans: set[str] = field(default_factory=set)
     pods: list[Workload] = field(default_factory=list)  # Kubernetes endpoints (split-horizon applies)
     entries: dict[int, list[E.Endpoint]] = field(default_factory=dict)  # ServiceEntry endpoints, as written
     external: bool = False  # a MESH_EXTERNAL ServiceEntry: plain HTTP/1.1 upstream, no mesh identity
+
+
+def service_metadata(svc: Outbound) -> dict[str, str]:
+    """cluster.go ``buildServiceMetadata``: the service an outbound cluster is for -- its host, its name (a
+    Kubernetes Service's own name; a ServiceEntry's service is named after the host) and its namespace."""
+    name = svc.fqdn if svc.owner.startswith("ServiceEntry") else svc.fqdn.split(".")[0]
+    return {"host": svc.fqdn, "name": name, "namespace": svc.namespace}
 
 
 class Translator:
@@ -103,8 +123,17 @@ class Translator:
         self, topology: Topology, gateway_ip: dict[str, str], certs: dict[str, WorkloadCert], network_labels: dict[str, str] | None = None,
         telemetry: dict[str, Any] | None = None,
         secrets: dict[str, dict[str, str]] | None = None,
+        remote_secrets: dict[str, list[str]] | None = None,
+        tracing: dict[str, Any] | None = None,
+        mesh_config: dict[str, Any] | None = None,
     ) -> None:
         self.topology = topology
+        # the serving control plane's meshConfig (serviceSettings: cluster-local hosts)
+        self.cluster_local = cluster_local_hosts((mesh_config or {}).get("serviceSettings", []))
+        # control plane -> the clusters it reads through a remote secret (default: the pattern's, Topology.remote_secrets)
+        self.remote_secrets = remote_secrets if remote_secrets is not None else {cp: topology.remote_secrets(cp) for cp in topology.control_planes}
+        # tracing: the mesh's extension providers and where each provider's service is (see :meth:`tracing_provider`)
+        self.tracing = tracing or {}
         self.telemetry = telemetry  # the istio-stats module (path, sha256) when telemetry is on: meshlab.controlplane.telemetry
         self.secrets = secrets or {}  # TLS secrets of the proxy's cluster, by name (credentialName)
         self.gateway_ip = gateway_ip  # cluster -> east-west gateway address (multi-network patterns)
@@ -131,11 +160,18 @@ class Translator:
         phases = PHASES if phase is None else (phase.removesuffix("_PHASE"),)
         return http_filters(w.labels, w.namespace, resources, direction, lambda name: E.ecds_path(xds, name), port, phases)
 
+    def reads(self, control_plane: str) -> list[str]:
+        """The clusters whose registry ``control_plane`` reads: the clusters it serves, and those it holds a remote
+        secret for (multi-primary: the other primaries of its mesh). A revoked secret's cluster is gone, as when
+        istiod drops a deleted secret's cluster (``pilot/pkg/serviceregistry/kube/controller/multicluster.go``
+        ``kubeController.Close``)."""
+        served = [c.name for c in self.topology.served_by(control_plane)]
+        return list(dict.fromkeys(served + list(self.remote_secrets.get(control_plane, []))))
+
     def visible(self, cluster: str, registry: list[Workload]) -> list[Workload]:
-        """Workloads the control plane serving ``cluster`` knows about."""
-        cp = self.topology.clusters[cluster].control_plane
-        served = {c.name for c in self.topology.served_by(cp)}
-        return [w for w in registry if w.cluster in served]
+        """Workloads the control plane serving ``cluster`` knows about (its registry: :meth:`reads`)."""
+        known = set(self.reads(self.topology.clusters[cluster].control_plane))
+        return [w for w in registry if w.cluster in known]
 
     def topology_labels(self, cluster: str) -> dict[str, str]:
         c = self.topology.clusters[cluster]
@@ -159,8 +195,8 @@ class Translator:
         that the control plane knows (one gateway per cluster here); 1 on a single network."""
         if len(self.topology.networks) < 2:
             return 1
-        served = self.topology.served_by(self.topology.clusters[client_cluster].control_plane)
-        per_network = Counter(c.network for c in served)
+        known = self.reads(self.topology.clusters[client_cluster].control_plane)
+        per_network = Counter(self.topology.clusters[c].network for c in known)
         return math.lcm(1, *per_network.values())
 
     def endpoints(
@@ -203,13 +239,16 @@ class Translator:
         for svc in self.services(visible):
             pods = [b for b in visible if b.app == svc.name and b.namespace == svc.namespace]
             o = Outbound(svc.fqdn, svc.ports, host_aliases(svc.name, svc.namespace, w.namespace), svc.namespace,
-                         port_names=dict(zip(svc.ports, svc.port_names)), pods=pods)  # fmt: skip
+                         port_names=dict(zip(svc.ports, svc.port_names)), pods=pods,
+                         protocols={p: port_protocol(n) for p, n in zip(svc.ports, svc.port_names)})  # fmt: skip
             o.sans.update(self.certs[b.pod].spiffe_id for b in pods if b.pod in self.certs)
             out[svc.fqdn] = o
         for r in resources:  # in the order they were created: the oldest ServiceEntry owns a host
             if r["kind"] != "ServiceEntry":
                 continue
             spec, ns = r["spec"], r["metadata"].get("namespace", "default")
+            if not exported_to(spec.get("exportTo"), ns, w.namespace):
+                continue  # the ServiceEntry's service is not visible in the proxy's namespace (IsServiceVisible)
             for host in spec.get("hosts", []):
                 o = out.get(host)
                 if o is None:
@@ -220,6 +259,7 @@ class Translator:
                         host, tuple(sorted(p["number"] for p in spec.get("ports", []))), aliases, ns,
                         owner=f"ServiceEntry {ns}/{r['metadata']['name']}",
                         port_names={p["number"]: p.get("name", "") for p in spec.get("ports", [])},
+                        protocols={p["number"]: port_protocol(p.get("name", ""), p.get("protocol", "")) for p in spec.get("ports", [])},
                         external=spec.get("location") == "MESH_EXTERNAL",
                     )  # fmt: skip
                 elif o.namespace != ns:
@@ -231,13 +271,13 @@ class Translator:
                     if port is None:
                         continue  # no service port of that name: Istio's EDS drops these endpoints
                     for ep in spec.get("endpoints", []):
-                        region, _, zone = ep.get("locality", "/").partition("/")
+                        region, zone, subzone = (ep.get("locality", "").split("/", 2) + ["", ""])[:3]
                         target = ep.get("ports", {}).get(name, pdef.get("targetPort", pdef["number"]))
                         labels = {**ep.get("labels", {}), **({"topology.istio.io/network": ep["network"]} if "network" in ep else {})}
                         if "serviceAccount" in ep:
                             o.sans.add(f"spiffe://{trust_domain}/ns/{ns}/sa/{ep['serviceAccount']}")
                         o.entries.setdefault(port, []).append(
-                            E.Endpoint(ep["address"], target, region, zone.split("/")[0], weight=ep.get("weight", 1), labels=labels)
+                            E.Endpoint(ep["address"], target, region, zone, weight=ep.get("weight", 1), labels=labels, subzone=subzone)
                         )
         return list(out.values())
 
@@ -252,26 +292,35 @@ class Translator:
         endpoints: dict[str, list[E.Endpoint]] = {}
         vhosts: list[dict[str, Any]] = []
         services = self.outbound_services(w, registry, resources)
+        # the Sidecar resource's egress hosts: what this proxy is told about at all (gateways: every service)
+        imported = None if w.app in GATEWAY_LABELS else SC.scope(SC.sidecar_for(resources, w.labels, w.namespace))
+        if imported is not None:
+            services = [o for o in services if imported.imports(o.fqdn, o.namespace)]
         known_clusters: set[str] = set()
 
         for svc in services:
-            dr = destination_rule(resources, svc.fqdn)
+            dr = destination_rule(resources, svc.fqdn, w.namespace, svc.namespace)
             policy = (dr or {}).get("spec", {}).get("trafficPolicy", {})
             for port in svc.ports:
-                for subset, selector in [("", {}), *subsets(resources, svc.fqdn).items()]:
+                for subset, selector in [("", {}), *subsets(dr).items()]:
                     name = outbound_cluster_name(port, svc.fqdn, subset)
                     pods = [p for p in svc.pods if port in p.ports and matches(p.labels, selector)]
+                    if is_cluster_local(svc.fqdn, self.cluster_local):  # endpoint_builder.go: only the proxy's own cluster
+                        pods = [p for p in pods if p.cluster == w.cluster]
                     dr_tls = policy.get("tls", {}).get("mode")
                     entries = [e for e in svc.entries.get(port, []) if matches(e.labels, selector)]
                     for e in entries:  # a ServiceEntry endpoint speaks mTLS if labelled so (or the DestinationRule says so)
                         e.tls_mode = dr_tls == "ISTIO_MUTUAL" if dr_tls else e.labels.get("security.istio.io/tlsMode") == "istio"
                     eps = self.endpoints(w.cluster, pods, port, resources, dr_tls) + entries
                     extra: dict[str, Any] = {}
+                    options = http_protocol_options(svc.protocols.get(port, "HTTP"), policy.get("connectionPool", {}).get("http", {}))
+                    h2 = "http2_protocol_options" in (options or {}).get("explicit_http_config", {})
                     if dr_tls in (None, "ISTIO_MUTUAL"):
                         mtls = {
                             "sni": sni(port, svc.fqdn, subset),
                             "common_tls_context": {
-                                **E.tls_context(str(cert.cert_chain), str(cert.key), str(cert.root_cert), S.CLIENT_MTLS_ALPNS),
+                                # ALPN: h2 only on an HTTP/2 cluster (cluster_tls.go, ALPNInMeshH2WithMxc / ALPNInMeshWithMxc)
+                                **E.tls_context(str(cert.cert_chain), str(cert.key), str(cert.root_cert), S.client_mtls_alpns(h2)),
                                 "validation_context": {
                                     "trusted_ca": {"filename": str(cert.root_cert)},
                                     "match_typed_subject_alt_names": [{"san_type": "URI", "matcher": {"exact": s}} for s in sorted(svc.sans)],
@@ -281,13 +330,19 @@ class Translator:
                         extra.update(S.client_transport(mtls, auto=dr_tls is None))
                     elif dr_tls == "SIMPLE":  # TLS origination: the sidecar speaks TLS to a server outside the mesh
                         extra["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {"@type": E.UPSTREAM_TLS, **origination(policy["tls"], svc.fqdn, self.secrets)}}
+                        if auto := auto_sni_options(policy["tls"]):  # Istio's clusterWrapper.build(): HTTP/1.1 unless set
+                            extra["typed_extension_protocol_options"] = {E.HTTP_OPTIONS: {
+                                "@type": E.T + E.HTTP_OPTIONS,
+                                "explicit_http_config": {"http_protocol_options" if svc.external else "http2_protocol_options": {}},
+                                "upstream_http_protocol_options": auto}}
                     if w.netns is None:  # loopback mode: connect from the pod's own address so the callee sees who called
                         extra["upstream_bind_config"] = {"source_address": {"address": w.ip, "port_value": 0}}
                     extra.update(apply_traffic_policy(policy, eps, (me.region, me.zone), client_labels))
+                    extra["metadata"] = {"filter_metadata": {"istio": {"services": [service_metadata(svc)]}}}
                     clusters.append(
                         eds_cluster(
-                            name, E.eds_path(xds, name), tls=None, http2=not svc.external, lb_policy=extra.pop("lb_policy", "LEAST_REQUEST"),
-                            max_requests_per_connection=extra.pop("max_requests_per_connection", None), extra=extra,
+                            name, E.eds_path(xds, name), tls=None, lb_policy=extra.pop("lb_policy", "LEAST_REQUEST"), protocol_options=options,
+                            extra=extra,
                         )  # fmt: skip
                     )
                     endpoints[name] = eps
@@ -319,6 +374,8 @@ class Translator:
                                 "cluster": outbound_cluster_name(port, svc.fqdn), "timeout": "0s", "max_grpc_timeout": "0s",
                                 "retry_policy": dict(ISTIO_DEFAULT_RETRY),
                             },  # fmt: skip
+                            # the span's operation name (telemetry.go TraceOperation: "<host>:<port>/*")
+                            "decorator": {"operation": f"{svc.fqdn}:{port}/*"},
                         }
                     ]
                 domains = [f"{h}:{port}" for h in svc.aliases]
@@ -342,15 +399,17 @@ class Translator:
                 ],
             }
         )
+        client_tracing, server_tracing = self.hcm_tracing(w, resources)
         listeners.append(
             E.listener(
-                "virtualOutbound", w.outbound, OUTBOUND_PORT,
+                "virtualOutbound", w.outbound, OUTBOUND_PORT, traffic_direction="OUTBOUND",
                 filter_chains=[
                     {
                         "filters": [
                             E.hcm(
-                                f"outbound_{OUTBOUND_PORT}", {"name": "outbound", "virtual_hosts": vhosts}, w.access_log,
-                                http_filters=[*self.extension_filters(w, resources, xds, "outbound"), E.FAULT_FILTER, *self.stats_filters(w, "source")],
+                                f"outbound_{OUTBOUND_PORT}", {"name": "outbound", "virtual_hosts": vhosts}, self.log_path(w, resources, "CLIENT"),
+                                {"tracing": client_tracing} if client_tracing else None,
+                                http_filters=[*self.extension_filters(w, resources, xds, "outbound"), E.FAULT_FILTER, *self.stats_filters(w, "source", services)],
                             )  # fmt: skip
                         ]
                     }
@@ -360,17 +419,20 @@ class Translator:
 
         for port in w.ports:
             inbound = f"inbound|{port}||"
-            clusters.append(E.static_cluster(inbound, w.app_host, port, http2=w.protocol == "grpc"))
+            protocol = port_protocol(dict(zip(w.ports, w.port_names)).get(port, ""))
+            clusters.append(E.static_cluster(inbound, w.app_host, port, http2=is_http2(protocol) or w.protocol == "grpc"))
             hcm = E.hcm(
                 f"inbound_{port}",
                 {
                     "name": f"inbound|{port}||",
                     # Istio's name for the inbound virtual host ("inbound|http|<port>"): EnvoyFilters match on it
-                    "virtual_hosts": [{"name": f"inbound|http|{port}", "domains": ["*"], "routes": [{"name": "default", "match": {"prefix": "/"}, "route": INBOUND_ROUTE | {"cluster": inbound}}]}],
+                    "virtual_hosts": [{"name": f"inbound|http|{port}", "domains": ["*"], "routes": [{"name": "default", "match": {"prefix": "/"}, "route": inbound_route(protocol) | {"cluster": inbound},
+                                                                                                  "decorator": {"operation": f"{w.fqdn}:{port}/*"}}]}],
                 },
-                w.access_log,
+                self.log_path(w, resources, "SERVER"),
                 # Istio passes the caller's identity to the app in XFCC
-                {"forward_client_cert_details": "APPEND_FORWARD", "set_current_client_cert_details": {"uri": True}},
+                {"forward_client_cert_details": "APPEND_FORWARD", "set_current_client_cert_details": {"uri": True},
+                 **({"tracing": server_tracing} if server_tracing else {})},
                 http_filters=[*S.inbound_http_filters(
                     resources, w.labels, w.namespace, trust_domains,
                     lambda phase, port=port: self.extension_filters(w, resources, xds, "inbound", port, phase),
@@ -380,7 +442,7 @@ class Translator:
             mode = S.mtls_mode(resources, w.labels, w.namespace, port)
             listeners.append(
                 {
-                    **E.listener(f"{w.ip}_{port}", w.ip, port),
+                    **E.listener(f"{w.ip}_{port}", w.ip, port, traffic_direction="INBOUND"),
                     "listener_filters": [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {"@type": E.TLS_INSPECTOR}}],
                     "filter_chains": S.inbound_filter_chains(mode, tls, [hcm]),
                 }
@@ -388,6 +450,13 @@ class Translator:
         if self.telemetry:
             listeners.append(T.stats_listener(w.ip))
             clusters.append(T.stats_cluster(w.admin))
+        collector = self.tracing_collector()
+        if collector and imported is not None and not imported.imports(collector[0].rsplit("|", 1)[1], "istio-system"):
+            collector = None  # a Sidecar that does not import the collector's service: the proxy cannot export spans
+        if (client_tracing or server_tracing) and collector:  # the provider service's outbound cluster (plain gRPC: no sidecar)
+            name, address, port = collector
+            if name not in {c["name"] for c in clusters}:
+                clusters.append(E.static_cluster(name, address, port, http2=True))
 
         used = referenced(listeners)  # istiod serves the extension configs the proxy's listeners ask for
         extensions = {n: c for n, c in extension_configs(w.labels, w.namespace, resources).items() if n in used}
@@ -395,18 +464,58 @@ class Translator:
         inbound = {f"{w.ip}_{port}" for port in w.ports}
         return envoyfilter.apply(E.ProxyConfig(listeners, clusters, endpoints, extensions), w.labels, w.namespace, resources, "virtualOutbound", inbound)
 
-    def stats_filters(self, w: Workload, reporter: str) -> list[dict[str, Any]]:
-        """Istio's stats filter, last before the router, when telemetry is on."""
+    def tracing_provider(self, name: str | None) -> dict[str, str] | None:
+        """``fetchProvider`` (meshConfig.extensionProviders, names compared case-insensitively) and ``clusterLookupFn``
+        (the provider service's outbound cluster, if the registry has the service): None when either is missing."""
+        if not name:
+            return None
+        for p in self.tracing.get("providers", []):
+            otel = p.get("opentelemetry")
+            if p["name"].lower() == name.lower() and otel and f"{otel['service']}:{otel['port']}" in self.tracing.get("services", {}):
+                return {"cluster": outbound_cluster_name(int(otel["port"]), otel["service"]), "authority": otel["service"]}
+        return None
+
+    def tracing_collector(self) -> tuple[str, str, int] | None:
+        """The provider service's outbound cluster: (name, address, port), when the registry has it."""
+        for key, address in self.tracing.get("services", {}).items():
+            host, _, port = key.rpartition(":")
+            return outbound_cluster_name(int(port), host), address, int(port)
+        return None
+
+    def hcm_tracing(self, w: Workload, resources: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The ``tracing`` of the proxy's outbound (client spec) and inbound (server spec) connection managers
+        (``configureTracingFromTelemetry``); the proxy's service cluster is ``<app>.<namespace>``, its canonical
+        name and revision the app and version labels, as the injector sets them."""
+        specs = TR.specs(resources, w.labels, w.namespace)
+        if specs is None:
+            return None, None
+        c = self.topology.clusters[w.cluster]
+        proxy = TR.Proxy(f"{w.app}.{w.namespace}", {"service.istio.io/canonical-name": w.app, "service.istio.io/canonical-revision": w.version or "latest"},
+                         c.mesh, w.namespace, w.cluster, router=w.app in GATEWAY_LABELS)  # fmt: skip
+        client, server = specs
+        return TR.hcm_tracing(client, self.tracing_provider(client.provider), proxy), TR.hcm_tracing(server, self.tracing_provider(server.provider), proxy)
+
+    @staticmethod
+    def log_path(w: Workload, resources: list[dict[str, Any]], mode: str) -> str:
+        """The proxy's access log file when Telemetry turns logging on for ``mode`` (the ``envoy`` provider writes
+        to the container's stdout; here, the pod's log file), else "" (no access log)."""
+        return w.access_log if T.access_log_enabled(resources, w.labels, w.namespace, mode) else ""
+
+    def stats_filters(self, w: Workload, reporter: str, services: list[Outbound] | None = None) -> list[dict[str, Any]]:
+        """Istio's stats filter, last before the router, when telemetry is on. On the client side it learns each
+        outbound cluster's service (host, name, namespace) as Istio's filter reads it from the cluster's metadata."""
         if not self.telemetry:
             return []
         service = w.fqdn if reporter == "destination" else ""
-        return [T.stats_filter(self.telemetry, T.plugin_config(reporter, w, w.cluster, service))]
+        table = {s.fqdn: service_metadata(s) for s in services or []}
+        return [T.stats_filter(self.telemetry, T.plugin_config(reporter, w, w.cluster, service, table))]
 
     def ingress(self, gw: Workload, registry: list[Workload], xds: Path, resources: list[dict[str, Any]]) -> E.ProxyConfig:
         """An ingress gateway: a sidecar's outbound clusters, and listeners from the Gateways selecting it."""
         base = self.sidecar(gw, registry, xds, resources)
         listeners = gateway_listeners(
-            gw.labels, gw.ip, resources, {c["name"] for c in base.clusters}, self.secrets, self.topology.trust_domains(gw.cluster), gw.access_log
+            gw.labels, gw.ip, resources, {c["name"] for c in base.clusters}, self.secrets, self.topology.trust_domains(gw.cluster),
+            self.log_path(gw, resources, "CLIENT"),
         )
         return E.ProxyConfig(listeners, base.clusters, base.endpoints)
 
@@ -439,10 +548,10 @@ class Translator:
         rbac = S.rbac_filters(resources, gw.labels, gw.namespace, self.topology.trust_domains(gw.cluster), for_tcp=True)
         for svc in self.services(visible):
             for port in svc.ports:
-                for subset, selector in [("", {}), *subsets(resources, svc.fqdn).items()]:
+                for subset, selector in [("", {}), *subsets(destination_rule(resources, svc.fqdn, gw.namespace, svc.namespace)).items()]:
                     name = sni(port, svc.fqdn, subset)
                     pods = [w for w in visible if w.app == svc.name and w.namespace == svc.namespace and port in w.ports and matches(w.labels, selector)]
-                    clusters.append(eds_cluster(name, E.eds_path(xds, name), tls=None, http2=False))
+                    clusters.append(eds_cluster(name, E.eds_path(xds, name), tls=None))
                     endpoints[name] = [
                         E.Endpoint(w.ip, port, self.topology.clusters[w.cluster].region, self.topology.clusters[w.cluster].zone) for w in pods
                     ]
@@ -460,7 +569,7 @@ class Translator:
                                         "@type": TCP_PROXY,
                                         "stat_prefix": name,
                                         "cluster": name,
-                                        "access_log": E.access_log(gw.access_log),
+                                        **({"access_log": E.access_log(log)} if (log := self.log_path(gw, resources, "CLIENT")) else {}),
                                         "access_log_options": {"flush_access_log_on_connected": True},
                                     },
                                 }

@@ -84,10 +84,33 @@ def _string_match(m: dict[str, str], where: str) -> dict[str, Any]:
     raise ResourceError(f"{where}: give one of exact, prefix or regex", "e.g. {exact: /hello}")
 
 
-def _percent(p: dict[str, Any] | None) -> dict[str, Any]:
-    """Istio's percentage (a double, 0-100) as Envoy's FractionalPercent."""
-    value = 100.0 if p is None else float(p.get("value", 0))
-    return {"numerator": int(round(value * 10000)), "denominator": "MILLION"}
+def _percent(p: dict[str, Any]) -> dict[str, Any]:
+    """``translatePercentToFractionalPercent``: Istio's percentage (a double, 0-100) as millionths, the float
+    product truncated (``uint32(p.Value * 10000)``)."""
+    return {"numerator": int(float(p.get("value", 0)) * 10000), "denominator": "MILLION"}
+
+
+def _mirror_fraction(h: dict[str, Any]) -> dict[str, Any] | None:
+    """``MirrorPercent``: 100 % (of a HUNDRED) without ``mirrorPercentage``; none at all when it is 0."""
+    p = h.get("mirrorPercentage")
+    if p is None:
+        return {"numerator": 100, "denominator": "HUNDRED"}
+    return _percent(p) if float(p.get("value", 0)) > 0 else None
+
+
+def fault_config(fault: dict[str, Any]) -> dict[str, Any]:
+    """``TranslateFault``: without ``percentage`` an abort has none (Envoy reads 0 %) and a delay takes the
+    deprecated integer ``percent``, 0 when unset -- a fault without percentage applies to no request
+    (istio/istio#36303)."""
+    cfg: dict[str, Any] = {"@type": FAULT}
+    if "delay" in fault:
+        d = fault["delay"]
+        pct = _percent(d["percentage"]) if "percentage" in d else {"numerator": int(d.get("percent", 0)), "denominator": "HUNDRED"}
+        cfg["delay"] = {"fixed_delay": envoy_duration(d["fixedDelay"]), "percentage": pct}
+    if "abort" in fault:
+        a = fault["abort"]
+        cfg["abort"] = {"http_status": a["httpStatus"], **({"percentage": _percent(a["percentage"])} if "percentage" in a else {})}
+    return cfg
 
 
 def http_routes(
@@ -130,21 +153,30 @@ def http_routes(
             if rp is not None:
                 action["retry_policy"] = rp
             mirror = h.get("mirror")
-            if mirror:
+            if mirror and (fraction := _mirror_fraction(h)) is not None:
                 action["request_mirror_policies"] = [
                     {
                         "cluster": cluster_for(mirror["host"], mirror.get("subset", ""), mirror.get("port", {}).get("number")),
-                        "runtime_fraction": {"default_value": _percent(h.get("mirrorPercentage"))},
+                        "runtime_fraction": {"default_value": fraction},
                     }
                 ]
-            route: dict[str, Any] = {"name": h.get("name", f"{name}-{i}"), "match": match, "route": action}
-            fault = h.get("fault")
-            if fault:
-                cfg: dict[str, Any] = {"@type": FAULT}
-                if "delay" in fault:
-                    cfg["delay"] = {"fixed_delay": envoy_duration(fault["delay"]["fixedDelay"]), "percentage": _percent(fault["delay"].get("percentage"))}
-                if "abort" in fault:
-                    cfg["abort"] = {"http_status": fault["abort"]["httpStatus"], "percentage": _percent(fault["abort"].get("percentage"))}
-                route["typed_per_filter_config"] = {"envoy.filters.http.fault": cfg}
+            # TranslateRoute: Name = the http route's name, nothing when it has none
+            route: dict[str, Any] = {**({"name": h["name"]} if h.get("name") else {}), "match": match, "route": action,
+                                     "decorator": {"operation": route_operation(match, action, name, port)}}
+            if h.get("fault"):
+                route["typed_per_filter_config"] = {"envoy.filters.http.fault": fault_config(h["fault"])}
             out.append(route)
     return out
+
+
+def route_operation(match: dict[str, Any], action: dict[str, Any], vs_name: str, port: int) -> str:
+    """A route's span operation name (route.go ``GetRouteOperation``): ``<host>:<port><path>`` for a single
+    destination cluster, else ``<VirtualService name>:<port><path>``; the path is the prefix + ``*``, the exact
+    path, or the regex."""
+    path = match["prefix"] + "*" if "prefix" in match else match.get("path") or match.get("safe_regex", {}).get("regex") or "/*"
+    cluster = action.get("cluster", "")
+    if cluster.count("|") == 3:
+        _, p, _, host = cluster.split("|")
+        return f"{host}:{p}{path}"
+    return f"{vs_name}:{port}{path}"
+

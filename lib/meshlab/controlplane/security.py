@@ -24,16 +24,20 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import xds as E
+from ..resources import DRY_RUN, PARSE_BOOL
 
 ROOT_NAMESPACE = "istio-system"  # meshConfig.rootNamespace: mesh-wide policies live here
 ALL_ISTIO_MTLS_ALPNS = ["istio", "istio-peer-exchange", "istio-http/1.0", "istio-http/1.1", "istio-h2"]
-CLIENT_MTLS_ALPNS = ["istio-peer-exchange", "istio", "h2"]  # what a client sidecar offers (ALPNInMeshH2WithMxc)
+
+
+def client_mtls_alpns(http2: bool) -> list[str]:
+    """What a client sidecar offers (cluster_tls.go): ``ALPNInMeshH2WithMxc`` on an HTTP/2 cluster, else ``ALPNInMeshWithMxc``."""
+    return ["istio-peer-exchange", "istio", "h2"] if http2 else ["istio-peer-exchange", "istio"]
 RBAC_HTTP = E.T + "envoy.extensions.filters.http.rbac.v3.RBAC"
 RBAC_TCP = E.T + "envoy.extensions.filters.network.rbac.v3.RBAC"
 JWT_AUTHN = E.T + "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 RAW_BUFFER = {"name": "envoy.transport_sockets.raw_buffer", "typed_config": {"@type": E.T + "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"}}
-DRY_RUN = "istio.io/dry-run"
 _ACTIONS = {"AUDIT": "LOG", "DENY": "DENY", "ALLOW": "ALLOW"}
 _MATCH_NEVER = {"permissions": [{"not_rule": {"any": True}}], "principals": [{"not_id": {"any": True}}]}
 
@@ -254,17 +258,36 @@ Cond = tuple[str, str, list[str], list[str]]  # (key, kind, values, notValues)
 
 
 def migrate_trust_domain(principal: str, bundle: list[str]) -> list[str]:
-    """ReplaceTrustDomainAliases: a principal in the local trust domain, one of its aliases, or
-    ``cluster.local`` stands for that identity in every trust domain of the bundle."""
+    """bundle.go ``ReplaceTrustDomainAliases`` for one principal (``bundle``: the local trust domain, then its
+    aliases). A ``<td>/ns/<ns>/sa/<sa>`` principal whose trust domain matches the bundle (exactly, or as a
+    ``prefix*`` / ``*suffix`` pattern either way round), or is ``cluster.local``, is written for every trust domain
+    of the bundle: as written for those a ``*suffix`` trust domain matches, with the trust domain replaced for the
+    others. A ``*`` trust domain, another trust domain, or a principal of another form stays as written."""
     parts = principal.split("/")
-    if len(parts) != 5 or parts[0].startswith("*") or not (parts[0] in bundle or parts[0] == "cluster.local"):
+    if len(parts) != 5 or parts[0] == "*":
+        return [principal]
+    td = parts[0]
+    if not (td == "cluster.local" or any(_td_match(td, b) for b in bundle)):
         return [principal]
     out: list[str] = []
-    for td in bundle:
-        p = principal if td == parts[0] else "/".join([td, *parts[1:]])
+    for b in bundle:
+        p = principal if _suffix_match(b, td) else "/".join([b, *parts[1:]])
         if p not in out:
             out.append(p)
     return out
+
+
+def _prefix_match(a: str, pattern: str) -> bool:
+    return pattern.endswith("*") and a.startswith(pattern[:-1])
+
+
+def _suffix_match(a: str, pattern: str) -> bool:
+    return pattern.startswith("*") and a.endswith(pattern[1:])
+
+
+def _td_match(a: str, b: str) -> bool:
+    """trustdomain util.go ``stringMatch`` for one element: equal, ``*``, or a prefix/suffix pattern on either side."""
+    return a == b or b == "*" or _prefix_match(a, b) or _prefix_match(b, a) or _suffix_match(a, b) or _suffix_match(b, a)
 
 
 def _rule_model(rule: dict[str, Any], bundle: list[str]) -> tuple[list[list[Cond]], list[list[Cond]]]:
@@ -333,6 +356,12 @@ def _policy(rule: dict[str, Any], bundle: list[str], for_tcp: bool, action: str)
         return None
 
 
+def is_dry_run(policy: dict[str, Any]) -> bool:
+    """builder.go ``isDryRun``: the ``istio.io/dry-run`` annotation as Go's ``strconv.ParseBool`` reads it
+    (``1``, ``t``, ``True``...; a value it refuses is refused at apply, as Istio's webhook does)."""
+    return PARSE_BOOL.get(((policy.get("metadata") or {}).get("annotations") or {}).get(DRY_RUN, "false"), False)
+
+
 def _rbac(policies: list[dict[str, Any]], action: str, bundle: list[str], for_tcp: bool) -> dict[str, Any] | None:
     """One RBAC filter config for the policies of one action: enforced rules and dry-run shadow rules."""
     if not policies:
@@ -340,7 +369,7 @@ def _rbac(policies: list[dict[str, Any]], action: str, bundle: list[str], for_tc
     enforce: dict[str, Any] = {}
     shadow: dict[str, Any] = {}
     for r in policies:
-        target = shadow if r["metadata"].get("annotations", {}).get(DRY_RUN, "").lower() == "true" else enforce
+        target = shadow if is_dry_run(r) else enforce
         rules = r["spec"].get("rules", [])
         for i, rule in enumerate(rules):
             p = _policy(rule or {}, bundle, for_tcp, action)
@@ -350,7 +379,7 @@ def _rbac(policies: list[dict[str, Any]], action: str, bundle: list[str], for_tc
             target[f"ns[{_ns(r)}]-policy[{r['metadata']['name']}]-rule[0]"] = _MATCH_NEVER
     envoy_action = _ACTIONS[action]
     cfg: dict[str, Any] = {"@type": RBAC_TCP if for_tcp else RBAC_HTTP}
-    has_enforce = any(r["metadata"].get("annotations", {}).get(DRY_RUN, "").lower() != "true" for r in policies)
+    has_enforce = any(not is_dry_run(r) for r in policies)
     if has_enforce:
         cfg["rules"] = {"action": envoy_action, "policies": enforce}
     if shadow or not has_enforce:

@@ -38,14 +38,17 @@ def stats_config() -> dict[str, Any]:
     return {"stats_tags": [{"tag_name": label, "regex": rf"(\.{label}=([^;]*);)"} for label in LABELS]}
 
 
-def plugin_config(reporter: str, workload: Any, cluster: str, service: str = "") -> dict[str, str]:
-    """Who this proxy is, for the filter: the workload is the Deployment, as Istio's labels name it."""
+def plugin_config(reporter: str, workload: Any, cluster: str, service: str = "", services: dict[str, dict[str, str]] | None = None) -> dict[str, str]:
+    """Who this proxy is, for the filter: the workload is the Deployment, as Istio's labels name it. ``services``
+    (client side): each outbound host's service as its cluster's metadata says, ``host=name/namespace,...``."""
     cfg = {
         "reporter": reporter, "workload": workload.deployment, "namespace": workload.namespace,
         "app": workload.app, "version": workload.version, "cluster": cluster,
     }  # fmt: skip
     if service:
         cfg["service"] = service
+    if services:
+        cfg["services"] = ",".join(f"{h}={m['name']}/{m['namespace']}" for h, m in sorted(services.items()))
     return cfg
 
 
@@ -90,3 +93,66 @@ def stats_cluster(admin_socket: str) -> dict[str, Any]:
         "connect_timeout": "0.250s",
         "load_assignment": {"cluster_name": "prometheus_stats", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"pipe": {"path": admin_socket}}}}]}]},
     }
+
+
+# ---- access logging (pilot/pkg/model/telemetry.go, pilot/pkg/networking/core/accesslog.go) -------------------
+ROOT_NAMESPACE = "istio-system"  # meshConfig.rootNamespace
+
+
+def _telemetries(resources: list[dict[str, Any]], labels: dict[str, str], namespace: str) -> list[list[dict[str, Any]]]:
+    """``applicableTelemetries``: the accessLogging lists that apply to a proxy, in order -- the root namespace's
+    namespace-wide Telemetry, the proxy's namespace's, then those of its namespace whose selector matches it.
+    Only the first (oldest) namespace-wide Telemetry of a namespace counts (``namespaceWideTelemetryConfig``)."""
+    tels = [r for r in resources if r.get("kind") == "Telemetry"]
+
+    def ns_of(r: dict[str, Any]) -> str:
+        return str((r.get("metadata") or {}).get("namespace", "default"))
+
+    def selector(r: dict[str, Any]) -> dict[str, str]:
+        return dict(((r.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})
+
+    def namespace_wide(ns: str) -> dict[str, Any] | None:
+        return next((r for r in tels if ns_of(r) == ns and not selector(r)), None)
+
+    out = []
+    scopes = [namespace_wide(ROOT_NAMESPACE)] + ([namespace_wide(namespace)] if namespace != ROOT_NAMESPACE else [])
+    scopes += [r for r in tels if ns_of(r) == namespace and selector(r) and all(labels.get(k) == v for k, v in selector(r).items())]
+    for r in scopes:
+        logging = (r or {}).get("spec", {}).get("accessLogging") or []
+        if logging:
+            out.append(logging)
+    return out
+
+
+def _mode_matches(entry: dict[str, Any], mode: str) -> bool:
+    """``matchWorkloadMode``: no match, or CLIENT_AND_SERVER, or the listener's own mode."""
+    want = (entry.get("match") or {}).get("mode", "CLIENT_AND_SERVER")
+    return want in ("CLIENT_AND_SERVER", mode)
+
+
+def _merge_logs(logs: list[list[dict[str, Any]]], mode: str) -> dict[str, bool]:
+    """``mergeLogs``: provider -> disabled. A later (narrower) entry overrides an earlier one; an entry without
+    providers inherits its parent's; meshConfig.defaultProviders.accessLogging is empty by default."""
+    names: list[str] = []
+    for scope in logs:
+        found = {p["name"].lower() for e in scope if _mode_matches(e, mode) for p in e.get("providers", [])}
+        if found:
+            names = sorted(found)
+    providers: dict[str, bool] = {}
+    parent: list[str] = []
+    for scope in logs:
+        for e in scope:
+            entry_names = [p["name"].lower() for p in e.get("providers", [])] or parent
+            parent = entry_names
+            for name in entry_names:
+                if name in names and _mode_matches(e, mode):
+                    providers[name] = bool(e.get("disabled", False))
+    return providers
+
+
+def access_log_enabled(resources: list[dict[str, Any]], labels: dict[str, str], namespace: str, mode: str) -> bool:
+    """Whether a proxy's connection managers of ``mode`` (CLIENT: outbound and gateways; SERVER: inbound) write
+    an access log: the Telemetry API's ``envoy`` provider, not disabled (``AccessLogging`` and
+    ``buildAccessLogFromTelemetry``). Without any Telemetry, meshConfig.accessLogFile decides, and it is empty by
+    default (Istio's default profile writes no access log)."""
+    return _merge_logs(_telemetries(resources, labels, namespace), mode).get("envoy") is False

@@ -93,6 +93,13 @@ class Applied:
         return self.table()._repr_html_()
 
 
+def _real(op: str, **kw: Any) -> None:
+    """What this management-plane call is at work (Gloo Mesh's API on its management cluster): meshlab.realcluster."""
+    from .. import realcluster
+
+    realcluster.show(realcluster.command(op, **kw))
+
+
 class ManagementPlane:
     def __init__(self, lab: "Lab") -> None:
         self.lab = lab
@@ -101,6 +108,7 @@ class ManagementPlane:
 
     def discover(self) -> Discovery:
         """Meshes, workloads and destinations as the clusters run them right now."""
+        _real("mesh_discover")
         return discover_lab(self.lab)
 
     def apply(self, source: str | dict[str, Any]) -> Applied:
@@ -113,6 +121,7 @@ class ManagementPlane:
             raise ResourceError(f"kind {doc.get('kind') if isinstance(doc, dict) else doc!r} is not a management-plane object",
                                 f"use one of {', '.join(KINDS)}; Istio objects go to lab.apply(..., cluster=...)")  # fmt: skip
         (virtualmesh.validate if doc["kind"] == "VirtualMesh" else policy.validate)(doc)
+        _real("mesh_apply", kind=doc["kind"], name=doc["metadata"]["name"])
         disc = self.discover()
         trust = None
         if doc["kind"] == "VirtualMesh":
@@ -147,6 +156,7 @@ class ManagementPlane:
 
     def delete(self, kind: str, name: str) -> list[str]:
         """Remove a management-plane object; the controller removes what it generated."""
+        _real("mesh_delete", kind=kind, name=name)
         store = self.lab.state.data.get("mesh", {}).get(kind, {})
         if name not in store:
             raise ResourceError(f"no {kind} {name!r}", f"applied: {', '.join(store) or 'none'}")
@@ -160,6 +170,7 @@ class ManagementPlane:
 
     def generated(self, cluster: str | None = None) -> Table:
         """The Istio objects the management plane wrote, per control plane (like ``kubectl get`` in each)."""
+        _real("mesh_generated", clusters=[cluster] if cluster else list(self.lab.topology.control_planes))
         gen = _controller.load_generated(self.lab.state.data.get("run_dir") or self.lab.state.dir)
         rows = []
         for cp, rs in sorted(gen.items()):
@@ -223,6 +234,7 @@ class ManagementPlane:
 
     def check(self) -> Table:
         """Like ``meshctl check``: is the management plane healthy, and is its output applied?"""
+        _real("mesh_check")
         from ..runtime import procs
 
         rows = []
@@ -249,6 +261,7 @@ class ManagementPlane:
 
     def describe(self, kind: str, name: str) -> str:
         """One discovered or applied object as YAML (``meshctl describe``)."""
+        _real("mesh_describe", kind=kind, name=name)
         disc = self.discover()
         pool = {"Mesh": disc.meshes, "Workload": disc.workloads, "Destination": disc.destinations}.get(kind)
         if pool is None:

@@ -9,12 +9,16 @@ data-plane experiments of lab 01:
 - ``fail=0.3``: answer 503 to 30 % of requests (for retries and outlier detection);
 - ``only=v2``: the above apply only on instances of version v2 (e.g. a slow shadow).
 
+It echoes the trace headers it received (``traceparent``, ``x-request-id``, B3) as ``x-echo-<name>``
+response headers: what an application would have to forward to keep a trace together.
+
 It is a small asyncio HTTP/1.1 server with keep-alive, so it is never the bottleneck when the
 benchmark measures the sidecars.
 
 Run: ``python -m meshlab.runtime.apps helloworld --listen 127.0.0.1:5000 --version v1 --instance NAME``;
-with ``--tls-cert``/``--tls-key`` it serves HTTPS (an external service on the underlay) and says in a
-``x-served-tls`` header which TLS version the client negotiated.
+with ``--tls-cert``/``--tls-key`` it serves HTTPS (an external service on the underlay) and says in
+headers which TLS version the client negotiated (``x-served-tls``) and which server name it asked for
+(``x-served-sni``, absent without SNI).
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ import asyncio
 import random
 import signal
 import ssl
+
+
+# W3C trace context, Envoy's request id and B3: what Envoy's tracers propagate (meshlab.tracing.TRACE_HEADERS)
+TRACE_HEADERS = ("traceparent", "tracestate", "x-request-id", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled")
 
 
 async def _serve(host: str, port: int, version: str, instance: str, tls: ssl.SSLContext | None = None) -> None:
@@ -55,6 +63,10 @@ async def _serve(host: str, port: int, version: str, instance: str, tls: ssl.SSL
                 close = headers.get("connection", "").lower() == "close"
                 sslobj = writer.get_extra_info("ssl_object")
                 served = f"x-served-tls: {sslobj.version()}\r\n" if sslobj else ""
+                if getattr(sslobj, "meshlab_sni", None):
+                    served += f"x-served-sni: {sslobj.meshlab_sni}\r\n"
+                # the trace context the request arrived with, echoed (lab 03b: what the app received and must forward)
+                served += "".join(f"x-echo-{h}: {headers[h]}\r\n" for h in TRACE_HEADERS if h in headers)
                 writer.write(
                     f"HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {len(body)}\r\n{served}"
                     f"{'connection: close' + chr(13) + chr(10) if close else ''}\r\n".encode()
@@ -92,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.tls_cert:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(a.tls_cert, a.tls_key)
+        tls.sni_callback = lambda obj, name, _ctx: setattr(obj, "meshlab_sni", name)  # the SNI the client sent
     asyncio.run(_serve(host, int(port), a.version, a.instance, tls))
 
 

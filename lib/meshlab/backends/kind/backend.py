@@ -36,6 +36,7 @@ from . import images, ownership
 from . import istio as I
 from . import samples as S
 from . import tools
+from .dataplane import DEAD_APP
 from .executor import Executor, Progress
 from .plan import Plan
 
@@ -47,6 +48,9 @@ MULTI_PRIMARY_GUIDE = "https://istio.io/latest/docs/setup/install/multicluster/m
 GATEWAY_NAMESPACE = "istio-system"  # where the east-west gateway (app=istio-eastwestgateway) runs
 PUSH_SETTLE = 1.5  # seconds: istiod debounces a change (100 ms quiet period, up to 10 s) before it pushes
 SYNC_TIMEOUT = 180.0  # seconds to wait until every proxy has acknowledged the latest push
+NETWORK_LABEL = "topology.istio.io/network"
+DRAIN_SECONDS = 45.0  # Istio's default proxy drainDuration (pkg/config/mesh/mesh.go), Envoy's --drain-time-s
+INJECTED = "security.istio.io/tlsMode=istio"  # the label Istio's injector puts on every pod it gives a sidecar
 
 
 def namespace_of(app: str, default: str = S.NAMESPACE) -> str:
@@ -107,15 +111,19 @@ def workloads_of(deployments: list[dict[str, Any]]) -> list[Workload]:
 
 # ---- the bring-up plan ----------------------------------------------------------------------------
 
-def bringup_estimate(t: Topology) -> str:
-    """How long ``up`` takes on kind, as an estimate (not yet measured: no Docker on the development
-    machines), for a 4-core 16 GB laptop with the images cached: clusters are created in parallel,
-    each cluster then adds its images, Istio install and samples. The kind workflow measures the real
-    numbers (``MESHLAB_TIMINGS``); replace these once measured."""
+def bringup_minutes(t: Topology) -> tuple[float, float]:
+    """How long ``up`` takes on kind, low and high, in minutes: an estimate (not yet measured: no Docker on the
+    development machines) for a 4-core 16 GB machine with the images cached; clusters are created in parallel,
+    each cluster then adds its images, Istio install and samples. The kind workflow measures the real numbers
+    (``MESHLAB_TIMINGS``) and sizes its jobs' timeouts by the high one; replace these once measured."""
     n = len(t.clusters)
-    low, high = 5 + 1.5 * n, 9 + 3 * n
-    return (f"about {low:.0f}-{high:.0f} minutes on kind for {n} clusters with the images cached (an estimate, not yet "
-            "measured); add 3-10 minutes the first time, for the image pulls")
+    return 5 + 1.5 * n, 9 + 3 * n
+
+
+def bringup_estimate(t: Topology) -> str:
+    low, high = bringup_minutes(t)
+    return (f"about {low:.0f}-{high:.0f} minutes on kind for {len(t.clusters)} clusters with the images cached (an estimate, "
+            "not yet measured); add 3-10 minutes the first time, for the image pulls")
 
 
 def up_plan(t: Topology, state_dir: Path, samples: bool = True) -> Plan:
@@ -240,7 +248,6 @@ class KindBackend:
         inbound_listener="virtualInbound", routes_over_rds=True, client_san_prefix=False, addon_telemetry=True,
         scrape_seconds=15.0,  # Istio's Prometheus addon's default
         prometheus_cluster_tag="cluster_name",  # Istio's bootstrap tag, the whole name (pkg/bootstrap/testdata/*_golden.json)
-        waits_for_gateway_drain=False,
     )  # fmt: skip
 
     def __init__(self, topology: Topology, state: State, executor: Executor | None = None, progress: Progress | None = print) -> None:
@@ -288,7 +295,12 @@ class KindBackend:
         be.plan = plan
         if not dry_run:
             be.executor.on_capture = be._remember
-        be.executor.execute(plan)
+        try:
+            be.executor.execute(plan)
+        except BaseException:
+            if not dry_run:  # the clusters this `up` did create are meshlab's: `down` removes them
+                ownership.bind_created(state.dir, list(topology.clusters), state.data["created"])
+            raise
         if not dry_run:
             state.data["vars"] = dict(be.executor.variables)
             state.save()
@@ -334,7 +346,7 @@ class KindBackend:
 
     @staticmethod
     def command(args: Any) -> int:
-        """``meshlab kind ACTION``: the kind backend's own tools."""
+        """``meshlab kind images``: the kind backend's own tools (the image cache)."""
         from .images import run_images
 
         return run_images(args.action, args.file, dry_run=args.dry_run)
@@ -365,6 +377,13 @@ class KindBackend:
         from ...runtime import procs  # local processes a kind lab started (lab 05's mesh controller)
 
         stopped = procs.terminate(state.data.get("processes", []))
+        context_file = Path(state.data.get("run_dir") or state.dir / "kind") / "kube-context"
+        if not dry_run and context_file.exists():  # an `up` that failed between `kind create` and putting it back:
+            try:  # while the lab's context still exists (deleting a cluster removes its context)
+                ownership.kube_context("restore", str(context_file), list(state.data.get("clusters", [])))
+            except MeshlabError as e:
+                if progress:
+                    progress(f"could not put the kubectl context back ({e.message}); it was: {context_file.read_text().strip()}")
         plan = KindBackend.down_plan(state)
         ex = Executor(dry_run, progress=progress)
         ex.resolve = _installed_tool  # tearing down never downloads anything
@@ -374,8 +393,9 @@ class KindBackend:
             try:
                 if is_cluster and not dry_run and not ownership.owned(state.dir, step.cluster or ""):
                     if progress:
-                        progress(f"skipped: kind cluster {step.cluster} was not created by meshlab (not in "
-                                 f"{state.dir / ownership.LEDGER}); it is left as it is")
+                        progress(f"skipped: kind cluster {step.cluster} was not created by meshlab (its node is not the one "
+                                 f"recorded in {state.dir / ownership.LEDGER}); it is left as it is. If it is the lab's "
+                                 f"(an `up` stopped while creating it): `kind delete cluster --name {step.cluster}`")
                     continue
                 ex.step(step, len(plan))
             except ToolError as e:  # the tool was never installed, so nothing was created with it
@@ -386,13 +406,6 @@ class KindBackend:
                 deleted += 1
                 if not dry_run:
                     ownership.release(state.dir, step.cluster or "")
-        context_file = Path(state.data.get("run_dir") or state.dir / "kind") / "kube-context"
-        if not dry_run and context_file.exists():  # an `up` that failed between `kind create` and putting it back
-            try:
-                ownership.kube_context("restore", str(context_file))
-            except MeshlabError as e:
-                if progress:
-                    progress(f"could not put the kubectl context back ({e.message}); it was: {context_file.read_text().strip()}")
         if not dry_run and state.data.get("run_dir"):
             shutil.rmtree(state.data["run_dir"], ignore_errors=True)  # the lab's certificates
         return {"processes": stopped, "namespaces": 0, "clusters": deleted}
@@ -645,12 +658,54 @@ class KindBackend:
 
     def set_network_label(self, cluster: str, network: str | None) -> None:
         """Label (or, with None, unlabel) ``cluster``'s istio-system with ``topology.istio.io/network``, as the
-        guides do before installing; istiod recomputes the network of that cluster's endpoints and pushes."""
+        guides do before installing, and the pods the injector labelled: istiod reads a pod's own label
+        before the namespace's (``Controller.Network``, pilot/pkg/serviceregistry/kube/controller/controller.go),
+        and in a cluster installed with a network the injector writes it on every pod (``applyMetadata``,
+        pkg/kube/inject/webhook.go). So only both change the network istiod gives that cluster's endpoints."""
         self.topology.cluster(cluster)
-        label = f"topology.istio.io/network={network}" if network else "topology.istio.io/network-"
+        label = f"{NETWORK_LABEL}={network}" if network else f"{NETWORK_LABEL}-"
         self.executor.run(K.kubectl(cluster, "label", "namespace", "istio-system", label, "--overwrite"), cluster=cluster,
                           title=f"{'label' if network else 'unlabel'} namespace istio-system: {label}", tags=("network-label",))
+        for ns in self._namespaces(cluster):
+            self.executor.run(K.kubectl(cluster, "-n", ns, "label", "pods", "-l", INJECTED, label, "--overwrite"), cluster=cluster,
+                              title=f"{'label' if network else 'unlabel'} the injected pods of {ns}: {label} (istiod reads the pod's label first)",
+                              tags=("network-label", "pod-label"))  # fmt: skip
         self._wait_synced(f"the network of {cluster}'s endpoints")
+
+    def _namespaces(self, cluster: str) -> list[str]:
+        """The namespaces the lab deployed workloads to in ``cluster`` (the sample namespace at least)."""
+        return sorted({S.NAMESPACE, *(d["namespace"] for d in self.deployments if d["cluster"] == cluster)})
+
+    def restart_workloads(self, cluster: str, why: str) -> list[str]:
+        """``kubectl rollout restart`` every Deployment of the lab's namespaces in ``cluster`` and its gateways,
+        then wait for each rollout to finish (``rollout status``: ``condition=Available`` already holds while the
+        old pods serve) and for istiod's push to every new proxy. Returns what was restarted."""
+        c = self.topology.cluster(cluster)
+        gateways = [g for g, present in ((I.EW_GATEWAY, I.needs_eastwest(self.topology, c)), (INGRESS, c.is_primary)) if present]
+        out = []
+        for ns in self._namespaces(cluster):
+            self.executor.run(K.kubectl(cluster, "-n", ns, "rollout", "restart", "deployment"), cluster=cluster,
+                              title=f"restart every deployment in {ns}: {why}", tags=("restart",))
+            listed = self.executor.run(K.kubectl(cluster, "-n", ns, "get", "deployments", "-o", "jsonpath={.items[*].metadata.name}"),
+                                       cluster=cluster, title=f"the deployments of {ns}", tags=("restart",))  # fmt: skip
+            names = listed.split() if listed is not None else sorted(
+                {S.deployment_name(d["app"], d["version"] or "v1") for d in self.deployments if d["cluster"] == cluster and d["namespace"] == ns})
+            out += [f"{ns}/deployment/{n}" for n in names]
+            for n in names:
+                self._wait_rollout(cluster, ns, n)
+        for g in gateways:
+            self.executor.run(K.kubectl(cluster, "-n", GATEWAY_NAMESPACE, "rollout", "restart", f"deployment/{g}"), cluster=cluster,
+                              title=f"restart {g}: {why}", tags=("restart",))
+            self._wait_rollout(cluster, GATEWAY_NAMESPACE, g)
+            out.append(f"{GATEWAY_NAMESPACE}/deployment/{g}")
+        self._wait_synced(f"the restarted workloads of {cluster}")
+        return out
+
+    def _wait_rollout(self, cluster: str, namespace: str, name: str) -> None:
+        self.executor.run(K.kubectl(cluster, "-n", namespace, "rollout", "status", f"deployment/{name}", "--timeout=300s"),
+                          cluster=cluster, timeout=330, title=f"wait until the rollout of {name} has finished (every old pod replaced)",
+                          tags=("wait", "rollout"),
+                          hint=f"`kubectl --context {K.context(cluster)} -n {namespace} get pods`; `... describe deployment {name}`")  # fmt: skip
 
     # ---- multi-primary: remote secrets ---------------------------------------------------------------
     def set_remote_secret(self, cluster: str, in_cluster: str, present: bool) -> None:
@@ -670,6 +725,19 @@ class KindBackend:
         self.topology.cluster(cluster)
         return parse_remote_clusters(self._capture(["istioctl", "remote-clusters", "--context", K.context(cluster)], cluster,
                                                    f"the clusters istiod in {cluster} reads"))
+
+    def set_mesh_config(self, cluster: str, mesh_config: dict[str, Any]) -> None:
+        """The control plane's meshConfig, changed by re-running ``istioctl install`` with the primary's IstioOperator
+        (what ``up`` installed, its meshConfig keys replaced by ``mesh_config``'s); kept in the state for later calls."""
+        cp = self.topology.clusters[self.topology.cluster(cluster).control_plane]
+        merged = {**self.state.data.get("mesh_config", {}).get(cp.name, {}), **mesh_config}
+        plan = Plan(f"meshConfig of {cp.name}")
+        I.add_mesh_config(plan, self.topology, cp, merged)
+        self.executor.execute(plan)
+        self.state.data.setdefault("mesh_config", {})[cp.name] = merged
+        if not self.dry_run:
+            self.state.save()
+        self._wait_synced(f"the new meshConfig of {cp.name}")
 
     # ---- tracing: Istio's Jaeger addon -----------------------------------------------------------------
     def enable_tracing(self) -> str:
@@ -720,14 +788,9 @@ class KindBackend:
                  cluster=cluster, tags=("restart",))
         plan.run("wait for istiod", K.kubectl(cluster, "-n", "istio-system", "rollout", "status", "deployment/istiod", "--timeout=300s"),
                  cluster=cluster, timeout=330, tags=("wait",))
-        for served in self.topology.served_by(cluster):
-            plan.run(f"restart the workloads of {served.name}: new pods get certificates of the new chain",
-                     K.kubectl(served.name, "-n", S.NAMESPACE, "rollout", "restart", "deployment"), cluster=served.name, tags=("restart",))
-            plan.run(f"wait for the workloads of {served.name}",
-                     K.kubectl(served.name, "-n", S.NAMESPACE, "wait", "--for=condition=Available", "deployment", "--all", "--timeout=300s"),
-                     cluster=served.name, timeout=330, tags=("wait",))
         self.executor.execute(plan)
-        self._wait_synced(f"the workloads of {cluster} with certificates of root {root!r}")
+        for served in self.topology.served_by(cluster):
+            self.restart_workloads(served.name, f"new pods get certificates of root {root!r}")
 
     def proxy_status(self) -> list[dict[str, str]]:
         """``istioctl proxy-status`` of every running control plane: per proxy, each xDS type's sync state."""
@@ -758,15 +821,63 @@ class KindBackend:
         self._wait_synced(f"the removal of {name}'s endpoints")
         return pod
 
-    def restore(self, app: str, cluster: str) -> str:
+    def crash(self, app: str, cluster: str) -> str:
+        """Crash ``app``'s app in ``cluster`` and keep its sidecars, as the local backend's ``kill`` does: the
+        Deployment's pods are replaced by ones whose app never listens (as lab 01's crashed replicas), so the
+        endpoints stay in EDS and their sidecars answer 503 (``UF``) until outlier detection ejects them.
+        (Killing the process would not do: Kubernetes restarts a killed container within seconds.)"""
         d = self._deployment(app, cluster)
         name = S.deployment_name(d["app"], d["version"] or "v1")
-        self.executor.run(K.kubectl(cluster, "-n", d["namespace"], "scale", f"deployment/{name}", f"--replicas={d['replicas']}"),
-                          cluster=cluster, title=f"scale {name} back to {d['replicas']}")
-        self.executor.run(K.kubectl(cluster, "-n", d["namespace"], "rollout", "status", f"deployment/{name}", "--timeout=300s"),
-                          cluster=cluster, timeout=330, title=f"wait for {name}")
+        patch = [{"op": "add", "path": "/spec/template/spec/containers/0/command", "value": list(DEAD_APP)},
+                 {"op": "add", "path": "/spec/template/spec/terminationGracePeriodSeconds", "value": 0}]
+        self.executor.run(K.kubectl(cluster, "-n", d["namespace"], "patch", f"deployment/{name}", "--type=json", "-p", json.dumps(patch)),
+                          cluster=cluster, title=f"crash {name}'s app: its pods are replaced by ones whose app never listens (the sidecar stays)",
+                          tags=("crash",))  # fmt: skip
+        self._wait_rollout(cluster, d["namespace"], name)
+        self._set(d, crashed=True)
+        self._wait_synced(f"{name}'s new (crashed) endpoints")
+        return name if self.dry_run else ", ".join(p.pod for p in self.pods(d["app"], cluster, d["version"], d["namespace"]))
+
+    def restore(self, app: str, cluster: str) -> str:
+        """Bring a killed app back (scale up again) or a crashed one (``rollout undo``: the Deployment as it was)."""
+        d = self._deployment(app, cluster)
+        name = S.deployment_name(d["app"], d["version"] or "v1")
+        if d.get("crashed"):
+            self.executor.run(K.kubectl(cluster, "-n", d["namespace"], "rollout", "undo", f"deployment/{name}"), cluster=cluster,
+                              title=f"undo the crash of {name}: back to its previous revision", tags=("restore",))
+            self._set(d, crashed=False)
+        else:
+            self.executor.run(K.kubectl(cluster, "-n", d["namespace"], "scale", f"deployment/{name}", f"--replicas={d['replicas']}"),
+                              cluster=cluster, title=f"scale {name} back to {d['replicas']}", tags=("restore",))
+        self._wait_rollout(cluster, d["namespace"], name)
         self._wait_synced(f"{name}'s new endpoints")
         return self.find(d["app"], cluster, d["namespace"])
+
+    def _set(self, d: dict[str, Any], **changes: Any) -> None:
+        """Record ``changes`` on deployment ``d`` in the lab's state."""
+        self.state.data["deployments"] = [{**x, **changes} if x == d else x for x in self.deployments]
+        if not self.dry_run:
+            self.state.save()
+
+    def wait_drained(self, workload: str, clusters: list[str], timeout: float | None = None) -> None:
+        """A removed listener drains for Istio's ``drainDuration`` (45 s by default: pilot-agent starts Envoy with
+        ``--drain-time-s``) and its open connections keep working meanwhile: wait until ``workload``'s proxy in
+        each of ``clusters`` drains none, so the change shows on the next request."""
+        timeout = DRAIN_SECONDS + 30 if timeout is None else timeout
+        stat = "listener_manager.total_listeners_draining"
+        title = f"wait until {workload} has drained its removed listeners (Istio's drainDuration, {DRAIN_SECONDS:.0f} s)"
+        if self.dry_run:
+            for c in clusters:
+                self.executor.run(K.kubectl(c, "-n", namespace_of(workload), "exec", self.find(workload, c), "-c", "istio-proxy", "--",
+                                            "pilot-agent", "request", "GET", f"stats?filter={stat}"), cluster=c, title=title, tags=("drain",))
+            return
+        deadline = time.monotonic() + timeout
+        while sum(self.stats(workload, c, stat).get(stat, 0) for c in clusters):
+            if time.monotonic() > deadline:
+                raise MeshlabError(f"{workload} still drains a listener after {timeout:.0f}s",
+                                   f"`kubectl --context {K.context(clusters[0])} -n {namespace_of(workload)} exec deploy/{workload} -- "
+                                   f"pilot-agent request GET 'stats?filter={stat}'`")
+            time.sleep(1)
 
     def _deployment(self, app: str, cluster: str) -> dict[str, Any]:
         for d in self.deployments:
@@ -842,11 +953,7 @@ class KindBackend:
         from . import kube
 
         out = kube.exec_in_pod(cluster, ns, pod, container, ["sh", "-c", script], timeout=n * (timeout + 2) + 30)
-        where = {}
-        for c in self.topology.clusters:
-            for p in kube.pods(c, S.NAMESPACE):
-                where[p["name"]] = c
-        return parse_calls(out, url, f"{pod} ({cluster})", where)
+        return parse_calls(out, url, f"{pod} ({cluster})", self._where())
 
     # ---- the edges ---------------------------------------------------------------------------------
     def create_tls_secret(self, name: str, hosts: list[str], cluster: str) -> dict[str, str]:
@@ -904,52 +1011,61 @@ class KindBackend:
     def call_from_outside(
         self, url: str, cluster: str, n: int = 1, headers: dict[str, str] | None = None, ca: str | None = None, timeout: float = 5.0
     ) -> CallResult:
-        """``n`` requests from this machine (outside the clusters) to ``cluster``'s ingress gateway's
-        LoadBalancer address, with curl: ``--resolve`` sends the URL's host (SNI, Host) to that address."""
+        """``n`` requests from outside the clusters to ``cluster``'s ingress gateway's LoadBalancer address:
+        curl in a throwaway container on the ``kind`` Docker network (the image the curl pods run, already in
+        Docker), so it works on every OS -- Docker Desktop (macOS, Windows) does not route the host to container
+        networks (kind's known issues). ``--resolve`` sends the URL's host (SNI, Host) to that address; the CA
+        travels on stdin, so nothing is mounted from the host."""
         from urllib.parse import urlsplit
 
         u = urlsplit(url)
         port = u.port or (443 if u.scheme == "https" else 80)
         lb = self.executor.run(K.kubectl(cluster, "-n", "istio-system", "get", "svc", INGRESS, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"),
-                               cluster=cluster, title=f"the address of {INGRESS}", tags=("ingress",))  # fmt: skip
-        argv = ["curl", "-sS", "-i", "-m", f"{timeout:g}", "--resolve", f"{u.hostname}:{port}:{(lb or '${INGRESS_IP}').strip()}"]
-        argv += [f"--cacert={ca}"] if ca else []
+                               cluster=cluster, title=f"the address MetalLB gave {INGRESS} (waits until it has one)", tags=("ingress",),
+                               poll=True, timeout=120,
+                               hint=f"`kubectl --context {K.context(cluster)} -n istio-system get svc {INGRESS}`: is MetalLB running?")  # fmt: skip
+        curl = ["curl", "-sS", "-i", "-m", f"{timeout:g}", "--resolve", f"{u.hostname}:{port}:{(lb or '${INGRESS_IP}').strip()}"]
+        curl += ["--cacert", "/tmp/ca.pem"] if ca else []
         for k, v in (headers or {}).items():
-            argv += ["-H", f"{k}: {v}"]
-        argv += ["-w", f"\n{CALL_MARK}%{{http_code}} %{{time_total}}\n", url]
-        out = ""
-        for i in range(n):
-            try:
-                out += self.executor.run(argv, title=f"call {url} from outside ({i + 1}/{n})", tags=("outside-call",)) or ""
-            except RunError as e:  # curl failed (refused, TLS verification): no HTTP status, as curl -w says 000
-                out += f"{e}\n{CALL_MARK}000 0\n"
+            curl += ["-H", f"{k}: {v}"]
+        curl += ["-w", f"\\n{CALL_MARK}%{{http_code}} %{{time_total}}\\n", url]
+        script = ("cat > /tmp/ca.pem; " if ca else "") + f"for i in $(seq {int(n)}); do {shlex.join(curl)} 2>&1 || true; done"
+        out = self.executor.run(
+            ["docker", "run", "--rm", "-i", "--pull=never", "--network", K.KIND_NETWORK, "--label", ownership.OWNER_LABEL,
+             "--entrypoint", "sh", tools.CURL_IMAGE, "-c", script],
+            input=Path(ca).read_text() if ca else "", title=f"call {url} {n} times from outside the clusters (a curl container on the kind network)",
+            tags=("outside-call",), timeout=n * (timeout + 2) + 60,
+            hint=f"is {tools.CURL_IMAGE} in Docker? `meshlab kind images pull`",
+        )  # fmt: skip
         if self.dry_run:
             raise LabStateError("dry run: nothing is running, so there are no answers (the command was recorded)",
                                 "bring the lab up without dry_run to send requests")
-        return parse_calls(out, url, f"outside ({cluster}'s {INGRESS})", {})
+        return parse_calls(out or "", url, f"outside ({cluster}'s {INGRESS})", self._where())
+
+    def _where(self) -> dict[str, str]:
+        """pod name -> its cluster, for every pod of the lab's namespaces: who answered a call."""
+        from . import kube
+
+        return {p["name"]: c for c in self.topology.clusters for ns in self._namespaces(c) for p in kube.pods(c, ns)}
 
     def load(self, workload: str, url: str, cluster: str, connections: int = 16, seconds: float = 3.0,
              headers: dict[str, str] | None = None, label: str = "") -> "LoadResult":
         """``connections`` concurrent curl loops for ``seconds`` in ``workload``'s pod, through its sidecar: the
         sample pods have curl, not wrk, so the rate is lower than the local backend's (concurrency is what the
-        lab 01 experiments need); the answers are summarised like a wrk run."""
-        from ...loadgen import LOAD_MARK, parse_curl_loops
+        lab 01 experiments need); the answers are summarised like a wrk run, over the time the loops really ran."""
+        from ...loadgen import parse_curl_loops
 
-        hdrs = " ".join(f"-H {shlex.quote(f'{k}: {v}')}" for k, v in (headers or {}).items())
-        secs = max(1, round(seconds))
-        script = (f"end=$(( $(date +%s) + {secs} )); for c in $(seq {int(connections)}); do "
-                  f"(while [ $(date +%s) -lt $end ]; do curl -s -o /dev/null -m 5 {hdrs} "
-                  f"-w '{LOAD_MARK}%{{http_code}} %{{time_total}}\\n' {shlex.quote(url)}; done) & done; wait")
+        script = load_script(url, connections, seconds, headers)
         pod = self.find(workload, cluster)
         if self.dry_run:
             self.executor.run(K.kubectl(cluster, "-n", S.NAMESPACE, "exec", pod, "-c", workload, "--", "sh", "-c", script),
-                              cluster=cluster, title=f"load {url} from {workload}: {connections} concurrent curl loops for {secs}s")
+                              cluster=cluster, title=f"load {url} from {workload}: {connections} concurrent curl loops for {seconds:g}s")
             raise LabStateError("dry run: nothing is running, so there is no load to measure (the command was recorded)",
                                 "bring the lab up without dry_run to send requests")
         from . import kube
 
-        out = kube.exec_in_pod(cluster, S.NAMESPACE, pod, workload, ["sh", "-c", script], timeout=secs + 60)
-        return parse_curl_loops(out, label or f"{url} from {pod}", connections, secs)
+        out = kube.exec_in_pod(cluster, S.NAMESPACE, pod, workload, ["sh", "-c", script], timeout=seconds + 60)
+        return parse_curl_loops(out, label or f"{url} from {pod}", connections, elapsed_of(out, seconds))
 
     def connect(self, workload: str, cluster: str, address: str, port: int, timeout: float = 1.0) -> str:
         """A raw TCP connect from the pod that bypasses the sidecar: run from the istio-proxy container,
@@ -1073,8 +1189,15 @@ class KindBackend:
         return mesh.query(self, path, params)
 
     def scale_app(self, app: str, cluster: str, namespace: str, replicas: int) -> str:
+        """Scale ``app``'s Deployments in ``cluster``/``namespace``, then wait until the pods are gone (0) or
+        ready (more), and until istiod has pushed the endpoints' change (lab 05's KubeFed contrast)."""
         self.executor.run(K.kubectl(cluster, "-n", namespace, "scale", "deployment", "-l", f"app={app}", f"--replicas={replicas}"),
-                          cluster=cluster, title=f"scale {app} in {namespace} to {replicas}")
+                          cluster=cluster, title=f"scale {app} in {namespace} to {replicas}", tags=("scale",))
+        wait = (["wait", "--for=delete", "pod", "-l", f"app={app}", "--timeout=120s"] if replicas == 0
+                else ["wait", "--for=condition=Ready", "pod", "-l", f"app={app}", "--timeout=300s"])
+        self.executor.run(K.kubectl(cluster, "-n", namespace, *wait), cluster=cluster, timeout=330, tags=("scale", "wait"),
+                          title=f"wait until {app}'s pods in {namespace} are {'gone' if replicas == 0 else 'ready'}")
+        self._wait_synced(f"the change of {app}'s endpoints in {cluster}")
         return f"{namespace}/{app}"
 
     def validate(self) -> int:
@@ -1087,6 +1210,31 @@ class KindBackend:
 
 
 # ---- parsing --------------------------------------------------------------------------------------
+
+ELAPSED_MARK = "MESHLAB-ELAPSED-CS "  # the load script's measured duration, in centiseconds
+
+
+def load_script(url: str, connections: int, seconds: float, headers: dict[str, str] | None = None) -> str:
+    """The shell script ``load`` runs in the pod: ``connections`` curl loops until ``seconds`` have passed,
+    then the time they really took (``/proc/uptime``, 10 ms steps: busybox's ``date`` has only whole seconds,
+    so a deadline in whole seconds would stop up to a second early)."""
+    from ...loadgen import LOAD_MARK
+
+    hdrs = " ".join(f"-H {shlex.quote(f'{k}: {v}')}" for k, v in (headers or {}).items())
+    return ("cs() { read u _ < /proc/uptime; echo $(( ${u%.*} * 100 + 1${u#*.} - 100 )); }; "
+            f"start=$(cs); end=$(( start + {max(1, round(seconds * 100))} )); for c in $(seq {int(connections)}); do "
+            f"(while [ $(cs) -lt $end ]; do curl -s -o /dev/null -m 5 {hdrs} "
+            f"-w '{LOAD_MARK}%{{http_code}} %{{time_total}}\\n' {shlex.quote(url)}; done) & done; wait; "
+            f"echo \"{ELAPSED_MARK}$(( $(cs) - start ))\"")
+
+
+def elapsed_of(output: str, asked: float) -> float:
+    """The seconds the load script measured (``asked`` if its output has no measurement)."""
+    for line in output.splitlines():
+        if line.startswith(ELAPSED_MARK) and line[len(ELAPSED_MARK):].strip().isdigit():
+            return max(int(line[len(ELAPSED_MARK):]) / 100, 0.01)
+    return asked
+
 
 def _split_head(text: str) -> tuple[dict[str, str], str]:
     """``curl -i`` output -> (response headers of the last response, lower-case names; body)."""

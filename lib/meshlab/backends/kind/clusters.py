@@ -28,6 +28,18 @@ LB_POOL_SIZE = 16  # addresses per cluster: the east-west gateway needs one, the
 CREATE_WAIT = "180s"  # kind create cluster --wait (control plane Ready)
 
 
+def _node_tag(pinned: str) -> str:
+    name, _, digest = pinned.partition("@sha256:")
+    return f"meshlab/kind-node:{name.rpartition(':')[2]}-{digest[:12]}"
+
+
+# The node image is pinned by digest, but Docker's classic image store does not export digest references
+# (``docker save`` drops them; the archive loads back as an unnamed image). So meshlab also tags the verified
+# image (the pinned tag plus the digest's first 12 hex digits, in a ``meshlab/`` repository nothing is pulled
+# from), saves it by that tag, and ``kind create`` runs that tag: an archive loaded on any store brings it back.
+NODE_TAG = _node_tag(versions.KIND_NODE_IMAGE)
+
+
 context = kube_context  # kind names the kubeconfig context of cluster ``c`` ``kind-c``
 
 
@@ -45,7 +57,7 @@ def node_ip_var(cluster: str) -> str:
 
 
 def kind_config(topology: Topology, c: Cluster) -> dict[str, Any]:
-    """One single-node cluster: the pinned node image by digest, the topology's subnets, locality labels."""
+    """One single-node cluster: the pinned node image (by meshlab's tag of its digest), the topology's subnets, locality labels."""
     return {
         "kind": "Cluster",
         "apiVersion": "kind.x-k8s.io/v1alpha4",
@@ -53,7 +65,7 @@ def kind_config(topology: Topology, c: Cluster) -> dict[str, Any]:
         "nodes": [
             {
                 "role": "control-plane",
-                "image": versions.KIND_NODE_IMAGE,
+                "image": NODE_TAG,  # the pinned digest, tagged by meshlab (see add_node_image)
                 "labels": {"topology.kubernetes.io/region": c.region, "topology.kubernetes.io/zone": c.zone},
             }
         ],
@@ -121,6 +133,17 @@ def registry_hosting_configmap() -> dict[str, Any]:
 
 # ---- steps --------------------------------------------------------------------------------------
 
+def add_node_image(plan: Plan, pull: bool = True) -> None:
+    """The node image by digest, tagged :data:`NODE_TAG` (what ``kind create`` runs), unless Docker has that tag."""
+    have = ["docker", "image", "inspect", "--format", "{{.Id}}", NODE_TAG]
+    if pull:
+        plan.run(f"pull the kind node image by its pinned digest, unless Docker has it as {NODE_TAG}",
+                 ["docker", "pull", versions.KIND_NODE_IMAGE], unless=have, timeout=900, tags=("images", "node-image"),
+                 hint="Docker Hub rate limits? `docker login`, or load the instructor's archive: `meshlab kind images load FILE`")
+    plan.run(f"tag it {NODE_TAG}: the name survives `docker save`/`load` on every image store (a digest does not)",
+             ["docker", "tag", versions.KIND_NODE_IMAGE, NODE_TAG], unless=have, tags=("images", "node-image"))
+
+
 def add_registry(plan: Plan) -> None:
     plan.phase = "local registry (wasm modules, image cache)"
     plan.meshlab(
@@ -159,6 +182,7 @@ def add_clusters(plan: Plan, topology: Topology, state_dir: Path) -> None:
     for c in topology.clusters.values():
         plan.run(f"remove meshlab's leftover kind cluster {c.name} from an earlier run (a no-op if there is none)",
                  ["kind", "delete", "cluster", "--name", c.name], cluster=c.name, timeout=300, tags=("cleanup",))
+    add_node_image(plan)
     context_file = str(state_dir / "kind" / "kube-context")
     plan.meshlab("remember the current kubectl context (`kind create cluster` switches it to the new cluster)",
                  "kube_context", f"`kubectl config current-context` -> {context_file}", args={"op": "save", "file": context_file},
@@ -174,8 +198,9 @@ def add_clusters(plan: Plan, topology: Topology, state_dir: Path) -> None:
                 f"{c.name}` shows why the node did not become Ready",
             )  # fmt: skip
     plan.meshlab("put the kubectl context back as it was: meshlab names --context on every command instead",
-                 "kube_context", f"`kubectl config use-context` <the context in {context_file}> (or unset it if there was none)",
-                 args={"op": "restore", "file": context_file}, tags=("safety", "context"))
+                 "kube_context", f"`kubectl config use-context` <the context in {context_file}> (or unset it if there was none), "
+                 f"only if the current one is still the lab's ({', '.join(context(n) for n in names)}); then forget it",
+                 args={"op": "restore", "file": context_file, "clusters": names}, tags=("safety", "context"))
     plan.meshlab("record the new clusters' node containers in meshlab's ledger (what `meshlab down` may delete)",
                  "record_clusters", f"docker inspect <cluster>-control-plane -> {state_dir / ownership.LEDGER}",
                  args={"state_dir": str(state_dir), "clusters": names}, tags=("safety", "claim"))

@@ -39,6 +39,8 @@ from . import tools
 if TYPE_CHECKING:
     from .backend import KindBackend, Pod
 
+DEAD_APP = ("python", "-c", "import signal; signal.pause()")  # an app that never listens (the helloworld image's Python)
+
 RATELIMIT_GRPC_PORT = 8081
 SAMPLE_APP = "meshlab-sample-app"  # the ConfigMap that carries apps.py
 SAMPLE_APP_DIR = "/meshlab"  # where the pods mount it
@@ -106,7 +108,7 @@ def crashed_helloworld(replicas: int, ns: str = S.NAMESPACE) -> dict[str, Any]:
     d = S.helloworld_deployment(BROKEN, replicas, ns)
     pod = d["spec"]["template"]["spec"]
     pod["terminationGracePeriodSeconds"] = 0  # the paused PID 1 ignores SIGTERM
-    pod["containers"][0]["command"] = ["python", "-c", "import signal; signal.pause()"]
+    pod["containers"][0]["command"] = list(DEAD_APP)
     return d
 
 

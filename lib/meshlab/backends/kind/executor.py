@@ -52,7 +52,7 @@ def _action_check(**_: Any) -> None:
 
 
 def _action_tool(name: str, **_: Any) -> str:
-    art = {"kind": tools.kind_artifact, "istioctl": tools.istioctl_artifact, "metallb": tools.metallb_artifact}[name]()
+    art = tools.ARTIFACTS[name]()
     return str(tools.ensure(art))
 
 
@@ -226,10 +226,11 @@ class Executor:
     # ---- single commands (deploy, call, ...) -----------------------------------------------------
     def run(self, argv: list[str], *, title: str = "", cluster: str | None = None, input: str | None = None,
             manifests: list[dict[str, Any]] | None = None, timeout: float = 120, hint: str | None = None,
-            tags: tuple[str, ...] = ()) -> str | None:
-        """One command: executed (returns its stdout) or, in a dry run, recorded (returns None)."""
+            tags: tuple[str, ...] = (), poll: bool = False) -> str | None:
+        """One command: executed (returns its stdout) or, in a dry run, recorded (returns None). ``poll``
+        repeats it until it prints something (up to ``timeout``), e.g. until MetalLB assigned an address."""
         s = Step(title or " ".join(argv[:3]), "run", [str(a) for a in argv], cluster=cluster,
-                 manifests=list(manifests or []), stdin=input, timeout=timeout, hint=hint, tags=tags)
+                 manifests=list(manifests or []), stdin=input, timeout=timeout, hint=hint, tags=tags, poll=poll)
         if self.dry_run:
             self.recorded.add(s)
             return None

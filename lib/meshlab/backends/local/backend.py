@@ -47,7 +47,7 @@ APPS: dict[str, dict[str, Any]] = {
     "helloworld": {"service_account": "helloworld", "ports": [5000], "port_names": ["http"]},  # Istio's sample Service
     "curl": {"service_account": "curl", "ports": []},
     # Envoy's rate-limit service (RLS v3, gRPC) on 8081, as in Istio's samples/ratelimit; its rules: ratelimit_config()
-    "ratelimit": {"service_account": "ratelimit", "ports": [8081], "protocol": "grpc"},
+    "ratelimit": {"service_account": "ratelimit", "ports": [8081], "port_names": ["grpc-port"], "protocol": "grpc"},
 }
 
 
@@ -155,7 +155,6 @@ class LocalBackend:
         dry_run=False, captures_every_port=False, preserves_caller_ip=True, kill_leaves_sidecar=True,
         inbound_listener=None, routes_over_rds=False, client_san_prefix=True, addon_telemetry=False, scrape_seconds=None,
         prometheus_cluster_tag="envoy_cluster_name",  # Envoy's default tag extraction: the name up to its first dot
-        waits_for_gateway_drain=True,
     )  # fmt: skip
 
     def __init__(self, topology: Topology, state: State) -> None:
@@ -193,6 +192,8 @@ class LocalBackend:
                 "processes": [],
                 "workloads": [],
                 "control_planes": {cp: "running" for cp in topology.control_planes},
+                # control plane -> clusters it reads through a remote secret (istioctl create-remote-secret); revocable
+                "remote_secrets": {cp: topology.remote_secrets(cp) for cp in topology.control_planes},
                 # each cluster's istio-system label topology.istio.io/network (Istio's guides set it before install)
                 "network_labels": {name: c.network for name, c in topology.clusters.items()},
                 "created": time.time(),
@@ -296,10 +297,18 @@ class LocalBackend:
             "control_planes": d.get("control_planes", {}),
             "gateways": {w.cluster: w.ip for w in self.workloads if w.app == GATEWAY_APP},
             "workloads": [
-                {"pod": w.pod, "cluster": w.cluster, "app": w.app, "version": w.version, "ip": w.ip, "ready": not w.sidecar or self.proxy_ready(w)}
+                {"pod": w.pod, "cluster": w.cluster, "app": w.app, "version": w.version, "ip": w.ip, **self._pod_status(w)}
                 for w in self.workloads
             ],
         }
+
+    def _pod_status(self, w: Workload) -> dict[str, Any]:
+        """READY as kubectl counts it (every container: the app's process and the sidecar's Envoy) and why not."""
+        apps = [p for p in self.state.data.get("processes", []) if p["name"] == f"{w.pod}/app"]
+        app_up = any(procs.is_alive(p) for p in apps) if apps else True  # clients and gateways have no app process
+        proxy_up = not w.sidecar or self.proxy_ready(w)
+        status = "Running" if app_up and proxy_up else "app down" if not app_up else "proxy not ready"
+        return {"ready": app_up and proxy_up, "status": status}
 
     def sidecars(self) -> list[dict[str, Any]]:
         return [{"POD": w.pod, "CLUSTER": w.cluster, "APP": w.app, "READY": self.proxy_ready(w),
@@ -360,7 +369,7 @@ class LocalBackend:
             if sidecar:
                 self._start_proxy(w)
             created.append(w)
-        self.sync(cp)
+        self.sync_registry(cluster)
         return created
 
     def _free_pod_index(self, c: Any) -> int:
@@ -392,7 +401,7 @@ class LocalBackend:
             d.get("cert_roots", {}).pop(w.pod, None)
             Path(w.admin).unlink(missing_ok=True)
         self.state.save()
-        self.sync(self.topology.clusters[cluster].control_plane)
+        self.sync_registry(cluster)
         return [w.pod for w in gone]
 
     def _cert(self, w: Workload) -> WorkloadCert:
@@ -569,9 +578,12 @@ class LocalBackend:
         xds = self.proxy_dir(w) / "xds"
         labels = self.state.data.get("network_labels")
         if w.app == GATEWAY_APP:
-            return Translator(self.topology, gateways, {}, network_labels=labels).gateway(w, registry, xds, self.resources_for(w.cluster))
+            return Translator(self.topology, gateways, {}, network_labels=labels, remote_secrets=self.state.data.get("remote_secrets")).gateway(
+                w, registry, xds, self.resources_for(w.cluster))
         certs = {x.pod: self._cert(x) for x in registry if x.app != GATEWAY_APP and x.sidecar}
-        t = Translator(self.topology, gateways, certs, labels, self.state.data.get("telemetry"), secrets=self.tls_secrets(w.cluster))
+        t = Translator(self.topology, gateways, certs, labels, self.state.data.get("telemetry"), secrets=self.tls_secrets(w.cluster),
+                       remote_secrets=self.state.data.get("remote_secrets"), tracing=self.mesh_tracing(),
+                       mesh_config=self.state.data.get("mesh_config", {}).get(self.topology.clusters[w.cluster].control_plane))
         if w.app == INGRESS_APP:
             cfg = t.ingress(w, [x for x in registry if x.app != INGRESS_APP], xds, self.resources_for(w.cluster))
         else:
@@ -662,6 +674,7 @@ class LocalBackend:
             served = {c.name for c in self.topology.served_by(cp)}
             seen = [(w.labels, w.namespace) for w in self.workloads if w.cluster in served]
             names += [f"warning: {m}" for m in unmatched_selectors(applied, seen)]
+            names += [f"warning: {m}" for m in self._tracing_warnings(applied)]
         except ResourceError as e:
             # refused as a whole: the translator refuses before any proxy is written; a proxy that
             # rejected its new config (e.g. a Wasm module failing to start) gets the previous one back
@@ -720,6 +733,64 @@ class LocalBackend:
         if running:
             self.sync(cluster)  # catch up on everything that changed while it was down
 
+    def readers(self, cluster: str) -> list[str]:
+        """The control planes whose registry holds ``cluster``: the one serving it and those with its remote secret."""
+        secrets = self.state.data.get("remote_secrets") or {cp: self.topology.remote_secrets(cp) for cp in self.topology.control_planes}
+        serving = self.topology.clusters[cluster].control_plane
+        return [serving] + [cp for cp in self.state.data["control_planes"] if cp != serving and cluster in secrets.get(cp, [])]
+
+    def sync_registry(self, cluster: str) -> None:
+        """A pod of ``cluster`` came or went: every control plane reading that cluster pushes (each that runs)."""
+        with _file_lock(self.run_dir / ".sync.lock"):
+            self._sync(self.readers(cluster))
+
+    def set_remote_secret(self, cluster: str, in_cluster: str, present: bool) -> None:
+        """Create or revoke the remote secret that lets the istiod of ``in_cluster`` read ``cluster``'s registry:
+        revoked, that control plane forgets the cluster's services and endpoints and pushes (Istio:
+        ``secretcontroller.go`` ``deleteRemoteConfig`` -> ``multicluster.go`` ``kubeController.Close``)."""
+        src, into = self.topology.cluster(cluster), self.topology.cluster(in_cluster)
+        if not into.is_primary:
+            raise MeshlabError(f"{in_cluster} runs no istiod (it is a remote of {into.remote_of}): it holds no remote secrets",
+                               f"name a primary: {', '.join(self.topology.control_planes)}")
+        if src.name == into.name or src.control_plane == into.name:
+            raise MeshlabError(f"istiod in {in_cluster} reads {cluster} as a cluster it serves, not through a revocable secret",
+                               "meshlab revokes secrets between primaries (multi-primary); a remote's secret stays with its primary")
+        secrets = self.state.data.setdefault("remote_secrets", {cp: self.topology.remote_secrets(cp) for cp in self.topology.control_planes})
+        held = [c for c in secrets.get(in_cluster, []) if c != cluster]
+        secrets[in_cluster] = held + [cluster] if present else held
+        self.state.save()
+        self.sync(in_cluster)
+
+    def remote_clusters(self, cluster: str) -> list[dict[str, str]]:
+        """Like ``istioctl remote-clusters``: the clusters the istiod of ``cluster`` reads, its own (config) cluster
+        first without a secret, then one row per remote secret; nothing while that istiod is stopped."""
+        c = self.topology.cluster(cluster)
+        if not c.is_primary:
+            raise MeshlabError(f"{cluster} runs no istiod (it is a remote of {c.remote_of})", f"ask {c.remote_of!r}")
+        if self.state.data["control_planes"].get(cluster) != "running":
+            return []
+        istiod = f"istiod-{pod_name(cluster, 'istiod', 0).split('-', 1)[1]}"
+        secrets = (self.state.data.get("remote_secrets") or {}).get(cluster, self.topology.remote_secrets(cluster))
+        rows = [{"NAME": cluster, "SECRET": "", "STATUS": "synced", "ISTIOD": istiod, "REVISION": ""}]
+        return rows + [{"NAME": r, "SECRET": f"istio-system/istio-remote-secret-{r}", "STATUS": "synced", "ISTIOD": istiod, "REVISION": ""} for r in secrets]
+
+    def set_mesh_config(self, cluster: str, mesh_config: dict[str, Any]) -> None:
+        """Merge ``mesh_config`` into the meshConfig of ``cluster``'s control plane (top-level keys replace) and push.
+        The local backend implements ``serviceSettings`` (cluster-local hosts); any other key is refused by name."""
+        c = self.topology.cluster(cluster)
+        unknown = sorted(set(mesh_config) - {"serviceSettings"})
+        if unknown:
+            raise ResourceError(f"meshConfig.{unknown[0]} is not supported by the local backend",
+                                "the local backend implements meshConfig.serviceSettings; use the kind backend for the rest")
+        for i, ss in enumerate(mesh_config.get("serviceSettings", [])):
+            extra = sorted(set(ss) - {"settings", "hosts"}) or sorted(set(ss.get("settings") or {}) - {"clusterLocal"})
+            if extra or not isinstance(ss.get("hosts"), list):
+                raise ResourceError(f"meshConfig.serviceSettings[{i}]: {extra[0] if extra else 'hosts'} is not supported",
+                                    "write {settings: {clusterLocal: true}, hosts: [\"*.sample.svc.cluster.local\"]}")
+        self.state.data.setdefault("mesh_config", {}).setdefault(c.control_plane, {}).update(mesh_config)
+        self.state.save()
+        self.sync(c.control_plane)
+
     def set_network_label(self, cluster: str, network: str | None) -> None:
         """Set (or, with None, remove) the ``topology.istio.io/network`` label of ``cluster``'s istio-system
         namespace; the control planes recompute the network of its endpoints and push."""
@@ -736,6 +807,18 @@ class LocalBackend:
             if p["name"] == f"{w.pod}/app":
                 procs.kill(p)
         return w.pod
+
+    crash = kill  # the sidecar stays either way
+
+    def wait_drained(self, workload: str, clusters: list[str], timeout: float = 10.0) -> None:
+        """A removed listener drains (``--drain-time-s``, 1 s here) before its connections close: wait until
+        ``workload``'s proxy in each of ``clusters`` drains none, so pooled connections no longer hide the change."""
+        deadline = time.monotonic() + timeout
+        stat = "listener_manager.total_listeners_draining"
+        while sum(self.stats(workload, c, stat).get(stat, 0) for c in clusters):
+            if time.monotonic() > deadline:
+                raise MeshlabError(f"{workload} still drains a listener after {timeout:.0f}s", "run `meshlab status`")
+            time.sleep(0.1)
 
     def restore(self, app: str, cluster: str) -> str:
         w = self.find(app, cluster)
@@ -894,6 +977,64 @@ class LocalBackend:
     def tls_secrets(self, cluster: str) -> dict[str, dict[str, str]]:
         return {k.split("/", 1)[1]: v for k, v in self.state.data.get("tls_secrets", {}).items() if k.split("/", 1)[0] == cluster}
 
+    # ---- tracing: the OTLP collector ------------------------------------------------------------------
+    def mesh_tracing(self) -> dict[str, Any]:
+        """What istiod's tracing code reads: meshConfig.extensionProviders (the ``jaeger`` OpenTelemetry provider, as the
+        kind backend installs it) and, once :meth:`enable_tracing` ran, the provider's service and its address."""
+        from ...tracing import extension_provider
+
+        return {"providers": [extension_provider()], "services": dict(self.state.data.get("tracing", {}).get("services", {}))}
+
+    def enable_tracing(self) -> str:
+        """Start meshlab's OTLP/gRPC collector (meshlab.otlp) on the underlay, outside every cluster, playing the
+        provider's service ``jaeger-collector.istio-system.svc.cluster.local:4317``; record it (``meshlab down`` stops
+        it) and push, so proxies a Telemetry already asks to trace get the exporter. Started once."""
+        from ...otlp import OTLP_GRPC_PORT
+        from ...tracing import COLLECTOR_SERVICE
+
+        known = self.state.data.setdefault("tracing", {})
+        if known.get("services"):
+            return f"OTLP collector already running at {next(iter(known['services'].values()))}:{OTLP_GRPC_PORT}"
+        self.network.add_external_host(self.topology)
+        ip = self.network.external_ip()
+        spans = self.run_dir / "tracing" / "spans.jsonl"
+        log = self.run_dir / "logs" / "otlp-collector.log"
+        argv = self.network.exec_prefix(self.network.external_ns()) + [
+            sys.executable, "-m", "meshlab.otlp", "--listen", f"{ip}:{OTLP_GRPC_PORT}", "--out", str(spans)]
+        p = procs.spawn("tracing/otlp-collector", argv, log)
+        self.state.record("processes", p.record())
+        procs.wait_until(lambda: b"listening on" in log.read_bytes(), p, f"the OTLP collector listens on {ip}:{OTLP_GRPC_PORT}")
+        known.update({"services": {f"{COLLECTOR_SERVICE}:{OTLP_GRPC_PORT}": ip}, "spans": str(spans)})
+        self.state.save()
+        self.sync()
+        return f"OTLP/gRPC collector at {ip}:{OTLP_GRPC_PORT}, playing {COLLECTOR_SERVICE} (provider jaeger); spans in {spans}"
+
+    def spans(self) -> list[Any]:
+        """Every span the collector received so far."""
+        from ...otlp import read_spans
+
+        path = self.state.data.get("tracing", {}).get("spans")
+        if not path:
+            raise LabStateError("no trace collector runs in this lab", "start one: lab.enable_tracing()")
+        return read_spans(Path(path))
+
+    def _tracing_warnings(self, docs: list[dict[str, Any]]) -> list[str]:
+        """A Telemetry naming a provider meshConfig does not define, or whose service is not running, traces nothing
+        (istiod logs a warning): say so."""
+        mesh = self.mesh_tracing()
+        names = {p["name"].lower() for p in mesh["providers"]}
+        out = []
+        for d in docs:
+            for t in d.get("spec", {}).get("tracing", []) if d.get("kind") == "Telemetry" else []:
+                for p in t.get("providers", []):
+                    if p["name"].lower() not in names:
+                        out.append(f"Telemetry {d['metadata']['name']!r}: provider {p['name']!r} is not in meshConfig.extensionProviders "
+                                   f"({', '.join(sorted(names))}): no tracing")
+                    elif not mesh["services"]:
+                        out.append(f"Telemetry {d['metadata']['name']!r}: provider {p['name']!r}'s collector is not running, so no "
+                                   "proxy traces yet: lab.enable_tracing()")
+        return out
+
     def external_https(self, hostname: str) -> dict[str, Any]:
         """A real HTTPS server outside every cluster, on the underlay, with a certificate for ``hostname``
         from its own CA ("external-ca"): the target of TLS origination. Started once; returns its
@@ -988,7 +1129,8 @@ class LocalBackend:
     def _service_pod(self, host: str, port: int, client: Workload) -> str:
         """Without a sidecar a client has only Kubernetes: the Service of its own cluster, whose kube-proxy
         sends one keep-alive connection to one of its pods (here the first), in plaintext."""
-        fqdn = resolve_host(host, client.namespace)
+        # the pod's DNS search path (<ns>.svc.cluster.local, svc.cluster.local, cluster.local) completes the name
+        fqdn = host if host.count(".") >= 2 else f"{host}.{client.namespace}.svc.cluster.local" if "." not in host else f"{host}.svc.cluster.local"
         pods = [x for x in self.workloads if x.fqdn == fqdn and port in x.ports and x.cluster == client.cluster]
         if not pods:
             raise LabStateError(
@@ -1083,8 +1225,16 @@ class LocalBackend:
         return "SYNCED" if synced else "STALE"
 
     def access_log(self, workload: str, cluster: str, last: int = 20) -> list[dict[str, Any]]:
-        """The sidecar's parsed access log (JSON lines), newest last."""
+        """The sidecar's parsed access log (JSON lines), newest last. Raises when the proxy writes none: like
+        Istio, meshlab's proxies log only once the Telemetry API turns logging on."""
         w = self.find(workload, cluster)
+        lds = self.proxy_dir(w) / "xds" / "lds.json"
+        if lds.exists() and "envoy.access_loggers.file" not in lds.read_text() and not Path(w.access_log).exists():
+            raise MeshlabError(
+                f"{w.app} in {cluster} writes no access log: Istio's default profile has access logging off",
+                "turn it on as on a real mesh: apply a Telemetry with accessLogging providers [{name: envoy}] in istio-system "
+                "to the cluster's control plane (meshlab.dataplane.ACCESS_LOGGING is one)",
+            )
         time.sleep(0.25)  # Envoy flushes access logs every 200 ms (--file-flush-interval-msec)
         try:
             lines = Path(w.access_log).read_text().splitlines()
