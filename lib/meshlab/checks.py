@@ -216,3 +216,18 @@ def _processes() -> list[tuple[int, str]]:
                 continue  # gone meanwhile
     return out
 
+
+
+def outbound_clusters(lab: "Lab", workload: str, cluster: str) -> list[str]:
+    """The ``outbound|...`` clusters in ``workload``'s sidecar (``istioctl proxy-config clusters``): the services
+    its proxy was told about -- what a Sidecar's egress hosts and exportTo decide."""
+    configs = lab.envoy_config(workload, cluster, "dynamic_active_clusters")["configs"]
+    return sorted(c["cluster"]["name"] for c in configs if c["cluster"]["name"].startswith("outbound|"))
+
+
+def config_bytes(lab: "Lab", workload: str, cluster: str) -> int:
+    """The size of ``workload``'s proxy configuration (its whole ``/config_dump`` with endpoints, as JSON): what
+    every push sends and every proxy holds in memory, growing with the services it is told about."""
+    import json
+
+    return len(json.dumps(lab.envoy_config(workload, cluster)))

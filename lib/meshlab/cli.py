@@ -108,6 +108,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["stop", "start"], help="stop: proxies keep their last config; start: push again")
     s.add_argument("cluster", help="a cluster that runs a control plane (a primary)")
 
+    s = sub.add_parser("remote-clusters", help="the clusters a cluster's istiod reads (like istioctl remote-clusters)")
+    s.add_argument("cluster", help="a cluster that runs a control plane (a primary)")
+    s = sub.add_parser("remote-secret", help="grant or revoke an istiod's read access to another cluster (multi-primary)")
+    s.add_argument("action", choices=["create", "delete"], help="create: istioctl create-remote-secret | kubectl apply; delete: ... | kubectl delete")
+    s.add_argument("cluster", help="the cluster to be read")
+    s.add_argument("--in", dest="in_cluster", required=True, help="the primary whose istiod reads it")
+    sub.add_parser("tracing", help="start the trace backend (local: meshlab's OTLP collector; kind: Istio's Jaeger addon)")
+    s = sub.add_parser("traces", help="the traces received so far: one row per span, grouped by trace id")
+    s.add_argument("--last", type=int, default=5, help="how many of the newest traces (default 5)")
     sub.add_parser("validate", help="envoy --mode validate on every proxy's full config")
     sub.add_parser("down", help="remove everything the lab created (processes, namespaces, files)")
     s = sub.add_parser("doctor", help="check prerequisites; exit status 1 unless every backend asked for is ready")
@@ -313,6 +322,19 @@ def _run(args: argparse.Namespace) -> int:
         elif args.cmd == "control-plane":
             (lab.stop_control_plane if args.action == "stop" else lab.start_control_plane)(args.cluster)
             print(f"control plane in {args.cluster}: {'stopped' if args.action == 'stop' else 'running'}")
+        elif args.cmd == "remote-clusters":
+            print(lab.remote_clusters(args.cluster))
+        elif args.cmd == "remote-secret":
+            (lab.create_remote_secret if args.action == "create" else lab.delete_remote_secret)(args.cluster, in_cluster=args.in_cluster)
+            print(f"remote secret for {args.cluster} in {args.in_cluster}: {'created' if args.action == 'create' else 'deleted'}")
+        elif args.cmd == "tracing":
+            print(lab.enable_tracing())
+        elif args.cmd == "traces":
+            from .display import Table
+            from .tracing import rows
+
+            for trace in list(lab.traces(expect=0, timeout=0).values())[-args.last:]:
+                print(Table(rows(trace), title=f"trace {trace[0].trace_id}"), end="\n\n")
         elif args.cmd == "validate":
             print(f"{lab.validate()} proxy configs passed envoy --mode validate")
     return 0

@@ -43,6 +43,7 @@ from .topology import kube_context
 
 if TYPE_CHECKING:
     from .lab import Lab
+    from .traffic import CallResult
 
 FQDN = "helloworld.sample.svc.cluster.local"
 OTHER_ROOT = "other-root"
@@ -158,6 +159,16 @@ def _both_answer(lab: "Lab", cluster: str, n: int = 10, headers: dict[str, str] 
     r = lab.call("curl", URL, cluster=cluster, n=n, headers=headers)
     print(r)
     return r.errors == 0 and r.clusters == set(list(lab.topology.clusters)[:2])
+
+
+def call_until_one_fails(lab: "Lab", cluster: str, n: int = 4, at_most: int = 12) -> "CallResult":
+    """``n`` calls from curl in ``cluster``, then one at a time until one fails (at most ``at_most`` in all):
+    Istio's default load balancer (LEAST_REQUEST) picks between equally idle hosts at random, so a fault that
+    breaks one host of two can hide for a few calls."""
+    r = lab.call("curl", URL, cluster=cluster, n=n)
+    while r.errors == 0 and len(r.answers) < at_most:
+        r.answers += lab.call("curl", URL, cluster=cluster, n=1).answers
+    return r
 
 
 # ---- resources ---------------------------------------------------------------------------------

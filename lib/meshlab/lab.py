@@ -397,6 +397,13 @@ class Lab:
         self._real("create_remote_secret", in_cluster, of=cluster)
         self.backend.set_remote_secret(cluster, in_cluster, present=True)
 
+    def set_mesh_config(self, cluster: str, mesh_config: dict[str, Any]) -> None:
+        """Change the meshConfig of the control plane serving ``cluster`` (its top-level keys replace the current
+        ones), e.g. ``{"serviceSettings": [{"settings": {"clusterLocal": True}, "hosts": ["*.sample.svc.cluster.local"]}]}``.
+        On kind: ``istioctl install`` again with the primary's IstioOperator and this meshConfig."""
+        self._real("set_mesh_config", cluster, keys=list(mesh_config))
+        self.backend.set_mesh_config(cluster, mesh_config)
+
     # ---- tracing ---------------------------------------------------------------------------------
     def enable_tracing(self) -> str:
         """Somewhere for spans to go: on kind Istio's Jaeger addon in each primary; on the local backend meshlab's
@@ -405,10 +412,10 @@ class Lab:
         self._real("enable_tracing", primaries=list(self.topology.control_planes))
         return str(self.backend.enable_tracing())
 
-    def traces(self, expect: int = 1, trace_id: str | None = None, since: float = 0.0, timeout: float = 10.0) -> "dict[str, list[Any]]":
+    def traces(self, expect: int = 1, trace_id: str | None = None, since: float = 0.0, timeout: float = 15.0) -> "dict[str, list[Any]]":
         """The spans received so far (of traces started after ``since``, a ``time.time()``), as traces: trace id ->
         spans, parents first. Waits (up to ``timeout``) until ``expect`` traces -- or the trace ``trace_id`` -- have
-        a SERVER span: proxies export spans after the response."""
+        both a CLIENT and a SERVER span: proxies export spans after the response, in batches."""
         self._real("traces")
         import time
 
@@ -417,7 +424,8 @@ class Lab:
         deadline = time.monotonic() + timeout
         while True:
             got = {t: ss for t, ss in traces(self.backend.spans()).items() if min(s.start_ns for s in ss) >= since * 1e9}
-            done = {t: ss for t, ss in got.items() if any(s.kind == "SERVER" for s in ss)}
+            # each sidecar exports in batches (up to 5 s): a trace is in once both its client and server spans are
+            done = {t: ss for t, ss in got.items() if {"CLIENT", "SERVER"} <= {s.kind for s in ss}}
             if (trace_id in done) if trace_id else len(done) >= expect:
                 return got
             if time.monotonic() > deadline:

@@ -319,7 +319,8 @@ def say_network_needs(number: str | int) -> str:
     """A lab's first words on the network: nothing needed, or what it will fetch and how to avoid it."""
     needs = network_needs(number)
     if not needs:
-        return f"lab {find(number).number} needs no network: every dependency is installed (make setup)"
+        return (f"lab {find(number).number} needs no network on the local backend: every dependency is installed "
+                "(make setup); the kind backend pulls its images unless `meshlab kind images pull` ran before")
     return "\n".join([f"lab {find(number).number} will use the network while it runs:", *(f"  - {n}" for n in needs),
                       "  to work offline (a workshop room), run `make setup` (or `meshlab wasm build-all`) first"])
 

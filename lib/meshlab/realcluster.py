@@ -111,6 +111,9 @@ def command(op: str, *, cluster: str | None = None, workload: str | None = None,
     if op in ("create_remote_secret", "delete_remote_secret"):
         verb = "apply" if op.startswith("create") else "delete"
         return [f"istioctl create-remote-secret {ctx(kw['of'])} --name={kw['of']} | kubectl {verb} -f - {c}"]
+    if op == "set_mesh_config":
+        keys = ",".join(sorted(kw.get("keys") or [])) or "..."
+        return [f"istioctl install {c} -f primary.yaml   # the primary's IstioOperator with spec.meshConfig: {keys}"]
     if op == "enable_tracing":
         return [f"kubectl apply {ctx(x)} -f samples/addons/jaeger.yaml" for x in kw.get("primaries") or ["cluster1"]]
     if op == "traces":

@@ -159,6 +159,8 @@ SHAPES: dict[str, dict[str, Any]] = {
         },
         "lua": {"inlineCode": str},
     },
+    # networking.istio.io: a sidecar's egress hosts only (meshlab.controlplane.sidecar)
+    "Sidecar": {"workloadSelector": {"labels": ("map", str)}, "egress": [{"hosts": [str]}]},
     # telemetry.istio.io/v1: tracing (meshlab.backends.local.tracing follows telemetry.go and tracing.go) and
     # access logging with the built-in ``envoy`` provider (controlplane/telemetry.py follows telemetry.go)
     "Telemetry": {
@@ -445,6 +447,17 @@ def _check_envoy_filter(spec: dict[str, Any], where: str) -> None:
                                 "match the inbound port, or drop portNumber")
 
 
+def _check_sidecar(spec: dict[str, Any], where: str) -> None:
+    """Istio's validation: every egress host is ``namespace/dnsName`` (``.``, ``*`` or ``~`` allowed as namespace)."""
+    if not spec.get("egress"):
+        raise ResourceError(f"{where}: spec.egress is required by the local backend", "list the hosts: egress: [{hosts: [./*, istio-system/*]}]")
+    for i, e in enumerate(spec["egress"]):
+        for h in e.get("hosts", []):
+            if h.count("/") != 1 or not h.split("/")[1]:
+                raise ResourceError(f"{where}: spec.egress[{i}].hosts: {h!r} is not namespace/dnsName",
+                                    "write it like ./*, istio-system/*, */helloworld.sample.svc.cluster.local or ~other/*")
+
+
 def _check_telemetry(spec: dict[str, Any], where: str) -> None:
     for i, entry in enumerate(spec.get("accessLogging", [])):
         for p in entry.get("providers", []):
@@ -467,6 +480,7 @@ def _check_virtual_service(spec: dict[str, Any], where: str) -> None:
 
 
 _SEMANTIC = {
+    "Sidecar": _check_sidecar,
     "Telemetry": _check_telemetry,
     "VirtualService": _check_virtual_service,
     "EnvoyFilter": _check_envoy_filter,

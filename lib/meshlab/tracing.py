@@ -42,15 +42,14 @@ def extension_provider() -> dict[str, Any]:
     return {"name": PROVIDER, "opentelemetry": {"port": OTLP_GRPC_PORT, "service": COLLECTOR_SERVICE}}
 
 
-def telemetry(sampling: float = 100.0, name: str = "mesh-default", namespace: str = "istio-system") -> dict[str, Any]:
+def telemetry(sampling: float = 100.0, name: str = "mesh-default", namespace: str = "istio-system", access_logging: bool = False) -> dict[str, Any]:
     """A ``Telemetry`` resource that turns tracing on with the provider, for every proxy of the mesh (in the
-    root namespace) or of one namespace."""
-    return {
-        "apiVersion": "telemetry.istio.io/v1",
-        "kind": "Telemetry",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"tracing": [{"providers": [{"name": PROVIDER}], "randomSamplingPercentage": sampling}]},
-    }
+    root namespace) or of one namespace. Istio uses one namespace-wide Telemetry per namespace (the oldest), so
+    one that also keeps access logs on says so too (``access_logging``: the built-in ``envoy`` provider)."""
+    spec: dict[str, Any] = {"tracing": [{"providers": [{"name": PROVIDER}], "randomSamplingPercentage": sampling}]}
+    if access_logging:
+        spec = {"accessLogging": [{"providers": [{"name": "envoy"}]}], **spec}
+    return {"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry", "metadata": {"name": name, "namespace": namespace}, "spec": spec}
 
 
 def traces(spans: list[Span]) -> dict[str, list[Span]]:

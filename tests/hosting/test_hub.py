@@ -230,6 +230,20 @@ def test_idle_culler_runs_as_a_service(room: dict) -> None:
     assert "--timeout=3600" in culler[0]
 
 
+def test_room_check_probes_as_a_learner(room: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    """`meshlab room check` says ready exactly when the learners can run the course's own .venv (here they can
+    when the test did not need its stand-in Python), and names the fix otherwise."""
+    from meshlab.room.cli import main as room_main
+
+    status = room_main(["check", "--as", room["logins"][0].user])
+    out = capsys.readouterr().out
+    if room["python"] == str(COURSE / ".venv" / "bin" / "python"):
+        assert status == 0, out
+        assert "meshlab doctor, as a learner" in out and "local backend: ready" in out, out
+    else:
+        assert status == 1 and "✗ the course" in out and "make setup" in out, out
+
+
 def test_stopping_the_hub_leaves_nothing(room: dict) -> None:
     hub: subprocess.Popen = room["hub"]
     proxy_pid = int((room["state"] / "proxy.pid").read_text())

@@ -307,5 +307,6 @@ def test_close_and_down_all_leave_no_process(tmp_path: Path, monkeypatch: pytest
     assert down_all() == 2
     assert not any(procs.is_alive(r) for r in records)
     assert not list((tmp_path / "wasm").glob("envoy-*"))
-    with pytest.raises(MeshlabError, match="closed"):
-        e.load(tmp_path / "x.wasm")
+    for use in (lambda: e.load(tmp_path / "x.wasm"), e.request, e.calls, e.stats, e.access_log):  # after the Cleanup
+        with pytest.raises(MeshlabError, match="this lab is down — run it again from the top"):
+            use()

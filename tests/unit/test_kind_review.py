@@ -263,3 +263,35 @@ def test_rehearse_dry_run_prints_its_plan(capsys: pytest.CaptureFixture[str]) ->
         assert f"## {title}" in out
     assert "$ docker run --rm -i --pull=never --network kind" in out and "kubectl --context kind-cluster1 apply -f" in out
     assert "FAIL:" not in out and "verdict: not rehearsed (dry run)" in out
+
+
+# ---- item 2 on kind: istiod's cluster for a SIMPLE DestinationRule without sni -----------------------------
+
+def test_lab09_reads_the_originated_sni_from_istiods_cluster_shape() -> None:
+    """What `istioctl`/config_dump shows for Istio 1.31's cluster (constructUpstreamTLS leaves `sni` empty, so JSON
+    omits it; setAutoSniAndAutoSanValidation sets the options): lab 09's check reads it without a KeyError."""
+    from meshlab import checks
+
+    cluster = {
+        "name": "outbound|80||external.meshlab.test",
+        "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "common_tls_context": {"combined_validation_context": {"default_validation_context": {}}}}},
+        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "upstream_http_protocol_options": {"auto_sni": True, "auto_san_validation": True},
+            "explicit_http_config": {"http_protocol_options": {}}}},
+    }
+    assert checks.originated_sni(cluster) == {"sni": "", "auto_sni": True, "auto_san_validation": True}
+
+
+# ---- item 11: lab 05's KubeFed kill waits for the pods to go ---------------------------------------------
+
+def test_kubefed_kill_waits_until_the_pods_are_gone_and_the_push(tmp_path: Path) -> None:
+    lab = dry_run_lab("separate-roots", tmp_path)
+    n = len(lab.backend.recorded.steps)
+    lab.mesh.kubefed_kill("helloworld", "cluster2", "demo")
+    scale, gone, pushed = steps_since(lab, n)[:3]
+    assert scale.argv[3:] == ["-n", "demo", "scale", "deployment", "-l", "app=helloworld", "--replicas=0"]
+    assert gone.argv[3:] == ["-n", "demo", "wait", "--for=delete", "pod", "-l", "app=helloworld", "--timeout=120s"]
+    assert pushed.argv[:2] == ["istioctl", "proxy-status"]

@@ -44,6 +44,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "remote_clusters": {"cluster": "cluster1"},
     "create_remote_secret": {"cluster": "cluster1", "of": "cluster2"},
     "delete_remote_secret": {"cluster": "cluster1", "of": "cluster2"},
+    "set_mesh_config": {"cluster": "cluster1", "keys": ["serviceSettings"]},
     "enable_tracing": {"primaries": ["cluster1", "cluster2"]},
     "traces": {},
     "call_from_outside": {"cluster": "cluster1", "url": "https://hello.example.com/hello", "host": "hello.example.com"},

@@ -113,3 +113,57 @@ def test_kind_workflow_records_measured_durations() -> None:
     assert "MESHLAB_TIMINGS=" in KIND_WORKFLOW.read_text()
     assert any(str(s.get("run", "")).strip() == "make setup" for s in steps), "as a user with sudo, like a learner"
     assert "env" not in wf["jobs"]["labs"], "job-level env cannot use the runner context; set it in a step"
+
+
+# ---- the kind workflow's matrix: every lab in one job, each job within its timeout by the plan's estimates ----
+
+SETUP_MINUTES = 20  # checkout, `make setup`, doctor, loading the image archive (an estimate until measured)
+LAB_STEPS_MINUTES = 10  # a lab's own steps besides its bring-ups: restarts, drains, Prometheus' 15 s scrapes ...
+REHEARSAL_MINUTES = 25  # the rehearsal's acts after its bring-up (each fault's repair, a 45 s drain, Prometheus ...)
+
+
+def _real_bringups(notebook: Path) -> int:
+    """How many times the notebook brings a pattern up for real (``Lab.up`` without ``dry_run=True``)."""
+    import nbformat
+
+    nb = nbformat.read(notebook, 4)
+    return sum(1 for c in nb.cells if c.cell_type == "code"
+               for m in re.finditer(r"Lab\.up\(([^\n]*)", c.source) if "dry_run=True" not in m.group(1))  # fmt: skip
+
+
+def _matrix() -> list[dict[str, object]]:
+    wf = yaml.safe_load(KIND_WORKFLOW.read_text())
+    return list(wf["jobs"]["labs"]["strategy"]["matrix"]["include"])
+
+
+def test_every_lab_runs_in_exactly_one_kind_job() -> None:
+    listed = [n for job in _matrix() for n in str(job["labs"]).split()]
+    assert sorted(listed) == sorted(f"labs/{p.name}" for p in (ROOT / "labs").glob("*.ipynb")), "each lab once"
+    assert [job for job in _matrix() if not job["labs"]] == [{"name": "rehearse", "labs": "", "timeout": 70}], "and the rehearsal"
+
+
+def test_each_kind_job_fits_its_timeout_by_the_plans_own_estimates() -> None:
+    """13+ real bring-ups at the plan's 8-15 minutes each never fit one job: each job's labs, by the plan's high
+    estimate per bring-up (every pattern has the same number of clusters, the largest is taken), fit its timeout."""
+    from meshlab.backends.kind import bringup_minutes
+    from meshlab.topology import load_topology, patterns_dir
+
+    bringup = max(bringup_minutes(load_topology(p))[1] for p in patterns_dir().glob("*.yaml"))
+    wf = yaml.safe_load(KIND_WORKFLOW.read_text())
+    assert wf["jobs"]["labs"]["timeout-minutes"] == "${{ matrix.timeout }}"
+    for job in _matrix():
+        labs = [ROOT / n for n in str(job["labs"]).split()]
+        need = SETUP_MINUTES + (sum(_real_bringups(n) * bringup + LAB_STEPS_MINUTES for n in labs) if labs
+                                else bringup + REHEARSAL_MINUTES)
+        assert need <= int(job["timeout"]) <= 360, f"{job['name']}: needs about {need:.0f} min by the estimates, timeout {job['timeout']}"
+    assert sum(_real_bringups(p) for p in (ROOT / "labs").glob("*.ipynb")) * bringup > 180, "why one job could not finish"
+
+
+def test_kind_logs_are_exported_on_failure_or_cancellation_and_each_job_records_its_duration() -> None:
+    steps = yaml.safe_load(KIND_WORKFLOW.read_text())["jobs"]["labs"]["steps"]
+    [export] = [s for s in steps if "kind" in str(s.get("run", "")) and "export logs" in str(s.get("run", ""))]
+    assert export["if"].replace(" ", "") == "failure()||cancelled()"
+    [duration] = [s for s in steps if str(s.get("name", "")).startswith("This job's duration")]
+    assert duration["if"] == "always()" and "durations.txt" in duration["run"]
+    uploads = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert all("${{ strategy.job-index }}" in s["with"]["name"] for s in uploads), "one artifact per job, no overwrites"

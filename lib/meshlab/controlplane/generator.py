@@ -38,11 +38,12 @@ from ..topology import Topology
 from . import envoyfilter
 from . import security as S
 from . import telemetry as T
+from . import sidecar as SC
 from . import tracing as TR
 from .clusters import apply_traffic_policy, eds_cluster, http_protocol_options, is_http2, port_protocol
 from .extensions import PHASES, extension_configs, http_filters, referenced
 from .gateway import auto_sni_options, gateway_listeners, origination
-from .pushcontext import destination_rule, matches, resolve_host, subsets, virtual_service
+from .pushcontext import cluster_local_hosts, destination_rule, is_cluster_local, matches, resolve_host, subsets, virtual_service
 from .routes import ISTIO_DEFAULT_RETRY, ISTIO_INBOUND_RETRY, http_routes
 
 TCP_PROXY = E.T + "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
@@ -74,6 +75,13 @@ def passthrough_hosts(resources: list[dict[str, Any]], labels: dict[str, str]) -
         if server["port"]["number"] == GATEWAY_PORT and server.get("tls", {}).get("mode") == "AUTO_PASSTHROUGH"
         for h in server.get("hosts", [])
     ]
+
+
+def exported_to(export_to: list[str] | None, owner_namespace: str, namespace: str) -> bool:
+    """``PushContext.IsServiceVisible``: ``*`` (the default, meshConfig.defaultServiceExportTo) is every namespace,
+    ``.`` the owner's own, ``~`` none, anything else a namespace by name."""
+    to = set(export_to or ["*"])
+    return "*" in to or ("." in to and owner_namespace == namespace) or namespace in to
 
 
 def host_matches(pattern: str, fqdn: str) -> bool:
@@ -117,8 +125,11 @@ class Translator:
         secrets: dict[str, dict[str, str]] | None = None,
         remote_secrets: dict[str, list[str]] | None = None,
         tracing: dict[str, Any] | None = None,
+        mesh_config: dict[str, Any] | None = None,
     ) -> None:
         self.topology = topology
+        # the serving control plane's meshConfig (serviceSettings: cluster-local hosts)
+        self.cluster_local = cluster_local_hosts((mesh_config or {}).get("serviceSettings", []))
         # control plane -> the clusters it reads through a remote secret (default: the pattern's, Topology.remote_secrets)
         self.remote_secrets = remote_secrets if remote_secrets is not None else {cp: topology.remote_secrets(cp) for cp in topology.control_planes}
         # tracing: the mesh's extension providers and where each provider's service is (see :meth:`tracing_provider`)
@@ -236,6 +247,8 @@ class Translator:
             if r["kind"] != "ServiceEntry":
                 continue
             spec, ns = r["spec"], r["metadata"].get("namespace", "default")
+            if not exported_to(spec.get("exportTo"), ns, w.namespace):
+                continue  # the ServiceEntry's service is not visible in the proxy's namespace (IsServiceVisible)
             for host in spec.get("hosts", []):
                 o = out.get(host)
                 if o is None:
@@ -279,6 +292,10 @@ class Translator:
         endpoints: dict[str, list[E.Endpoint]] = {}
         vhosts: list[dict[str, Any]] = []
         services = self.outbound_services(w, registry, resources)
+        # the Sidecar resource's egress hosts: what this proxy is told about at all (gateways: every service)
+        imported = None if w.app in GATEWAY_LABELS else SC.scope(SC.sidecar_for(resources, w.labels, w.namespace))
+        if imported is not None:
+            services = [o for o in services if imported.imports(o.fqdn, o.namespace)]
         known_clusters: set[str] = set()
 
         for svc in services:
@@ -288,6 +305,8 @@ class Translator:
                 for subset, selector in [("", {}), *subsets(dr).items()]:
                     name = outbound_cluster_name(port, svc.fqdn, subset)
                     pods = [p for p in svc.pods if port in p.ports and matches(p.labels, selector)]
+                    if is_cluster_local(svc.fqdn, self.cluster_local):  # endpoint_builder.go: only the proxy's own cluster
+                        pods = [p for p in pods if p.cluster == w.cluster]
                     dr_tls = policy.get("tls", {}).get("mode")
                     entries = [e for e in svc.entries.get(port, []) if matches(e.labels, selector)]
                     for e in entries:  # a ServiceEntry endpoint speaks mTLS if labelled so (or the DestinationRule says so)
@@ -432,6 +451,8 @@ class Translator:
             listeners.append(T.stats_listener(w.ip))
             clusters.append(T.stats_cluster(w.admin))
         collector = self.tracing_collector()
+        if collector and imported is not None and not imported.imports(collector[0].rsplit("|", 1)[1], "istio-system"):
+            collector = None  # a Sidecar that does not import the collector's service: the proxy cannot export spans
         if (client_tracing or server_tracing) and collector:  # the provider service's outbound cluster (plain gRPC: no sidecar)
             name, address, port = collector
             if name not in {c["name"] for c in clusters}:

@@ -128,3 +128,30 @@ def subsets(rule: dict[str, Any] | None) -> dict[str, dict[str, str]]:
 
 def matches(labels: dict[str, str], selector: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
+
+
+DEFAULT_CLUSTER_LOCAL = ("*.kube-system.svc.cluster.local", "kubernetes.default.svc.cluster.local")  # cluster_local.go defaults
+
+
+def cluster_local_hosts(service_settings: list[dict[str, Any]]) -> dict[str, bool]:
+    """``clusterLocalProvider.onMeshUpdated``: meshConfig.serviceSettings as host -> clusterLocal; a setting with
+    clusterLocal false for a default host (kube-system, kubernetes.default) removes that default."""
+    hosts: dict[str, bool] = {}
+    defaults = list(DEFAULT_CLUSTER_LOCAL)
+    for ss in service_settings:
+        local = bool((ss.get("settings") or {}).get("clusterLocal", False))
+        for h in ss.get("hosts", []):
+            if not local:
+                defaults = [d for d in defaults if not (h == d or (d.startswith("*") and h.endswith(d[1:])))]
+            hosts[h] = local
+    for d in defaults:
+        hosts.setdefault(d, True)
+    return hosts
+
+
+def is_cluster_local(fqdn: str, hosts: dict[str, bool]) -> bool:
+    """``ClusterLocalHosts.IsClusterLocal``: the most specific match (the exact host, else the longest wildcard)."""
+    if fqdn in hosts:
+        return hosts[fqdn]
+    wild = [h for h in hosts if h.startswith("*") and (h == "*" or fqdn.endswith(h[1:]))]
+    return hosts[max(wild, key=len)] if wild else False

@@ -22,6 +22,7 @@ moment it starts, and stopped by ``close()``, at interpreter exit, or -- after a
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import http.client
 import json
@@ -34,13 +35,14 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from .. import xds as X
 from ..runtime import envoy as E
 from ..runtime import procs
-from ..errors import LabStateError, MeshlabError
+from ..errors import LabDownError, MeshlabError
 from ..state import State, home, write_atomic
 
 WASM_FILTER = X.T + "envoy.extensions.filters.http.wasm.v3.Wasm"
@@ -167,6 +169,21 @@ class Calls:
     status: int
     callbacks: list[str]  # proxy_on_* the host called in the module, in order
     host_functions: list[str]  # env.proxy_* the module called in the host, in order
+
+
+T = TypeVar("T")
+
+
+def _open_only(method: Callable[..., T]) -> Callable[..., T]:
+    """After ``close()`` (the lab's Cleanup) a use of the Envoy says the lab is down, not ConnectionRefused."""
+
+    @functools.wraps(method)
+    def guarded(self: "WasmEnvoy", *args: Any, **kwargs: Any) -> T:
+        if self._closed:
+            raise LabDownError()
+        return method(self, *args, **kwargs)
+
+    return guarded
 
 
 class WasmEnvoy:
@@ -346,6 +363,7 @@ class WasmEnvoy:
     def _lds_doc(self, loaded: Loaded | None) -> dict[str, Any]:
         return {"version_info": str(self.version), "resources": [X.resource("envoy.config.listener.v3.Listener", self._listener(loaded))]}
 
+    @_open_only
     def load(
         self,
         wasm_path: str | Path,
@@ -366,7 +384,6 @@ class WasmEnvoy:
         Returns when Envoy applied the new listener; raises MeshlabError with Envoy's reason if it
         rejected it (the previous filter then stays in place).
         """
-        self._require_running()
         src = Path(wasm_path)
         if check:
             from .inspect import inspect
@@ -397,9 +414,9 @@ class WasmEnvoy:
         self.loaded = loaded
         return loaded
 
+    @_open_only
     def unload(self, timeout: float = 15.0) -> None:
         """Remove the Wasm filter (router only): the baseline without a filter."""
-        self._require_running()
         self.version += 1
         self._apply(None, timeout)
         self.loaded = None
@@ -476,11 +493,8 @@ class WasmEnvoy:
         keep = [ln for ln in lines if ("][wasm]" in ln and any(p in ln for p in problems)) or "rejected" in ln]
         return "\n".join(f"  {ln}" for ln in keep[-12:]) or procs.log_tail(self.envoy_log)
 
-    def _require_running(self) -> None:
-        if self._closed:
-            raise LabStateError("this Envoy was closed", "start a new one: meshlab.wasm.envoy()")
-
     # ---- traffic and observation -----------------------------------------------------------------
+    @_open_only
     def request(
         self, path: str = "/hello", headers: dict[str, str] | None = None, method: str = "GET", body: str | bytes | None = None, timeout: float = 5.0
     ) -> Response:
@@ -494,11 +508,11 @@ class WasmEnvoy:
         finally:
             conn.close()
 
+    @_open_only
     def calls(self, path: str = "/hello", method: str = "POST", body: str | bytes | None = "a request body") -> Calls:
         """Send one request with the ``wasm`` log at trace level and return what crossed the boundary:
         the callbacks Envoy called in the module (``[host->vm] proxy_on_...``) and the host functions the
         module called (``[vm->host] env.proxy_...``), in order -- observed, not read from the module."""
-        self._require_running()
         level = self._log_level("wasm")
         start = len(self._log_lines())
         self.admin.get("/logging?wasm=trace", method="POST")
@@ -515,6 +529,7 @@ class WasmEnvoy:
         m = re.search(rf"^\s*{logger}: (\w+)", body, re.M)
         return m.group(1) if m else "info"
 
+    @_open_only
     def stats(self, prefix: str = "wasm") -> dict[str, int]:
         """Envoy's counters and gauges whose name starts with ``prefix`` (e.g. ``wasm``, ``wasmcustom``)."""
         return {k: v for k, v in self.admin.stats(filter="^" + re.escape(prefix)).items()}
@@ -525,6 +540,7 @@ class WasmEnvoy:
         except OSError:
             return []
 
+    @_open_only
     def logs(self, contains: str = "", wasm_only: bool = True, last: int | None = None, wait: float = 0.3) -> list[str]:
         """Envoy log lines of the wasm component (the filter's proxy_log output is ``wasm log ...``).
 
@@ -535,6 +551,7 @@ class WasmEnvoy:
         lines = [ln for ln in self._log_lines() if (not wasm_only or "][wasm]" in ln) and contains in ln]
         return lines[-last:] if last else lines
 
+    @_open_only
     def wait_for_log(self, contains: str, timeout: float = 5.0) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -544,6 +561,7 @@ class WasmEnvoy:
             time.sleep(0.05)
         raise MeshlabError(f"no Envoy log line containing {contains!r} within {timeout:.0f}s", f"look at {self.envoy_log}")
 
+    @_open_only
     def access_log(self, last: int = 20, wait: float = 0.3) -> list[dict[str, Any]]:
         """The listener's access log entries (JSON), newest last."""
         if wait:
@@ -554,6 +572,7 @@ class WasmEnvoy:
             return []
         return [json.loads(ln) for ln in lines[-last:] if ln.strip()]
 
+    @_open_only
     def config(self) -> dict[str, Any]:
         """The Wasm filter as Envoy holds it now (from /config_dump), or {} without one."""
         dump = self.admin.config_dump("dynamic_listeners")

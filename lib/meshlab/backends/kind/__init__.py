@@ -5,10 +5,10 @@ every command and manifest, validated, for an instructor to read.
     print(up_plan(load_topology("separate-networks"), Path("/tmp/lab")))
 """
 
-from .backend import KindBackend, Pod, bringup_estimate, kind_clusters, parse_calls, parse_endpoints, parse_proxy_status, up_plan
+from .backend import KindBackend, Pod, bringup_estimate, bringup_minutes, kind_clusters, parse_calls, parse_endpoints, parse_proxy_status, up_plan
 from .executor import Executor
 from .plan import Plan, Step
 from .schema import SchemaError, validate
 
-__all__ = ["Executor", "KindBackend", "Plan", "Pod", "SchemaError", "Step", "bringup_estimate", "kind_clusters", "parse_calls", "parse_endpoints",
+__all__ = ["Executor", "KindBackend", "Plan", "Pod", "SchemaError", "Step", "bringup_estimate", "bringup_minutes", "kind_clusters", "parse_calls", "parse_endpoints",
            "parse_proxy_status", "up_plan", "validate"]

@@ -111,15 +111,19 @@ def workloads_of(deployments: list[dict[str, Any]]) -> list[Workload]:
 
 # ---- the bring-up plan ----------------------------------------------------------------------------
 
-def bringup_estimate(t: Topology) -> str:
-    """How long ``up`` takes on kind, as an estimate (not yet measured: no Docker on the development
-    machines), for a 4-core 16 GB laptop with the images cached: clusters are created in parallel,
-    each cluster then adds its images, Istio install and samples. The kind workflow measures the real
-    numbers (``MESHLAB_TIMINGS``); replace these once measured."""
+def bringup_minutes(t: Topology) -> tuple[float, float]:
+    """How long ``up`` takes on kind, low and high, in minutes: an estimate (not yet measured: no Docker on the
+    development machines) for a 4-core 16 GB machine with the images cached; clusters are created in parallel,
+    each cluster then adds its images, Istio install and samples. The kind workflow measures the real numbers
+    (``MESHLAB_TIMINGS``) and sizes its jobs' timeouts by the high one; replace these once measured."""
     n = len(t.clusters)
-    low, high = 5 + 1.5 * n, 9 + 3 * n
-    return (f"about {low:.0f}-{high:.0f} minutes on kind for {n} clusters with the images cached (an estimate, not yet "
-            "measured); add 3-10 minutes the first time, for the image pulls")
+    return 5 + 1.5 * n, 9 + 3 * n
+
+
+def bringup_estimate(t: Topology) -> str:
+    low, high = bringup_minutes(t)
+    return (f"about {low:.0f}-{high:.0f} minutes on kind for {len(t.clusters)} clusters with the images cached (an estimate, "
+            "not yet measured); add 3-10 minutes the first time, for the image pulls")
 
 
 def up_plan(t: Topology, state_dir: Path, samples: bool = True) -> Plan:
@@ -722,6 +726,19 @@ class KindBackend:
         return parse_remote_clusters(self._capture(["istioctl", "remote-clusters", "--context", K.context(cluster)], cluster,
                                                    f"the clusters istiod in {cluster} reads"))
 
+    def set_mesh_config(self, cluster: str, mesh_config: dict[str, Any]) -> None:
+        """The control plane's meshConfig, changed by re-running ``istioctl install`` with the primary's IstioOperator
+        (what ``up`` installed, its meshConfig keys replaced by ``mesh_config``'s); kept in the state for later calls."""
+        cp = self.topology.clusters[self.topology.cluster(cluster).control_plane]
+        merged = {**self.state.data.get("mesh_config", {}).get(cp.name, {}), **mesh_config}
+        plan = Plan(f"meshConfig of {cp.name}")
+        I.add_mesh_config(plan, self.topology, cp, merged)
+        self.executor.execute(plan)
+        self.state.data.setdefault("mesh_config", {})[cp.name] = merged
+        if not self.dry_run:
+            self.state.save()
+        self._wait_synced(f"the new meshConfig of {cp.name}")
+
     # ---- tracing: Istio's Jaeger addon -----------------------------------------------------------------
     def enable_tracing(self) -> str:
         """Istio's Jaeger addon (``samples/addons/jaeger.yaml`` of the release, OTLP on 4317) in every primary, whose
@@ -1026,10 +1043,10 @@ class KindBackend:
         return parse_calls(out or "", url, f"outside ({cluster}'s {INGRESS})", self._where())
 
     def _where(self) -> dict[str, str]:
-        """pod name -> its cluster, for every sample pod: who answered a call."""
+        """pod name -> its cluster, for every pod of the lab's namespaces: who answered a call."""
         from . import kube
 
-        return {p["name"]: c for c in self.topology.clusters for p in kube.pods(c, S.NAMESPACE)}
+        return {p["name"]: c for c in self.topology.clusters for ns in self._namespaces(c) for p in kube.pods(c, ns)}
 
     def load(self, workload: str, url: str, cluster: str, connections: int = 16, seconds: float = 3.0,
              headers: dict[str, str] | None = None, label: str = "") -> "LoadResult":

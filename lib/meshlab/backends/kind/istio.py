@@ -342,6 +342,15 @@ def add_istio(plan: Plan, t: Topology) -> None:
             _remote_secret(plan, a, b, f"{a.name} and {b.name} are primaries of mesh {a.mesh}")
 
 
+def add_mesh_config(plan: Plan, t: Topology, c: Cluster, mesh_config: dict[str, Any]) -> None:
+    """Change a primary's meshConfig the way it was set: ``istioctl install`` again with the primary's IstioOperator,
+    its meshConfig keys replaced by ``mesh_config``'s (istiod reloads the mesh config without a restart)."""
+    iop = primary_iop(t, c)
+    iop["spec"]["meshConfig"] = {**iop["spec"]["meshConfig"], **mesh_config}
+    plan.phase = f"meshConfig of {c.name}"
+    _install(plan, c, f"istioctl install again with meshConfig {', '.join(sorted(mesh_config))} changed", iop, ("istio-install", "mesh-config"))
+
+
 def add_tracing_addon(plan: Plan, t: Topology) -> None:
     """Istio's Jaeger addon in every primary (istio.io, "Jaeger" integration: ``kubectl apply -f`` the release's
     ``samples/addons/jaeger.yaml``, here at the release tag and checksum-verified, its image in the cache):

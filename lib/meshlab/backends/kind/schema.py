@@ -63,6 +63,9 @@ ISTIO_OPERATOR = {
                 "accessLogEncoding": {"enum": ["TEXT", "JSON"]},
                 "accessLogFormat": "string",
                 "enableTracing": "boolean",
+                # ServiceSettings: clusterLocal hosts (cluster_local.go)
+                "serviceSettings": {"list": {"props": {"settings": {"props": {"clusterLocal": "boolean"}},
+                                                       "hosts": {"list": "string"}}}},
                 # MeshConfig.ExtensionProvider (subset): the OpenTelemetry tracing provider of istio.io's Jaeger task
                 "extensionProviders": {"list": {"props": {
                     "name": "string",

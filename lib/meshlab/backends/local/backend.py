@@ -583,7 +583,8 @@ class LocalBackend:
                 w, registry, xds, self.resources_for(w.cluster))
         certs = {x.pod: self._cert(x) for x in registry if x.app != GATEWAY_APP and x.sidecar}
         t = Translator(self.topology, gateways, certs, labels, self.state.data.get("telemetry"), secrets=self.tls_secrets(w.cluster),
-                       remote_secrets=self.state.data.get("remote_secrets"), tracing=self.mesh_tracing())
+                       remote_secrets=self.state.data.get("remote_secrets"), tracing=self.mesh_tracing(),
+                       mesh_config=self.state.data.get("mesh_config", {}).get(self.topology.clusters[w.cluster].control_plane))
         if w.app == INGRESS_APP:
             cfg = t.ingress(w, [x for x in registry if x.app != INGRESS_APP], xds, self.resources_for(w.cluster))
         else:
@@ -773,6 +774,23 @@ class LocalBackend:
         secrets = (self.state.data.get("remote_secrets") or {}).get(cluster, self.topology.remote_secrets(cluster))
         rows = [{"NAME": cluster, "SECRET": "", "STATUS": "synced", "ISTIOD": istiod, "REVISION": ""}]
         return rows + [{"NAME": r, "SECRET": f"istio-system/istio-remote-secret-{r}", "STATUS": "synced", "ISTIOD": istiod, "REVISION": ""} for r in secrets]
+
+    def set_mesh_config(self, cluster: str, mesh_config: dict[str, Any]) -> None:
+        """Merge ``mesh_config`` into the meshConfig of ``cluster``'s control plane (top-level keys replace) and push.
+        The local backend implements ``serviceSettings`` (cluster-local hosts); any other key is refused by name."""
+        c = self.topology.cluster(cluster)
+        unknown = sorted(set(mesh_config) - {"serviceSettings"})
+        if unknown:
+            raise ResourceError(f"meshConfig.{unknown[0]} is not supported by the local backend",
+                                "the local backend implements meshConfig.serviceSettings; use the kind backend for the rest")
+        for i, ss in enumerate(mesh_config.get("serviceSettings", [])):
+            extra = sorted(set(ss) - {"settings", "hosts"}) or sorted(set(ss.get("settings") or {}) - {"clusterLocal"})
+            if extra or not isinstance(ss.get("hosts"), list):
+                raise ResourceError(f"meshConfig.serviceSettings[{i}]: {extra[0] if extra else 'hosts'} is not supported",
+                                    "write {settings: {clusterLocal: true}, hosts: [\"*.sample.svc.cluster.local\"]}")
+        self.state.data.setdefault("mesh_config", {}).setdefault(c.control_plane, {}).update(mesh_config)
+        self.state.save()
+        self.sync(c.control_plane)
 
     def set_network_label(self, cluster: str, network: str | None) -> None:
         """Set (or, with None, remove) the ``topology.istio.io/network`` label of ``cluster``'s istio-system
