@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from meshlab import faults
+from meshlab import dataplane, faults
 from meshlab.errors import MeshlabError
 from meshlab.lab import Lab
 
@@ -22,7 +22,7 @@ SEEDS = (0, 2, 3)  # together: every fault of the mystery pool, rounds of two an
 
 @pytest.fixture(scope="module")
 def lab(module_home: Path) -> Iterator[Lab]:
-    lab = Lab.up("separate-networks", samples=True, home_dir=module_home, quiet=True)
+    lab = dataplane.access_logs_on(Lab.up("separate-networks", samples=True, home_dir=module_home, quiet=True))
     yield lab
     lab.down(quiet=True)
 
