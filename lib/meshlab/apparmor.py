@@ -26,6 +26,7 @@ PROFILE_NAME = "meshlab-userns"
 HOLDER = Path("/usr/local/libexec/meshlab/unshare")  # meshlab's copy of util-linux's unshare
 PROFILE = Path("/etc/apparmor.d") / PROFILE_NAME
 RESTRICT_KNOB = Path("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
+APPARMOR_FS = Path("/sys/kernel/security/apparmor")
 
 
 def profile_text(holder: Path = HOLDER) -> str:
@@ -88,7 +89,9 @@ def install(group: str | None = None, root: Path = Path("/"), load: bool = True)
     profile.parent.mkdir(parents=True, exist_ok=True)
     profile.write_text(profile_text(HOLDER))
     done.append(f"wrote the AppArmor profile {profile} (grants `userns` to {HOLDER} only)")
-    if load:
+    if load and not APPARMOR_FS.exists():
+        done.append(f"not loaded: AppArmor is not active on this machine ({APPARMOR_FS} is absent); it loads at boot where it is")
+    elif load:
         parser = which("apparmor_parser", "install AppArmor's tools (Debian/Ubuntu package apparmor)")
         run([parser, "-r", str(profile)], hint="this AppArmor may be older than 4.0 (Ubuntu 24.04), which knows the userns rule")
         done.append(f"loaded it: apparmor_parser -r {profile}")
@@ -100,7 +103,7 @@ def remove(root: Path = Path("/"), load: bool = True) -> list[str]:
     holder, profile = root / HOLDER.relative_to("/"), root / PROFILE.relative_to("/")
     done = []
     if profile.exists():
-        if load:
+        if load and APPARMOR_FS.exists():
             run([which("apparmor_parser"), "-R", str(profile)], check=False)
         profile.unlink()
         done.append(f"removed the AppArmor profile {profile}")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,6 +27,7 @@ from typing import Any
 from .runtime import procs
 from .errors import MeshlabError
 from .exec import which
+from .state import home
 
 WRK_HINT = "install it: `make setup` (Debian package wrk), or `sudo apt-get install -y wrk`"
 MARK = "MESHLAB-WRK "
@@ -115,7 +115,7 @@ def wrk(
     binary = which("wrk", WRK_HINT)
     if connections < threads:
         threads = connections
-    work = workdir or Path(tempfile.gettempdir())
+    work = workdir or home() / "load"  # the caller's own: never a path other users share (/tmp)
     work.mkdir(parents=True, exist_ok=True)
     argv = [*exec_prefix, binary, "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
             "--timeout", f"{timeout:g}s", "-s", str(_script(work))]  # fmt: skip

@@ -76,7 +76,7 @@ def ingress_target_port(service_port: int) -> int:
 
 def gateway_listeners(
     gw_labels: dict[str, str], gw_ip: str, resources: list[dict[str, Any]], known_clusters: set[str],
-    secrets: dict[str, dict[str, str]], bundle: list[str], access_log: str,
+    secrets: dict[str, dict[str, str]], bundle: list[str], access_log: str, tracing: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """One listener per server port of every Gateway selecting this proxy, ``0.0.0.0_<target port>`` in Istio's
     names (443 -> ``0.0.0.0_8443``, see :data:`INGRESS_SERVICE_PORTS`); a filter chain per server; routes from the bound VirtualServices' ``http`` rules; the
@@ -106,7 +106,7 @@ def gateway_listeners(
                           f"https.{port}.{server['port'].get('name', '')}.{g['metadata']['name']}.{_ns(g)}")
             hcm = E.hcm(
                 f"outbound_0.0.0.0_{target}", {"name": route_name, "virtual_hosts": vhosts}, access_log,
-                {"use_remote_address": True},
+                {"use_remote_address": True, **({"tracing": tracing} if tracing else {})},  # a router: the client spec (tracing.go)
                 http_filters=[*S.inbound_http_filters(resources, gw_labels, S.ROOT_NAMESPACE, bundle, lambda phase: [], gateway=True), E.FAULT_FILTER],
             )  # fmt: skip
             chain: dict[str, Any] = {"filters": [hcm]}

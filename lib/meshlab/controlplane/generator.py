@@ -515,7 +515,7 @@ class Translator:
         base = self.sidecar(gw, registry, xds, resources)
         listeners = gateway_listeners(
             gw.labels, gw.ip, resources, {c["name"] for c in base.clusters}, self.secrets, self.topology.trust_domains(gw.cluster),
-            self.log_path(gw, resources, "CLIENT"),
+            self.log_path(gw, resources, "CLIENT"), self.hcm_tracing(gw, resources)[0],
         )
         return E.ProxyConfig(listeners, base.clusters, base.endpoints)
 

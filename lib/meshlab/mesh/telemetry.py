@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from ..registry import GATEWAY_APP, INGRESS_APP
 from ..topology import kube_context
 from ..display import Diagram, Table
 from ..errors import MeshlabError
-from ..exec import run, which
+from ..exec import which
 
 if TYPE_CHECKING:
     from ..lab import Lab
@@ -212,9 +211,8 @@ class Telemetry:
 
         kw = {"host": inst.address, "port": inst.port, "authority": f"{inst.address}:{inst.port}", "path": path, "n": 1, "headers": {}, "timeout": timeout}
         if self.lab.backend.mode == net.USERNS:
-            argv = self.lab.backend.network.exec_prefix(inst.netns) + [  # type: ignore[union-attr]
-                sys.executable, "-m", "meshlab.runtime.client", json.dumps({"op": "calls", **kw})]
-            raw = json.loads(run(argv, timeout=timeout + 5).stdout)
+            raw = client.ask(self.lab.backend.network.exec_prefix(inst.netns), {"op": "calls", **kw}, timeout + 5,  # type: ignore[union-attr]
+                             lambda rec: self.lab.state.record("processes", rec))
         else:
             with net.in_netns(inst.netns):
                 raw = client.calls(**kw)

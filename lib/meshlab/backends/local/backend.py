@@ -24,7 +24,6 @@ from ...pki import PKI, WorkloadCert
 from ...state import State, load_generated, prefix_for, write_atomic
 from ...topology import Topology
 from ...traffic import Answer, CallResult, parse_answer, split_url
-from ...exec import run
 from ...xds import ProxyConfig, ecds_path, eds_path
 from ...controlplane import Translator
 from ...display import Table, pods_table
@@ -954,12 +953,12 @@ class LocalBackend:
         return self._in_netns(w.netns, op, **kw)
 
     def _in_netns(self, netns: str | None, op: str, **kw: Any) -> Any:
-        """Run a client operation inside a namespace: in this thread, or as a subprocess in userns mode."""
+        """Run a client operation inside a namespace: in this thread, or (userns mode) by the namespace's serving client."""
         if self.mode != net.USERNS:
             with net.in_netns(netns):
                 return client.calls(**kw) if op == "calls" else client.connect(**kw)
-        argv = self.network.exec_prefix(netns) + [sys.executable, "-m", "meshlab.runtime.client", json.dumps({"op": op, **kw})]
-        return json.loads(run(argv, timeout=60).stdout)
+        budget = 30 + float(kw.get("timeout", 5)) * int(kw.get("n", 1))
+        return client.ask(self.network.exec_prefix(netns), {"op": op, **kw}, budget, lambda rec: self.state.record("processes", rec))
 
     # ---- the edges: outside clients, external services, TLS secrets -----------------------------
     def create_tls_secret(self, name: str, hosts: list[str], cluster: str) -> dict[str, str]:
