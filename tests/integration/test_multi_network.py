@@ -95,8 +95,10 @@ def test_unsupported_fields_are_refused_by_name(sn_lab: Lab) -> None:
     }
     with pytest.raises(ResourceError, match=r"spec\.trafficPolicy\.portLevelSettings"):
         sn_lab.apply(dr, cluster="cluster1")
-    with pytest.raises(ResourceError, match="kind 'Sidecar' is not supported"):
-        sn_lab.apply("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: x}\nspec: {}\n", cluster="cluster1")
+    with pytest.raises(ResourceError, match="kind 'WorkloadEntry' is not supported"):
+        sn_lab.apply("apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: x}\nspec: {}\n", cluster="cluster1")
+    with pytest.raises(ResourceError, match="spec.ingress is not supported"):  # a Sidecar: egress hosts only
+        sn_lab.apply("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: x}\nspec: {ingress: []}\n", cluster="cluster1")
     with pytest.raises(ResourceError, match="must be int"):
         dr["spec"]["trafficPolicy"] = {"outlierDetection": {"consecutive5xxErrors": "three"}}
         sn_lab.apply(dr, cluster="cluster1")

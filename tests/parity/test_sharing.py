@@ -58,3 +58,17 @@ def test_cluster_local_most_specific_match_and_defaults() -> None:
     assert not is_cluster_local("helloworld.other.svc.cluster.local", hosts)
     off = cluster_local_hosts([{"settings": {"clusterLocal": False}, "hosts": ["*.kube-system.svc.cluster.local"]}])
     assert not is_cluster_local("kube-dns.kube-system.svc.cluster.local", off), "clusterLocal false removes a default"
+
+
+@pytest.mark.istio("pilot/pkg/model/push_context.go: initVirtualServices")
+def test_a_virtual_service_applies_only_where_it_is_exported() -> None:
+    from meshlab.controlplane.pushcontext import virtual_service
+
+    vs = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "hw", "namespace": "sample"},
+          "spec": {"hosts": ["helloworld.sample.svc.cluster.local"], "exportTo": ["."], "http": []}}
+    fqdn = "helloworld.sample.svc.cluster.local"
+    assert virtual_service([vs], fqdn, "sample") is vs, "exported to its own namespace"
+    assert virtual_service([vs], fqdn, "legacy") is None, "not exported to legacy: its proxies route by default"
+    public = {**vs, "spec": {**vs["spec"], "exportTo": ["*"]}}
+    assert virtual_service([public], fqdn, "legacy") is public
+    assert virtual_service([{**vs, "spec": {**vs["spec"], "exportTo": ["~"]}}], fqdn, "sample") is None

@@ -143,3 +143,20 @@ def test_the_local_backend_accepts_expose_services_and_refuses_other_gateways() 
     mutual["spec"]["servers"][0]["tls"]["mode"] = "MUTUAL"
     with pytest.raises(ResourceError, match="AUTO_PASSTHROUGH"):
         parse(mutual)
+
+
+def test_the_mystery_picks_two_or_three_faults_per_seed_and_names_none(kind_lab, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    picks = {seed: faults.pick(seed) for seed in range(40)}
+    assert all(2 <= len(p) <= 3 and len(set(p)) == len(p) and set(p) <= set(faults.MYSTERY_POOL) for p in picks.values())
+    assert {len(p) for p in picks.values()} == {2, 3} and set().union(*picks.values()) == set(faults.MYSTERY_POOL)
+    assert faults.pick("learner07@room") == faults.pick("learner07@room"), "stable for one learner"
+    assert len({tuple(faults.pick(f"learner{i:02}@room")) for i in range(20)}) > 5, "neighbours get other faults"
+    mystery = faults.Mystery(kind_lab, 3)
+    assert mystery.names == faults.pick(3) and not any(n in repr(mystery) for n in faults.FAULTS)
+    mystery.inject()  # on kind: the operators' commands, recorded by the dry run
+    assert not any(n in capsys.readouterr().out for n in faults.FAULTS)
+    with pytest.raises(MeshlabError, match="not a dict of diagnoses"):
+        mystery.grade("network-label")
+    with pytest.raises(MeshlabError, match="no fault named 'typo'"):
+        mystery.grade({"typo": 1})
+    assert kind_lab.backend.recorded.problems() == []

@@ -683,3 +683,23 @@ def test_lab_revokes_and_grants_remote_secrets_and_installs_jaeger_on_kind(tmp_p
     assert [s.cluster for s in steps if "tracing-addon" in s.tags] == ["cluster1", "cluster2"]
     with pytest.raises(Exception, match="runs no istiod|cannot hold"):
         dry_run_lab("separate-networks", tmp_path / "sn").delete_remote_secret("cluster1", in_cluster="cluster2")
+
+
+def test_mesh_config_changes_rerun_istioctl_install_with_the_primarys_operator(tmp_path: Path) -> None:
+    """Cluster-local hosts on kind: `istioctl install` again with the primary's IstioOperator, meshConfig.serviceSettings
+    set (and kept for the next change), validated like the bring-up's."""
+    from meshlab.lab import dry_run_lab
+
+    lab = dry_run_lab("multi-primary", tmp_path)
+    n = len(list(lab.backend.recorded))
+    local = {"serviceSettings": [{"settings": {"clusterLocal": True}, "hosts": ["*.sample.svc.cluster.local"]}]}
+    lab.set_mesh_config("cluster2", local)
+    [step] = [s for s in list(lab.backend.recorded)[n:] if "mesh-config" in s.tags]
+    assert step.argv[:5] == ["istioctl", "install", "-y", "--context", "kind-cluster2"]
+    spec = iop(step)["spec"]
+    assert spec["meshConfig"]["serviceSettings"] == local["serviceSettings"]
+    assert spec["values"]["global"] == {"meshID": "mesh1", "multiCluster": {"clusterName": "cluster2"}, "network": "network2"}
+    assert spec["meshConfig"]["extensionProviders"] and "defaultConfig" in spec["meshConfig"], "the rest of the install's meshConfig stays"
+    from meshlab.backends.kind.schema import validate
+
+    validate(iop(step))

@@ -360,7 +360,7 @@ class Translator:
             return name
 
         for svc in services:
-            vs = virtual_service(resources, svc.fqdn)
+            vs = virtual_service(resources, svc.fqdn, w.namespace)
             for i, port in enumerate(svc.ports):
                 if vs:
                     ns = vs["metadata"].get("namespace", "default")

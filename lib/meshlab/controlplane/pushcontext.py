@@ -110,12 +110,15 @@ def refuse_unmergeable(doc: dict[str, Any], others: list[dict[str, Any]]) -> Non
             )
 
 
-def virtual_service(resources: list[dict[str, Any]], fqdn: str) -> dict[str, Any] | None:
+def virtual_service(resources: list[dict[str, Any]], fqdn: str, client_namespace: str | None = None) -> dict[str, Any] | None:
     """The VirtualService for ``fqdn`` that applies to sidecars (no ``gateways``, or ``mesh`` among them); its
-    hosts resolve as ``ResolveShortnameToFQDN`` does (wildcard hosts for sidecars are refused at apply)."""
+    hosts resolve as ``ResolveShortnameToFQDN`` does (wildcard hosts for sidecars are refused at apply). With
+    ``client_namespace``, only one its ``exportTo`` makes visible there (``initVirtualServices``: ``*`` by default
+    (meshConfig.defaultVirtualServiceExportTo), ``.`` its own namespace, ``~`` none, namespaces by name)."""
     for r in resources:
         if r["kind"] == "VirtualService" and "mesh" in r["spec"].get("gateways", ["mesh"]) \
-                and any(resolve_host(h, _ns(r)) == fqdn for h in r["spec"].get("hosts", [])):
+                and any(resolve_host(h, _ns(r)) == fqdn for h in r["spec"].get("hosts", [])) \
+                and (client_namespace is None or _exported(r, client_namespace)):
             return r
     return None
 
