@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rounds:
         pss = max(r.peak_pss.values()) / MIB if r.peak_pss else 0
         print(f"{r.learners:>3}  {r.wall:>9.0f}  {r.wall / one.wall:>6.2f}  {', '.join(r.ok):<22}  {pss:>22.0f}  {r.peak_host / r.learners / MIB:>23.0f}")
-    return 0 if all(ok.split("/")[0] == ok.split("/")[-1] for r in rounds for ok in r.ok) else 1
+    return 0 if all("/" in ok and ok.split("/")[0] == ok.split("/")[1] for r in rounds for ok in r.ok) else 1
 
 
 if __name__ == "__main__":
