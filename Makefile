@@ -27,6 +27,7 @@ system-packages:
 $(STAMP): lib/pyproject.toml hub/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e './lib[$(EXTRAS)]'
+	$(BIN)/python -m meshlab.otlp --repair-protos  # xds-protos ships an older copy of opentelemetry's protos over them
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (meshlab)" >/dev/null
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/npm ci --prefix hub --no-audit --no-fund --loglevel=error  # the room hub's proxy
 	$(BIN)/meshlab version

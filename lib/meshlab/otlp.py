@@ -87,8 +87,33 @@ def read_spans(path: Path) -> list[Span]:
     return [Span(**json.loads(line)) for line in lines if line.strip()]
 
 
+def protos_intact() -> bool:
+    """Whether opentelemetry-proto's modules are its own: xds-protos ships an older copy of the same files
+    (``opentelemetry/proto/...``, before ``ScopeSpans``), and whichever package pip installs last wins."""
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    return hasattr(trace_pb2, "ScopeSpans")
+
+
+def repair_protos() -> str:
+    """Reinstall opentelemetry-proto's own files (same version, no dependencies) over xds-protos' copies."""
+    import importlib.metadata
+    import sys
+
+    from .exec import run
+
+    if protos_intact():
+        return "opentelemetry-proto: intact"
+    pin = f"opentelemetry-proto=={importlib.metadata.version('opentelemetry-proto')}"
+    run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--force-reinstall", "--no-deps", pin], timeout=600)
+    return f"opentelemetry-proto: reinstalled {pin} over xds-protos' older copy"
+
+
 def serve(host: str, port: int, out: Path) -> None:
     """Run the TraceService until SIGTERM/SIGINT; print ``listening on`` once it accepts connections."""
+    if not protos_intact():
+        raise SystemExit("opentelemetry-proto's files were overwritten by xds-protos' older copy (no ScopeSpans): "
+                         "run `make setup`, or `python -m meshlab.otlp --repair-protos`")
     import grpc
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as pb
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as pb_grpc
@@ -122,9 +147,15 @@ def serve(host: str, port: int, out: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--listen", required=True, help="host:port, e.g. 10.250.0.200:4317")
-    ap.add_argument("--out", required=True, type=Path, help="the JSON-lines file the spans go to")
+    ap.add_argument("--listen", help="host:port, e.g. 10.250.0.200:4317")
+    ap.add_argument("--out", type=Path, help="the JSON-lines file the spans go to")
+    ap.add_argument("--repair-protos", action="store_true", help="reinstall opentelemetry-proto's files over xds-protos' copy (make setup)")
     args = ap.parse_args()
+    if args.repair_protos:
+        print(repair_protos())
+        return
+    if not args.listen or not args.out:
+        ap.error("--listen and --out are required")
     host, _, port = args.listen.rpartition(":")
     serve(host, int(port), args.out)
 

@@ -24,8 +24,6 @@ It follows what istiod does for the same inputs:
 from __future__ import annotations
 
 import json
-import math
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,7 @@ from typing import Any
 from .. import xds as E
 from ..errors import ResourceError
 from ..pki import WorkloadCert
-from ..registry import DOMAIN_SUFFIX, GATEWAY_LABELS, GATEWAY_PORT, OUTBOUND_PORT, Service, Workload, outbound_cluster_name, sni
+from ..registry import DOMAIN_SUFFIX, GATEWAY_LABELS, GATEWAY_PORT, OUTBOUND_PORT, Workload, outbound_cluster_name, sni
 from ..topology import Topology
 from . import envoyfilter
 from . import security as S
@@ -41,6 +39,7 @@ from . import telemetry as T
 from . import sidecar as SC
 from . import tracing as TR
 from .clusters import apply_traffic_policy, eds_cluster, http_protocol_options, is_http2, port_protocol
+from .endpoints import EndpointBuilder
 from .extensions import PHASES, extension_configs, http_filters, referenced
 from .gateway import auto_sni_options, gateway_listeners, origination
 from .pushcontext import cluster_local_hosts, destination_rule, is_cluster_local, matches, resolve_host, subsets, virtual_service
@@ -116,7 +115,7 @@ def service_metadata(svc: Outbound) -> dict[str, str]:
     return {"host": svc.fqdn, "name": name, "namespace": svc.namespace}
 
 
-class Translator:
+class Translator(EndpointBuilder):
     """Builds each proxy's ProxyConfig from the registry and resources as seen by its control plane."""
 
     def __init__(
@@ -141,16 +140,6 @@ class Translator:
         # cluster -> the topology.istio.io/network label of its istio-system namespace ("" = unlabelled)
         self.network_labels = network_labels if network_labels is not None else {n: c.network for n, c in topology.clusters.items()}
 
-    def endpoint_network(self, cluster: str) -> str:
-        """The network istiod gives a pod of ``cluster``: its istio-system namespace's label ("" without one;
-        pods carry no network label of their own). The proxies' own network comes from the install values."""
-        return self.network_labels.get(cluster, "")
-
-    def direct(self, client_cluster: str, cluster: str) -> bool:
-        """Istio's EndpointsByNetworkFilter: an endpoint on the proxy's network, or on an unknown ("") one,
-        is used at its own address; any other goes through its network's gateway."""
-        return self.endpoint_network(cluster) in ("", self.topology.clusters[client_cluster].network)
-
     @staticmethod
     def extension_filters(
         w: Workload, resources: list[dict[str, Any]], xds: Path, direction: str, port: int | None = None, phase: str | None = None
@@ -159,74 +148,6 @@ class Translator:
         Istio's order (only those of ``phase`` when given)."""
         phases = PHASES if phase is None else (phase.removesuffix("_PHASE"),)
         return http_filters(w.labels, w.namespace, resources, direction, lambda name: E.ecds_path(xds, name), port, phases)
-
-    def reads(self, control_plane: str) -> list[str]:
-        """The clusters whose registry ``control_plane`` reads: the clusters it serves, and those it holds a remote
-        secret for (multi-primary: the other primaries of its mesh). A revoked secret's cluster is gone, as when
-        istiod drops a deleted secret's cluster (``pilot/pkg/serviceregistry/kube/controller/multicluster.go``
-        ``kubeController.Close``)."""
-        served = [c.name for c in self.topology.served_by(control_plane)]
-        return list(dict.fromkeys(served + list(self.remote_secrets.get(control_plane, []))))
-
-    def visible(self, cluster: str, registry: list[Workload]) -> list[Workload]:
-        """Workloads the control plane serving ``cluster`` knows about (its registry: :meth:`reads`)."""
-        known = set(self.reads(self.topology.clusters[cluster].control_plane))
-        return [w for w in registry if w.cluster in known]
-
-    def topology_labels(self, cluster: str) -> dict[str, str]:
-        c = self.topology.clusters[cluster]
-        return {
-            "topology.istio.io/cluster": c.name,
-            "topology.istio.io/network": c.network,
-            "topology.kubernetes.io/region": c.region,
-            "topology.kubernetes.io/zone": c.zone,
-        }
-
-    @staticmethod
-    def services(workloads: list[Workload]) -> list[Service]:
-        ports: dict[tuple[str, str], dict[int, str]] = {}
-        for w in workloads:
-            if w.ports:
-                ports.setdefault((w.app, w.namespace), {}).update(zip(w.ports, w.port_names or [""] * len(w.ports)))
-        return [Service(n, ns, tuple(sorted(p)), tuple(p[k] for k in sorted(p))) for (n, ns), p in sorted(ports.items())]
-
-    def weight_scale(self, client_cluster: str) -> int:
-        """``GetLBWeightScaleFactor``: the lcm of the east-west gateway counts per network and per cluster
-        that the control plane knows (one gateway per cluster here); 1 on a single network."""
-        if len(self.topology.networks) < 2:
-            return 1
-        known = self.reads(self.topology.clusters[client_cluster].control_plane)
-        per_network = Counter(self.topology.clusters[c].network for c in known)
-        return math.lcm(1, *per_network.values())
-
-    def endpoints(
-        self, client_cluster: str, pods: list[Workload], port: int, resources: list[dict[str, Any]] | None = None, dr_tls: str | None = None
-    ) -> list[E.Endpoint]:
-        """Split-horizon (``EndpointsByNetworkFilter``): every weight scaled by :meth:`weight_scale`;
-        local-network pods directly; the pods of each remote-network cluster as that cluster's gateway
-        on 15443, in their locality, weighted by the sum of their scaled weights, labelled with cluster
-        and network only.
-
-        An endpoint is marked for mTLS (``tlsMode: istio``) as mtls_checker.go decides: the
-        DestinationRule's mode if it sets one, else "has a sidecar and its PeerAuthentication does
-        not DISABLE mTLS on the port". Cross-network traffic needs mTLS (the gateway routes by SNI),
-        so remote pods without it are left out.
-        """
-        scale = self.weight_scale(client_cluster)
-        out: list[E.Endpoint] = []
-        behind_gateway: dict[str, int] = {}
-        for w in pods:
-            c = self.topology.clusters[w.cluster]
-            mtls = dr_tls == "ISTIO_MUTUAL" if dr_tls else w.sidecar and S.mtls_mode(resources or [], w.labels, w.namespace, port) != "DISABLE"
-            if self.direct(client_cluster, w.cluster):
-                out.append(E.Endpoint(w.ip, port, c.region, c.zone, weight=scale, labels={**w.labels, **self.topology_labels(w.cluster)}, tls_mode=mtls))
-            elif mtls:
-                behind_gateway[w.cluster] = behind_gateway.get(w.cluster, 0) + scale
-        for cluster, weight in behind_gateway.items():
-            c = self.topology.clusters[cluster]
-            labels = {"topology.istio.io/cluster": c.name, "topology.istio.io/network": self.endpoint_network(cluster)}
-            out.append(E.Endpoint(self.gateway_ip[cluster], GATEWAY_PORT, c.region, c.zone, weight=weight, labels=labels, tls_mode=True))
-        return out
 
     def outbound_services(self, w: Workload, registry: list[Workload], resources: list[dict[str, Any]]) -> list[Outbound]:
         """Every destination the proxy knows, one service per host as istiod keeps it (push_context.go):

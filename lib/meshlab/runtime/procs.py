@@ -29,6 +29,7 @@ class Proc:
     start_time: int
     log: str
     popen: subprocess.Popen[bytes] | None = None
+    own_log: str = ""  # the log the program writes itself (Envoy's --log-path): where a crash's cause is
 
     def record(self) -> dict[str, object]:
         return {"name": self.name, "pid": self.pid, "start_time": self.start_time, "log": self.log}
@@ -68,7 +69,9 @@ def spawn(name: str, argv: Sequence[str], log: Path, env: dict[str, str] | None 
         )
     _children[p.pid] = p
     st = start_time(p.pid) or 0
-    return Proc(name, p.pid, st, str(log), p)
+    args = [str(a) for a in argv]
+    own = args[args.index("--log-path") + 1] if "--log-path" in args[:-1] else ""
+    return Proc(name, p.pid, st, str(log), p, own)
 
 
 def log_tail(path: str | Path, lines: int = 15) -> str:
@@ -77,6 +80,23 @@ def log_tail(path: str | Path, lines: int = 15) -> str:
     except OSError:
         return "(no log)"
     return "\n".join(text.strip().splitlines()[-lines:])
+
+
+INOTIFY_FIX = (
+    "this user's inotify instances are used up (fs.inotify.max_user_instances; every Envoy watches its config "
+    "files with a few): stop labs you no longer need (`meshlab down` with their MESHLAB_HOME), or raise the limit: "
+    "`sudo sysctl -w fs.inotify.max_user_instances=1024`"
+)
+
+
+def exit_hint(log: str) -> str:
+    """The fix for a process that exited early, from what its logs say."""
+    low = log.lower()
+    if "address already in use" in low:
+        return "another lab or process uses that address: `meshlab down` (or stop the other lab), then try again"
+    if "inotify" in low:
+        return INOTIFY_FIX
+    return "read the log above; for Envoy, a config error names the offending field"
 
 
 def wait_until(
@@ -91,13 +111,10 @@ def wait_until(
     while True:
         if proc.popen is not None and proc.popen.poll() is not None:
             tail = log_tail(proc.log)
-            in_use = "address already in use" in tail.lower()
+            if proc.own_log:
+                tail += f"\nlast lines of {proc.own_log}:\n" + log_tail(proc.own_log)
             raise ProcessExitedError(
-                f"{proc.name} exited with code {proc.popen.returncode} before {what}; last lines of {proc.log}:\n" + tail,
-                "another lab or process uses that address: `meshlab down` (or stop the other lab), then try again"
-                if in_use
-                else "read the log above; for Envoy, a config error names the offending field",
-            )
+                f"{proc.name} exited with code {proc.popen.returncode} before {what}; last lines of {proc.log}:\n" + tail, exit_hint(tail))
         try:
             if ready():
                 return
