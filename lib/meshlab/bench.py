@@ -22,9 +22,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .runtime import net
 from .errors import MeshlabError
+from .lab import Lab
 from .loadgen import LoadResult, Repeated, wrk
+from .resources import parse
+from .runtime import net
+from .topology import builtin_patterns
 
 
 @dataclass
@@ -85,9 +88,6 @@ spec:
 
 
 def bring_up_times(home: str, runs: int = 3) -> dict[str, dict[str, float]]:
-    from .lab import Lab
-    from .topology import builtin_patterns
-
     out = {}
     for pattern in builtin_patterns():
         ups, downs = [], []
@@ -104,9 +104,6 @@ def bring_up_times(home: str, runs: int = 3) -> dict[str, dict[str, float]]:
 
 def failover(home: str, runs: int = 3) -> dict[str, float]:
     """Kill the local helloworld; count client errors and time until the other cluster answers."""
-    from .lab import Lab
-    from .resources import parse
-
     errors, times = [], []
     for _ in range(runs):  # a fresh topology each time: outlier ejections back off across runs
         lab = Lab.up("separate-networks", samples=True, home_dir=home, quiet=True)
@@ -139,9 +136,6 @@ LABELS = {
 
 def paths(runs: int, seconds: float, home: str) -> dict[str, Any]:
     """Every path once per round (throughput at 16 connections, latency at 1), ``runs`` rounds."""
-    from .lab import Lab
-    from .resources import parse
-
     lab = Lab.up("separate-networks", home_dir=home, quiet=True)
     try:
         be = lab.backend
@@ -204,7 +198,6 @@ def paths(runs: int, seconds: float, home: str) -> dict[str, Any]:
 def run(runs: int = 5, seconds: float = 2.0, only_paths: bool = False) -> dict[str, Any]:
     if net.choose_mode()[0] == net.USERNS:
         raise MeshlabError("the benchmark's client enters pod namespaces from this process", "run it as root, or with MESHLAB_NET_MODE=loopback")
-    from .lab import Lab
 
     out: dict[str, Any] = {"network_mode": net.choose_mode()[0]}
     with Lab.scratch("bench") as scratch:  # `meshlab down` finds its labs even after Ctrl-C or a kill

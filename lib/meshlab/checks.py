@@ -12,14 +12,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .backends import backend_class
 from .errors import LabStateError
+from .lab import Lab
 from .prereqs import check_kind, check_local
-
-if TYPE_CHECKING:
-    from .lab import Lab
 
 
 # ---- prerequisites (lab 00) ---------------------------------------------------------------------
@@ -182,8 +180,6 @@ def footprint(lab: "Lab") -> Footprint:
 
 def leftovers(fp: Footprint) -> list[str]:
     """What of ``fp`` still exists: namespaces, processes, a recorded lab, kind clusters."""
-    from .lab import Lab
-
     left = []
     netns = Path("/run/netns")
     if fp.prefix and netns.is_dir():

@@ -10,6 +10,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from .display import pods_table
+from .ratelimit import DEFAULT_CONFIG
 
 if TYPE_CHECKING:
     from .lab import Lab
@@ -147,8 +148,6 @@ def deploy_rate_limit_service(lab: "Lab", cluster: str) -> Any:
     """The RLS v3 rate-limit service (``ratelimit``, gRPC on 8081) in ``cluster``, reachable from every cluster
     of the mesh: local, meshlab's own service as a mesh workload; kind, Istio's recipe (envoyproxy/ratelimit
     with Redis, the lab's rules as its ConfigMap: :mod:`meshlab.backends.kind.dataplane`)."""
-    from .ratelimit import DEFAULT_CONFIG
-
     return lab.backend.deploy_rate_limit_service(cluster, DEFAULT_CONFIG)
 
 

@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .errors import MeshlabError
-from .quizzes import Question
+from .quizzes import QUIZZES, Question
 
 ENV = "MESHLAB_SOLUTIONS"
 LEARNER_ENV = "MESHLAB_LEARNER"  # the seed of a learner's quiz order (default: user@host)
@@ -350,8 +350,6 @@ class Exercises:
         With solutions on, the order is the handout's and the answer key is printed too.
         """
         if questions is None:
-            from .quizzes import QUIZZES
-
             if lab not in QUIZZES:
                 raise MeshlabError(f"no quiz for lab {lab!r}", "add its questions to meshlab/quizzes.py")
             questions = QUIZZES[lab]

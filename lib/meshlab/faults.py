@@ -40,6 +40,7 @@ from .exercises import learner_seed
 from .federation import expose_services_gateway
 from .resources import parse
 from .topology import kube_context
+from .wasm.publish import publish, wasm_plugin
 
 if TYPE_CHECKING:
     from .lab import Lab
@@ -269,8 +270,6 @@ def header_metric_plugin(lab: "Lab", sha256: str | None = None) -> dict[str, Any
     """Publish wasm-filters/header-metric to the hub as lab 08 does (pull secret in every cluster) and return
     the WasmPlugin counting helloworld's requests by ``x-user``, pinned to the image's manifest digest
     unless ``sha256`` says otherwise."""
-    from .wasm.publish import publish, wasm_plugin
-
     pushed = publish(lab, "header-metric", "wasm/header-metric:v1", secret=HUB_USER)
     return wasm_plugin("requests-by-user", pushed, {"app": "helloworld"}, {"header": "x-user", "metric": "requests_by_user"}, sha256=sha256,
                        secret=HUB_USER)  # fmt: skip

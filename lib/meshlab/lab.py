@@ -26,19 +26,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import realcluster
 from .backends import Backend, backend_class
+from .controlplane.extensions import ecds_from_dump
 from .display import Diagram, Table, mermaid, pods_table
 from .errors import LabDownError, LabStateError, MeshlabError
+from .federation import discover, virtual_mesh
+from .mesh import ManagementPlane  # lab.mesh: the management plane on the facade (it works through the facade)
+from .runtime import procs
 from .state import State
 from .topology import Topology, load_topology
+from .tracing import traces
 from .traffic import CallResult
 
 if TYPE_CHECKING:
     from .backends.kind import Plan
     from .federation import VirtualMesh
     from .loadgen import LoadResult
-    from .mesh import ManagementPlane
-
 
 
 class Lab:
@@ -333,7 +337,6 @@ class Lab:
         """The extension configs the sidecar's Envoy got over ECDS (``istioctl proxy-config ecds``): name ->
         ``{"version_info", "ecds_filter"}``; Lua extensions are inline in the listener, not here."""
         self._real("extension_configs", cluster, workload)
-        from .controlplane.extensions import ecds_from_dump
 
         return ecds_from_dump(self.backend.envoy_config(workload, cluster))
 
@@ -345,20 +348,14 @@ class Lab:
     @property
     def mesh(self) -> "ManagementPlane":
         """The management plane (Service Mesh Hub / Gloo Mesh style): discovery, VirtualMesh, policies, telemetry."""
-        from .mesh import ManagementPlane
-
         return ManagementPlane(self)
 
     def discover(self) -> Table:
         """Meshes, clusters and the services each runs (Service Mesh Hub's discovery)."""
-        from .federation import discover
-
         return discover(self.topology, self.backend.workloads)
 
     def federate(self, meshes: list[str] | None = None, apply: bool = True) -> "VirtualMesh":
         """Form a VirtualMesh: generate ServiceEntries + DestinationRules per client mesh and apply them."""
-        from .federation import virtual_mesh
-
         vm = virtual_mesh(self.topology, self.backend.workloads, self.backend.gateway_addresses(), meshes)
         if not vm.shared_root:
             print("warning: these meshes do not share a root CA: cross-mesh mTLS handshakes will fail")
@@ -419,7 +416,6 @@ class Lab:
         self._real("traces")
         import time
 
-        from .tracing import traces
 
         deadline = time.monotonic() + timeout
         while True:
@@ -466,8 +462,6 @@ class Lab:
 
     def _real(self, op: str, cluster: str | None = None, workload: str | None = None, **kw: Any) -> None:
         """Show what ``lab.<op>(...)`` is on a real cluster under the running notebook cell (meshlab.realcluster)."""
-        from . import realcluster
-
         realcluster.show(realcluster.command(op, cluster=cluster, workload=workload,
                                              deployment=self._deployment_of(workload, cluster), **kw))
 
@@ -491,8 +485,6 @@ class Lab:
 
 def _remove_scratch(d: Path) -> None:
     """A scratch directory's lab, then whatever else recorded processes below it (e.g. a hub), then the files."""
-    from .runtime import procs
-
     Lab.down_all(d, quiet=True)
     for f in sorted(d.rglob("state.json")):
         procs.terminate(State(f.parent).data.get("processes", []))

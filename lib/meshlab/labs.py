@@ -22,8 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .display import Table
+from .display import Progress, Table
 from .errors import MeshlabError
+from .lab import Lab
+from .state import home
+from .wasm.build import build_filter, filters, npm_installed
+from .wasm.hub import Hub, hub_home
+from .wasm.standalone import down_all as standalone_down
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -278,9 +283,6 @@ def agenda_markdown(backend: str = "local") -> str:
 
 
 def _build_filters() -> str:
-    from .display import Progress
-    from .wasm.build import build_filter, filters
-
     todo = filters()
     with Progress("building the Wasm filters", total=len(todo)) as progress:
         for f in todo:
@@ -290,8 +292,6 @@ def _build_filters() -> str:
 
 
 def _start_hub() -> str:
-    from .wasm.hub import Hub
-
     hub = Hub.up(keep=True)
     return f"Wasm module hub up at {hub.address}"
 
@@ -309,7 +309,6 @@ def network_needs(number: str | int) -> list[str]:
     info = find(number)
     if "filters" not in info.start.prepare:
         return []
-    from .wasm.build import filters, npm_installed
 
     return [f"the npm registry: the dependencies of {f.dir} are not installed (its build runs `npm ci`)"
             for f in filters() if not npm_installed(f)]
@@ -364,11 +363,6 @@ def reset(quiet: bool = False) -> dict[str, int]:
 
     Built filters, downloaded tools and ``.venv`` stay (they are caches, not state).
     """
-    from .lab import Lab
-    from .state import home
-    from .wasm.hub import Hub, hub_home
-    from .wasm.standalone import down_all as standalone_down
-
     removed = Lab.down_all(quiet=True)
     removed["scratch labs"] = Lab.down_scratch()
     removed["standalone envoys"] = standalone_down()
@@ -404,8 +398,6 @@ def offer_restore(ask: Callable[[str], str] | None = None, dest: Path | None = N
 
 def goto(number: str | int, backend: str = "local", quiet: bool = False) -> "LabInfo":
     """Bring the environment to the state lab ``number`` starts from: reset, pattern up, prerequisites."""
-    from .lab import Lab
-
     info = find(number)
     if backend not in info.backends:
         raise MeshlabError(f"lab {info.number} does not run on the {backend} backend",

@@ -146,14 +146,22 @@ def run_one(nb: Path, out_dir: Path, parameters: dict[str, Any], timeout: int, s
         shutil.rmtree(ipc, ignore_errors=True)
 
 
+INOTIFY_PER_LAB = 64  # a lab runs up to ~15 Envoys, each watching its config files with 3-5 inotify instances
+
+
 def default_jobs() -> int:
-    """How many labs at once: what this machine's cores and memory allow (measured: a lab peaks near 0.5 GiB)."""
+    """How many labs at once: what this machine's cores, memory (measured: a lab peaks near 0.5 GiB) and this
+    user's inotify instances (``fs.inotify.max_user_instances``, 128 by default) allow."""
     cores = os.cpu_count() or 1
     try:
         avail = int(next(ln for ln in open("/proc/meminfo") if ln.startswith("MemAvailable")).split()[1]) * 1024
     except (OSError, StopIteration, ValueError):
         avail = 2 << 30
-    return max(1, min(2 * cores, avail // (1 << 30)))
+    try:
+        inotify = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
+    except (OSError, ValueError):
+        inotify = 128
+    return max(1, min(2 * cores, avail // (1 << 30), inotify // INOTIFY_PER_LAB))
 
 
 def ordered(notebooks: list[Path], durations: dict[str, float]) -> list[Path]:

@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from .. import realcluster
 from ..display import Table
 from ..errors import ResourceError
+from ..runtime import procs
 from . import controller as _controller
-from . import policy, virtualmesh
+from . import kubefed, policy, virtualmesh
 from .discovery import Discovery
 from .telemetry import Telemetry
 from .translate import KINDS, discover_lab, generate
@@ -95,8 +97,6 @@ class Applied:
 
 def _real(op: str, **kw: Any) -> None:
     """What this management-plane call is at work (Gloo Mesh's API on its management cluster): meshlab.realcluster."""
-    from .. import realcluster
-
     realcluster.show(realcluster.command(op, **kw))
 
 
@@ -186,24 +186,16 @@ class ManagementPlane:
     # ---- the Kubernetes-only contrast (KubeFed) --------------------------------------------------
     def kubefed_place(self, deployment: str | dict[str, Any], service: str | dict[str, Any]) -> Table:
         """Realise a KubeFed FederatedDeployment + FederatedService placement: a copy per selected cluster."""
-        from .kubefed import place
-
-        return place(self.lab, _load(deployment), _load(service))
+        return kubefed.place(self.lab, _load(deployment), _load(service))
 
     def kubefed_endpoints(self, client: str, cluster: str, service: str, namespace: str) -> Table:
-        from .kubefed import endpoints
-
-        return endpoints(self.lab, client, cluster, service, namespace)
+        return kubefed.endpoints(self.lab, client, cluster, service, namespace)
 
     def kubefed_kill(self, app: str, cluster: str, namespace: str) -> str:
-        from .kubefed import kill
-
-        return kill(self.lab, app, cluster, namespace)
+        return kubefed.kill(self.lab, app, cluster, namespace)
 
     def kubefed_remove(self, deployment: str | dict[str, Any]) -> list[str]:
-        from .kubefed import remove
-
-        return remove(self.lab, _load(deployment))
+        return kubefed.remove(self.lab, _load(deployment))
 
     # ---- waiting on and reading generated objects ----------------------------------------------
     def wait_generated(self, cluster: str, host: str, present: bool = True, timeout: float = 30.0) -> float:
@@ -235,7 +227,6 @@ class ManagementPlane:
     def check(self) -> Table:
         """Like ``meshctl check``: is the management plane healthy, and is its output applied?"""
         _real("mesh_check")
-        from ..runtime import procs
 
         rows = []
         st = self.lab.state.data

@@ -30,7 +30,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..runtime import procs
 from ..state import generated_path, load_generated, mesh_dir, write_atomic
+from .telemetry import Telemetry
+from .translate import generate
 
 if TYPE_CHECKING:
     from ..lab import Lab
@@ -70,8 +73,6 @@ def diff(old: dict[str, list[dict[str, Any]]], new: dict[str, list[dict[str, Any
 
 def reconcile(lab: "Lab", who: str = "facade") -> list[str]:
     """Compute every generated resource from the current inputs; write and push what changed."""
-    from .translate import generate
-
     run_dir = lab.state.data["run_dir"]
     with locked(run_dir):
         new = generate(lab)
@@ -82,8 +83,6 @@ def reconcile(lab: "Lab", who: str = "facade") -> list[str]:
             _log(run_dir, who, changes)
             lab.backend.push_generated(old, new)
         if lab.state.data.get("telemetry"):
-            from .telemetry import Telemetry
-
             if Telemetry(lab).write_targets():
                 _log(run_dir, who, ["prometheus: targets rewritten"])
         return changes
@@ -106,8 +105,6 @@ def events(run_dir: str | Path, last: int = 50) -> list[str]:
 # ---- the controller process ----------------------------------------------------------------------
 def start(lab: "Lab") -> dict[str, Any]:
     """Start the controller process for this lab (once); it is recorded, so ``meshlab down`` stops it."""
-    from ..runtime import procs
-
     for p in lab.state.data.get("processes", []):
         if p["name"] == "mesh-controller" and procs.is_alive(p):
             return dict(p)
@@ -121,8 +118,6 @@ def start(lab: "Lab") -> dict[str, Any]:
 
 
 def stop(lab: "Lab") -> int:
-    from ..runtime import procs
-
     mine = [p for p in lab.state.data.get("processes", []) if p["name"] == "mesh-controller"]
     stopped = procs.terminate(mine)
     lab.state.data["processes"] = [p for p in lab.state.data.get("processes", []) if p["name"] != "mesh-controller"]
@@ -131,8 +126,6 @@ def stop(lab: "Lab") -> int:
 
 
 def running(lab: "Lab") -> bool:
-    from ..runtime import procs
-
     return any(p["name"] == "mesh-controller" and procs.is_alive(p) for p in lab.state.data.get("processes", []))
 
 

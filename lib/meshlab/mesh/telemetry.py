@@ -26,11 +26,15 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
-from ..registry import GATEWAY_APP, INGRESS_APP
-from ..topology import kube_context
+from ..controlplane.telemetry import STATS_PORT
 from ..display import Diagram, Table
 from ..errors import MeshlabError
 from ..exec import which
+from ..registry import GATEWAY_APP, INGRESS_APP
+from ..runtime import client, net, procs
+from ..state import write_atomic
+from ..topology import kube_context
+from ..wasm.build import build_once, repo_filters_dir
 
 if TYPE_CHECKING:
     from ..lab import Lab
@@ -134,9 +138,6 @@ class Telemetry:
         """Load the stats filter into every sidecar, then start one Prometheus per cluster and the global one."""
         if self.lab.backend.capabilities.addon_telemetry:
             return self._enable_addon()
-        from ..runtime import procs
-        from ..wasm.build import build_once, repo_filters_dir
-
         binary = prometheus_binary()
         state = self.lab.state
         if not state.data.get("telemetry"):
@@ -183,9 +184,6 @@ class Telemetry:
 
     def write_targets(self) -> bool:
         """(Re)write each cluster's file-based discovery; Prometheus picks changes up by itself. True if any changed."""
-        from ..controlplane.telemetry import STATS_PORT
-        from ..state import write_atomic
-
         changed = False
         for c in self.lab.topology.clusters:
             path = self._dir / f"targets-{c}.json"
@@ -207,8 +205,6 @@ class Telemetry:
     # ---- queries -------------------------------------------------------------------------------
     def _get(self, inst: Instance, path: str, timeout: float = 10.0) -> tuple[int, str]:
         """HTTP GET to a Prometheus from inside the namespace it runs in."""
-        from ..runtime import client, net
-
         kw = {"host": inst.address, "port": inst.port, "authority": f"{inst.address}:{inst.port}", "path": path, "n": 1, "headers": {}, "timeout": timeout}
         if self.lab.backend.mode == net.USERNS:
             raw = client.ask(self.lab.backend.network.exec_prefix(inst.netns), {"op": "calls", **kw}, timeout + 5,  # type: ignore[union-attr]

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..display import Table
 from ..errors import ResourceError
+from ..federation import virtual_mesh
 from ..pki import describe
 from ..resources import _check
 from .discovery import GATEWAY_PORT, Discovery, mesh_name
@@ -123,8 +124,6 @@ def federation(topology: Any, disc: Discovery, doc: dict[str, Any], workloads: l
     """The Istio objects one VirtualMesh federates into, per control plane cluster."""
     members = mesh_clusters(disc, doc)
     if hostnames(doc) == "merged":
-        from ..federation import virtual_mesh
-
         names = sorted({topology.clusters[cp].mesh for cp in members.values()})
         return virtual_mesh(topology, workloads, gateways, names).resources
     out: dict[str, list[dict[str, Any]]] = {cp: [] for cp in members.values()}

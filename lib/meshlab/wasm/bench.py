@@ -31,7 +31,11 @@ from typing import Any
 
 from ..bench import PathResult
 from ..bench import measure as bench_measure
+from ..lab import Lab
 from .build import build_filter, filters, repo_filters_dir
+from .hub import Hub
+from .oci import package
+from .standalone import envoy
 
 
 def measure(label: str, port: int, headers: dict[str, str], requests: int) -> PathResult:
@@ -78,9 +82,6 @@ def _median_result(label: str, rs: list[PathResult]) -> PathResult:
 
 def hub_and_rollout() -> dict[str, Any]:
     """Push/pull times per filter through a real hub, and WasmPlugin rollout times in the local mesh."""
-    from ..lab import Lab
-    from .hub import Hub
-
     rows: list[dict[str, Any]] = []
     rollout: list[dict[str, Any]] = []
     with Lab.scratch("wasm-bench") as tmp:  # `meshlab down` finds its lab and hub even after Ctrl-C or a kill
@@ -90,7 +91,6 @@ def hub_and_rollout() -> dict[str, Any]:
             for f in filters():
                 wasm = build_filter(f.dir).wasm
                 t = time.perf_counter()
-                from .oci import package
 
                 package(wasm)
                 pkg = time.perf_counter() - t
@@ -133,8 +133,6 @@ def run(requests: int = 2000, builds: bool = True, rounds: int = 3, hub: bool = 
     A ratio is taken within its round (against that round's no-filter run), and the median over rounds
     is reported: drift on a busy machine then hits both sides of a ratio alike.
     """
-    from .standalone import envoy
-
     infos = filters()
     build_rows = build_times() if builds else []
     modules = {f.name: build_filter(f.dir).wasm for f in infos}

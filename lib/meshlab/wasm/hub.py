@@ -41,12 +41,14 @@ from typing import Any
 
 import yaml
 
-from ..runtime import procs
 from ..display import Table
 from ..errors import LabStateError, MeshlabError
-from ..exec import which
+from ..exec import run, which
+from ..pki import PKI
+from ..runtime import procs
 from ..state import State, home, write_atomic
 from . import oci
+from .standalone import _check_port
 
 REALM = "meshlab wasm hub"
 BCRYPT_ROUNDS = 8  # the registry checks the hash on every request: cost 8 is ~15 ms, cost 12 would be ~250 ms
@@ -119,12 +121,10 @@ class Hub:
                 running._stop_at_exit()
             return running
         cls.down_all(d)  # a stale record (crashed hub): stop what is left, start clean
-        from .standalone import _check_port
 
         binary = registry_binary()
         port = _check_port(port, "hub")
         address = f"127.0.0.1:{port}"
-        from ..pki import PKI
 
         cert, key, ca = PKI(d / "pki").server("wasm-hub", ["127.0.0.1", "localhost"], root="hub")
         htpasswd = d / "htpasswd"
@@ -369,8 +369,6 @@ class Hub:
 
 
 def registry_version() -> str:
-    from ..exec import run
-
     out = run([registry_binary(), "--version"], check=False, timeout=10).stdout.strip()
     return out.split()[-1] if out else "?"
 

@@ -40,10 +40,11 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from .. import xds as X
+from ..errors import LabDownError, MeshlabError
 from ..runtime import envoy as E
 from ..runtime import procs
-from ..errors import LabDownError, MeshlabError
 from ..state import State, home, write_atomic
+from .inspect import inspect
 
 WASM_FILTER = X.T + "envoy.extensions.filters.http.wasm.v3.Wasm"
 STRING_VALUE = X.T + "google.protobuf.StringValue"
@@ -386,8 +387,6 @@ class WasmEnvoy:
         """
         src = Path(wasm_path)
         if check:
-            from .inspect import inspect
-
             report = inspect(src)
             if report.errors:
                 raise MeshlabError(

@@ -21,24 +21,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ... import exec as mexec
 from ... import versions
+from ...display import Progress as Bar
 from ...errors import LabStateError, MeshlabError, RunError, ToolError
+from ...federation import virtual_mesh
+from ...loadgen import LOAD_MARK, parse_curl_loops
+from ...pki import PKI
+from ...ratelimit import DEFAULT_CONFIG
+from ...registry import Workload
+from ...runtime import apps, procs
 from ...state import State, prefix_for
 from ...topology import Topology
+from ...tracing import spans_from_jaeger
 from ...traffic import Answer, CallResult, parse_answer
 from .. import Capabilities
+from . import clusters as K
+from . import dataplane, images, kube, mesh, ownership, tools
+from . import istio as I
+from . import samples as S
+from .dataplane import DEAD_APP, sample_app_manifests
+from .executor import Executor, Progress
+from .images import run_images
+from .plan import Plan
+from .schema import load_documents, validate
+from .wasm import ship
 
 if TYPE_CHECKING:
     from ...loadgen import LoadResult
-from ...registry import Workload
-from . import clusters as K
-from . import images, ownership
-from . import istio as I
-from . import samples as S
-from . import tools
-from .dataplane import DEAD_APP
-from .executor import Executor, Progress
-from .plan import Plan
 
 CALL_MARK = "@@meshlab-status="
 INGRESS = "istio-ingressgateway"  # installed in every primary by the default profile
@@ -76,7 +86,6 @@ def _installed_tool(name: str) -> str:
         if not tools.installed(a):
             raise ToolError(f"kind {a.version} is not installed in {a.program.parent}", "nothing to delete with it")
         return str(a.program)
-    from ... import exec as mexec
 
     return mexec.which(name) if name in ("docker", "kubectl") else name
 
@@ -192,7 +201,6 @@ def add_samples(plan: Plan, t: Topology, deployments: list[dict[str, Any]]) -> N
         sidecar, account = d.get("sidecar", True), d.get("service_account") or S.APPS[d["app"]]["service_account"]
         if d["app"] == "helloworld":
             if d.get("sample_app"):  # kept when scaled up (see dataplane.run_sample_app)
-                from .dataplane import sample_app_manifests
 
                 docs = sample_app_manifests(d["version"], d["replicas"], d["namespace"], sidecar, account)
             else:
@@ -222,8 +230,6 @@ def add_samples(plan: Plan, t: Topology, deployments: list[dict[str, Any]]) -> N
 
 
 def add_federation(plan: Plan, t: Topology, workloads: list[Workload]) -> None:
-    from ...federation import virtual_mesh
-
     gateways = {c: "${%s}" % I.ew_ip_var(c) for c in t.clusters}
     vm = virtual_mesh(t, workloads, gateways)
     plan.phase = f"federation: VirtualMesh {'+'.join(vm.meshes)} (ServiceEntries + DestinationRules; no remote secrets)"
@@ -312,7 +318,6 @@ class KindBackend:
         The plan deploys the samples itself, in the order Istio's verify guide uses."""
         if quiet:
             return cls.create(topology, state, samples=samples, progress=None)
-        from ...display import Progress as Bar
 
         with Bar(f"kind bring-up of {topology.name}") as progress:
             be = cls.create(topology, state, samples=samples, progress=progress)
@@ -335,8 +340,6 @@ class KindBackend:
     @staticmethod
     def parse(resources: Any) -> list[dict[str, Any]]:
         """Every Istio kind, checked strictly against Istio's CRD schemas."""
-        from .schema import load_documents
-
         return load_documents(resources)
 
     @staticmethod
@@ -347,8 +350,6 @@ class KindBackend:
     @staticmethod
     def command(args: Any) -> int:
         """``meshlab kind images``: the kind backend's own tools (the image cache)."""
-        from .images import run_images
-
         return run_images(args.action, args.file, dry_run=args.dry_run)
 
     @staticmethod
@@ -374,7 +375,6 @@ class KindBackend:
         """Delete the recorded kind clusters and the registry container; idempotent."""
         if state.data.get("dry_run"):
             return {"processes": 0, "namespaces": 0, "clusters": 0}  # a dry run created nothing
-        from ...runtime import procs  # local processes a kind lab started (lab 05's mesh controller)
 
         stopped = procs.terminate(state.data.get("processes", []))
         context_file = Path(state.data.get("run_dir") or state.dir / "kind") / "kube-context"
@@ -445,7 +445,6 @@ class KindBackend:
             out["workloads"] = [{"pod": "(dry run)", "cluster": d["cluster"], "app": d["app"], "version": d["version"], "ip": ""}
                                 for d in self.deployments]
             return out
-        from . import kube
 
         for c in self.topology.clusters:
             for p in kube.pods(c, S.NAMESPACE):
@@ -535,8 +534,6 @@ class KindBackend:
         return names
 
     def pods(self, app: str, cluster: str, version: str = "", namespace: str = S.NAMESPACE) -> list[Pod]:
-        from . import kube
-
         sel = f"app={app}" + (f",version={version}" if version else "")
         return [Pod(p["name"], cluster, p["ip"], p["labels"].get("version", "") if app == "helloworld" else "", app)
                 for p in kube.pods(cluster, namespace, sel) if not p["deleting"]]
@@ -551,7 +548,6 @@ class KindBackend:
         namespace = namespace_of(app, namespace)
         if self.dry_run:
             return f"$(kubectl --context {K.context(cluster)} -n {namespace} get pod -l app={app} -o jsonpath='{{.items[0].metadata.name}}')"
-        from . import kube
 
         for p in kube.pods(cluster, namespace):
             if (p["name"] == app or p["labels"].get("app") == app) and p["phase"] == "Running" and not p["deleting"]:
@@ -562,8 +558,6 @@ class KindBackend:
     # ---- Istio resources --------------------------------------------------------------------------
     def apply(self, docs: list[dict[str, Any]], cluster: str) -> list[str]:
         """Validate strictly, then ``kubectl apply`` to the cluster whose istiod reads config (the control plane)."""
-        from .schema import validate
-
         cp = self.topology.cluster(cluster).control_plane
         docs = [{**d, "metadata": {"namespace": S.NAMESPACE, **(d.get("metadata") or {})}} for d in docs]
         for d in docs:
@@ -583,8 +577,6 @@ class KindBackend:
         """Validate ``docs`` strictly, then ``kubectl --context kind-<cluster> apply`` them (any kind: a
         Deployment, a ConfigMap, an Istio resource for that very cluster). Returns kubectl's output, or
         None in a dry run (the step is recorded)."""
-        from .schema import validate
-
         self.topology.cluster(cluster)
         for d in docs:
             validate(d)
@@ -602,9 +594,6 @@ class KindBackend:
 
     def _ship_wasm(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """WasmPlugins and Wasm TrafficExtensions: push each module to the registry the pods reach, point the url there (see .wasm)."""
-        from .schema import validate
-        from .wasm import ship
-
         out = []
         for d in docs:
             if d.get("kind") in ("WasmPlugin", "TrafficExtension"):
@@ -752,8 +741,6 @@ class KindBackend:
     def spans(self) -> list[Any]:
         """Every span the Jaeger of each primary holds for the lab's services, read through the API server's
         service proxy (``kubectl get --raw``), merged by trace id (each cluster's proxies report to their own)."""
-        from ...tracing import spans_from_jaeger
-
         out: list[Any] = []
         for cp in self.topology.control_planes:
             for service in sorted({f"{d['app']}.{d['namespace']}" for d in self.deployments}):
@@ -889,8 +876,6 @@ class KindBackend:
     # ---- waiting for istiod's push -------------------------------------------------------------------
     def _expected_proxies(self, control_plane: str) -> set[str]:
         """Proxy IDs (``<pod>.<namespace>``) of every running sidecar and east-west gateway ``control_plane`` serves."""
-        from . import kube
-
         ids = set()
         for c in self.topology.served_by(control_plane):
             for ns, sel in ((S.NAMESPACE, ""), (GATEWAY_NAMESPACE, f"app={I.EW_GATEWAY}")):
@@ -950,7 +935,6 @@ class KindBackend:
                               cluster=cluster, title=f"call {url} {n} times from {workload}")
             raise LabStateError("dry run: nothing is running, so there are no answers (the command was recorded)",
                                 "bring the lab up without dry_run to send requests")
-        from . import kube
 
         out = kube.exec_in_pod(cluster, ns, pod, container, ["sh", "-c", script], timeout=n * (timeout + 2) + 30)
         return parse_calls(out, url, f"{pod} ({cluster})", self._where())
@@ -959,8 +943,6 @@ class KindBackend:
     def create_tls_secret(self, name: str, hosts: list[str], cluster: str) -> dict[str, str]:
         """A server certificate for ``hosts`` (meshlab's "ingress-ca") as the TLS secret ``name`` in
         istio-system, where the ingress gateway reads ``credentialName`` secrets."""
-        from ...pki import PKI
-
         cert, key, ca = PKI(_pki_dir(self.state.dir)).server(name, hosts, root="ingress-ca")
         self.executor.run(K.kubectl(cluster, "-n", "istio-system", "delete", "secret", name, "--ignore-not-found"), cluster=cluster,
                           title=f"delete an older secret {name}", tags=("tls-secret",))  # fmt: skip
@@ -972,9 +954,6 @@ class KindBackend:
         """The HTTPS server outside the mesh: a container on the kind network (the clusters' underlay) running
         meshlab's sample server with a certificate from "external-ca"; that CA also goes into a secret
         ``<name>-ca`` (key ``ca.crt``) in every cluster's sample namespace, for a DestinationRule's ``credentialName``."""
-        from ...pki import PKI
-        from ...runtime import apps
-
         known = self.state.data.setdefault("external", {})
         if hostname in known:
             return dict(known[hostname])
@@ -1044,8 +1023,6 @@ class KindBackend:
 
     def _where(self) -> dict[str, str]:
         """pod name -> its cluster, for every pod of the lab's namespaces: who answered a call."""
-        from . import kube
-
         return {p["name"]: c for c in self.topology.clusters for ns in self._namespaces(c) for p in kube.pods(c, ns)}
 
     def load(self, workload: str, url: str, cluster: str, connections: int = 16, seconds: float = 3.0,
@@ -1053,8 +1030,6 @@ class KindBackend:
         """``connections`` concurrent curl loops for ``seconds`` in ``workload``'s pod, through its sidecar: the
         sample pods have curl, not wrk, so the rate is lower than the local backend's (concurrency is what the
         lab 01 experiments need); the answers are summarised like a wrk run, over the time the loops really ran."""
-        from ...loadgen import parse_curl_loops
-
         script = load_script(url, connections, seconds, headers)
         pod = self.find(workload, cluster)
         if self.dry_run:
@@ -1062,7 +1037,6 @@ class KindBackend:
                               cluster=cluster, title=f"load {url} from {workload}: {connections} concurrent curl loops for {seconds:g}s")
             raise LabStateError("dry run: nothing is running, so there is no load to measure (the command was recorded)",
                                 "bring the lab up without dry_run to send requests")
-        from . import kube
 
         out = kube.exec_in_pod(cluster, S.NAMESPACE, pod, workload, ["sh", "-c", script], timeout=seconds + 60)
         return parse_curl_loops(out, label or f"{url} from {pod}", connections, elapsed_of(out, seconds))
@@ -1076,7 +1050,6 @@ class KindBackend:
             self.executor.run(K.kubectl(cluster, "-n", S.NAMESPACE, "exec", pod, "-c", "istio-proxy", "--", "bash", "-c", script),
                               cluster=cluster, title=f"TCP connect {address}:{port} from {workload}, bypassing the sidecar")
             raise LabStateError("dry run: nothing is running (the command was recorded)", "bring the lab up without dry_run")
-        from . import kube
 
         out = kube.exec_in_pod(cluster, S.NAMESPACE, pod, "istio-proxy", ["bash", "-c", script + " 2>&1"], timeout=timeout + 30).strip()
         return "connected" if out.endswith("connected") else f"refused: {out.splitlines()[-1] if out else 'timed out'}"
@@ -1132,60 +1105,38 @@ class KindBackend:
     def use_sample_app(self, cluster: str, version: str) -> list[Any]:
         """Redeploy helloworld ``version`` running meshlab's sample app instead of Istio's Flask app (which ignores
         ``?sleep=``, ``?fail=``, ``?only=``, ``?tail=``); the new pods."""
-        from . import dataplane
-
         return dataplane.run_sample_app(self, cluster, version)
 
     def deploy_rate_limit_service(self, cluster: str, rules: str) -> str:
-        from . import dataplane
-
         self._rate_limit_rules = rules
         return dataplane.deploy_rate_limit_service(self, cluster, rules)
 
     def rate_limit_rules(self) -> str:
-        from ...ratelimit import DEFAULT_CONFIG
-
         return getattr(self, "_rate_limit_rules", DEFAULT_CONFIG)  # what deploy_rate_limit_service put into ConfigMap ratelimit-config
 
     def crash_replicas(self, cluster: str, replicas: int) -> list[str]:
-        from . import dataplane
-
         return dataplane.crash_replicas(self, cluster, replicas)
 
     def heal_replicas(self, crashed: list[str], cluster: str) -> None:
-        from . import dataplane
-
         dataplane.heal_replicas(self, cluster)
 
     @property
     def pki(self) -> Any:
-        from ...pki import PKI
-
         return PKI(Path(self.state.data.get("run_dir") or self.state.dir / "kind") / "pki")
 
     def push_generated(self, old: dict[str, list[dict[str, Any]]], new: dict[str, list[dict[str, Any]]]) -> None:
-        from . import mesh
-
         mesh.push_generated(self, old, new)
 
     def install_cacerts(self, cluster: str, root: str, cacerts: Path) -> list[tuple[str, str]]:
-        from . import mesh
-
         return mesh.install_cacerts(self, cluster, root, cacerts)
 
     def bounce(self, cluster: str) -> list[str]:
-        from . import mesh
-
         return mesh.bounce(self, cluster)
 
     def enable_telemetry(self, global_config: Any) -> dict[str, str]:
-        from . import mesh
-
         return mesh.enable_telemetry(self, global_config)
 
     def prometheus_query(self, path: str, params: dict[str, str]) -> dict[str, Any] | None:
-        from . import mesh
-
         return mesh.query(self, path, params)
 
     def scale_app(self, app: str, cluster: str, namespace: str, replicas: int) -> str:
@@ -1218,8 +1169,6 @@ def load_script(url: str, connections: int, seconds: float, headers: dict[str, s
     """The shell script ``load`` runs in the pod: ``connections`` curl loops until ``seconds`` have passed,
     then the time they really took (``/proc/uptime``, 10 ms steps: busybox's ``date`` has only whole seconds,
     so a deadline in whole seconds would stop up to a second early)."""
-    from ...loadgen import LOAD_MARK
-
     hdrs = " ".join(f"-H {shlex.quote(f'{k}: {v}')}" for k, v in (headers or {}).items())
     return ("cs() { read u _ < /proc/uptime; echo $(( ${u%.*} * 100 + 1${u#*.} - 100 )); }; "
             f"start=$(cs); end=$(( start + {max(1, round(seconds * 100))} )); for c in $(seq {int(connections)}); do "
@@ -1369,8 +1318,6 @@ def parse_sync_rows(output: str) -> list[dict[str, str]]:
 
 def kind_clusters() -> list[str]:
     """The kind clusters on this machine (``kind get clusters``); none if kind was never installed."""
-    from ... import exec as mexec
-
     try:
         prog = _installed_tool("kind")
     except ToolError:

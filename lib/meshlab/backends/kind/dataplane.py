@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import LabStateError, MeshlabError
+from ...runtime import apps
 from . import clusters as K
 from . import samples as S
 from . import tools
@@ -138,8 +139,6 @@ def sample_app_manifests(version: str, replicas: int = 1, ns: str = S.NAMESPACE,
     """The ConfigMap with meshlab's ``apps.py``, then helloworld ``version``'s Deployment running it with the
     image's Python: the sample's Deployment with only the container's command, a volume and ``POD_NAME`` added
     (the instance name in each answer is the pod's, as with Istio's app, so ``lab.call`` finds the pod)."""
-    from ...runtime import apps
-
     d = S.helloworld_deployment(version, replicas, ns, sidecar, service_account)
     pod = d["spec"]["template"]["spec"]
     c = pod["containers"][0]

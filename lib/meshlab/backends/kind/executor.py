@@ -17,8 +17,12 @@ from typing import Any
 
 from ... import exec as mexec
 from ...errors import MeshlabError, RunError
-from . import tools
+from ...pki import PKI
+from ...prereqs import check_kind, report
+from . import ownership, tools
+from .clusters import lb_pool
 from .plan import Plan, Step, UnsetPlaceholder, manifests_yaml, substitute
+from .wasm import push
 
 Progress = Callable[[str], None]
 TIMINGS_ENV = "MESHLAB_TIMINGS"  # a file: each executed step's duration is appended as a JSON line
@@ -37,8 +41,6 @@ def _resolve_tool(name: str) -> str:
 
 
 def _action_check(**_: Any) -> None:
-    from ...prereqs import check_kind, report
-
     checks = check_kind()
     hard = [c for c in checks if not c.ok and c.required]
     if hard:
@@ -59,7 +61,6 @@ def _action_tool(name: str, **_: Any) -> str:
 def _action_pki(pki_dir: str, clusters: dict[str, str], **_: Any) -> None:
     from pathlib import Path
 
-    from ...pki import PKI
 
     pki = PKI(Path(pki_dir))
     for cluster, root in clusters.items():
@@ -67,21 +68,15 @@ def _action_pki(pki_dir: str, clusters: dict[str, str], **_: Any) -> None:
 
 
 def _action_lb_pool(subnets: str, index: int, count: int, **_: Any) -> str:
-    from .clusters import lb_pool
-
     return lb_pool(subnets, int(index), int(count))
 
 
 def _action_wasm_push(**kw: Any) -> str:
-    from .wasm import push
-
     return push(**kw)
 
 
 def _ownership(name: str) -> Callable[..., Any]:
     def call(**kw: Any) -> Any:
-        from . import ownership
-
         return getattr(ownership, name)(**kw)
 
     return call

@@ -26,9 +26,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ... import versions
+from ... import exec as mexec, versions
+from ...errors import MeshlabError
 from . import tools
 from .clusters import NODE_TAG, add_node_image
+from .executor import Executor
 from .plan import Plan
 
 ARCH_VAR = "DOCKER_ARCH"  # the Docker engine's architecture (amd64, arm64): kind nodes run linux/<it>
@@ -147,16 +149,11 @@ def load_plan(src: Path) -> Plan:
 
 
 def _in_docker(docker: str, image: str) -> bool:
-    from ... import exec as mexec
-
     return mexec.run([docker, "image", "inspect", "--format", "{{.Id}}", image], check=False, timeout=60).returncode == 0
 
 
 def run_images(action: str, file: str | None, dry_run: bool = False) -> int:
     """``meshlab kind images pull|save FILE|load FILE``: build the plan, then print it (dry run) or run it."""
-    from ...errors import MeshlabError
-    from .executor import Executor
-
     if action != "pull" and not file:
         raise MeshlabError(f"`meshlab kind images {action}` needs a FILE", f"e.g. `meshlab kind images {action} meshlab-images.tar`")
     path = Path(file).resolve() if file else None

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from ...errors import MeshlabError
+from .schema import SchemaError, validate
 
 PLACEHOLDER = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
 
@@ -252,8 +254,6 @@ class Plan:
 
     def problems(self) -> list[str]:
         """What would make this plan wrong before it runs: unknown placeholders, invalid manifests."""
-        from .schema import SchemaError, validate
-
         out = []
         defined: dict[str, int] = {}
         for s in self.steps:
@@ -274,8 +274,6 @@ class Plan:
     def check(self) -> "Plan":
         problems = self.problems()
         if problems:
-            from ...errors import MeshlabError
-
             raise MeshlabError("the kind plan is inconsistent:\n  " + "\n  ".join(problems),
                                "this is a meshlab bug: report it with the pattern file")
         return self

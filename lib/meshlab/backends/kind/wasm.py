@@ -28,7 +28,10 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from ...controlplane.extensions import read_file_url
 from ...errors import MeshlabError
+from ...wasm import oci
+from ...wasm.hub import Hub
 from .clusters import REGISTRY_HOST_PORT, REGISTRY_NAME
 from .plan import Step
 
@@ -53,8 +56,6 @@ def ship(doc: dict[str, Any]) -> tuple[dict[str, Any], Step | None]:
 
 
 def _ship_plugin(doc: dict[str, Any]) -> tuple[dict[str, Any], Step | None]:
-    from ...wasm import oci
-
     spec = dict(doc.get("spec") or {})
     url = str(spec.get("url", ""))
     scheme = url.split("://", 1)[0] if "://" in url else "oci"
@@ -80,8 +81,6 @@ def _ship_plugin(doc: dict[str, Any]) -> tuple[dict[str, Any], Step | None]:
         )  # fmt: skip
         return {**doc, "spec": spec}, step
     if scheme == "file":
-        from ...controlplane.extensions import read_file_url
-
         path, data = read_file_url(url, where)
         sha = hashlib.sha256(data).hexdigest()
         if spec.get("sha256") and spec["sha256"] != sha:
@@ -104,9 +103,6 @@ def _ship_plugin(doc: dict[str, Any]) -> tuple[dict[str, Any], Step | None]:
 
 def push(source: str, target: str, pull_secret: str | None = None, root_ids: list[str] | None = None, **_: Any) -> str:
     """The executor action behind ``wasm_push``: copy (oci://) or package and push (file://); returns the digest."""
-    from ...wasm import oci
-    from ...wasm.hub import Hub
-
     dst_ref = oci.parse_ref(target)
     dst = oci.Registry(dst_ref.registry, plain_http=True)
     if source.startswith("file://"):
