@@ -72,7 +72,9 @@ def stats_filter(module: dict[str, Any], config: dict[str, str]) -> dict[str, An
 
 def stats_listener(address: str) -> dict[str, Any]:
     """Istio's ``0.0.0.0_15090``: ``/stats/prometheus`` proxied to the admin API, nothing else."""
-    route = {"virtual_hosts": [{"name": "backend", "domains": ["*"], "routes": [{"match": {"prefix": "/stats/prometheus"}, "route": {"cluster": "prometheus_stats"}}]}]}
+    # the listener may arrive while its cluster still warms (both come in one push): do not reject the route for it
+    route = {"validate_clusters": False,
+             "virtual_hosts": [{"name": "backend", "domains": ["*"], "routes": [{"match": {"prefix": "/stats/prometheus"}, "route": {"cluster": "prometheus_stats"}}]}]}
     hcm = {
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": {
