@@ -30,6 +30,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     for d in _SESSION_HOME:
         Lab.down_all(d, quiet=True)
+        Hub.down_all(Path(d) / "hub")  # a hub published to in the session's home (lab 10's wasm-digest fault), as `meshlab down` does
         shutil.rmtree(d, ignore_errors=True)
 
 
