@@ -216,9 +216,9 @@ def _run(args: argparse.Namespace) -> int:
         from .wasm.standalone import down_all as wasm_down
 
         Lab.down_all()
-        scratch = Lab.down_scratch()  # labs of an interrupted `meshlab bench`
+        scratch = Lab.down_scratch()  # an interrupted `meshlab bench`'s labs, a notebook's Lab.workdir files
         if scratch:
-            print(f"removed {scratch} scratch labs (e.g. of an interrupted meshlab bench)")
+            print(f"removed {scratch} scratch directories (an interrupted meshlab bench's labs, a notebook's files)")
         wasm_down()  # standalone Envoys from the wasm labs
         stopped = Hub.down_all()  # the wasm module hub (registry)
         if stopped:

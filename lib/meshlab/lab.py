@@ -175,6 +175,17 @@ class Lab:
         return removed
 
     @staticmethod
+    def workdir(purpose: str) -> Path:
+        """A new directory for files a notebook writes (a pattern's copy, a filter's changed source).
+
+        It lives under ``$MESHLAB_HOME/scratch/``, so ``meshlab down`` removes it even when the cell that
+        would have (the lab's cleanup) never ran: an interrupted run or a killed kernel leaves nothing in /tmp.
+        """
+        base = State().dir / "scratch"
+        base.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{purpose}-", dir=base))
+
+    @staticmethod
     @contextmanager
     def scratch(purpose: str) -> Iterator[Path]:
         """A throwaway state directory for labs a tool builds and removes itself (``meshlab bench``).
@@ -183,9 +194,7 @@ class Lab:
         or killed run leaves nothing it cannot remove; on exit (Ctrl-C included) its labs are torn
         down and the directory is deleted.
         """
-        base = State().dir / "scratch"
-        base.mkdir(parents=True, exist_ok=True)
-        d = Path(tempfile.mkdtemp(prefix=f"{purpose}-", dir=base))
+        d = Lab.workdir(purpose)
         try:
             yield d
         finally:

@@ -192,7 +192,7 @@ def test_loopback_mode_works_and_says_isolation_is_lost(lab_home: Path, monkeypa
     monkeypatch.setenv("MESHLAB_NET_MODE", "loopback")
     lab = access_logs_on(Lab.up("flat-network", samples=True, home_dir=lab_home, quiet=True))
     assert lab.backend.mode == net.LOOPBACK
-    r = lab.call("curl", URL, cluster="cluster1", n=10)
+    r = lab.call("curl", URL, cluster="cluster1", n=20)
     assert r.errors == 0 and r.clusters == {"cluster1", "cluster2"}
     entry = lab.access_log("helloworld", "cluster2")[-1]
     curl = lab.backend.find("curl", "cluster1")
@@ -210,7 +210,7 @@ def test_user_namespace_mode_isolates_and_leaves_nothing(lab_home: Path, monkeyp
     lab = Lab.up("flat-network", samples=True, home_dir=lab_home, quiet=True)
     assert lab.backend.mode == net.USERNS
     assert net.existing_namespaces(prefix_for(lab_home)) == []  # nothing in the host's namespace list
-    r = lab.call("curl", URL, cluster="cluster1", n=10)
+    r = lab.call("curl", URL, cluster="cluster1", n=20)
     assert r.errors == 0 and r.clusters == {"cluster1", "cluster2"}
     hw2 = lab.backend.find("helloworld", "cluster2")
     assert lab.connect("curl", "cluster1", hw2.ip, 5000) == "connected"  # flat network: routed

@@ -35,3 +35,16 @@ def test_a_lab_removed_by_meshlab_down_in_a_shell_says_so_in_the_notebook(lab_ho
     Lab.down_all(lab_home, quiet=True)  # what `meshlab down` in a terminal does
     with pytest.raises(LabDownError):
         lab.deploy("curl", cluster="cluster1")
+
+
+def test_a_notebooks_workdir_is_removed_by_meshlab_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Lab.workdir is where a notebook writes files (a pattern's copy): after a killed kernel, `meshlab down` finds them."""
+    from meshlab.cli import main
+
+    monkeypatch.setenv("MESHLAB_HOME", str(tmp_path))
+    d = Lab.workdir("two-roots")
+    (d / "two-roots.yaml").write_text("name: two-roots\n")
+    assert d.is_relative_to(tmp_path) and d.name.startswith("two-roots-")
+    assert main(["down"]) == 0
+    assert not d.exists() and "removed 1 scratch directories" in capsys.readouterr().out

@@ -60,6 +60,9 @@ def test_hygiene(path: Path) -> None:
         if re.match(r"^#{1,6}\s", line)
     ]
     assert any("cleanup" in h.lower() for h in headings), "the notebook must end with a '## Cleanup' section"
+    for i, c in enumerate(code):  # files where `meshlab down` finds them, also after a killed kernel
+        assert "tempfile" not in c.source and "/tmp" not in c.source, (
+            f"code cell {i} writes to the system's temp directory: use Lab.workdir(purpose), which `meshlab down` removes")
     marked = [i for i, c in enumerate(code) if "NBVAL_CHECK_OUTPUT" in c.source]
     assert not marked, (
         f"code cells {marked} carry # NBVAL_CHECK_OUTPUT, but labs commit no outputs, so nbval would compare nothing: "

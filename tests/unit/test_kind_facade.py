@@ -137,3 +137,20 @@ def test_deploy_without_a_sidecar_and_as_another_service_account(tmp_path: Path)
     assert lab.backend.recorded.problems() == []
     ws = {(w.app, w.cluster): w for w in lab.backend.workloads}
     assert not ws[("curl", "cluster1")].sidecar and ws[("helloworld", "cluster2")].service_account == "intruder"
+
+
+def test_rate_limit_rules_outlive_the_kernel_that_deployed_them(tmp_path: Path) -> None:
+    """A restarted kernel attaches and reads the rules ConfigMap ratelimit-config holds, not the default."""
+    from meshlab import dataplane as dp
+    from meshlab.backends.kind import KindBackend
+    from meshlab.ratelimit import DEFAULT_CONFIG
+    from meshlab.state import State
+    from meshlab.topology import load_topology
+
+    rules = DEFAULT_CONFIG.replace("requests_per_unit: 20", "requests_per_unit: 7")
+    assert rules != DEFAULT_CONFIG
+    st = State(tmp_path)
+    backend = KindBackend.create(load_topology("flat-network"), st, samples=True, dry_run=True, progress=None)
+    backend.deploy_rate_limit_service("cluster1", rules)
+    st.save()  # what a real run does itself (a dry run leaves the state file to its caller)
+    assert dp.rate_limit_rules(Lab.attach(tmp_path)) == rules

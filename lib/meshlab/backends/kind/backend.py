@@ -1108,11 +1108,14 @@ class KindBackend:
         return dataplane.run_sample_app(self, cluster, version)
 
     def deploy_rate_limit_service(self, cluster: str, rules: str) -> str:
-        self._rate_limit_rules = rules
-        return dataplane.deploy_rate_limit_service(self, cluster, rules)
+        out = dataplane.deploy_rate_limit_service(self, cluster, rules)
+        self.state.data["ratelimit_rules"] = rules  # what ConfigMap ratelimit-config holds (a later attach reads it)
+        if not self.dry_run:
+            self.state.save()
+        return out
 
     def rate_limit_rules(self) -> str:
-        return getattr(self, "_rate_limit_rules", DEFAULT_CONFIG)  # what deploy_rate_limit_service put into ConfigMap ratelimit-config
+        return str(self.state.data.get("ratelimit_rules", DEFAULT_CONFIG))
 
     def crash_replicas(self, cluster: str, replicas: int) -> list[str]:
         return dataplane.crash_replicas(self, cluster, replicas)
