@@ -10,6 +10,7 @@ applies one plausible mistake, on either backend, through the same operations th
     mystery = faults.Mystery(lab, seed)       # two or three faults, picked by seed and not named
     mystery.inject()
     mystery.grade({"subset-typo": {"version": "v2"}, ...})  # the learner's diagnoses and fixes, graded by traffic
+    incident = faults.Mystery(lab, seed, faults.INCIDENT_POOL, sizes=(1,))  # lab 11's capstone: one, unnamed
 
 Each fault takes the fix an operator writes: the Gateway (YAML), the network label's value, the labels of
 subset v2, ``maxEjectionPercent``, the principal, the sha256, the root to cut ``cacerts`` from.
@@ -427,31 +428,45 @@ MYSTERY_POOL = ("expose-services", "network-label", "subset-typo", "authz-deny",
 shares subset-typo's DestinationRule and needs a crash; two-roots needs two control planes)."""
 
 
-def pick(seed: object, pool: tuple[str, ...] = MYSTERY_POOL) -> list[str]:
-    """Two or three faults of ``pool`` for ``seed`` (the same seed, the same faults), in injection order."""
+INCIDENT_POOL = ("expose-services", "network-label", "subset-typo", "wasm-digest")
+"""The capstone's incident (lab 11), one of these: faults that break a mesh already secured (STRICT mTLS, an ALLOW
+policy for curl) and extended (a Wasm filter on helloworld) without touching what the learner wrote. authz-deny
+is not one: beside the learner's ALLOW policy for curl a second ALLOW policy denies nothing."""
+
+
+def pick(seed: object, pool: tuple[str, ...] = MYSTERY_POOL, sizes: tuple[int, ...] = (2, 3)) -> list[str]:
+    """``sizes`` (one of them, by seed) faults of ``pool`` for ``seed`` (the same seed, the same faults), in
+    injection order."""
     rng = random.Random(hashlib.sha256(f"mystery:{seed}".encode()).hexdigest())
-    return rng.sample(list(pool), rng.choice((2, 3)))
+    return rng.sample(list(pool), rng.choice(sizes))
 
 
 class Mystery:
     """Two or three faults at once, not named: the learner finds them with the four views and writes
     ``{fault name: fix}``; graded by traffic like the named faults."""
 
-    def __init__(self, lab: "Lab", seed: object = None) -> None:
-        """``seed`` None: the learner's own (user@host, or $MESHLAB_LEARNER), as their quiz order."""
+    def __init__(self, lab: "Lab", seed: object = None, pool: tuple[str, ...] = MYSTERY_POOL,
+                 sizes: tuple[int, ...] = (2, 3)) -> None:
+        """``seed`` None: the learner's own (user@host, or $MESHLAB_LEARNER), as their quiz order. ``pool`` and
+        ``sizes``: the faults it picks from and how many (lab 11's incident: one of :data:`INCIDENT_POOL`)."""
+        unknown = [n for n in pool if n not in FAULTS]
+        if unknown or not sizes or not all(1 <= n <= len(pool) for n in sizes):
+            raise MeshlabError(f"cannot pick {sizes} of {pool}", f"pick 1..{len(pool)} of the faults {', '.join(FAULTS)}")
         self.lab = lab
         self.seed = learner_seed() if seed is None else seed
-        self.names = pick(self.seed)
+        self.pool = pool
+        self.names = pick(self.seed, pool, sizes)
 
     def __repr__(self) -> str:  # never the names: that is the exercise
-        return f"<mystery: {len(self.names)} faults, seed {self.seed!r}>"
+        return f"<mystery: {len(self.names)} fault{'s' if len(self.names) > 1 else ''}, seed {self.seed!r}>"
 
     def inject(self) -> None:
         """Break the lab; prints how many faults, not which."""
         for name in self.names:
             with contextlib.redirect_stdout(io.StringIO()):
                 _get(name).inject(self.lab)
-        print(f"{len(self.names)} faults injected (seed {self.seed!r}). Which ones? The four views will tell.")
+        n = len(self.names)
+        print(f"{n} fault{'s' if n > 1 else ''} injected (seed {self.seed!r}). Which? The four views will tell.")
 
     def solution(self) -> dict[str, Any]:
         """The diagnoses and fixes that repair this mystery."""
@@ -464,7 +479,7 @@ class Mystery:
             raise MeshlabError(f"{fixes!r} is not a dict of diagnoses", 'write {"fault-name": fix, ...}')
         unknown = [n for n in fixes if n not in FAULTS]
         if unknown:
-            raise MeshlabError(f"no fault named {', '.join(map(repr, unknown))}", f"faults: {', '.join(MYSTERY_POOL)}")
+            raise MeshlabError(f"no fault named {', '.join(map(repr, unknown))}", f"faults: {', '.join(self.pool)}")
         right = [n for n in fixes if n in self.names]
         print(f"diagnoses: {len(right)} of your {len(fixes)} name a fault of this mystery, which has {len(self.names)}")
         for name in right:

@@ -213,6 +213,13 @@ LABS: list[LabInfo] = [
             _m(30, 40, 2, 25), Start("separate-networks"), needs=("03", "04", "06"),  # eight fixes to write, a mystery round
             you_will=("diagnose seeded faults with endpoints, proxy status, access logs and stats",
                       "write each fix and prove it with traffic", "find unnamed faults in a mystery round")),
+    LabInfo("11", "11-capstone.ipynb",
+            "capstone: one service across two networks, locked down (STRICT mTLS, an AuthorizationPolicy), extended (a "
+            "Wasm filter from the hub, pinned by digest) and kept running through an unnamed incident; every step "
+            "written by the learner and graded by traffic",
+            _m(25, 30, 2, 20), Start("separate-networks", samples=True, prepare=("filters", "hub")), needs=("08", "09", "10"),
+            you_will=("predict how a request crosses to the other network", "write the security policy and the TrafficExtension "
+                      "that ship the service", "diagnose and fix an unnamed incident with the four views")),
 ]  # fmt: skip
 
 
@@ -257,11 +264,11 @@ AGENDAS: dict[str, dict[str, list[str]]] = {
     "One day": {
         "before the day (on the learner's machine)": ["00"],
         "the day": ["02", "break", "03", "lunch", "06", "break", "04", "07"],
-        "afterwards (self-paced)": ["01", "01b", "06b", "03b", "05", "08", "09", "10"],
+        "afterwards (self-paced)": ["01", "01b", "06b", "03b", "05", "08", "09", "10", "11"],
     },
     "Two days": {
         "day 1": ["00", "01", "01b", "break", "02", "lunch", "03", "break", "06", "06b"],
-        "day 2": ["03b", "04", "break", "05", "lunch", "07", "break", "08", "break", "09", "10"],
+        "day 2": ["03b", "04", "break", "05", "lunch", "07", "break", "08", "break", "09", "10", "11"],
     },
 }
 DAY_STARTS = "09:00"

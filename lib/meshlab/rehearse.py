@@ -195,16 +195,18 @@ def _fault(name: str) -> Callable[["Lab"], str]:
 
 
 def acts() -> list[Act]:
+    from .faults import INCIDENT_POOL  # lab 11's incident is one of these
+
     return [
-        Act("every lab's bring-up plan", "02-10", _plans),
+        Act("every lab's bring-up plan", "02-11", _plans),
         Act("calls across clusters", "02-04, 06", _calls),
         Act("a call from outside through the ingress gateway", "09", _outside),
         Act("TLS origination to a server outside the clusters", "09", _egress),
         Act("the global rate-limit service", "01b", _rate_limit),
         Act("crashed replicas behind live sidecars", "01, 10", _crashed),
         Act("Prometheus: the addon per cluster and the global one", "05", _prometheus),
-        Act("a Wasm module from the hub, run by the sidecars", "08", _hub),
-        *(Act(f"fault {f!r} injected and repaired", "10", _fault(f)) for f in FAULTS),
+        Act("a Wasm module from the hub, run by the sidecars", "08, 11", _hub),
+        *(Act(f"fault {f!r} injected and repaired", "10, 11" if f in INCIDENT_POOL else "10", _fault(f)) for f in FAULTS),
     ]
 
 

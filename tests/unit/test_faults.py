@@ -160,3 +160,21 @@ def test_the_mystery_picks_two_or_three_faults_per_seed_and_names_none(kind_lab,
     with pytest.raises(MeshlabError, match="no fault named 'typo'"):
         mystery.grade({"typo": 1})
     assert kind_lab.backend.recorded.problems() == []
+
+
+def test_the_capstone_incident_is_one_unnamed_fault_of_its_pool(kind_lab, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """Lab 11: one fault per seed, from the faults that leave a secured, extended mesh's own resources alone."""
+    picks = {seed: faults.pick(seed, faults.INCIDENT_POOL, (1,)) for seed in range(40)}
+    assert all(len(p) == 1 for p in picks.values()) and {p[0] for p in picks.values()} == set(faults.INCIDENT_POOL)
+    assert "authz-deny" not in faults.INCIDENT_POOL, "beside the learner's ALLOW policy for curl it would deny nothing"
+    incident = faults.Mystery(kind_lab, 20, faults.INCIDENT_POOL, sizes=(1,))
+    assert incident.names == ["wasm-digest"] and repr(incident) == "<mystery: 1 fault, seed 20>"
+    incident.inject()
+    out = capsys.readouterr().out
+    assert out.startswith("1 fault injected") and not any(n in out for n in faults.FAULTS), out
+    with pytest.raises(MeshlabError, match="faults: expose-services, network-label, subset-typo, wasm-digest"):
+        incident.grade({"typo": 1})
+    for pool, sizes in ((("no-such-fault",), (1,)), (faults.INCIDENT_POOL, (5,)), (faults.INCIDENT_POOL, ())):
+        with pytest.raises(MeshlabError, match="cannot pick"):
+            faults.Mystery(kind_lab, 1, pool, sizes)
+    assert kind_lab.backend.recorded.problems() == []
