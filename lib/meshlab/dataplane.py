@@ -1,4 +1,4 @@
-"""Helpers of lab 01 (Envoy's data plane): read a sidecar's counters for one service, and tally what the
+"""Helpers of labs 01 and 01b (Envoy's data plane): read a sidecar's counters for one service, and tally what the
 access log says, so each check cell reads as the sentence it teaches.
 
 The same helpers work on both backends (``lab.stats`` and ``lab.access_log`` are backend-neutral).

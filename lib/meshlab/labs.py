@@ -144,11 +144,18 @@ LABS: list[LabInfo] = [
             "can this machine run the labs? prerequisite checks for both backends, with fixes",
             _m(10, 15, 1, 5),
             you_will=('predict which network mode a machine gets, then run the checks', 'predict whether the kind backend can run here', "read every failed check's fix",)),
-    LabInfo("01", "01-envoy-data-plane.ipynb",
-            "Envoy is the data plane: load balancing, circuit breaking, outlier detection, retries, timeouts, "
-            "shadowing, rate limiting, measured on a real Envoy",
-            _m(70, 20, 3, 15), Start("flat-network"), needs=("00",),
+    LabInfo("01", "01-envoy-resilience.ipynb",
+            "Envoy's resilience features, measured on a real Envoy with a load generator: timeouts, retries, retry "
+            "budgets, circuit breaking, outlier detection, and the access-log flags and stats that show them",
+            _m(26, 18, 2, 12), Start("flat-network"), needs=("00",),
             you_will=('measure timeouts, retries, retry budgets and circuit breakers with a real load generator', 'predict amplification and ejections before the experiments run', 'write a DestinationRule whose breaker admits 2 callers and refuses 8',)),
+    LabInfo("01b", "01b-envoy-traffic-control.ipynb",
+            "traffic control in Envoy: shadowing a new version, request hedging (raw Envoy), local rate limits and "
+            "one global rate limit for two clusters (Envoy's RLS v3 API)",
+            _m(28, 15, 2, 15), Start("flat-network"), needs=("01",),
+            you_will=("shadow traffic to a new version that no caller waits for, then write a VirtualService that copies half of it",
+                      "cut a long tail with hedged requests on a raw Envoy",
+                      "predict how one global rate limit splits between two clusters, then measure it")),
     LabInfo("02", "02-shared-control-plane-flat-network.ipynb",
             "pattern 1: one control plane, two clusters on one flat network; endpoints, mTLS identity, "
             "the shared failure domain",
@@ -162,7 +169,7 @@ LABS: list[LabInfo] = [
             "multi-primary on different networks: an istiod per cluster reading both registries through remote "
             "secrets (revocable), its failure domain measured, what to keep in step, a controlled east-west gateway, "
             "and one trace across clusters (OpenTelemetry, OTLP)",
-            _m(50, 15, 2, 20), Start("multi-primary"), needs=("03",),
+            _m(50, 20, 2, 20), Start("multi-primary"), needs=("03",),  # four exercises and a quiz
             you_will=("run an istiod in each cluster that reads both registries", "measure the failure domain of one control plane",
                       "follow one trace across clusters")),
     LabInfo("04", "04-separate-control-planes.ipynb",
@@ -179,6 +186,13 @@ LABS: list[LabInfo] = [
             "locality load balancing, outlier detection, failover across networks and fail-back, plotted over time",
             _m(60, 15, 1, 15), Start("separate-networks"), needs=("03",),
             you_will=('make a sidecar prefer its own locality and fail over across networks', 'predict the client-visible errors of a crash, then measure them', 'write the retries that hide the crash',)),
+    LabInfo("06b", "06b-advanced-load-balancing.ipynb",
+            "advanced load balancing on a raw Envoy: priority levels and the overprovisioning factor, degraded hosts, "
+            "zone-aware routing versus Istio's locality priorities, aggregate clusters",
+            _m(18, 15, 1, 1), Start(), needs=("06",),  # standalone Envoys only: no mesh, the same on both backends
+            you_will=("predict how much traffic a priority keeps as it loses hosts, then measure the 1.4 curve",
+                      "predict what Envoy's zone-aware routing keeps local, and compare it with Istio's locality priorities",
+                      "fail over from one cluster to another with an aggregate cluster")),
     LabInfo("07", "07-wasm-abi-and-first-filter.ipynb",
             "WebAssembly in Envoy: the proxy-wasm ABI of real modules, filters in C and AssemblyScript, hot "
             "loading, fail open/closed, what a filter costs",
@@ -250,10 +264,10 @@ AGENDAS: dict[str, dict[str, list[str]]] = {
     "One day": {
         "before the day (on the learner's machine)": ["00"],
         "the day": ["02", "break", "03", "lunch", "06", "break", "04", "07"],
-        "afterwards (self-paced)": ["01", "03b", "05", "08", "09", "10", "11"],
+        "afterwards (self-paced)": ["01", "01b", "06b", "03b", "05", "08", "09", "10", "11"],
     },
     "Two days": {
-        "day 1": ["00", "01", "break", "02", "lunch", "03", "break", "06"],
+        "day 1": ["00", "01", "01b", "break", "02", "lunch", "03", "break", "06", "06b"],
         "day 2": ["03b", "04", "break", "05", "lunch", "07", "break", "08", "break", "09", "10", "11"],
     },
 }

@@ -73,21 +73,13 @@ QUIZZES: dict[str, list[Q]] = {
         Q("The circuit breaker refused a request. Which response flag does the access log show?",
           "UO", ("UT", "UF", "URX"),
           "UO: upstream overflow (circuit breaking); the counter is upstream_rq_pending_overflow."),
-        Q("A mirrored request goes to v2. What does the caller see of it?",
-          "nothing: Envoy does not wait for the shadow and drops its answer",
-          ("v2's answer, because the mirror answers first", "both answers, v1's first and then v2's",
-           "v1's answer, delayed until v2 has answered too"),
-          "Mirroring is fire and forget; v2 sees the Host with -shadow appended."),
-        Q("Priority 0 has 3 of 5 hosts healthy. Which share of requests stays in priority 0?",
-          "84 %", ("60 %", "100 %", "0 %: any failure fails over"),
-          "Envoy's overprovisioning factor: min(100 %, 1.4 x 60 %) = 84 %; the rest spills to priority 1."),
-        Q("Why is locality load balancing (priorities), not Envoy's zone-aware routing, Istio's default?",
-          "priorities keep traffic local while it is healthy and need no knowledge of where the callers are",
-          ("zone-aware routing does not exist in Envoy, only in Istio's own proxies", "priorities balance load across zones more evenly than zone-aware routing",
-           "zone-aware routing needs a Wasm filter that knows each caller's zone"),
-          "Zone-aware routing matches the callers' distribution to the upstream's and spills by capacity (Istio 1.31 "
-          "offers it as zoneAwareLbSetting, with proxy self-discovery); locality priorities keep traffic local and "
-          "fail over by health."),
+        Q("Four hosts, three of them crashed; outlier detection with maxEjectionPercent: 100 and minHealthPercent: 50. "
+          "What happens once the three crashed hosts are ejected?",
+          "1 healthy host of 4 is under 50 %: Envoy panics and sends to all four again",
+          ("only the healthy host gets traffic: an ejection always wins", "Envoy refuses every call with a 503 until two hosts are healthy",
+           "the ejected hosts come back one at a time, each after baseEjectionTime, whatever the health"),
+          "below the panic threshold Envoy distrusts its health data and balances over every host; Istio sets the "
+          "threshold only through minHealthPercent (0, off, by default)"),
         Q("The retry-storm plot: with no cap, each request to the failing backend costs about as many upstream "
           "requests at 32 callers as at 4. With a retryBudget the bar is much lower. Why?",
           "it caps active retries at a share of the active requests, at any load",
@@ -95,6 +87,38 @@ QUIZZES: dict[str, list[Q]] = {
            "the budget ejects the failing host after the first retry, so later requests skip it"),
           "a retry budget bounds active retries to a percentage of active requests (and a minimum concurrency): "
           "uncapped, every request makes its own attempts + 1",
+          explain=True),
+    ],
+    "01b": [
+        Q("A mirrored request goes to v2. What does the caller see of it?",
+          "nothing: Envoy does not wait for the shadow and drops its answer",
+          ("v2's answer, because the mirror answers first", "both answers, v1's first and then v2's",
+           "v1's answer, delayed until v2 has answered too"),
+          "Mirroring is fire and forget; v2 sees the Host with -shadow appended."),
+        Q("helloworld v2 runs in five pods, each with Istio's local rate-limit recipe: a bucket of 10 tokens a minute. "
+          "About how many calls a minute pass in total?",
+          "50: each sidecar has a bucket of its own",
+          ("10: the EnvoyFilter sets one limit for the workload", "2: istiod divides the 10 tokens among the five pods",
+           "10 per caller, however many pods answer"),
+          "a local limit lives in each proxy; one limit for all pods, in all clusters, needs a global rate-limit service"),
+        Q("What does Envoy's hedge_on_per_try_timeout do when a try exceeds its per_try_timeout?",
+          "sends the request again, to another host, and keeps the first try running",
+          ("cancels the slow try and retries it on the same host", "answers 504 to the caller at once",
+           "waits for the slow try to fail before it retries"),
+          "a hedge is a retry that does not cancel the try before it: the first answer wins"),
+        Q("The global rate limit's filter has failure_mode_deny: true, and the rate-limit service is down. What do "
+          "the callers get?",
+          "refusals: without a decision from the service, the filter denies",
+          ("every call passes: rate limiting always fails open", "each sidecar falls back to a local bucket of the same size",
+           "the calls wait until the service answers again"),
+          "failure_mode_deny makes the ratelimit filter fail closed (flag RLSE); without it, it lets calls through"),
+        Q("The hedging plot: the p99 drops from about 1000 ms to a little over 100 ms, and the p50 hardly moves. "
+          "Why a little over 100 ms?",
+          "a slow try is hedged at its 100 ms per-try timeout, and the hedge answers fast",
+          ("Envoy cancels every request after 100 ms and the caller tries again", "hedging makes the backend's slow requests faster",
+           "the hedged route sends each request to all three hosts at once"),
+          "the 5 % slow tries are overtaken by a hedge sent after 100 ms (and a back-off of about a millisecond); "
+          "a hedge is slow too only 5 % of the time",
           explain=True),
     ],
     "02": [
@@ -261,6 +285,36 @@ QUIZZES: dict[str, list[Q]] = {
           ("the gateway to cluster2 needed time to start", "cluster2's endpoints were not known yet",
            "Envoy drained its connections to v1"),
           "ejection needs consecutive errors first; the remedy (retryOn 503 + retryRemoteLocalities) hides them",
+          explain=True),
+    ],
+    "06b": [
+        Q("Priority 0 has 3 of 5 hosts healthy. Which share of requests stays in priority 0?",
+          "84 %", ("60 %", "100 %", "0 %: any failure fails over"),
+          "Envoy's overprovisioning factor: min(100 %, 1.4 x 60 %) = 84 %; the rest spills to priority 1."),
+        Q("Why is locality load balancing (priorities), not Envoy's zone-aware routing, Istio's default?",
+          "priorities keep traffic local while it is healthy and need no knowledge of where the callers are",
+          ("zone-aware routing does not exist in Envoy, only in Istio's own proxies", "priorities balance load across zones more evenly than zone-aware routing",
+           "zone-aware routing needs a Wasm filter that knows each caller's zone"),
+          "Zone-aware routing matches the callers' distribution to the upstream's and spills by capacity (Istio 1.31 "
+          "offers it as zoneAwareLbSetting, with proxy self-discovery); locality priorities keep traffic local and "
+          "fail over by health."),
+        Q("Five hosts in one priority: 4 healthy, 1 DEGRADED. How much of the traffic does the degraded host get?",
+          "none",
+          ("a fifth, like every other host", "half of a healthy host's share", "all of it, once a healthy host has an error"),
+          "4 of 5 healthy x 1.4 = 112 %: the healthy hosts can take everything, so degraded ones get traffic only "
+          "when 1.4 x healthy falls under 100 %"),
+        Q("An aggregate cluster lists cluster1, then cluster2. When does cluster2 get requests?",
+          "as cluster1 loses healthy hosts, like a lower priority level",
+          ("always half of them: the members share the load", "only after an operator reorders the list",
+           "only requests that failed on cluster1 and are retried"),
+          "the aggregate treats its members as priority levels: the first while it is healthy, spilling to the next"),
+        Q("In the overprovisioning plot the measured share stays at 100 % with 4 of 5 hosts healthy and drops only "
+          "from 3 of 5. Why the flat start?",
+          "1.4 × 80 % is over 100 %: priority 0 still counts as able to take everything",
+          ("Envoy spills only after two hosts have failed, whatever the size of the pool",
+           "the unhealthy host keeps getting traffic until outlier detection ejects it",
+           "priority 1 accepts traffic only after a warm-up period"),
+          "priority 0 keeps min(100 %, 1.4 x healthy share): 112 % at 4 of 5, 84 % at 3 of 5",
           explain=True),
     ],
     "07": [

@@ -2,10 +2,10 @@
 workflow runs) the day before a workshop.
 
 It brings the smallest pattern that has every kind-only step the labs use up -- ``separate-networks``:
-two networks (the faults of lab 10 need them), one control plane (lab 01's rate-limit service needs it)
+two networks (the faults of lab 10 need them), one control plane (lab 01b's rate-limit service needs it)
 -- then runs each of those steps through the very code the labs call, times it and checks its effect:
 every lab's bring-up plan, calls across clusters, a call from outside through the ingress gateway, the
-rate-limit service and crashed replicas (lab 01), Prometheus (lab 05), a Wasm module from the hub
+rate-limit service (lab 01b) and crashed replicas (lab 01), Prometheus (lab 05), a Wasm module from the hub
 (lab 08), each fault of lab 10 injected and repaired. It ends with a table and one verdict, and
 removes everything it created (``down``). It needs nothing the labs don't: Docker, and what ``make
 setup`` installed.
@@ -202,7 +202,7 @@ def acts() -> list[Act]:
         Act("calls across clusters", "02-04, 06", _calls),
         Act("a call from outside through the ingress gateway", "09", _outside),
         Act("TLS origination to a server outside the clusters", "09", _egress),
-        Act("the global rate-limit service", "01", _rate_limit),
+        Act("the global rate-limit service", "01b", _rate_limit),
         Act("crashed replicas behind live sidecars", "01, 10", _crashed),
         Act("Prometheus: the addon per cluster and the global one", "05", _prometheus),
         Act("a Wasm module from the hub, run by the sidecars", "08, 11", _hub),

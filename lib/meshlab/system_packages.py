@@ -34,7 +34,7 @@ PACKAGES: tuple[Package, ...] = (
     Package("docker-registry", "docker-registry", ("local",),
             "lab 08's wasm module hub, which runs next to the notebook (with either backend); "
             "a kind bring-up never needs it: the clusters pull from a registry:2 container"),
-    Package("wrk", "wrk", ("local",), "HTTP load generator (lab 01, meshlab bench)"),
+    Package("wrk", "wrk", ("local",), "HTTP load generator (labs 01 and 01b, meshlab bench)"),
     Package("prometheus", "prometheus", ("local",), "a Prometheus per cluster for federated telemetry (lab 05)"),
 )
 

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=HERE.parents[1] / "build" / "course-bench")
     args = ap.parse_args(argv)
     wanted = [x.strip().zfill(2) for x in args.labs.split(",") if x.strip()]
-    labs = sorted(p for p in LABS.glob("[0-9]*.ipynb") if not wanted or p.name[:2] in wanted)
+    labs = sorted(p for p in LABS.glob("[0-9]*.ipynb") if not wanted or p.name.split("-", 1)[0] in wanted)  # "01" is not "01b"
     args.out.mkdir(parents=True, exist_ok=True)
     rounds = []
     for n in [int(x) for x in args.learners.split(",")]:

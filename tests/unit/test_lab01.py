@@ -1,5 +1,5 @@
-"""Lab 01's library parts without Envoy: wrk's summary, repeated runs, the rate-limit service's windows,
-a real gRPC round trip to it, and every Istio resource the lab applies, through the kind executor (dry run)."""
+"""Labs 01 and 01b's library parts without Envoy: wrk's summary, repeated runs, the rate-limit service's windows,
+a real gRPC round trip to it, and every Istio resource the two labs apply, through the kind executor (dry run)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from meshlab.errors import MeshlabError
 from meshlab.loadgen import MARK, LoadResult, Repeated, parse
 from meshlab.ratelimit import DEFAULT_CONFIG, Limiter, load_config
 
-LAB = Path(__file__).resolve().parents[2] / "labs" / "01-envoy-data-plane.ipynb"
+LABS = Path(__file__).resolve().parents[2] / "labs"
+MESH_LABS = [LABS / "01-envoy-resilience.ipynb", LABS / "01b-envoy-traffic-control.ipynb"]  # lab 01's mesh, split in two
 
 
 def test_wrk_summary_is_parsed() -> None:
@@ -101,12 +102,12 @@ def test_rate_limit_service_answers_envoy_rls_v3_over_grpc(tmp_path: Path) -> No
 
 
 def _resources_of_lab01() -> list[dict]:
-    """Every Istio resource lab 01 applies: YAML literals, and the DestinationRules it builds from dict literals."""
+    """Every Istio resource labs 01 and 01b apply (with their exercises' solutions): YAML literals, and the
+    DestinationRules lab 01 builds from dict literals."""
     import yaml
 
-    nb = nbformat.read(LAB, as_version=4)
     docs: list[dict] = []
-    for c in nb.cells:
+    for c in (c for path in MESH_LABS for c in nbformat.read(path, as_version=4).cells):
         if c.cell_type != "code":
             continue
         for node in ast.walk(ast.parse(c.source)):
@@ -127,7 +128,7 @@ def test_lab01_resources_apply_on_kind_dry_run(tmp_path: Path) -> None:
 
     docs = _resources_of_lab01()
     kinds = {d["kind"] for d in docs}
-    assert {"VirtualService", "DestinationRule"} <= kinds and len(docs) >= 10
+    assert {"VirtualService", "DestinationRule", "EnvoyFilter", "Telemetry"} <= kinds and len(docs) >= 14
     lab = dry_run_lab("flat-network", tmp_path)
     for d in docs:
         assert lab.apply(d, cluster="cluster1") == [f"{d['kind'].lower()}/{d['metadata']['name']} not applied: dry run (recorded)"]
@@ -161,7 +162,7 @@ def _notebook_envoyfilter(name: str) -> dict:
 
 
 def test_global_rate_limit_on_kind_is_istios_recipe_in_order(tmp_path: Path) -> None:
-    """Dry run of section 10 on kind: the rules' ConfigMap, Redis, envoyproxy/ratelimit, their rollouts, then
+    """Dry run of lab 01b's section 5 on kind: the rules' ConfigMap, Redis, envoyproxy/ratelimit, their rollouts, then
     the lab's EnvoyFilter, whose gRPC cluster is the Service the plan created."""
     from meshlab import dataplane as dp
     from meshlab.backends.kind import tools
@@ -207,7 +208,7 @@ def test_global_rate_limit_on_kind_needs_one_control_plane(tmp_path: Path) -> No
 
 
 def test_crashed_replicas_on_kind_are_a_broken_deployment_under_the_same_service(tmp_path: Path) -> None:
-    """Dry run of section 6 on kind: 3 pods with helloworld's app label whose app never listens, then healed."""
+    """Dry run of lab 01's section 6 on kind: 3 pods with helloworld's app label whose app never listens, then healed."""
     from meshlab import dataplane as dp
 
     lab = dry_run_lab_("flat-network", tmp_path)
@@ -301,9 +302,9 @@ def test_helloworld_on_kind_runs_meshlabs_sample_app_before_the_sections_that_ne
     assert again.manifests[1]["spec"]["replicas"] == ours[0].manifests[1]["spec"]["replicas"] + 1
     assert again.manifests[1]["spec"]["template"]["spec"]["containers"][0]["command"][1] == "/meshlab/apps.py"
     assert rec.problems() == []
-    # the notebook deploys every helloworld through this helper, the first one in its setup, before section 2
-    nb = nbformat.read(LAB, as_version=4)
-    code = [c.source for c in nb.cells if c.cell_type == "code"]
-    first_sleep = next(i for i, s in enumerate(code) if "?sleep=" in s)
-    setup = next(i for i, s in enumerate(code) if "dp.deploy_helloworld(" in s)
-    assert setup < first_sleep and not any('lab.deploy("helloworld"' in s for s in code)
+    # each notebook deploys every helloworld through this helper, the first one in its setup, before its first ?sleep=
+    for path in MESH_LABS:
+        code = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+        first_sleep = next(i for i, s in enumerate(code) if "?sleep=" in s)
+        setup = next(i for i, s in enumerate(code) if "dp.deploy_helloworld(" in s)
+        assert setup < first_sleep and not any('lab.deploy("helloworld"' in s for s in code), path.name

@@ -119,7 +119,7 @@ def test_shown_once_per_cell_under_a_live_kernel_and_never_elsewhere(monkeypatch
 
 
 AT_WORK = {"02": "flat-network.md", "03": "separate-networks.md", "03b": "multi-primary.md", "04": "separate-control-planes.md",
-           "05": "management-plane.md", "06": "separate-networks.md", "11": "separate-networks.md"}
+           "05": "management-plane.md", "06": "separate-networks.md", "06b": "separate-networks.md", "11": "separate-networks.md"}
 
 
 @pytest.mark.parametrize("lab", sorted(AT_WORK))

@@ -2,7 +2,7 @@
 
 ``helloworld`` answers ``GET /hello`` like Istio's sample:
 ``Hello version: v1, instance: helloworld-v1-...``. Query parameters make it misbehave, for the
-data-plane experiments of lab 01:
+data-plane experiments of labs 01 and 01b:
 
 - ``sleep=0.5``: answer half a second later (a slow backend, for timeouts);
 - ``tail=0.1`` (with ``sleep``): only one request in ten is slow (a long tail, for hedging);

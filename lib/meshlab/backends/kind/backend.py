@@ -1103,7 +1103,7 @@ class KindBackend:
     def prometheus_text(self, workload: str, cluster: str) -> str:
         return self._admin(workload, cluster, "stats/prometheus")
 
-    # ---- lab 01's experiments and lab 05's management plane (backends/kind/dataplane.py, mesh.py)
+    # ---- labs 01 and 01b's experiments and lab 05's management plane (backends/kind/dataplane.py, mesh.py)
     def use_sample_app(self, cluster: str, version: str) -> list[Any]:
         """Redeploy helloworld ``version`` running meshlab's sample app instead of Istio's Flask app (which ignores
         ``?sleep=``, ``?fail=``, ``?only=``, ``?tail=``); the new pods."""

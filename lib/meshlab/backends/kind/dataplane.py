@@ -1,4 +1,4 @@
-"""Lab 01's kind steps: Istio's global rate-limit service, and crashed replicas behind a live sidecar.
+"""Labs 01 and 01b's kind steps: Istio's global rate-limit service (01b), and crashed replicas behind a live sidecar.
 
 **Global rate limit**, as Istio's task *Enabling Rate Limits using Envoy*
 (https://istio.io/latest/docs/tasks/policy-enforcement/rate-limit/) sets it up: envoyproxy/ratelimit

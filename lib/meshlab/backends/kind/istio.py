@@ -38,8 +38,8 @@ EW_PORTS = [  # samples/multicluster/gen-eastwest-gateway.sh (1.30.3, release-1.
 ]
 INSTALL_TIMEOUT = 300  # istioctl --readiness-timeout default; also our waits
 # Envoy stats kept in addition to Istio's defaults: the outbound clusters (sidecars: outbound|..., gateways: outbound_....),
-# the inbound HTTP managers' RBAC and JWT counters and the inbound listener's TLS failures (lab 09); lab 01 also
-# reads the outbound HTTP managers' requests, the inbound clusters' global rate-limit decisions
+# the inbound HTTP managers' RBAC and JWT counters and the inbound listener's TLS failures (lab 09); labs 01
+# and 01b also read the outbound HTTP managers' requests, the inbound clusters' global rate-limit decisions
 # (cluster.inbound|5000||.ratelimit.ok) and the local rate limit's token bucket (its stat_prefix)
 STATS_PREFIXES = ("cluster.outbound", "http.inbound", "listener.0.0.0.0_15006.ssl",
                   "http.outbound", "cluster.inbound", "http_local_rate_limiter")

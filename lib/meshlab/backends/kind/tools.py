@@ -60,7 +60,7 @@ HELLOWORLD_IMAGE = "docker.io/istio/examples-helloworld-v1:1.0"
 CURL_IMAGE = "docker.io/curlimages/curl:8.16.0"
 REGISTRY_IMAGE = "docker.io/library/registry:2"  # the CNCF distribution registry (DESIGN: `registry:2` next to kind)
 ISTIO_HUB = "docker.io/istio"
-# Lab 01's global rate limit, as Istio's samples/ratelimit/rate-limit-service.yaml (release-1.31) deploys it:
+# Lab 01b's global rate limit, as Istio's samples/ratelimit/rate-limit-service.yaml (release-1.31) deploys it:
 # envoyproxy/ratelimit at the sample's tag, and Redis for its counters (the sample's floating
 # `redis:alpine`, pinned here to a release tag so every laptop runs the same Redis).
 RATELIMIT_IMAGE = "docker.io/envoyproxy/ratelimit:30a4ce1a"

@@ -436,7 +436,7 @@ class LocalBackend:
         self.state.save()
         self.sync(cluster)
 
-    # ---- lab 01's experiments and lab 05's management plane -------------------------------------------
+    # ---- labs 01 and 01b's experiments and lab 05's management plane --------------------------------
     def use_sample_app(self, cluster: str, version: str) -> list[Workload]:
         """Nothing to do: the local backend's helloworld is meshlab's sample app already (no new pods)."""
         return []
