@@ -471,10 +471,11 @@ QUIZZES: dict[str, list[Q]] = {
           "SYNCED means acknowledged config; a wrong resource, label or digest is faithfully pushed (lab 10)"),
         Q("The 403s curl.frontend got carry no x-team header, although both helloworld sidecars run add-header. "
           "Explain.",
-          "RBAC answered before the request reached add-header",
+          "RBAC, before add-header, refused it: the module never saw that request",
           ("add-header only runs for requests from curl's identity", "Envoy strips custom headers from 4xx answers",
            "add-header failed closed for the frontend namespace"),
-          "a local reply from the RBAC filter goes back through the filters before it only; add-header comes after it",
+          "RBAC answers locally, and its reply does pass the response filters, but Envoy's Wasm host creates a module's "
+          "context for a stream when the request reaches it: no request, no response callback",
           explain=True),
     ],
 }
