@@ -218,7 +218,8 @@ def _run(args: argparse.Namespace) -> int:
         Lab.down_all()
         scratch = Lab.down_scratch()  # an interrupted `meshlab bench`'s labs, a notebook's Lab.workdir files
         if scratch:
-            print(f"removed {scratch} scratch directories (an interrupted meshlab bench's labs, a notebook's files)")
+            print(f"removed {scratch} scratch {'directory' if scratch == 1 else 'directories'} "
+                  "(an interrupted meshlab bench's labs, a notebook's files)")
         wasm_down()  # standalone Envoys from the wasm labs
         stopped = Hub.down_all()  # the wasm module hub (registry)
         if stopped:

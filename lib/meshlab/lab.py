@@ -245,10 +245,11 @@ class Lab:
         self._real("undeploy", cluster, app=app, namespace=namespace)
         return self.backend.undeploy(app, cluster, namespace=namespace)
 
-    def call(self, workload: str, url: str, cluster: str, n: int = 1, headers: dict[str, str] | None = None) -> CallResult:
-        """Send ``n`` HTTP requests from ``workload``'s pod in ``cluster`` through its sidecar."""
-        self._real("call", cluster, workload, url=url, n=n, headers=headers)
-        return self.backend.call(workload, url, cluster=cluster, n=n, headers=headers)
+    def call(self, workload: str, url: str, cluster: str, n: int = 1, headers: dict[str, str] | None = None,
+             method: str = "GET") -> CallResult:
+        """Send ``n`` HTTP requests (``method``, no body) from ``workload``'s pod in ``cluster`` through its sidecar."""
+        self._real("call", cluster, workload, url=url, n=n, headers=headers, method=method)
+        return self.backend.call(workload, url, cluster=cluster, n=n, headers=headers, method=method)
 
     def call_from_outside(self, url: str, cluster: str, n: int = 1, headers: dict[str, str] | None = None, ca: str | None = None) -> CallResult:
         """Send ``n`` requests from outside the mesh to ``cluster``'s ingress gateway (``https://`` with SNI =

@@ -217,7 +217,7 @@ LABS: list[LabInfo] = [
             "capstone: one service across two networks, locked down (STRICT mTLS, an AuthorizationPolicy), extended (a "
             "Wasm filter from the hub, pinned by digest) and kept running through an unnamed incident; every step "
             "written by the learner and graded by traffic",
-            _m(25, 30, 2, 20), Start("separate-networks", samples=True, prepare=("filters", "hub")), needs=("08", "09", "10"),
+            _m(30, 30, 2, 20), Start("separate-networks", samples=True, prepare=("filters", "hub")), needs=("08", "09", "10"),
             you_will=("predict how a request crosses to the other network", "write the security policy and the TrafficExtension "
                       "that ship the service", "diagnose and fix an unnamed incident with the four views")),
 ]  # fmt: skip

@@ -61,6 +61,8 @@ def command(op: str, *, cluster: str | None = None, workload: str | None = None,
     if op == "call":
         url = str(kw["url"]).removeprefix("http://")
         headers = "".join(f" -H '{k}: {v}'" for k, v in (kw.get("headers") or {}).items())
+        if (kw.get("method") or "GET") != "GET":
+            headers = f" -X {kw['method']}{headers}"
         one = f"kubectl exec -n {ns} {c} {deploy} -c {name} -- curl -sS{headers} {url}"
         n = int(kw.get("n") or 1)
         return [one if n == 1 else f"for i in $(seq {n}); do {one}; done"]

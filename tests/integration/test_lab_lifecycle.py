@@ -47,4 +47,4 @@ def test_a_notebooks_workdir_is_removed_by_meshlab_down(tmp_path: Path, monkeypa
     (d / "two-roots.yaml").write_text("name: two-roots\n")
     assert d.is_relative_to(tmp_path) and d.name.startswith("two-roots-")
     assert main(["down"]) == 0
-    assert not d.exists() and "removed 1 scratch directories" in capsys.readouterr().out
+    assert not d.exists() and "removed 1 scratch directory" in capsys.readouterr().out

@@ -107,7 +107,10 @@ def test_dry_call_and_endpoints_record_but_never_invent_answers(dry: KindBackend
         dry.call("curl", "http://helloworld.sample:5000/hello", "cluster1", n=3)
     step = dry.executor.recorded.steps[-1]
     assert step.argv[:6] == ["kubectl", "--context", "kind-cluster1", "-n", "sample", "exec"]
-    assert "curl -sS" in step.argv[-1] and "seq 3" in step.argv[-1]
+    assert "curl -sS" in step.argv[-1] and "seq 3" in step.argv[-1] and " -X " not in step.argv[-1]
+    with pytest.raises(LabStateError, match="dry run"):
+        dry.call("curl", "http://helloworld.sample:5000/hello", "cluster1", method="POST")  # lab 11's policy test
+    assert "curl -sS -i -m 5 -X POST " in dry.executor.recorded.steps[-1].argv[-1]
     with pytest.raises(LabStateError, match="dry run"):
         dry.endpoints("curl", "cluster1", "helloworld")
     assert dry.executor.recorded.steps[-1].argv[:5] == ["istioctl", "--context", "kind-cluster1", "proxy-config", "endpoints"]

@@ -26,3 +26,36 @@ def test_a_crash_shows_the_programs_own_log_and_the_fix(tmp_path: Path) -> None:
 def test_hints_follow_the_log() -> None:
     assert "meshlab down" in procs.exit_hint("error: Address already in use")
     assert procs.exit_hint("something else").startswith("read the log above")
+
+
+def test_the_pod_client_sends_the_method_it_is_given() -> None:
+    """lab.call(..., method="POST"): the in-pod client sends that method (lab 11's policy allows GET only)."""
+    import http.server
+    import threading
+
+    from meshlab.runtime import client
+
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _any(self) -> None:
+            seen.append(self.command)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = do_DELETE = _any
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        for method in ("GET", "POST", "DELETE"):
+            [answer] = client.calls("127.0.0.1", port, f"x:{port}", "/hello", 1, {}, 5.0, method=method)
+            assert answer["status"] == 200
+    finally:
+        server.shutdown()
+    assert seen == ["GET", "POST", "DELETE"]

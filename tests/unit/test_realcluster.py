@@ -88,6 +88,7 @@ def test_commands_read_like_istios_guides() -> None:
     assert realcluster.command("access_log", cluster="cluster2", workload="istio-eastwestgateway")[0].startswith(
         'kubectl logs -n istio-system --context="${CTX_CLUSTER2}" deploy/istio-eastwestgateway -c istio-proxy')
     assert " -n legacy " in realcluster.command("call", cluster="cluster1", workload="curl.legacy", url="http://x")[0]
+    assert realcluster.command("call", cluster="cluster1", workload="curl", url="http://x/y", method="POST")[0].endswith("-- curl -sS -X POST x/y")
 
 
 def test_shown_once_per_cell_under_a_live_kernel_and_never_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:

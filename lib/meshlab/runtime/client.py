@@ -23,9 +23,10 @@ from typing import Any
 
 
 def calls(
-    host: str, port: int, authority: str, path: str, n: int, headers: dict[str, str], timeout: float, tls: dict[str, Any] | None = None
+    host: str, port: int, authority: str, path: str, n: int, headers: dict[str, str], timeout: float, tls: dict[str, Any] | None = None,
+    method: str = "GET",
 ) -> list[dict[str, Any]]:
-    """``n`` GET requests on one keep-alive connection (reopened after a failure), like a curl loop.
+    """``n`` requests (``method``, no body) on one keep-alive connection (reopened after a failure), like a curl loop.
 
     ``tls`` = {"sni": name, "ca": file}: HTTPS to ``host``, the server's certificate checked against ``ca``
     for ``name`` (as ``curl --resolve name:port:host --cacert ca``); the TLS version lands in each answer.
@@ -42,7 +43,7 @@ def calls(
                     conn.sock = ctx.wrap_socket(socket.create_connection((host, port), timeout=timeout), server_hostname=tls["sni"])
                 else:
                     conn.connect()
-            conn.request("GET", path, headers={"Host": authority, **headers})
+            conn.request(method, path, headers={"Host": authority, **headers})
             resp = conn.getresponse()
             body = resp.read().decode(errors="replace")
             got = {k.lower(): v for k, v in resp.getheaders()}  # response headers

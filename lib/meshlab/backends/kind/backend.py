@@ -922,9 +922,11 @@ class KindBackend:
 
     # ---- traffic -----------------------------------------------------------------------------------
     def call(self, workload: str, url: str, cluster: str, n: int = 1, timeout: float = 5.0,
-             headers: dict[str, str] | None = None) -> CallResult:
+             headers: dict[str, str] | None = None, method: str = "GET") -> CallResult:
         """``n`` requests with curl inside ``workload``'s pod (through its sidecar), as the verify guide does."""
         hdrs = " ".join(f"-H {shlex.quote(f'{k}: {v}')}" for k, v in (headers or {}).items())
+        if method != "GET":
+            hdrs = f"-X {shlex.quote(method)} {hdrs}"
         script = (f"for i in $(seq {int(n)}); do curl -sS -i -m {timeout:g} {hdrs} -w '\\n{CALL_MARK}%{{http_code}} %{{time_total}}\\n' "
                   f"{shlex.quote(url)} 2>&1; done")
         pod = self.find(workload, cluster)

@@ -1088,7 +1088,8 @@ class LocalBackend:
                                   else Answer(0, "", error=a["error"], seconds=a["seconds"]))  # fmt: skip
         return result
 
-    def call(self, workload: str, url: str, cluster: str, n: int = 1, timeout: float = 5.0, headers: dict[str, str] | None = None) -> CallResult:
+    def call(self, workload: str, url: str, cluster: str, n: int = 1, timeout: float = 5.0, headers: dict[str, str] | None = None,
+             method: str = "GET") -> CallResult:
         """Send ``n`` requests from inside the workload's pod through its sidecar (like ``kubectl exec curl``)."""
         w = self.find(workload, cluster)
         host, port, path = split_url(url)
@@ -1096,7 +1097,7 @@ class LocalBackend:
         target, target_port = (w.outbound, OUTBOUND_PORT) if w.sidecar else (self._service_pod(host, port, w), port)
         raw = self._in_pod(
             w, "calls", host=target, port=target_port, authority=f"{host}:{port}", path=path, n=n,
-            headers=headers or {}, timeout=timeout,
+            headers=headers or {}, timeout=timeout, method=method,
         )  # fmt: skip
         result = CallResult(url, f"{w.pod} ({cluster})")
         for a in raw:
