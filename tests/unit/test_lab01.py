@@ -199,6 +199,21 @@ def test_global_rate_limit_on_kind_is_istios_recipe_in_order(tmp_path: Path) -> 
     assert rec.problems() == []
 
 
+def test_global_rate_limit_deployed_again_on_kind_restarts_redis(tmp_path: Path) -> None:
+    """A re-run cell deploys the service again: Redis restarts (its counters live in memory), the first time not."""
+    from meshlab import dataplane as dp
+
+    lab = dry_run_lab_("flat-network", tmp_path)
+    restarts = lambda: [s for s in lab.backend.recorded.find(tag="ratelimit") if "restart" in s.argv]  # noqa: E731
+    dp.deploy_rate_limit_service(lab, cluster="cluster1")
+    assert restarts() == []
+    dp.deploy_rate_limit_service(lab, cluster="cluster1")
+    [restart] = restarts()
+    assert restart.argv[-4:] == ["sample", "rollout", "restart", "deployment/redis"]
+    last_wait = [s for s in lab.backend.recorded.find(tag="rollout")][-2]
+    assert restart.number < last_wait.number and last_wait.argv[-2] == "deployment/redis"
+
+
 def test_global_rate_limit_on_kind_needs_one_control_plane(tmp_path: Path) -> None:
     from meshlab import dataplane as dp
 

@@ -1110,7 +1110,8 @@ class KindBackend:
         return dataplane.run_sample_app(self, cluster, version)
 
     def deploy_rate_limit_service(self, cluster: str, rules: str) -> str:
-        out = dataplane.deploy_rate_limit_service(self, cluster, rules)
+        again = "ratelimit_rules" in self.state.data  # a re-run cell: fresh counters, as on the local backend
+        out = dataplane.deploy_rate_limit_service(self, cluster, rules, fresh_counters=again)
         self.state.data["ratelimit_rules"] = rules  # what ConfigMap ratelimit-config holds (a later attach reads it)
         if not self.dry_run:
             self.state.save()

@@ -84,8 +84,11 @@ def rate_limit_manifests(config: str, ns: str = S.NAMESPACE) -> list[dict[str, A
     ]  # fmt: skip
 
 
-def deploy_rate_limit_service(backend: "KindBackend", cluster: str, config: str) -> str:
-    """Apply the rate-limit service in ``cluster`` and wait until it serves and istiod pushed its endpoints."""
+def deploy_rate_limit_service(backend: "KindBackend", cluster: str, config: str, fresh_counters: bool = False) -> str:
+    """Apply the rate-limit service in ``cluster`` and wait until it serves and istiod pushed its endpoints.
+
+    ``fresh_counters``: it was deployed before (a re-run cell); restart Redis, which keeps the counters in memory
+    only (Istio's sample has no persistence), so the experiment starts from zero again."""
     t = backend.topology
     cp = t.cluster(cluster).control_plane
     others = [c for c in t.clusters if t.cluster(c).control_plane != cp]
@@ -96,6 +99,9 @@ def deploy_rate_limit_service(backend: "KindBackend", cluster: str, config: str)
         cluster, [S.namespace(), *rate_limit_manifests(config)],
         title=f"deploy the global rate-limit service in {cluster} (envoyproxy/ratelimit + Redis, rules in ConfigMap ratelimit-config)",
         tags=("ratelimit",), hint=f"`kubectl --context {K.context(cluster)} -n {S.NAMESPACE} get pods -l 'app in (ratelimit,redis)'`")
+    if fresh_counters:
+        backend.executor.run(K.kubectl(cluster, "-n", S.NAMESPACE, "rollout", "restart", "deployment/redis"), cluster=cluster,
+                             title="restart Redis: the rate-limit counters start from zero", tags=("ratelimit",))
     for name in ("redis", "ratelimit"):
         backend.executor.run(K.kubectl(cluster, "-n", S.NAMESPACE, "rollout", "status", f"deployment/{name}", "--timeout=300s"),
                              cluster=cluster, timeout=330, title=f"wait for {name}", tags=("ratelimit", "rollout"),

@@ -442,10 +442,18 @@ class LocalBackend:
         return []
 
     def deploy_rate_limit_service(self, cluster: str, rules: str) -> Table:
-        """meshlab's RLS v3 service as a mesh workload, with ``rules`` (envoyproxy/ratelimit's format)."""
+        """meshlab's RLS v3 service as a mesh workload, with ``rules`` (envoyproxy/ratelimit's format).
+
+        Deployed again (a re-run cell), the same pod restarts with fresh counters, as envoyproxy/ratelimit does
+        on kind with a new Redis: a second pod would split the counts between two services."""
         self.ratelimit_config().parent.mkdir(parents=True, exist_ok=True)
         write_atomic(self.ratelimit_config(), rules)
-        return pods_table(self.deploy("ratelimit", cluster))
+        running = [w for w in self.workloads if w.app == "ratelimit" and w.cluster == cluster]
+        if not running:
+            return pods_table(self.deploy("ratelimit", cluster))
+        self.kill("ratelimit", cluster)
+        self.restore("ratelimit", cluster)
+        return pods_table(running)
 
     def rate_limit_rules(self) -> str:
         return self.ratelimit_config().read_text()
