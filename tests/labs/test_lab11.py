@@ -39,3 +39,43 @@ def test_only_solutions_are_hidden_and_only_checks_apply_answers() -> None:
             continue
         assert not {"faults.repair", "faults.solution", "incident.solution"} & names, f"code cell {i} gives the fix away"
         assert "faults.fixed" not in names, f"code cell {i}: the capstone grades its incident with incident.grade"
+
+
+def solution(cell_id: str, **names: object) -> dict[str, object]:
+    """Run a solution cell of the notebook with solutions on; the names it assigned."""
+    from types import SimpleNamespace
+
+    cell = next(c for c in nbformat.read(LAB, as_version=4).cells if c.get("id") == cell_id)
+    scope: dict[str, object] = {"ex": SimpleNamespace(solutions=True, stop_unless_answered=lambda *a: None), **names}
+    exec(compile(cell.source, cell_id, "exec"), scope)
+    return scope
+
+
+def test_the_solutions_are_a_valid_kind_plan(tmp_path: Path) -> None:
+    """On kind the same cells are kubectl and istioctl steps: the solutions' resources pass Istio 1.31's CRD schemas
+    (strict), the module goes to the lab registry, the policy test's POST is a curl -X POST."""
+    import pytest
+
+    from meshlab.errors import LabStateError
+    from meshlab.lab import dry_run_lab
+    from meshlab.wasm.hub import Hub
+    from meshlab.wasm.publish import SECRET, publish
+
+    lab = dry_run_lab("separate-networks", tmp_path)
+    lab.deploy("curl", cluster="cluster1", namespace="frontend")
+    lab.deploy("curl", cluster="cluster1", namespace="legacy", sidecar=False)
+    lab.apply(solution("lab11-s4")["answer_11_2"], cluster="cluster1")  # type: ignore[arg-type]
+    try:
+        pushed = publish(lab, "add-header", "wasm/add-header:capstone")
+        extension = solution("lab11-f4", pushed=pushed, SECRET=SECRET)["answer_11_3"]
+        lab.apply(extension, cluster="cluster1")  # type: ignore[arg-type]
+    finally:
+        Hub.down_all()
+    with pytest.raises(LabStateError, match="dry run"):
+        lab.call("curl", "http://helloworld.sample:5000/hello", cluster="cluster1", n=4, method="POST")
+    steps = list(lab.backend.recorded)
+    applied = [m["kind"] for s in steps if "apply" in s.tags for m in s.manifests]
+    assert {"PeerAuthentication", "AuthorizationPolicy", "TrafficExtension"} <= set(applied), applied
+    assert [s for s in steps if "wasm-push" in s.tags], "the module is copied to the lab registry"
+    assert "-X POST" in steps[-1].argv[-1]
+    assert lab.backend.recorded.problems() == []
