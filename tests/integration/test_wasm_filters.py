@@ -22,7 +22,7 @@ import pytest
 
 from meshlab.runtime import procs
 from meshlab.errors import MeshlabError
-from meshlab.wasm.build import build_filter, build_once, filters
+from meshlab.wasm.build import build_filter, build_once, filters, up_to_date
 from meshlab.wasm.handmade import write_crashing_filter
 from meshlab.wasm.standalone import WasmEnvoy, down_all, envoy
 
@@ -61,6 +61,24 @@ def test_builds_are_reproducible(built: dict[str, Path], tmp_path: Path) -> None
         again = build_filter(copy / f.dir.name)
         assert again.sha256 == first, f"{name}: a second build gave different bytes"
         assert b"elsewhere" not in again.wasm.read_bytes() and str(src).encode() not in again.wasm.read_bytes()
+
+
+def test_build_once_takes_an_up_to_date_module_and_rebuilds_after_an_edit(tmp_path: Path) -> None:
+    """make setup built every filter: a notebook or a test takes the module as it is, unless its sources (or
+    the module itself) changed since -- then it builds, as make would."""
+    src = FILTERS["api-key"].dir
+    shutil.copytree(src.parent / "include", tmp_path / "include")
+    d = shutil.copytree(src, tmp_path / "api-key", ignore=shutil.ignore_patterns("build"))
+    assert up_to_date(d) is None, "never built"
+    built = build_once(d)
+    assert built.steps and not built.steps[0].startswith("up to date")
+    again = build_once(d)
+    assert again.steps == ["up to date: sources unchanged since the last build"] and again.sha256 == built.sha256
+    (d / "api_key.c").write_text((d / "api_key.c").read_text() + "\n/* an edit */\n")
+    assert up_to_date(d) is None, "a changed source needs a build"
+    assert not build_once(d).steps[0].startswith("up to date")
+    (d / "build" / "filter.wasm").write_bytes(b"\0asm\1\0\0\0")  # replaced by hand: no longer what the build wrote
+    assert up_to_date(d) is None
 
 
 def test_build_errors_name_the_problem(tmp_path: Path) -> None:

@@ -32,9 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MeshlabError, ToolError
+from .. import versions
 from ..exec import run, which
+from ..state import write_atomic
 
 OUTPUT = Path("build") / "filter.wasm"
+STAMP = Path("build") / "filter.inputs"  # the inputs' digest and the module's sha256, written after each build
 LOCK_STAMP = ".meshlab-lock.sha256"  # inside node_modules/: the lock file node_modules was installed from
 FILTER_JSON = "filter.json"
 
@@ -224,7 +227,6 @@ class BuildResult:
     wasm: Path
     seconds: float
     steps: list[str]
-    meta_sha256: str = ""  # the sha256 right after the build (build_once checks the file is unchanged)
 
     @property
     def sha256(self) -> str:
@@ -243,6 +245,7 @@ def build_filter(directory: str | Path, clean: bool = False) -> BuildResult:
         shutil.rmtree(info.dir / "node_modules", ignore_errors=True)
     out = info.dir / OUTPUT
     out.parent.mkdir(parents=True, exist_ok=True)
+    inputs = _inputs_digest(info)  # before the build: an edit during it makes the next build_once build again
     steps: list[str] = []
     t = time.perf_counter()
     # One build of a folder at a time (two test runs or a notebook and `make filters` may overlap).
@@ -255,7 +258,9 @@ def build_filter(directory: str | Path, clean: bool = False) -> BuildResult:
             _build_c(info, steps)
     if not out.exists():
         raise MeshlabError(f"the build of {info.dir} succeeded but wrote no {OUTPUT}", f"make the build write {OUTPUT} (see filter.json / package.json)")
-    return BuildResult(info, out, time.perf_counter() - t, steps)
+    result = BuildResult(info, out, time.perf_counter() - t, steps)
+    write_atomic(info.dir / STAMP, json.dumps({"inputs": inputs, "sha256": result.sha256}))
+    return result
 
 
 def build(directory: str | Path, clean: bool = False) -> Path:
@@ -263,12 +268,9 @@ def build(directory: str | Path, clean: bool = False) -> Path:
     return build_filter(directory, clean=clean).wasm
 
 
-_built: dict[tuple[str, str], BuildResult] = {}
-
-
 def _inputs_digest(info: FilterInfo) -> str:
-    """sha256 over the folder's files (not build/ or node_modules/) and its include folders."""
-    h = hashlib.sha256()
+    """sha256 over the folder's files (not build/ or node_modules/), its include folders and the toolchain pins."""
+    h = hashlib.sha256(Path(versions.__file__).read_bytes())
     dirs = [info.dir] + [(info.dir / i) for i in info.meta.get("include", [])]
     for d in dirs:
         for f in sorted(p for p in d.rglob("*") if p.is_file()):
@@ -279,17 +281,22 @@ def _inputs_digest(info: FilterInfo) -> str:
     return h.hexdigest()
 
 
-def build_once(directory: str | Path) -> BuildResult:
-    """``build_filter``, at most once per process for unchanged sources (tests, notebooks)."""
+def up_to_date(directory: str | Path) -> BuildResult | None:
+    """The module an earlier build left, if its inputs are unchanged since and nobody changed it (else None)."""
     info = filter_info(directory)
-    key = (str(info.dir.resolve()), _inputs_digest(info))
-    done = _built.get(key)
-    if done is not None and done.wasm.exists() and done.sha256 == done.meta_sha256:
-        return done
-    result = build_filter(directory)
-    result.meta_sha256 = result.sha256
-    _built[key] = result
-    return result
+    try:
+        stamp = json.loads((info.dir / STAMP).read_text())
+        result = BuildResult(info, info.dir / OUTPUT, 0.0, ["up to date: sources unchanged since the last build"])
+        fresh = stamp["inputs"] == _inputs_digest(info) and stamp["sha256"] == result.sha256
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return result if fresh else None
+
+
+def build_once(directory: str | Path) -> BuildResult:
+    """``build_filter`` unless the last build's module is up to date (``make setup`` built them all): tests,
+    notebooks and the mesh's telemetry take the module as it is, and need no write access to the checkout."""
+    return up_to_date(directory) or build_filter(directory)
 
 
 def build_all(root: str | Path | None = None, clean: bool = False) -> list[BuildResult]:
