@@ -267,11 +267,14 @@ AGENDAS: dict[str, dict[str, list[str]]] = {
         "afterwards (self-paced)": ["01", "01b", "06b", "03b", "05", "08", "09", "10", "11"],
     },
     "Two days": {
-        "day 1": ["00", "01", "01b", "break", "02", "lunch", "03", "break", "06", "06b"],
-        "day 2": ["03b", "04", "break", "05", "lunch", "07", "break", "08", "break", "09", "10", "11"],
+        "before day 1 (on the learner's machine)": ["00"],
+        "day 1": ["01", "02", "break", "03", "lunch", "06", "break", "06b", "04"],
+        "day 2": ["07", "break", "08", "lunch", "09", "break", "10", "11"],
+        "afterwards (self-paced)": ["01b", "03b", "05"],
     },
 }
 DAY_STARTS = "09:00"
+DAY_ENDS_BY = "17:00"  # a room's day: every timed part of an agenda ends by then (a unit test checks it)
 
 
 def agenda_markdown(backend: str = "local") -> str:

@@ -164,6 +164,16 @@ def test_needs_name_earlier_labs_in_the_teaching_order() -> None:
             assert order.index(n) < order.index(i.number), f"lab {i.number} needs lab {n}, which the two-day agenda puts later"
 
 
+def test_every_day_of_an_agenda_ends_by_the_end_of_a_rooms_day() -> None:
+    for name, parts in labs.AGENDAS.items():
+        for part, items in parts.items():
+            if part.startswith(("day", "the day")):
+                minutes = sum(labs.BREAKS[n] if n in labs.BREAKS else labs.find(n).minutes["local"] for n in items)
+                ends = int(labs.DAY_STARTS[:2]) * 60 + int(labs.DAY_STARTS[3:]) + minutes
+                assert f"{ends // 60:02d}:{ends % 60:02d}" <= labs.DAY_ENDS_BY, \
+                    f"{name}, {part}: ends at {ends // 60:02d}:{ends % 60:02d}; move a lab to the self-paced part"
+
+
 def test_agendas_cover_every_lab_once_and_docs_match() -> None:
     for name, parts in labs.AGENDAS.items():
         listed = [n for items in parts.values() for n in items if n not in labs.BREAKS]
