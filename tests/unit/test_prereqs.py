@@ -126,7 +126,7 @@ def test_missing_package_is_a_warning_with_the_setup_fix(monkeypatch: pytest.Mon
 
     monkeypatch.setattr(system_packages, "find_command", lambda cmd: None if cmd == "wrk" else "/usr/bin/" + cmd)
     wrk = by_name(prereqs.package_checks("local"))["wrk"]
-    assert not wrk.ok and not wrk.required and "lab 01" in wrk.detail
+    assert not wrk.ok and not wrk.required and "labs 01 and 01b" in wrk.detail
     assert wrk.fix and "make setup" in wrk.fix and "sudo apt-get install -y -qq --no-install-recommends wrk" in wrk.fix
 
 
