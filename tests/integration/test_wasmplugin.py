@@ -219,7 +219,7 @@ def test_api_key_enforced_in_both_clusters_from_one_control_plane(clean: Lab, hu
     for caller in ("cluster1", "cluster2"):
         r = lab.call("curl", URL, cluster=caller, n=10)
         assert {a.status for a in r.answers} == {401} and all("missing API key" in a.body for a in r.answers)
-        r = lab.call("curl", URL, cluster=caller, n=10, headers={"x-api-key": KEYS[1]})
+        r = lab.call("curl", URL, cluster=caller, n=20, headers={"x-api-key": KEYS[1]})
         assert r.errors == 0 and r.versions == {"v1", "v2"}, r.tally  # both clusters answer, with the key
         r = lab.call("curl", URL, cluster=caller, n=4, headers={"x-api-key": "guess"})
         assert {a.status for a in r.answers} == {401}
@@ -316,7 +316,7 @@ def test_a_wrong_digest_fault_denies_everything_and_the_right_one_repairs_it(cle
         assert {(a.status, a.body.strip()) for a in r.answers} == {(403, "RBAC: access denied")}, r.tally
     assert lab.stats("helloworld-v2", "cluster2", "wasm-default-deny.denied")
     lab.apply(wasm_plugin("metric", pushed, {"app": "helloworld"}, config), cluster="cluster1")
-    r = lab.call("curl", URL, cluster="cluster1", n=8, headers={"x-user": "alice"})
+    r = lab.call("curl", URL, cluster="cluster1", n=20, headers={"x-user": "alice"})
     assert r.errors == 0 and r.versions == {"v1", "v2"}, r.tally
     assert lab.stats("helloworld-v1", "cluster1", "wasmcustom.fault_requests.alice")
 
