@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .state import read_json_lines
+
 OTLP_GRPC_PORT = 4317  # the OTLP/gRPC port (OpenTelemetry specification; jaeger-collector's grpc-otel port in Istio's addon)
 SPAN_KINDS = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
 
@@ -80,11 +82,7 @@ def spans_of(request: Any) -> list[Span]:
 
 def read_spans(path: Path) -> list[Span]:
     """Every span the collector wrote to ``path`` so far (none before the file exists)."""
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return []
-    return [Span(**json.loads(line)) for line in lines if line.strip()]
+    return [Span(**record) for record in read_json_lines(path)]
 
 
 def protos_intact() -> bool:

@@ -46,6 +46,18 @@ def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:
         raise
 
 
+def read_json_lines(path: Path, last: int | None = None) -> list[Any]:
+    """The complete JSON lines (the ``last`` ones) of a log another process appends to: an Envoy access log, the
+    trace collector's spans. A line without its newline is still being written: it is left for the next read
+    (parsing it would fail on half a record). [] before the file exists."""
+    try:
+        lines = path.read_text().split("\n")[:-1]  # what follows the last newline is incomplete, or nothing
+    except FileNotFoundError:
+        return []
+    lines = [line for line in lines if line.strip()]
+    return [json.loads(line) for line in (lines[-last:] if last else lines)]
+
+
 class State:
     """A JSON document on disk, saved atomically after every change."""
 

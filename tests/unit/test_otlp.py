@@ -104,3 +104,23 @@ def test_jaeger_query_api_reads_as_spans() -> None:
     spans = tracing.spans_from_jaeger(doc, cluster="cluster1")
     assert [(s.kind, s.service, s.attributes["istio.cluster_id"]) for s in spans] == [("CLIENT", "curl.sample", "cluster1"), ("SERVER", "helloworld.sample", "cluster2")]
     assert spans[1].parent_span_id == "01" and spans[0].trace_id == "abc".rjust(32, "0") and spans[0].duration_ms == 0.4
+
+
+def test_a_record_still_being_written_is_left_for_the_next_read(tmp_path: Path) -> None:
+    """Envoy's access log and the collector's spans are read while written: half a line is not an error."""
+    import json
+
+    from meshlab.state import read_json_lines
+
+    log = tmp_path / "access.log"
+    assert read_json_lines(log) == []
+    whole = [{"status": 200, "n": i} for i in range(3)]
+    log.write_text("".join(json.dumps(r) + "\n" for r in whole) + '{"status": 50')  # the writer is mid-record
+    assert read_json_lines(log) == whole and read_json_lines(log, last=2) == whole[1:]
+    with log.open("a") as f:
+        f.write('3, "n": 3}\n')
+    assert read_json_lines(log, last=1) == [{"status": 503, "n": 3}]
+    spans = tmp_path / "spans.jsonl"
+    spans.write_text(json.dumps({"trace_id": "t", "span_id": "s", "parent_span_id": "", "name": "x", "kind": "SERVER",
+                                 "start_ns": 1, "end_ns": 2, "service": "curl"}) + '\n{"trace_id": "t", "span')
+    assert [s.span_id for s in read_spans(spans)] == ["s"]

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from ...errors import LabStateError, MeshlabError, ResourceError
 from ...pki import PKI, WorkloadCert
-from ...state import State, load_generated, prefix_for, write_atomic
+from ...state import State, load_generated, prefix_for, read_json_lines, write_atomic
 from ...topology import Topology
 from ...traffic import Answer, CallResult, parse_answer, split_url
 from ...xds import ProxyConfig, ecds_path, eds_path
@@ -1245,11 +1245,7 @@ class LocalBackend:
                 "to the cluster's control plane (meshlab.dataplane.ACCESS_LOGGING is one)",
             )
         time.sleep(0.25)  # Envoy flushes access logs every 200 ms (--file-flush-interval-msec)
-        try:
-            lines = Path(w.access_log).read_text().splitlines()
-        except FileNotFoundError:
-            return []
-        return [json.loads(line) for line in lines[-last:] if line.strip()]
+        return read_json_lines(Path(w.access_log), last)
 
     def stats(self, workload: str, cluster: str, contains: str = "") -> dict[str, int]:
         """The sidecar's non-zero Envoy counters and gauges whose name contains ``contains``."""
