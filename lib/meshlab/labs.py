@@ -147,7 +147,7 @@ LABS: list[LabInfo] = [
     LabInfo("01", "01-envoy-resilience.ipynb",
             "Envoy's resilience features, measured on a real Envoy with a load generator: timeouts, retries, retry "
             "budgets, circuit breaking, outlier detection, and the access-log flags and stats that show them",
-            _m(26, 18, 2, 12), Start("flat-network"), needs=("00",),
+            _m(30, 18, 2, 12), Start("flat-network"), needs=("00",),
             you_will=('measure timeouts, retries, retry budgets and circuit breakers with a real load generator', 'predict amplification and ejections before the experiments run', 'write a DestinationRule whose breaker admits 2 callers and refuses 8',)),
     LabInfo("01b", "01b-envoy-traffic-control.ipynb",
             "traffic control in Envoy: shadowing a new version, request hedging (raw Envoy), local rate limits and "
