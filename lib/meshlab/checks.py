@@ -34,13 +34,13 @@ def assert_backend_ready(backend: str) -> str:
 
 
 # ---- addresses -----------------------------------------------------------------------------------
-def pods_have_own_addresses(lab: "Lab") -> bool:
+def pods_have_own_addresses(lab: Lab) -> bool:
     """Whether pod IPs are real addresses in the cluster's pod CIDR (netns, userns, kind), or 127.x
     stand-ins that share the host network (the local backend's loopback fallback)."""
     return str(lab.status()["network_mode"]) != "loopback"
 
 
-def isolation_missing(lab: "Lab", lesson: str) -> str | None:
+def isolation_missing(lab: Lab, lesson: str) -> str | None:
     """None where every pod has a network of its own (netns, userns, kind). In the loopback mode, the
     sentence a check cell prints instead of its assertion: what ``lesson`` would have shown, why this
     mode cannot show it, and how to get the mode that can."""
@@ -52,7 +52,7 @@ def isolation_missing(lab: "Lab", lesson: str) -> str | None:
             "`meshlab doctor --backend local` says what blocks them on this machine and the fix.")
 
 
-def gateway_addresses(lab: "Lab") -> dict[str, str]:
+def gateway_addresses(lab: Lab) -> dict[str, str]:
     """Each cluster's east-west gateway address (local: its node's underlay IP; kind: its MetalLB IP)."""
     return dict(lab.status()["gateways"])
 
@@ -89,7 +89,7 @@ def originated_sni(envoy_cluster: dict[str, Any]) -> dict[str, Any]:
     return {"sni": tls.get("sni", ""), "auto_sni": bool(upstream.get("auto_sni")), "auto_san_validation": bool(upstream.get("auto_san_validation"))}
 
 
-def inbound_port_chains(lab: "Lab", workload: str, cluster: str, port: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def inbound_port_chains(lab: Lab, workload: str, cluster: str, port: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The listener that serves ``workload``'s inbound ``port`` and its filter chains for that port (see
     :func:`inbound_tls`: ``virtualInbound`` on kind, ``<pod IP>_<port>`` on the local backend)."""
     listeners = [x["active_state"]["listener"] for x in lab.envoy_config(workload, cluster, "dynamic_listeners")["configs"]]
@@ -101,7 +101,7 @@ def inbound_port_chains(lab: "Lab", workload: str, cluster: str, port: int) -> t
     return listener, listener["filter_chains"]
 
 
-def inbound_tls(lab: "Lab", workload: str, cluster: str, port: int) -> dict[str, Any]:
+def inbound_tls(lab: Lab, workload: str, cluster: str, port: int) -> dict[str, Any]:
     """The mTLS filter chain ``workload``'s sidecar accepts on ``port``:
     ``{"listener": ..., "require_client_certificate": ..., "sans": [...]}``.
 
@@ -119,33 +119,33 @@ def inbound_tls(lab: "Lab", workload: str, cluster: str, port: int) -> dict[str,
     return {"listener": listener["name"], "require_client_certificate": tls.get("require_client_certificate"), "sans": sans}
 
 
-def inbound_client_sans(lab: "Lab", trust_domain: str = "cluster.local") -> list[dict[str, str]]:
+def inbound_client_sans(lab: Lab, trust_domain: str = "cluster.local") -> list[dict[str, str]]:
     """The client SAN matchers a sidecar's inbound mTLS chain carries (compare :func:`inbound_tls`): none
     from istiod -- any certificate under the mesh root passes, names are AuthorizationPolicy's job; meshlab's
     translator also pins the trust domain as a ``spiffe://<trust domain>/`` prefix."""
     return [{"prefix": f"spiffe://{trust_domain}/"}] if lab.backend.capabilities.client_san_prefix else []
 
 
-def sidecar_captures_every_port(lab: "Lab") -> bool:
+def sidecar_captures_every_port(lab: Lab) -> bool:
     """kind: iptables sends every inbound port to the sidecar, so a raw connect to an unused port still
     connects; local: the sidecar binds only the service's ports, so the pod refuses the others."""
     return lab.backend.capabilities.captures_every_port
 
 
-def callers_keep_their_pod_ip(lab: "Lab") -> bool:
+def callers_keep_their_pod_ip(lab: Lab) -> bool:
     """local: the server sees the calling pod's IP; kind: kindnet SNATs traffic that leaves a node, so a
     caller in another cluster arrives as its node's address."""
     return lab.backend.capabilities.preserves_caller_ip
 
 
-def killed_app_is_ejected(lab: "Lab") -> bool:
+def killed_app_is_ejected(lab: Lab) -> bool:
     """local: ``lab.kill`` crashes the app, its sidecar answers 503 (UF) and outlier detection ejects the
     host for ``baseEjectionTime``; kind: the Deployment is scaled to zero, the endpoint leaves EDS, so
     there is nothing to eject (and nothing to retry)."""
     return lab.backend.capabilities.kill_leaves_sidecar
 
 
-def virtual_host(lab: "Lab", workload: str, cluster: str, name: str) -> dict[str, Any]:
+def virtual_host(lab: Lab, workload: str, cluster: str, name: str) -> dict[str, Any]:
     """The route configuration's virtual host ``name`` (e.g. ``helloworld.sample.svc.cluster.local:5000``)
     in ``workload``'s sidecar: from RDS on kind, inline in the ``virtualOutbound`` listener on local."""
     if lab.backend.capabilities.routes_over_rds:
@@ -172,7 +172,7 @@ class Footprint:
     home: str  # the state directory (Lab.attach looks there)
 
 
-def footprint(lab: "Lab") -> Footprint:
+def footprint(lab: Lab) -> Footprint:
     d = lab.state.data
     return Footprint(lab.backend.name, str(d.get("prefix", "")), str(d.get("run_dir", "")), tuple(lab.topology.clusters),
                      str(lab.state.dir))
@@ -214,14 +214,14 @@ def _processes() -> list[tuple[int, str]]:
 
 
 
-def outbound_clusters(lab: "Lab", workload: str, cluster: str) -> list[str]:
+def outbound_clusters(lab: Lab, workload: str, cluster: str) -> list[str]:
     """The ``outbound|...`` clusters in ``workload``'s sidecar (``istioctl proxy-config clusters``): the services
     its proxy was told about -- what a Sidecar's egress hosts and exportTo decide."""
     configs = lab.envoy_config(workload, cluster, "dynamic_active_clusters")["configs"]
     return sorted(c["cluster"]["name"] for c in configs if c["cluster"]["name"].startswith("outbound|"))
 
 
-def config_bytes(lab: "Lab", workload: str, cluster: str) -> int:
+def config_bytes(lab: Lab, workload: str, cluster: str) -> int:
     """The size of ``workload``'s proxy configuration (its whole ``/config_dump`` with endpoints, as JSON): what
     every push sends and every proxy holds in memory, growing with the services it is told about."""
     import json

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import MeshlabError, ToolError
 from .. import versions
+from ..errors import MeshlabError, ToolError
 from ..exec import run, which
 from ..state import write_atomic
 

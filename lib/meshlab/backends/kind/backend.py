@@ -201,7 +201,6 @@ def add_samples(plan: Plan, t: Topology, deployments: list[dict[str, Any]]) -> N
         sidecar, account = d.get("sidecar", True), d.get("service_account") or S.APPS[d["app"]]["service_account"]
         if d["app"] == "helloworld":
             if d.get("sample_app"):  # kept when scaled up (see dataplane.run_sample_app)
-
                 docs = sample_app_manifests(d["version"], d["replicas"], d["namespace"], sidecar, account)
             else:
                 docs = [S.helloworld_deployment(d["version"], d["replicas"], d["namespace"], sidecar, account)]
